@@ -1,0 +1,121 @@
+# mpecho - a multi-process TCP echo service.
+#
+#   make                 build bin/mpechod, bin/mpecho, bin/mpecho-bench
+#   make test            unit tests, system tests, and the system tests again under ASan+UBSan
+#   make SANITIZE=1      build with AddressSanitizer and UndefinedBehaviorSanitizer (build-san/)
+#   make WERROR=1        warnings are errors (CI)
+#   make install         honours PREFIX and DESTDIR
+#   make examples        the process API walkthrough in examples/
+#   make bench           the side-by-side comparison (bench/)
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+CC      ?= cc
+PYTEST  ?= /usr/bin/python3 -m pytest
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wpointer-arith -Wcast-qual -Wundef -Wvla
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+ifeq ($(SANITIZE),1)
+OUT := build-san
+OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDSAN := -fsanitize=address,undefined
+else
+OUT := build
+OPT := -O2 -g
+LDSAN :=
+endif
+
+# The user's CFLAGS and LDFLAGS come last, so they win.
+ALL_CFLAGS  = -std=c11 $(OPT) $(WARN) -MMD -MP $(CFLAGS)
+ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
+
+OBJ  := $(OUT)/obj
+BIN  := $(OUT)/bin
+
+COMMON  := log io net sig
+SERVER  := master session store record opts
+CLIENT  := client
+BENCHM  := bench
+
+COMMON_O := $(COMMON:%=$(OBJ)/%.o)
+SERVER_O := $(SERVER:%=$(OBJ)/%.o)
+
+PROGS := $(BIN)/mpechod $(if $(wildcard src/client.c),$(BIN)/mpecho) \
+	$(if $(wildcard src/bench.c),$(BIN)/mpecho-bench)
+
+.PHONY: all clean install test unit system system-san examples bench deps
+all: $(PROGS)
+ifneq ($(SANITIZE),1)
+	@mkdir -p bin && for p in $(notdir $(PROGS)); do ln -sf ../$(BIN)/$$p bin/$$p; done
+endif
+
+$(OBJ)/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BIN)/mpechod: $(SERVER_O) $(COMMON_O)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/mpecho: $(OBJ)/client.o $(COMMON_O)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/mpecho-bench: $(OBJ)/bench.o $(COMMON_O)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lm
+
+# Unit tests (Criterion) for the pure modules.
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BIN)/unit_%,$(wildcard tests/unit/test_*.c))
+
+$(OBJ)/unit_%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
+
+$(BIN)/unit_test_record: $(OBJ)/unit_test_record.o $(OBJ)/record.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(OBJ)/opts.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+deps:
+	@scripts/deps.sh
+
+unit: $(UNIT_TESTS)
+	@for t in $(UNIT_TESTS); do $$t --jobs 1 || exit 1; done
+
+system: all
+	MPECHO_BIN=$(CURDIR)/$(BIN) $(PYTEST) -q tests/system
+
+system-san:
+	$(MAKE) SANITIZE=1 all
+	MPECHO_BIN=$(CURDIR)/build-san/bin MPECHO_SANITIZED=1 $(PYTEST) -q tests/system
+
+test: deps
+	$(MAKE) all unit
+	$(MAKE) system-san
+	$(MAKE) system
+
+examples:
+	$(if $(wildcard examples/Makefile),$(MAKE) -C examples)
+
+bench: all
+	bench/compare.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	install -m 755 $(BIN)/mpechod $(DESTDIR)$(SBINDIR)/mpechod
+	for p in $(filter-out mpechod,$(notdir $(PROGS))); do install -m 755 $(BIN)/$$p $(DESTDIR)$(BINDIR)/$$p; done
+	install -m 644 man/mpechod.8 $(DESTDIR)$(MANDIR)/man8/mpechod.8
+	for m in man/*.1; do [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
+
+clean:
+	rm -rf build build-san bin
+
+-include $(wildcard build/obj/*.d build-san/obj/*.d)

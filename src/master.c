@@ -1,0 +1,621 @@
+/*
+ * master.c - mpechod's main process: options, listen sockets, the accept loop, one fork per
+ * connection, the limits, reaping, and shutdown.
+ *
+ * The master talks to its sessions only through fork (their connection and scoreboard slot),
+ * their exit status (how they ended) and signals (SIGTERM at the end of the shutdown grace).
+ * It starts the store before the accept loop, forwards SIGHUP to it, and restarts it if it
+ * dies.  The master never blocks on the store pipe: the only frames it writes there are close
+ * records for sessions killed by a signal, queued in memory while the pipe is full.
+ *
+ * Signals are blocked at all times except inside ppoll(2), so a handler never interrupts the
+ * master's own code: the SIGCHLD handler reaps into a small array that the loop then reports
+ * (djb's tcpserver blocks SIGCHLD the same way).
+ */
+#define _GNU_SOURCE
+#include "io.h"
+#include "log.h"
+#include "net.h"
+#include "opts.h"
+#include "record.h"
+#include "session.h"
+#include "sig.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EX_USAGE_ 64
+#define EX_OSERR_ 71
+#define MASTER_MAX_LISTEN 32
+#define MASTER_REAP_RING 64
+#define MASTER_ACCEPT_BURST 32
+#define MASTER_PIPE_SIZE (1024 * 1024)
+#define MASTER_KILL_WAIT_MS 2000
+#define MASTER_STORE_WAIT_MS 60000
+
+struct child {
+	pid_t pid;
+	int slot;       /* scoreboard index */
+	uint64_t conn;
+};
+
+/* A close record the master owes the store for a killed session. */
+struct owed {
+	struct rec_hdr h;
+	unsigned char payload[8 + REC_REASON_MAX];
+};
+
+static struct {
+	struct settings set;
+	int lfd[MASTER_MAX_LISTEN];
+	int nlfd;
+	int pipe_rd, pipe_wr;        /* the store pipe; -1 without a store */
+	pid_t store_pid;
+	int64_t store_started_ms;
+	struct child *kids;          /* active sessions, unordered */
+	int nkids;
+	struct session_slot *board;  /* shared with the sessions */
+	int *free_slots;
+	int nfree;
+	struct owed *owed;           /* close records not yet in the pipe */
+	int nowed, capowed;
+	uint64_t next_conn, accepted, reaped_exit, reaped_signal, bytes_done;
+	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
+	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
+	int64_t phase_deadline_ms;
+	sigset_t waitmask;
+} M;
+
+static volatile sig_atomic_t got_term, got_hup, got_usr1;
+static struct { pid_t pid; int status; } reap_ring[MASTER_REAP_RING];
+static volatile sig_atomic_t reap_count;
+
+static int64_t
+master_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Signals do not queue: one SIGCHLD may stand for many dead children, so reap in a loop.  The
+ * handler only runs inside ppoll (everything is blocked elsewhere), so the loop that reports
+ * the ring never races with it.  When the ring is full the rest stay zombies until the loop has
+ * emptied it and calls this again. */
+static void
+master_sigchld(int signo)
+{
+	int saved = errno, status;
+	pid_t pid;
+
+	(void)signo;
+	while (reap_count < MASTER_REAP_RING && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		reap_ring[reap_count].pid = pid;
+		reap_ring[reap_count].status = status;
+		reap_count++;
+	}
+	errno = saved;
+}
+
+static void
+master_sigterm(int signo)
+{
+	(void)signo;
+	got_term++;
+}
+
+static void
+master_sighup(int signo)
+{
+	(void)signo;
+	got_hup = 1;
+}
+
+static void
+master_sigusr1(int signo)
+{
+	(void)signo;
+	got_usr1 = 1;
+}
+
+static void
+master_usage_error(const char *msg)
+{
+	fprintf(stderr, "mpechod: %s (see mpechod --help)\n", msg);
+	exit(EX_USAGE_);
+}
+
+/* Binds every --bind address (or the wildcards) to one port; when the kernel chose the port for
+ * the first socket and another address has it taken, starts over with a new port. */
+static void
+master_listen(void)
+{
+	char err[NET_ERRLEN];
+	int tries, i, n = -1, port;
+
+	for (tries = 0; tries < 16; tries++) {
+		port = M.set.port;
+		M.nlfd = 0;
+		for (i = 0; i < (M.set.nbinds ? M.set.nbinds : 1); i++) {
+			const char *host = M.set.nbinds ? M.set.binds[i] : NULL;
+			int numeric = !(host && strcmp(host, "localhost") == 0);
+
+			n = net_listen(host, &port, numeric, M.lfd + M.nlfd, MASTER_MAX_LISTEN - M.nlfd,
+			    err, sizeof(err));
+			if (n < 0)
+				break;
+			M.nlfd += n;
+		}
+		if (n >= 0)
+			return;
+		while (M.nlfd > 0)
+			close(M.lfd[--M.nlfd]);
+		if (!(M.set.port == 0 && errno == EADDRINUSE))
+			break;
+	}
+	master_usage_error(err);
+}
+
+static void
+master_announce(void)
+{
+	char addr[NET_ADDRLEN];
+
+	for (int i = 0; i < M.nlfd; i++) {
+		net_local_addr(M.lfd[i], addr, sizeof(addr));
+		log_info("listening on %s", addr);
+	}
+}
+
+static void
+master_start_store(int filefd)
+{
+	struct store_args a = {
+		.pipe_rd = M.pipe_rd, .filefd = filefd, .path = M.set.store,
+		.format = M.set.format, .fsync = M.set.fsync,
+	};
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_warn("cannot fork the store");
+		return;
+	}
+	if (pid == 0) {
+		for (int i = 0; i < M.nlfd; i++)
+			close(M.lfd[i]);
+		close(M.pipe_wr);
+		store_run(&a);
+	}
+	M.store_pid = pid;
+	M.store_started_ms = master_now_ms();
+}
+
+/* The master keeps the pipe's read end, so what sessions wrote while no store ran stays in the
+ * pipe for the next one.  Restarts come at most once a second, so a store that cannot open its
+ * file does not spin. */
+static void
+master_restart_store(void)
+{
+	if (M.store_pid > 0 || M.pipe_rd < 0 || M.pipe_wr < 0)
+		return;
+	if (master_now_ms() - M.store_started_ms < 1000)
+		return;
+	master_start_store(-1);
+	if (M.store_pid > 0)
+		log_warnx("restarted the store as %d", (int)M.store_pid);
+}
+
+static void
+master_open_store(void)
+{
+	int fd;
+
+	if (M.set.store == NULL) {
+		M.pipe_rd = M.pipe_wr = -1;
+		return;
+	}
+	fd = store_open(M.set.store);
+	if (fd < 0) {
+		char msg[OPTS_ERRLEN + 64];
+		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", M.set.store,
+		    strerror(errno));
+		master_usage_error(msg);
+	}
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fatal(EX_OSERR_, "pipe");
+	M.pipe_rd = p[0];
+	M.pipe_wr = p[1];
+	/* A larger pipe absorbs bursts, so sessions seldom wait for the store. */
+	fcntl(M.pipe_wr, F_SETPIPE_SZ, MASTER_PIPE_SIZE);
+	io_set_nonblock(M.pipe_wr, 1);
+	master_start_store(fd);
+	close(fd);
+}
+
+static void
+master_alloc(void)
+{
+	size_t n = (size_t)M.set.max_clients;
+
+	M.kids = calloc(n, sizeof(*M.kids));
+	M.free_slots = calloc(n, sizeof(*M.free_slots));
+	M.board = mmap(NULL, n * sizeof(*M.board), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (M.kids == NULL || M.free_slots == NULL || M.board == MAP_FAILED)
+		fatal(EX_OSERR_, "cannot allocate for %zu clients", n);
+	for (int i = 0; i < M.set.max_clients; i++)
+		M.free_slots[M.nfree++] = M.set.max_clients - 1 - i;
+	M.next_conn = 1;
+}
+
+static void
+master_signals(void)
+{
+	static const int blocked[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, 0 };
+
+	sig_ignore(SIGPIPE);
+	if (sig_block(blocked, &M.waitmask) < 0)
+		fatal(EX_OSERR_, "sigprocmask");
+	sig_handle(SIGCHLD, master_sigchld, SA_NOCLDSTOP);
+	sig_handle(SIGTERM, master_sigterm, 0);
+	sig_handle(SIGINT, master_sigterm, 0);
+	sig_handle(SIGHUP, master_sighup, 0);
+	sig_handle(SIGUSR1, master_sigusr1, 0);
+}
+
+/* Puts owed close records into the pipe, as many as fit now. */
+static void
+master_pay_owed(void)
+{
+	int i;
+
+	for (i = 0; i < M.nowed; i++) {
+		struct owed *o = &M.owed[i];
+		ssize_t n;
+
+		do
+			n = write(M.pipe_wr, o, sizeof(o->h) + o->h.len);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			if (errno != EAGAIN)
+				log_warn("store pipe");
+			break;
+		}
+	}
+	memmove(M.owed, M.owed + i, (size_t)(M.nowed - i) * sizeof(*M.owed));
+	M.nowed -= i;
+}
+
+static void
+master_owe_close(const struct child *c, int signo)
+{
+	char reason[32];
+	struct owed *o;
+
+	if (M.pipe_wr < 0)
+		return;
+	if (M.nowed == M.capowed) {
+		int cap = M.capowed ? M.capowed * 2 : 16;
+		struct owed *p = realloc(M.owed, (size_t)cap * sizeof(*p));
+		if (p == NULL) {
+			log_warn("cannot queue the close record of conn %llu",
+			    (unsigned long long)c->conn);
+			return;
+		}
+		M.owed = p;
+		M.capowed = cap;
+	}
+	o = &M.owed[M.nowed++];
+	snprintf(reason, sizeof(reason), "signal %d", signo);
+	rec_header(&o->h, REC_CLOSE, REC_F_BEHALF, c->conn, c->pid,
+	    rec_close_payload(o->payload, M.board[c->slot].bytes, reason));
+	master_pay_owed();
+}
+
+static void
+master_store_died(int status)
+{
+	if (WIFSIGNALED(status))
+		log_warnx("store %d killed by signal %d", (int)M.store_pid, WTERMSIG(status));
+	else if (M.pipe_wr >= 0 || WEXITSTATUS(status) != 0)
+		log_warnx("store %d exited %d", (int)M.store_pid, WEXITSTATUS(status));
+	else
+		log_info("store %d finished", (int)M.store_pid);
+	M.store_pid = 0;
+	master_restart_store();
+}
+
+static void
+master_child_died(pid_t pid, int status)
+{
+	int i;
+
+	if (pid == M.store_pid) {
+		master_store_died(status);
+		return;
+	}
+	for (i = 0; i < M.nkids && M.kids[i].pid != pid; i++)
+		;
+	if (i == M.nkids)
+		return;
+	struct child c = M.kids[i];
+	uint64_t bytes = __atomic_load_n(&M.board[c.slot].bytes, __ATOMIC_RELAXED);
+
+	M.kids[i] = M.kids[--M.nkids];
+	M.free_slots[M.nfree++] = c.slot;
+	M.bytes_done += bytes;
+	if (WIFSIGNALED(status)) {
+		M.reaped_signal++;
+		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)pid,
+		    (unsigned long long)c.conn, WTERMSIG(status), (unsigned long long)bytes);
+		master_owe_close(&c, WTERMSIG(status));
+	} else {
+		M.reaped_exit++;
+		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)pid,
+		    (unsigned long long)c.conn, WEXITSTATUS(status),
+		    session_reason(WEXITSTATUS(status)), (unsigned long long)bytes);
+	}
+}
+
+static void
+master_report_reaped(void)
+{
+	int full;
+
+	do {
+		full = (reap_count == MASTER_REAP_RING);
+		for (int i = 0; i < reap_count; i++)
+			master_child_died(reap_ring[i].pid, reap_ring[i].status);
+		reap_count = 0;
+		if (full)
+			master_sigchld(SIGCHLD);
+	} while (full || reap_count > 0);
+}
+
+static void
+master_stats(void)
+{
+	uint64_t bytes = M.bytes_done;
+
+	got_usr1 = 0;
+	for (int i = 0; i < M.nkids; i++)
+		bytes += __atomic_load_n(&M.board[M.kids[i].slot].bytes, __ATOMIC_RELAXED);
+	log_info("stats: active %d, accepted %llu, bytes echoed %llu, reaped %llu by exit, "
+	    "%llu by signal", M.nkids, (unsigned long long)M.accepted, (unsigned long long)bytes,
+	    (unsigned long long)M.reaped_exit, (unsigned long long)M.reaped_signal);
+}
+
+static void
+master_fork_session(int cfd, const struct sockaddr_storage *peer)
+{
+	struct session_args a;
+	pid_t pid;
+	int slot = M.free_slots[--M.nfree];
+
+	M.board[slot].bytes = 0;
+	a.fd = cfd;
+	a.conn = M.next_conn;
+	a.peer = *peer;
+	a.pipe_wr = M.pipe_wr;
+	a.idle_timeout = M.set.idle_timeout;
+	a.slot = &M.board[slot];
+	pid = fork();
+	if (pid == 0) {
+		for (int i = 0; i < M.nlfd; i++)
+			close(M.lfd[i]);
+		if (M.pipe_rd >= 0)
+			close(M.pipe_rd);
+		session_run(&a);
+	}
+	close(cfd);
+	if (pid < 0) {
+		log_warn("fork for conn %llu; closed it, pausing accepts for 100 ms",
+		    (unsigned long long)M.next_conn);
+		M.free_slots[M.nfree++] = slot;
+		M.accept_resume_ms = master_now_ms() + 100;
+		return;
+	}
+	M.kids[M.nkids++] = (struct child){ .pid = pid, .slot = slot, .conn = M.next_conn++ };
+	M.accepted++;
+}
+
+/* Accepts what is waiting on one listener, up to a burst and never past --max-clients. */
+static void
+master_accept(int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int cfd;
+
+	for (int n = 0; n < MASTER_ACCEPT_BURST && M.nkids < M.set.max_clients; n++) {
+		len = sizeof(ss);
+		cfd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the backlog keeps the connection;
+			 * pause instead of spinning on a listener that stays readable. */
+			log_warn("accept; pausing accepts for 100 ms");
+			M.accept_resume_ms = master_now_ms() + 100;
+			return;
+		}
+		master_fork_session(cfd, &ss);
+	}
+}
+
+static void
+master_begin_shutdown(void)
+{
+	if (M.stopping == 0) {
+		log_info("shutting down: %d sessions get %d s to finish", M.nkids, M.set.grace);
+		for (int i = 0; i < M.nlfd; i++)
+			close(M.lfd[i]);
+		M.nlfd = 0;
+		M.stopping = 1;
+		M.phase_deadline_ms = master_now_ms() + (int64_t)M.set.grace * 1000;
+	} else if (M.stopping == 1) {
+		/* A second TERM or INT cuts the grace short. */
+		M.phase_deadline_ms = master_now_ms();
+	}
+}
+
+/* Moves the shutdown on when its deadline passes: grace, then SIGTERM, then SIGKILL. */
+static void
+master_shutdown_step(void)
+{
+	int sig;
+
+	if (M.stopping == 0 || M.nkids == 0 || master_now_ms() < M.phase_deadline_ms)
+		return;
+	if (M.stopping >= 3)
+		return;
+	sig = (M.stopping == 1) ? SIGTERM : SIGKILL;
+	log_info("sending signal %d to %d sessions", sig, M.nkids);
+	for (int i = 0; i < M.nkids; i++)
+		kill(M.kids[i].pid, sig);
+	M.stopping++;
+	M.phase_deadline_ms = master_now_ms() + MASTER_KILL_WAIT_MS;
+}
+
+static int
+master_poll_timeout(int64_t now)
+{
+	int64_t t = -1;
+
+	if (M.accept_resume_ms > now)
+		t = M.accept_resume_ms - now;
+	if (M.stopping && M.stopping < 3 && M.nkids > 0) {
+		int64_t d = M.phase_deadline_ms > now ? M.phase_deadline_ms - now : 0;
+		t = (t < 0 || d < t) ? d : t;
+	}
+	if (M.store_pid == 0 && M.pipe_wr >= 0 && (t < 0 || t > 1000))
+		t = 1000;
+	if (t > 3600000)
+		t = 3600000;
+	return (int)t;
+}
+
+static void
+master_wait(void)
+{
+	struct pollfd pfd[MASTER_MAX_LISTEN + 1];
+	struct timespec ts;
+	int64_t now = master_now_ms();
+	int n = 0, accepting, t;
+
+	accepting = !M.stopping && M.nkids < M.set.max_clients && now >= M.accept_resume_ms;
+	for (int i = 0; accepting && i < M.nlfd; i++)
+		pfd[n++] = (struct pollfd){ .fd = M.lfd[i], .events = POLLIN };
+	if (M.nowed > 0)
+		pfd[n++] = (struct pollfd){ .fd = M.pipe_wr, .events = POLLOUT };
+	t = master_poll_timeout(now);
+	ts.tv_sec = t / 1000;
+	ts.tv_nsec = (long)(t % 1000) * 1000000;
+	if (ppoll(pfd, (nfds_t)n, t < 0 ? NULL : &ts, &M.waitmask) < 0) {
+		if (errno != EINTR)
+			fatal(EX_OSERR_, "ppoll");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		if (pfd[i].fd == M.pipe_wr && (pfd[i].revents & (POLLOUT | POLLERR)))
+			master_pay_owed();
+		else if (pfd[i].revents & POLLIN)
+			master_accept(pfd[i].fd);
+	}
+}
+
+/* After the last session: hand the store everything owed, close the pipe so the store reads
+ * EOF, and wait for it to write, fsync and exit. */
+static void
+master_finish(void)
+{
+	int64_t deadline = master_now_ms() + MASTER_STORE_WAIT_MS;
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000000 };
+	struct pollfd pfd = { .fd = M.pipe_wr, .events = POLLOUT };
+
+	while (M.nowed > 0 && M.store_pid > 0 && master_now_ms() < deadline) {
+		if (ppoll(&pfd, 1, &ts, &M.waitmask) > 0)
+			master_pay_owed();
+		master_report_reaped();
+	}
+	if (M.pipe_wr >= 0)
+		close(M.pipe_wr);
+	M.pipe_wr = -1;
+	while (M.store_pid > 0 && master_now_ms() < deadline) {
+		ppoll(NULL, 0, &ts, &M.waitmask);
+		master_report_reaped();
+	}
+	if (M.store_pid > 0) {
+		log_warnx("store %d did not finish in time; killing it", (int)M.store_pid);
+		kill(M.store_pid, SIGKILL);
+		waitpid(M.store_pid, NULL, 0);
+	}
+	log_info("stopped after %llu connections", (unsigned long long)M.accepted);
+	exit(0);
+}
+
+static void
+master_loop(void)
+{
+	for (;;) {
+		master_wait();
+		if (reap_count > 0)
+			master_report_reaped();
+		if (got_term) {
+			got_term = 0;
+			master_begin_shutdown();
+		}
+		if (got_hup) {
+			got_hup = 0;
+			if (M.store_pid > 0)
+				kill(M.store_pid, SIGHUP);
+		}
+		if (got_usr1)
+			master_stats();
+		master_restart_store();
+		master_shutdown_step();
+		if (M.stopping && M.nkids == 0)
+			master_finish();
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	char err[OPTS_ERRLEN];
+
+	log_init("mpechod", NULL);
+	switch (opts_parse(argc, argv, &M.set, err, sizeof(err))) {
+	case OPTS_HELP:
+		fputs(opts_usage(), stdout);
+		return 0;
+	case OPTS_VERSION:
+		printf("mpechod %s\n", MPECHO_VERSION);
+		return 0;
+	case OPTS_ERROR:
+		master_usage_error(err);
+		break;
+	case OPTS_RUN:
+		break;
+	}
+	master_alloc();
+	master_signals();
+	master_listen();
+	master_open_store();
+	master_announce();
+	master_loop();
+}

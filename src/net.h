@@ -1,0 +1,31 @@
+/*
+ * net.h - protocol-independent socket helpers (CSAPP's open_listenfd/open_clientfd, Redis's
+ * anet.c).  Functions never print or exit: they return -1 and leave a one-line reason in the
+ * caller's buffer.  Every descriptor they create is close-on-exec.
+ */
+#ifndef MPECHO_NET_H
+#define MPECHO_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define NET_ERRLEN 256
+/* "[" + IPv6 text + "]:" + port + NUL */
+#define NET_ADDRLEN 64
+
+/* Binds and listens on every address host resolves to (host NULL: every local address, IPv6
+ * sockets made IPv6-only so the IPv4 wildcard binds beside them).  When *port is 0, the port the
+ * kernel gives the first socket is stored in *port and used for the rest.  Fills fds, up to max,
+ * and returns their number, or -1 with err filled and errno set.  With numeric set, host must be
+ * an address (no name look-up).  Nonblocking listeners with a backlog of at least 511. */
+int net_listen(const char *host, int *port, int numeric, int *fds, int max, char *err,
+    size_t errlen);
+/* Connects to the first address of host:port that answers, waiting at most timeout_ms for each.
+ * Returns a blocking, close-on-exec socket, or -1 with err filled. */
+int net_connect(const char *host, const char *port, int timeout_ms, char *err, size_t errlen);
+/* Formats sa as "1.2.3.4:80" or "[::1]:80" (IPv4-mapped IPv6 addresses as IPv4). */
+void net_addr_str(const struct sockaddr *sa, char *buf, size_t len);
+/* The address a socket is bound to, formatted as above; returns its port or -1. */
+int net_local_addr(int fd, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * opts.c - getopt_long parsing with range-checked numbers (strtonum's discipline, not atoi).
+ */
+#define _GNU_SOURCE
+#include "opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE
+};
+
+static const struct option opts_long[] = {
+	{ "port", required_argument, NULL, 'p' },
+	{ "bind", required_argument, NULL, 'b' },
+	{ "store", required_argument, NULL, 's' },
+	{ "no-store", no_argument, NULL, OPT_NO_STORE },
+	{ "store-format", required_argument, NULL, OPT_STORE_FORMAT },
+	{ "fsync", required_argument, NULL, OPT_FSYNC },
+	{ "max-clients", required_argument, NULL, 'c' },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE },
+	{ "grace", required_argument, NULL, OPT_GRACE },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 }
+};
+
+void
+opts_defaults(struct settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->port = 7007;
+	s->store = "echomsg.jsonl";
+	s->format = STORE_JSONL;
+	s->fsync = FSYNC_EVERYSEC;
+	s->max_clients = 1024;
+	s->idle_timeout = 0;
+	s->grace = 10;
+}
+
+int
+opts_number(const char *str, long min, long max, long *out)
+{
+	const char *p = str;
+	char *end;
+	long v;
+
+	if (*p == '-' || *p == '+')
+		p++;
+	if (*p < '0' || *p > '9')
+		return -1;
+	errno = 0;
+	v = strtol(str, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+opts_int(const char *name, const char *arg, long min, long max, int *dst, char *err, size_t errlen)
+{
+	long v;
+
+	if (opts_number(arg, min, max, &v) < 0) {
+		snprintf(err, errlen, "%s: '%.64s' is not a whole number from %ld to %ld", name, arg,
+		    min, max);
+		return -1;
+	}
+	*dst = (int)v;
+	return 0;
+}
+
+/* Maps arg to the index of its name in names (a NULL-terminated list). */
+static int
+opts_word(const char *name, const char *arg, const char *const *names, int *dst, char *err,
+    size_t errlen)
+{
+	for (int i = 0; names[i] != NULL; i++) {
+		if (strcmp(arg, names[i]) == 0) {
+			*dst = i;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "%s: '%.64s' is not one of %s%s%s", name, arg, names[0],
+	    names[1] ? ", " : "", names[1] ? names[1] : "");
+	if (names[1] && names[2]) {
+		size_t n = strlen(err);
+		snprintf(err + n, errlen - n, ", %s", names[2]);
+	}
+	return -1;
+}
+
+static int
+opts_path(const char *name, const char *arg, const char **dst, char *err, size_t errlen)
+{
+	if (arg[0] == '\0') {
+		snprintf(err, errlen, "%s: the value is empty", name);
+		return -1;
+	}
+	*dst = arg;
+	return 0;
+}
+
+/* Handles one option; returns -1 with err filled when its value is bad. */
+static int
+opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
+{
+	static const char *const formats[] = { "jsonl", "raw", NULL };
+	static const char *const fsyncs[] = { "always", "everysec", "no", NULL };
+	int v;
+
+	switch (c) {
+	case 'p':
+		return opts_int("--port", arg, 0, 65535, &s->port, err, errlen);
+	case 'b':
+		if (s->nbinds == OPTS_MAX_BINDS) {
+			snprintf(err, errlen, "--bind: at most %d addresses", OPTS_MAX_BINDS);
+			return -1;
+		}
+		return opts_path("--bind", arg, &s->binds[s->nbinds++], err, errlen);
+	case 's':
+		return opts_path("--store", arg, &s->store, err, errlen);
+	case OPT_NO_STORE:
+		s->store = NULL;
+		return 0;
+	case OPT_STORE_FORMAT:
+		if (opts_word("--store-format", arg, formats, &v, err, errlen) < 0)
+			return -1;
+		s->format = (enum store_format)v;
+		return 0;
+	case OPT_FSYNC:
+		if (opts_word("--fsync", arg, fsyncs, &v, err, errlen) < 0)
+			return -1;
+		s->fsync = (enum fsync_policy)v;
+		return 0;
+	case 'c':
+		return opts_int("--max-clients", arg, 1, 100000, &s->max_clients, err, errlen);
+	case OPT_IDLE:
+		return opts_int("--idle-timeout", arg, 0, 86400, &s->idle_timeout, err, errlen);
+	case OPT_GRACE:
+		return opts_int("--grace", arg, 0, 3600, &s->grace, err, errlen);
+	}
+	snprintf(err, errlen, "unhandled option");
+	return -1;
+}
+
+/* Describes the option getopt_long rejected, from what it left in optopt and argv. */
+static void
+opts_bad(int c, char **argv, char *err, size_t errlen)
+{
+	const char *word = optind > 0 ? argv[optind - 1] : "";
+
+	if (c == ':')
+		snprintf(err, errlen, "option '%.64s' needs a value", word);
+	else if (optopt != 0 && optopt < 256)
+		snprintf(err, errlen, "unknown option '-%c'", optopt);
+	else
+		snprintf(err, errlen, "unknown option '%.64s'", word);
+}
+
+enum opts_result
+opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
+{
+	int c;
+
+	opts_defaults(s);
+	optind = 0; /* glibc: reset getopt's state completely */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":p:b:s:c:hV", opts_long, NULL)) != -1) {
+		if (c == 'h')
+			return OPTS_HELP;
+		if (c == 'V')
+			return OPTS_VERSION;
+		if (c == '?' || c == ':') {
+			opts_bad(c, argv, err, errlen);
+			return OPTS_ERROR;
+		}
+		if (opts_one(c, optarg, s, err, errlen) < 0)
+			return OPTS_ERROR;
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%.64s'", argv[optind]);
+		return OPTS_ERROR;
+	}
+	return OPTS_RUN;
+}
+
+const char *
+opts_usage(void)
+{
+	return
+	    "usage: mpechod [options]\n"
+	    "A TCP echo server that forks one process per connection and keeps every\n"
+	    "byte it echoes in a store file.\n"
+	    "\n"
+	    "  -p, --port PORT          TCP port, 0 lets the kernel choose (default 7007)\n"
+	    "  -b, --bind ADDR          listen on this address only; repeatable\n"
+	    "                           (default: every IPv6 and IPv4 address)\n"
+	    "  -s, --store FILE         append records to FILE (default ./echomsg.jsonl)\n"
+	    "      --no-store           keep no store: echo only\n"
+	    "      --store-format FMT   jsonl (one JSON object per event) or raw (the echoed\n"
+	    "                           bytes only); default jsonl\n"
+	    "      --fsync WHEN         always, everysec or no (default everysec)\n"
+	    "  -c, --max-clients N      concurrent sessions, 1-100000 (default 1024); past it,\n"
+	    "                           connections wait in the listen backlog\n"
+	    "      --idle-timeout SEC   end a session idle (nothing received, or its echo not\n"
+	    "                           written) for SEC seconds; 0 = never (default 0)\n"
+	    "      --grace SEC          seconds sessions get to finish at shutdown (default 10)\n"
+	    "  -h, --help               show this help and exit\n"
+	    "  -V, --version            show the version and exit\n"
+	    "\n"
+	    "Signals: TERM/INT shut down gracefully, HUP reopens the store file,\n"
+	    "USR1 prints one stats line.  Exit status 64 for a bad option, an unusable\n"
+	    "address or port, or a store that cannot be opened.\n";
+}

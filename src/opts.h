@@ -1,0 +1,40 @@
+/*
+ * opts.h - mpechod's settings and their command-line parsing.  Pure: nothing here prints,
+ * exits or touches the network, so the parser is unit-tested and fuzzed as it is.
+ */
+#ifndef MPECHO_OPTS_H
+#define MPECHO_OPTS_H
+
+#include <stddef.h>
+
+#define MPECHO_VERSION "0.1.0"
+#define OPTS_MAX_BINDS 16
+#define OPTS_ERRLEN 256
+
+enum store_format { STORE_JSONL, STORE_RAW };
+enum fsync_policy { FSYNC_ALWAYS, FSYNC_EVERYSEC, FSYNC_NO };
+
+struct settings {
+	int port;                          /* TCP port; 0 lets the kernel choose */
+	const char *binds[OPTS_MAX_BINDS]; /* addresses to listen on; none: every address */
+	int nbinds;
+	const char *store;                 /* store file; NULL with --no-store */
+	enum store_format format;          /* what the store writes */
+	enum fsync_policy fsync;           /* when the store fsyncs (Redis's appendfsync) */
+	int max_clients;                   /* concurrent sessions */
+	int idle_timeout;                  /* seconds without input or progress; 0: none */
+	int grace;                         /* seconds sessions get to finish at shutdown */
+};
+
+enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };
+
+void opts_defaults(struct settings *s);
+/* Parses argv into s (which opts_parse first sets to the defaults).  On OPTS_ERROR, err holds
+ * a one-line reason. */
+enum opts_result opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen);
+/* Parses a whole decimal number in [min, max]; returns 0, or -1 for anything else. */
+int opts_number(const char *str, long min, long max, long *out);
+/* The --help text. */
+const char *opts_usage(void);
+
+#endif

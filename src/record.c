@@ -1,0 +1,181 @@
+/*
+ * record.c - pipe frames and their JSON Lines form.
+ */
+#define _GNU_SOURCE
+#include "record.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+_Static_assert(sizeof(struct rec_hdr) == 32, "the frame header is 32 bytes");
+_Static_assert(REC_FRAME_MAX >= 512, "PIPE_BUF is at least 512 bytes");
+
+int64_t
+rec_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+rec_header(struct rec_hdr *h, enum rec_type type, unsigned flags, uint64_t conn, pid_t pid,
+    size_t len)
+{
+	h->magic = REC_MAGIC;
+	h->type = (uint8_t)type;
+	h->flags = (uint8_t)flags;
+	h->len = (uint32_t)len;
+	h->conn = conn;
+	h->ts_us = rec_now_us();
+	h->pid = (uint32_t)pid;
+	h->reserved = 0;
+}
+
+size_t
+rec_close_payload(unsigned char *dst, uint64_t bytes, const char *reason)
+{
+	size_t n = strnlen(reason, REC_REASON_MAX);
+
+	memcpy(dst, &bytes, sizeof(bytes));
+	memcpy(dst + sizeof(bytes), reason, n);
+	return sizeof(bytes) + n;
+}
+
+ssize_t
+rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
+{
+	struct rec_hdr h;
+
+	if (avail < sizeof(h))
+		return 0;
+	memcpy(&h, buf, sizeof(h));
+	if (h.magic != REC_MAGIC || h.len > REC_PAYLOAD_MAX || h.type < REC_OPEN ||
+	    h.type > REC_CLOSE)
+		return -1;
+	if (h.type == REC_CLOSE && (h.len < sizeof(uint64_t) ||
+	    h.len > sizeof(uint64_t) + REC_REASON_MAX))
+		return -1;
+	if (avail < sizeof(h) + h.len)
+		return 0;
+	out->type = (enum rec_type)h.type;
+	out->flags = h.flags;
+	out->conn = h.conn;
+	out->ts_us = h.ts_us;
+	out->pid = (pid_t)h.pid;
+	out->data = buf + sizeof(h);
+	out->len = h.len;
+	out->bytes = 0;
+	if (h.type == REC_CLOSE) {
+		memcpy(&out->bytes, out->data, sizeof(uint64_t));
+		out->data += sizeof(uint64_t);
+		out->len -= sizeof(uint64_t);
+	}
+	return (ssize_t)(sizeof(h) + h.len);
+}
+
+/* gmtime_r is costly next to formatting a record, so the date part is kept for the second. */
+void
+rec_format_ts(char *dst, int64_t ts_us)
+{
+	static time_t cached_sec = -1;
+	static char cached[20]; /* "2026-11-21T10:00:00" */
+	time_t sec = (time_t)(ts_us / 1000000);
+	long usec = (long)(ts_us % 1000000);
+	struct tm tm;
+
+	if (usec < 0) {
+		usec += 1000000;
+		sec--;
+	}
+	if (sec != cached_sec) {
+		gmtime_r(&sec, &tm);
+		if (strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+			memcpy(cached, "0000-00-00T00:00:00", 20);
+		cached_sec = sec;
+	}
+	memcpy(dst, cached, 19);
+	dst[19] = '.';
+	for (int i = 25; i >= 20; i--) {
+		dst[i] = (char)('0' + usec % 10);
+		usec /= 10;
+	}
+	dst[26] = 'Z';
+}
+
+size_t
+rec_json_escape(char *dst, const unsigned char *src, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = dst;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = src[i];
+
+		if (c >= 0x80) {
+			/* U+0080..U+00FF in UTF-8. */
+			*p++ = (char)(0xc0 | (c >> 6));
+			*p++ = (char)(0x80 | (c & 0x3f));
+		} else if (c == '"' || c == '\\') {
+			*p++ = '\\';
+			*p++ = (char)c;
+		} else if (c == '\n') {
+			*p++ = '\\';
+			*p++ = 'n';
+		} else if (c == '\r') {
+			*p++ = '\\';
+			*p++ = 'r';
+		} else if (c == '\t') {
+			*p++ = '\\';
+			*p++ = 't';
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(p, "\\u00", 4);
+			p[4] = hex[c >> 4];
+			p[5] = hex[c & 0xf];
+			p += 6;
+		} else {
+			*p++ = (char)c;
+		}
+	}
+	return (size_t)(p - dst);
+}
+
+static char *
+rec_put(char *p, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(p, s, n);
+	return p + n;
+}
+
+size_t
+rec_format_json(char *dst, const struct rec *r)
+{
+	char *p = dst;
+
+	p = rec_put(p, "{\"ts\":\"");
+	rec_format_ts(p, r->ts_us);
+	p += REC_TS_LEN;
+	p += sprintf(p, "\",\"conn\":%llu,", (unsigned long long)r->conn);
+	switch (r->type) {
+	case REC_OPEN:
+		p += sprintf(p, "\"pid\":%ld,\"ev\":\"open\",\"peer\":\"", (long)r->pid);
+		p += rec_json_escape(p, r->data, r->len);
+		p = rec_put(p, "\"}\n");
+		break;
+	case REC_DATA:
+		p = rec_put(p, "\"ev\":\"data\",\"data\":\"");
+		p += rec_json_escape(p, r->data, r->len);
+		p = rec_put(p, "\"}\n");
+		break;
+	case REC_CLOSE:
+		p = rec_put(p, "\"ev\":\"close\",\"reason\":\"");
+		p += rec_json_escape(p, r->data, r->len);
+		p += sprintf(p, "\",\"bytes\":%llu}\n", (unsigned long long)r->bytes);
+		break;
+	}
+	return (size_t)(p - dst);
+}

@@ -1,0 +1,78 @@
+/*
+ * record.h - the store's record format, on the pipe and in the file.  Pure code: no I/O.
+ *
+ * On the pipe, a record is one binary frame of at most PIPE_BUF bytes, written with one
+ * write(2) so that frames from different sessions never interleave (PostgreSQL's syslogger
+ * frames its pipe the same way).  The store turns frames into JSON Lines:
+ *   {"ts":"2026-11-21T10:00:00.123456Z","conn":17,"pid":4242,"ev":"open","peer":"127.0.0.1:50312"}
+ *   {"ts":"...","conn":17,"ev":"data","data":"hello\n"}
+ *   {"ts":"...","conn":17,"ev":"close","reason":"eof","bytes":6}
+ * Data bytes map to the code points of the same value (latin-1), JSON-escaped, so
+ * json.loads(line)["data"].encode("latin-1") gives back the exact bytes.
+ */
+#ifndef MPECHO_RECORD_H
+#define MPECHO_RECORD_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define REC_MAGIC 0x4d45u /* "ME" */
+
+enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3 };
+
+/* The close record was written by the master for a session that could not (it died by a
+ * signal); the store then counts the bytes itself. */
+#define REC_F_BEHALF 0x01u
+
+struct rec_hdr {
+	uint16_t magic;   /* REC_MAGIC, so a corrupt stream is detected, not misread */
+	uint8_t type;     /* enum rec_type */
+	uint8_t flags;    /* REC_F_* */
+	uint32_t len;     /* payload bytes that follow the header */
+	uint64_t conn;    /* connection number, unique for the server's life */
+	int64_t ts_us;    /* CLOCK_REALTIME in microseconds */
+	uint32_t pid;     /* the session's pid */
+	uint32_t reserved;
+};
+
+#define REC_FRAME_MAX PIPE_BUF
+#define REC_PAYLOAD_MAX (REC_FRAME_MAX - sizeof(struct rec_hdr))
+/* A close payload: the byte count, then the reason text. */
+#define REC_REASON_MAX 64
+/* Longest JSON line one frame can produce: every byte escaped as \u00XX, plus the fields. */
+#define REC_JSON_MAX (6 * REC_PAYLOAD_MAX + 256)
+/* "2026-11-21T10:00:00.123456Z" */
+#define REC_TS_LEN 27
+
+/* A decoded frame; data points into the buffer the frame was read from. */
+struct rec {
+	enum rec_type type;
+	unsigned flags;
+	uint64_t conn;
+	int64_t ts_us;
+	pid_t pid;
+	const unsigned char *data; /* open: the peer text; data: the bytes; close: the reason */
+	size_t len;
+	uint64_t bytes;            /* close only */
+};
+
+int64_t rec_now_us(void);
+/* Fills a header for a payload of len bytes (at most REC_PAYLOAD_MAX). */
+void rec_header(struct rec_hdr *h, enum rec_type type, unsigned flags, uint64_t conn, pid_t pid,
+    size_t len);
+/* Writes a close payload into dst (at least 8 + REC_REASON_MAX bytes) and returns its length. */
+size_t rec_close_payload(unsigned char *dst, uint64_t bytes, const char *reason);
+/* Decodes the frame at buf: returns its length, 0 if avail does not hold all of it yet, or -1
+ * if the bytes are not a valid frame. */
+ssize_t rec_decode(const unsigned char *buf, size_t avail, struct rec *out);
+/* Formats ts_us as REC_TS_LEN characters (no NUL). */
+void rec_format_ts(char *dst, int64_t ts_us);
+/* JSON-escapes n bytes read as latin-1 into dst (room for 6 * n); returns the length. */
+size_t rec_json_escape(char *dst, const unsigned char *src, size_t n);
+/* Formats r as one JSON line ending in '\n' into dst (room for REC_JSON_MAX); returns its
+ * length. */
+size_t rec_format_json(char *dst, const struct rec *r);
+
+#endif

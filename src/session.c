@@ -1,0 +1,192 @@
+/*
+ * session.c - one connection: read a chunk, record it in the store pipe, echo it, repeat.
+ *
+ * The echo loop costs one read(2), one write(2) to the socket and, with the store on, one
+ * write(2) to the pipe per PIPE_BUF-sized frame.  Timeouts cost nothing per chunk: they are
+ * SO_RCVTIMEO and SO_SNDTIMEO, set once.  A blocking read that times out fails with EAGAIN
+ * (idle peer); a blocking write that makes no progress for the timeout fails with EAGAIN too
+ * (a peer that sends but never reads).  poll(2) before every read would double the syscalls,
+ * and alarm(2) would have to be re-armed per chunk.
+ */
+#define _GNU_SOURCE
+#include "session.h"
+#include "io.h"
+#include "log.h"
+#include "net.h"
+#include "record.h"
+#include "sig.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define SESSION_BUF 65536
+
+/* Untouched in the master, so a fork shares nothing here and a session touches only the pages
+ * its reads fill. */
+static unsigned char session_buf[SESSION_BUF];
+static volatile sig_atomic_t session_stopping;
+static int session_fd = -1;
+
+static const char *const session_reasons[] = {
+	[SESSION_EOF] = "eof",
+	[SESSION_ERROR] = "error",
+	[SESSION_IDLE] = "idle",
+	[SESSION_WTIMEOUT] = "write-timeout",
+	[SESSION_RESET] = "reset",
+	[SESSION_SHUTDOWN] = "shutdown",
+	[SESSION_STORE] = "store-gone",
+};
+
+const char *
+session_reason(int status)
+{
+	if (status < 0 || status > SESSION_END_MAX)
+		return "unknown";
+	return session_reasons[status];
+}
+
+/* SIGTERM from the master at the end of the shutdown grace.  shutdown(2) is async-signal-safe,
+ * and it wakes a read or write blocked on the socket whether or not the signal arrived just
+ * before the call: there is no window in which the session sleeps through it. */
+static void
+session_sigterm(int signo)
+{
+	int saved = errno;
+
+	(void)signo;
+	session_stopping = 1;
+	if (session_fd >= 0)
+		shutdown(session_fd, SHUT_RDWR);
+	errno = saved;
+}
+
+int
+session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid,
+    const void *payload, size_t n)
+{
+	struct rec_hdr h;
+	struct iovec iov[2];
+	struct pollfd pfd = { .fd = pipe_wr, .events = POLLOUT };
+
+	rec_header(&h, (enum rec_type)type, flags, conn, pid, n);
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	iov[1].iov_base = (void *)(uintptr_t)payload;
+	iov[1].iov_len = n;
+	/* At most PIPE_BUF bytes: the kernel writes all of it at once or, the pipe being
+	 * nonblocking and full, none of it. */
+	while (writev(pipe_wr, iov, 2) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -1;
+		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+session_record_data(int pipe_wr, uint64_t conn, int pid, const unsigned char *p, size_t n)
+{
+	size_t k;
+
+	for (; n > 0; p += k, n -= k) {
+		k = n < REC_PAYLOAD_MAX ? n : REC_PAYLOAD_MAX;
+		if (session_record(pipe_wr, REC_DATA, 0, conn, pid, p, k) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+session_setup(const struct session_args *a)
+{
+	struct timeval tv = { .tv_sec = a->idle_timeout, .tv_usec = 0 };
+	int one = 1;
+
+	session_fd = a->fd;
+	sig_reset_all();
+	sig_handle(SIGTERM, session_sigterm, 0);
+	/* The master alone decides when sessions end: a Ctrl-C or a HUP sent to the whole process
+	 * group must not cut connections short. */
+	sig_ignore(SIGINT);
+	sig_ignore(SIGHUP);
+	sig_ignore(SIGUSR1);
+	setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (a->idle_timeout > 0) {
+		setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+}
+
+/* Maps a failed read or write on the socket to how the session ends. */
+static enum session_end
+session_sock_error(int err, enum session_end on_timeout)
+{
+	if (session_stopping)
+		return SESSION_SHUTDOWN;
+	if (err == EAGAIN || err == EWOULDBLOCK)
+		return on_timeout;
+	if (err == ECONNRESET || err == EPIPE || err == ETIMEDOUT)
+		return SESSION_RESET;
+	log_warn("connection");
+	return SESSION_ERROR;
+}
+
+static enum session_end
+session_echo(const struct session_args *a, int pid, uint64_t *bytes)
+{
+	ssize_t n;
+
+	for (;;) {
+		n = read(a->fd, session_buf, sizeof(session_buf));
+		if (n < 0 && errno == EINTR && !session_stopping)
+			continue;
+		if (n < 0)
+			return session_sock_error(errno, SESSION_IDLE);
+		if (n == 0)
+			return session_stopping ? SESSION_SHUTDOWN : SESSION_EOF;
+		if (a->pipe_wr >= 0 &&
+		    session_record_data(a->pipe_wr, a->conn, pid, session_buf, (size_t)n) < 0)
+			return SESSION_STORE;
+		/* Counted once recorded, so the close record's count is always the sum of the
+		 * data records, even when the echo then fails. */
+		*bytes += (uint64_t)n;
+		if (io_write_all(a->fd, session_buf, (size_t)n) < 0)
+			return session_sock_error(errno, SESSION_WTIMEOUT);
+		__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
+	}
+}
+
+void
+session_run(const struct session_args *a)
+{
+	unsigned char close_rec[8 + REC_REASON_MAX];
+	char peer[NET_ADDRLEN];
+	enum session_end end;
+	uint64_t bytes = 0;
+	int pid = (int)getpid();
+
+	log_init(NULL, "session");
+	session_setup(a);
+	if (a->pipe_wr >= 0) {
+		net_addr_str((const struct sockaddr *)&a->peer, peer, sizeof(peer));
+		if (session_record(a->pipe_wr, REC_OPEN, 0, a->conn, pid, peer, strlen(peer)) < 0)
+			_exit(SESSION_STORE);
+	}
+	end = session_echo(a, pid, &bytes);
+	if (a->pipe_wr >= 0 && end != SESSION_STORE) {
+		size_t n = rec_close_payload(close_rec, bytes, session_reason((int)end));
+		if (session_record(a->pipe_wr, REC_CLOSE, 0, a->conn, pid, close_rec, n) < 0)
+			end = SESSION_STORE;
+	}
+	close(a->fd);
+	_exit((int)end);
+}

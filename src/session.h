@@ -1,0 +1,49 @@
+/*
+ * session.h - the process that serves one connection.
+ *
+ * The master forks a session per accepted connection.  The session records each chunk it reads
+ * in the store pipe before it echoes the chunk back, so whatever a client received is in the
+ * store.  It talks to no one else: the master learns how it ended from its exit status, and how
+ * much it echoed from its scoreboard slot (Apache prefork's scoreboard, in shared memory).
+ */
+#ifndef MPECHO_SESSION_H
+#define MPECHO_SESSION_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* How a session ended: its exit status, and the close record's reason. */
+enum session_end {
+	SESSION_EOF = 0,      /* the peer closed (half-closed) and everything was echoed */
+	SESSION_ERROR = 1,    /* an unexpected error; logged by the session */
+	SESSION_IDLE = 2,     /* nothing received for --idle-timeout seconds */
+	SESSION_WTIMEOUT = 3, /* the echo could not be written for --idle-timeout seconds */
+	SESSION_RESET = 4,    /* the peer reset the connection */
+	SESSION_SHUTDOWN = 5, /* the server shut down */
+	SESSION_STORE = 6,    /* the store pipe is gone; nothing unrecorded is echoed */
+	SESSION_END_MAX = SESSION_STORE
+};
+
+/* One session's shared counter; only that session writes it. */
+struct session_slot {
+	uint64_t bytes; /* bytes echoed so far */
+};
+
+struct session_args {
+	int fd;                       /* the connection */
+	uint64_t conn;                /* its number */
+	struct sockaddr_storage peer; /* the address accept(2) returned */
+	int pipe_wr;                  /* the store pipe, nonblocking; -1: no store */
+	int idle_timeout;             /* seconds; 0: none */
+	struct session_slot *slot;
+};
+
+const char *session_reason(int status);
+/* Serves the connection to its end and leaves with _exit(enum session_end). */
+_Noreturn void session_run(const struct session_args *a);
+/* Writes one frame of n payload bytes to the store pipe, waiting while the pipe is full
+ * (back-pressure).  Returns 0, or -1 with errno (EPIPE when no store reads the pipe). */
+int session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid,
+    const void *payload, size_t n);
+
+#endif

@@ -1,0 +1,377 @@
+/*
+ * store.c - drain the store pipe into the store file.
+ *
+ * Frames arrive whole (each was one write of at most PIPE_BUF bytes) but a read may end in the
+ * middle of one, so the tail is kept for the next read.  Output is batched: one write(2) per
+ * pipe drain or per STORE_OUTBUF bytes, and fdatasync as --fsync says (Redis's appendfsync:
+ * always after every write, everysec at most once a second, no never but at exit).
+ * A write that fails (disk full, file too large) is diagnosed once; its records are dropped and
+ * counted, the file is cut back to the last whole line, and the count is logged when writing
+ * works again and at exit.  Dropping keeps sessions echoing; blocking them would stall every
+ * client on the disk.
+ */
+#define _GNU_SOURCE
+#include "store.h"
+#include "io.h"
+#include "log.h"
+#include "record.h"
+#include "sig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_INBUF (256 * 1024)
+#define STORE_OUTBUF (512 * 1024)
+#define STORE_TOMB UINT64_MAX
+
+/* Bytes recorded per open connection, to count for a close the master writes on behalf of a
+ * killed session, and to close at exit any connection whose close never came. */
+struct store_conn {
+	uint64_t conn; /* 0: empty; STORE_TOMB: deleted */
+	uint64_t bytes;
+};
+
+static struct {
+	const struct store_args *args;
+	int fd;
+	unsigned char in[STORE_INBUF];
+	size_t inlen;
+	char out[STORE_OUTBUF];
+	size_t outlen;
+	struct store_conn *tab;
+	size_t cap, used, live;
+	int dirty;
+	int64_t last_sync_ms;
+	int failing;
+	uint64_t dropped_bytes, dropped_writes;
+	int corrupt_logged;
+} S;
+
+static volatile sig_atomic_t store_hup;
+
+static void
+store_sighup(int signo)
+{
+	(void)signo;
+	store_hup = 1;
+}
+
+static int64_t
+store_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+store_open(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+static struct store_conn *
+store_slot(uint64_t conn, int for_insert)
+{
+	size_t i = (size_t)(conn * 0x9e3779b97f4a7c15ull) & (S.cap - 1);
+	struct store_conn *tomb = NULL;
+
+	for (;; i = (i + 1) & (S.cap - 1)) {
+		struct store_conn *e = &S.tab[i];
+
+		if (e->conn == conn)
+			return e;
+		if (e->conn == STORE_TOMB && tomb == NULL)
+			tomb = e;
+		if (e->conn == 0)
+			return for_insert ? (tomb ? tomb : e) : NULL;
+	}
+}
+
+/* Rebuilds the table without tombstones, larger when it is more than a quarter full. */
+static void
+store_rehash(void)
+{
+	struct store_conn *old = S.tab;
+	size_t oldcap = S.cap;
+
+	S.cap = (S.live * 4 >= oldcap) ? oldcap * 2 : oldcap;
+	S.tab = calloc(S.cap, sizeof(*S.tab));
+	if (S.tab == NULL)
+		fatal(71, "store table");
+	S.used = S.live;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].conn != 0 && old[i].conn != STORE_TOMB)
+			*store_slot(old[i].conn, 1) = old[i];
+	free(old);
+}
+
+static void
+store_conn_open(uint64_t conn)
+{
+	struct store_conn *e;
+
+	if ((S.used + 1) * 2 > S.cap)
+		store_rehash();
+	e = store_slot(conn, 1);
+	if (e->conn == conn)
+		return;
+	if (e->conn == 0)
+		S.used++;
+	e->conn = conn;
+	e->bytes = 0;
+	S.live++;
+}
+
+static void
+store_conn_close(struct store_conn *e)
+{
+	e->conn = STORE_TOMB;
+	S.live--;
+}
+
+/* Writes the output buffer; on failure drops it, counts it and cuts off any partial line. */
+static void
+store_flush(void)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < S.outlen) {
+		n = write(S.fd, S.out + done, S.outlen - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	if (done < S.outlen) {
+		if (!S.failing)
+			log_warn("cannot write %s; dropping records until it works again",
+			    S.args->path);
+		if (done > 0) {
+			off_t end = lseek(S.fd, 0, SEEK_END);
+			if (end >= (off_t)done && ftruncate(S.fd, end - (off_t)done) < 0)
+				log_warn("cannot cut the partial line off %s", S.args->path);
+		}
+		S.failing = 1;
+		S.dropped_bytes += S.outlen;
+		S.dropped_writes++;
+	} else if (S.failing && S.outlen > 0) {
+		log_warnx("%s is writable again; %llu bytes of records were dropped",
+		    S.args->path, (unsigned long long)S.dropped_bytes);
+		S.failing = 0;
+	}
+	if (done > 0)
+		S.dirty = 1;
+	S.outlen = 0;
+}
+
+static void
+store_sync(int force)
+{
+	int64_t now;
+
+	if (!S.dirty)
+		return;
+	now = store_now_ms();
+	if (!force && S.args->fsync != FSYNC_ALWAYS &&
+	    (S.args->fsync == FSYNC_NO || now - S.last_sync_ms < 1000))
+		return;
+	if (fdatasync(S.fd) < 0 && errno != EINVAL)
+		log_warn("fdatasync %s", S.args->path);
+	S.dirty = 0;
+	S.last_sync_ms = now;
+}
+
+static void
+store_emit(struct rec *r)
+{
+	struct store_conn *e = store_slot(r->conn, 0);
+
+	if (r->type == REC_OPEN)
+		store_conn_open(r->conn);
+	else if (r->type == REC_DATA && e != NULL)
+		e->bytes += r->len;
+	else if (r->type == REC_CLOSE && e != NULL) {
+		if (r->flags & REC_F_BEHALF)
+			r->bytes = e->bytes;
+		store_conn_close(e);
+	}
+	if (S.outlen + REC_JSON_MAX > sizeof(S.out))
+		store_flush();
+	if (S.args->format == STORE_RAW) {
+		if (r->type == REC_DATA) {
+			memcpy(S.out + S.outlen, r->data, r->len);
+			S.outlen += r->len;
+		}
+		return;
+	}
+	S.outlen += rec_format_json(S.out + S.outlen, r);
+}
+
+/* Formats every whole frame in the input buffer and keeps the incomplete tail. */
+static void
+store_consume(void)
+{
+	size_t off = 0;
+	struct rec r;
+	ssize_t n;
+
+	while (off < S.inlen) {
+		n = rec_decode(S.in + off, S.inlen - off, &r);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			/* Cannot happen with atomic writes; resynchronise byte by byte. */
+			if (!S.corrupt_logged++)
+				log_warnx("corrupt frame in the store pipe; skipping");
+			off++;
+			continue;
+		}
+		store_emit(&r);
+		off += (size_t)n;
+	}
+	memmove(S.in, S.in + off, S.inlen - off);
+	S.inlen -= off;
+}
+
+static void
+store_reopen(void)
+{
+	int fd;
+
+	store_hup = 0;
+	store_flush();
+	store_sync(1);
+	fd = store_open(S.args->path);
+	if (fd < 0) {
+		log_warn("cannot reopen %s; still writing to the old file", S.args->path);
+		return;
+	}
+	close(S.fd);
+	S.fd = fd;
+	log_info("reopened %s", S.args->path);
+}
+
+/* Reads until the pipe is empty (0) or every writer has closed it (1). */
+static int
+store_drain(int pipe_rd)
+{
+	ssize_t n;
+
+	for (;;) {
+		n = io_read(pipe_rd, S.in + S.inlen, sizeof(S.in) - S.inlen);
+		if (n == 0)
+			return 1;
+		if (n < 0) {
+			if (errno != EAGAIN)
+				log_warn("read from the store pipe");
+			return 0;
+		}
+		S.inlen += (size_t)n;
+		store_consume();
+	}
+}
+
+/* At exit: a connection opened but never closed lost its session and its master. */
+static void
+store_close_lost(void)
+{
+	unsigned char buf[8 + REC_REASON_MAX];
+	struct rec r;
+
+	for (size_t i = 0; i < S.cap; i++) {
+		if (S.tab[i].conn == 0 || S.tab[i].conn == STORE_TOMB)
+			continue;
+		memset(&r, 0, sizeof(r));
+		r.type = REC_CLOSE;
+		r.conn = S.tab[i].conn;
+		r.ts_us = rec_now_us();
+		r.len = rec_close_payload(buf, 0, "lost") - 8;
+		r.data = buf + 8;
+		r.flags = REC_F_BEHALF;
+		store_emit(&r);
+	}
+}
+
+static void
+store_finish(void)
+{
+	if (S.live > 0) {
+		log_warnx("%zu connections had no close record; closing them as lost", S.live);
+		store_close_lost();
+	}
+	store_flush();
+	store_sync(1);
+	if (S.dropped_writes > 0)
+		log_warnx("%llu bytes of records were dropped while %s was not writable",
+		    (unsigned long long)S.dropped_bytes, S.args->path);
+	close(S.fd);
+	_exit(0);
+}
+
+static void
+store_setup(const struct store_args *a)
+{
+	static const int blocked[] = { SIGHUP, 0 };
+	sigset_t unused;
+
+	S.args = a;
+	S.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
+	if (S.fd < 0)
+		fatal(73, "cannot open %s", a->path);
+	S.cap = 1024;
+	S.tab = calloc(S.cap, sizeof(*S.tab));
+	if (S.tab == NULL)
+		fatal(71, "store table");
+	S.last_sync_ms = store_now_ms();
+	sig_reset_all();
+	/* The store outlives a TERM or INT sent to the whole process group: it ends when the
+	 * pipe's last writer closes, so nothing in flight is lost. */
+	sig_ignore(SIGTERM);
+	sig_ignore(SIGINT);
+	sig_ignore(SIGUSR1);
+	sig_block(blocked, &unused);
+	sig_handle(SIGHUP, store_sighup, 0);
+	io_set_nonblock(a->pipe_rd, 1);
+}
+
+void
+store_run(const struct store_args *a)
+{
+	struct pollfd pfd = { .fd = a->pipe_rd, .events = POLLIN };
+	struct timespec ts, *tmo;
+	sigset_t waitmask;
+	int64_t left;
+
+	log_init(NULL, "store");
+	store_setup(a);
+	sigprocmask(SIG_SETMASK, NULL, &waitmask);
+	sigdelset(&waitmask, SIGHUP);
+	for (;;) {
+		if (store_hup)
+			store_reopen();
+		if (store_drain(a->pipe_rd))
+			store_finish();
+		store_flush();
+		store_sync(0);
+		tmo = NULL;
+		if (S.dirty && a->fsync == FSYNC_EVERYSEC) {
+			left = 1000 - (store_now_ms() - S.last_sync_ms);
+			ts.tv_sec = left > 0 ? left / 1000 : 0;
+			ts.tv_nsec = left > 0 ? (left % 1000) * 1000000 : 0;
+			tmo = &ts;
+		}
+		if (ppoll(&pfd, 1, tmo, &waitmask) < 0 && errno != EINTR)
+			fatal(71, "ppoll");
+	}
+}
