@@ -98,7 +98,7 @@ system-san:
 	MPECHO_BIN=$(CURDIR)/build-san/bin MPECHO_SANITIZED=1 $(PYTEST) -q tests/system
 
 test: deps
-	$(MAKE) all unit
+	$(MAKE) all examples unit
 	$(MAKE) system-san
 	$(MAKE) system
 

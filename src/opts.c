@@ -157,7 +157,9 @@ opts_bad(int c, char **argv, char *err, size_t errlen)
 
 	if (c == ':')
 		snprintf(err, errlen, "option '%.64s' needs a value", word);
-	else if (optopt != 0 && optopt < 256)
+	else if (strncmp(word, "--", 2) == 0)
+		snprintf(err, errlen, "unknown option or unexpected value '%.64s'", word);
+	else if (optopt > 0 && optopt < 256)
 		snprintf(err, errlen, "unknown option '-%c'", optopt);
 	else
 		snprintf(err, errlen, "unknown option '%.64s'", word);

@@ -114,8 +114,9 @@ rec_json_escape(char *dst, const unsigned char *src, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = src[i];
 
-		if (c >= 0x80) {
-			/* U+0080..U+00FF in UTF-8. */
+		if (c >= 0xa0) {
+			/* U+00A0..U+00FF in UTF-8.  The C1 controls below them are escaped like
+			 * the C0 ones: some line readers (Python's splitlines) break at U+0085. */
 			*p++ = (char)(0xc0 | (c >> 6));
 			*p++ = (char)(0x80 | (c & 0x3f));
 		} else if (c == '"' || c == '\\') {
@@ -130,7 +131,7 @@ rec_json_escape(char *dst, const unsigned char *src, size_t n)
 		} else if (c == '\t') {
 			*p++ = '\\';
 			*p++ = 't';
-		} else if (c < 0x20 || c == 0x7f) {
+		} else if (c < 0x20 || c >= 0x7f) {
 			memcpy(p, "\\u00", 4);
 			p[4] = hex[c >> 4];
 			p[5] = hex[c & 0xf];

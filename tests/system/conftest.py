@@ -140,10 +140,10 @@ class Server:
         """Live children that are sessions (everything but the store)."""
         return [k for k in proc_children(self.pid) if proc_state(k) not in (None, "Z")]
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
-        """Signals the master and waits for it; returns the exit status."""
+    def stop(self, sig=None, timeout=20):
+        """Signals the master (SIGTERM by default) and waits for it; returns the exit status."""
         if self.proc.poll() is None:
-            self.signal(sig)
+            self.signal(signal.SIGTERM if sig is None else sig)
         try:
             rc = self.proc.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
@@ -237,7 +237,8 @@ def read_store(path):
     with open(path, "rb") as f:
         raw = f.read()
     assert raw == b"" or raw.endswith(b"\n"), "store ends in a partial line"
-    return [json.loads(l) for l in raw.decode("utf-8").splitlines()]
+    # Split on newlines only: str.splitlines() would also break at U+2028 and friends.
+    return [json.loads(l) for l in raw.decode("utf-8").split("\n")[:-1]]
 
 
 def store_by_conn(records):

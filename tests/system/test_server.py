@@ -1,0 +1,303 @@
+"""Black-box tests of mpechod: the real binary on 127.0.0.1, port 0."""
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (SLOW, Server, binary, connect, echo, fd_count, kill_tree, proc_children,
+                      read_store, recv_exact, store_by_conn, wait_until, zombies_of)
+
+
+def run_mpechod(args, timeout=10):
+    p = subprocess.run([binary("mpechod")] + args, capture_output=True, timeout=timeout * SLOW,
+                       stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def test_help_and_version():
+    rc, out, _ = run_mpechod(["--help"])
+    assert rc == 0 and "--max-clients" in out and "--idle-timeout" in out
+    rc, out, _ = run_mpechod(["-V"])
+    assert rc == 0 and out.startswith("mpechod ")
+
+
+BAD = [
+    ["-p", "65536"], ["-p", "-1"], ["-p", ""], ["-p", "abc"], ["--port", "99999999999999999999"],
+    ["-c", "0"], ["-c", "-3"], ["--max-clients", "1e3"], ["--idle-timeout", "-1"],
+    ["--grace", "x"], ["--store-format", "xml"], ["--store-format", ""], ["--fsync", "sometimes"],
+    ["-s", ""], ["-b", ""], ["-b", "not-an-address"], ["-b", "999.1.1.1"], ["--nope"], ["-Z"],
+    ["-p"], ["stray-argument"],
+]
+
+
+@pytest.mark.parametrize("args", BAD, ids=[" ".join(a) or "empty" for a in BAD])
+def test_bad_option_exits_64_with_one_line(args, tmp_path):
+    rc, out, err = run_mpechod(["-s", str(tmp_path / "s.jsonl")] + args)
+    assert rc == 64, (rc, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert out == ""
+
+
+def test_port_in_use_exits_64(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rc, _, err = run_mpechod(["-p", str(port), "-b", "127.0.0.1", "-s",
+                                  str(tmp_path / "s.jsonl")])
+    assert rc == 64, err
+    assert len(err.strip().splitlines()) == 1 and "in use" in err
+
+
+def test_unopenable_store_exits_64_and_leaves_nothing(tmp_path):
+    srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", str(tmp_path / "no" / "such" / "dir")])
+    try:
+        rc = srv.proc.wait(10 * SLOW)
+        srv.reader.join(5)
+        assert rc == 64
+        assert len(srv.lines) == 1 and "store" in srv.lines[0], srv.lines
+        assert proc_children(srv.pid) == []
+    finally:
+        srv.cleanup()
+
+
+def test_readiness_lines_and_dual_stack(start_server):
+    srv = start_server("-b", "::1", ready=False)
+    srv.wait_ready(nsockets=2)
+    assert srv.addrs[0] == f"127.0.0.1:{srv.ports[0]}"
+    assert srv.addrs[1] == f"[::1]:{srv.ports[0]}", "both sockets share the port"
+    assert echo(srv.port, b"v4\n") == b"v4\n"
+    assert echo(srv.port, b"v6\n", host="::1") == b"v6\n"
+    assert srv.stop() == 0
+
+
+def test_wildcard_bind_by_default(start_server):
+    srv = start_server(bind=False, ready=False)
+    srv.wait_ready(nsockets=1)
+    assert any(a.startswith("0.0.0.0:") or a.startswith("[::]:") for a in srv.addrs)
+    assert echo(srv.port, b"x") == b"x"
+    assert srv.stop() == 0
+
+
+def test_concurrent_binary_clients_and_store(start_server):
+    srv = start_server()
+    rnd = random.Random(7)
+    payloads = [rnd.randbytes(rnd.choice([0, 1, 100, 4063, 4064, 4065, 65536, 300000]))
+                for _ in range(32)]
+    results = [None] * len(payloads)
+
+    def client(i):
+        results[i] = echo(srv.port, payloads[i])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(payloads))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60 * SLOW)
+    for i, p in enumerate(payloads):
+        assert results[i] == p, f"client {i}: sent {len(p)} bytes, got {len(results[i] or b'')}"
+    assert srv.stop() == 0
+    conns = store_by_conn(read_store(srv.store_path))
+    assert len(conns) == len(payloads)
+    stored = sorted(bytes(c["data"]) for c in conns.values())
+    assert stored == sorted(payloads)
+    for n, c in conns.items():
+        assert c["opens"] == 1 and len(c["close"]) == 1, (n, c["close"])
+        assert c["open"]["peer"].startswith("127.0.0.1:")
+        assert c["close"][0]["reason"] == "eof"
+        assert c["close"][0]["bytes"] == len(c["data"])
+    # Each reaped session was logged with its pid, conn number and how it ended.
+    reaped = [l for l in srv.lines if " exited 0 (eof)" in l]
+    assert len(reaped) == len(payloads)
+
+
+def test_every_byte_value_and_split_frames(start_server):
+    srv = start_server()
+    data = bytes(range(256)) * 64
+    assert echo(srv.port, data) == data
+    assert srv.stop() == 0
+    (c,) = store_by_conn(read_store(srv.store_path)).values()
+    assert bytes(c["data"]) == data
+
+
+def test_raw_store_format(start_server):
+    srv = start_server("--store-format", "raw")
+    assert echo(srv.port, b"one\n") == b"one\n"
+    assert echo(srv.port, b"\x00two\xff") == b"\x00two\xff"
+    assert srv.stop() == 0
+    with open(srv.store_path, "rb") as f:
+        assert f.read() == b"one\n\x00two\xff"
+
+
+def test_half_close_at_once_gets_everything(start_server):
+    srv = start_server()
+    with connect(srv.port) as s:
+        s.sendall(b"abc" * 1000)
+        s.shutdown(socket.SHUT_WR)
+        assert recv_exact(s, 3001) == b"abc" * 1000  # then EOF
+    with connect(srv.port) as s:
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(10) == b""
+    assert srv.stop() == 0
+
+
+def test_no_zombie_no_fd_leak_after_thousands(start_server):
+    srv = start_server("--no-store" if False else "-c", "64", store=False)
+    base_fds = fd_count(srv.pid)
+    total = 2000 // SLOW
+    errors = []
+
+    def worker(n):
+        for _ in range(n):
+            try:
+                if echo(srv.port, b"ping") != b"ping":
+                    errors.append("bad echo")
+            except OSError as e:
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=worker, args=(total // 8,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120 * SLOW)
+    assert not errors, errors[:5]
+    wait_until(lambda: srv.sessions() == [] or len(srv.sessions()) == 0, 10, what="sessions end")
+    wait_until(lambda: zombies_of(srv.pid) == [], 5, what="no zombies")
+    assert fd_count(srv.pid) == base_fds
+    srv.signal(signal.SIGUSR1)
+    stats = srv.wait_line("stats:")[-1]
+    assert f"accepted {total // 8 * 8}," in stats, stats
+    assert "active 0," in stats
+    assert srv.stop() == 0
+
+
+def test_stats_line(start_server):
+    srv = start_server()
+    echo(srv.port, b"12345")
+    s = connect(srv.port)
+    s.sendall(b"abc")
+    assert recv_exact(s, 3) == b"abc"
+    wait_until(lambda: len(srv.wait_line(" exited ")) == 1, 5)
+    srv.signal(signal.SIGUSR1)
+    line = srv.wait_line("stats:")[0]
+    assert "active 1, accepted 2, bytes echoed 8, reaped 1 by exit, 0 by signal" in line, line
+    s.close()
+    assert srv.stop() == 0
+
+
+def test_max_clients_waits_in_backlog(start_server):
+    srv = start_server("-c", "2")
+    a, b = connect(srv.port), connect(srv.port)
+    for s in (a, b):
+        s.sendall(b"x")
+        assert recv_exact(s, 1) == b"x"
+    c = connect(srv.port)  # completes in the kernel's backlog
+    c.sendall(b"waiting")
+    c.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        c.recv(10)
+    assert len(srv.sessions()) == 3  # two sessions and the store: never forked past -c
+    a.close()
+    c.settimeout(10 * SLOW)
+    assert recv_exact(c, 7) == b"waiting"
+    b.close()
+    c.close()
+    assert srv.stop() == 0
+
+
+def test_sigterm_drains_and_ends_sessions_after_grace(start_server):
+    srv = start_server("--grace", "1")
+    s = connect(srv.port)
+    s.sendall(b"held")
+    assert recv_exact(s, 4) == b"held"
+    t0 = time.monotonic()
+    rc = srv.stop()
+    assert rc == 0
+    assert time.monotonic() - t0 < 8 * SLOW
+    s.settimeout(5)
+    assert s.recv(10) == b""  # the session closed the connection
+    s.close()
+    assert proc_children(srv.pid) == []
+    (c,) = store_by_conn(read_store(srv.store_path)).values()
+    assert bytes(c["data"]) == b"held"
+    assert [r["reason"] for r in c["close"]] == ["shutdown"]
+
+
+def test_sigterm_lets_session_finish_within_grace(start_server):
+    srv = start_server("--grace", "20")
+    s = connect(srv.port)
+    s.sendall(b"a")
+    assert recv_exact(s, 1) == b"a"
+    srv.signal(signal.SIGTERM)
+    srv.wait_line("shutting down")
+    with pytest.raises(OSError):
+        connect(srv.port, timeout=2).sendall(b"x")  # no longer accepting
+    s.sendall(b"b")
+    assert recv_exact(s, 1) == b"b"
+    s.shutdown(socket.SHUT_WR)
+    assert s.recv(1) == b""
+    s.close()
+    assert srv.stop() == 0
+    (c,) = store_by_conn(read_store(srv.store_path)).values()
+    assert bytes(c["data"]) == b"ab" and c["close"][0]["reason"] == "eof"
+
+
+def test_sighup_reopens_store(start_server, tmp_path):
+    srv = start_server()
+    assert echo(srv.port, b"before") == b"before"
+    os.rename(srv.store_path, str(tmp_path / "rotated.jsonl"))
+    srv.signal(signal.SIGHUP)
+    srv.wait_line("reopened")
+    assert echo(srv.port, b"after") == b"after"
+    assert srv.stop() == 0
+    old = store_by_conn(read_store(str(tmp_path / "rotated.jsonl")))
+    new = store_by_conn(read_store(srv.store_path))
+    assert [bytes(c["data"]) for c in old.values()] == [b"before"]
+    assert [bytes(c["data"]) for c in new.values()] == [b"after"]
+
+
+def test_killed_session_is_reaped_logged_and_closed_in_store(start_server):
+    srv = start_server()
+    s = connect(srv.port)
+    s.sendall(b"doomed")
+    assert recv_exact(s, 6) == b"doomed"
+    other = connect(srv.port)
+    other.sendall(b"ok")
+    assert recv_exact(other, 2) == b"ok"
+    # The open record names the session's pid; the store writes it as soon as it reads it.
+    opened = wait_until(lambda: [r for r in read_store(srv.store_path)
+                                 if r["ev"] == "open" and r["conn"] == 1], 5, what="open record")
+    victim = opened[0]["pid"]
+    assert victim in srv.sessions()
+    os.kill(victim, signal.SIGKILL)
+    srv.wait_line(f"session {victim} conn 1 killed by signal 9")
+    other.sendall(b"still")
+    assert recv_exact(other, 5) == b"still"
+    other.close()
+    s.close()
+    wait_until(lambda: zombies_of(srv.pid) == [], 5, what="no zombies")
+    assert srv.stop() == 0
+    conns = store_by_conn(read_store(srv.store_path))
+    assert [r["reason"] for r in conns[1]["close"]] == ["signal 9"]
+    assert conns[1]["close"][0]["bytes"] == 6
+    assert [r["reason"] for r in conns[2]["close"]] == ["eof"]
+
+
+def test_idle_timeout(start_server):
+    srv = start_server("--idle-timeout", "1")
+    s = connect(srv.port)
+    s.sendall(b"hi")
+    assert recv_exact(s, 2) == b"hi"
+    s.settimeout(10 * SLOW)
+    assert s.recv(10) == b""
+    s.close()
+    srv.wait_line("exited 2 (idle)")
+    assert srv.stop() == 0
+    (c,) = store_by_conn(read_store(srv.store_path)).values()
+    assert c["close"][0]["reason"] == "idle"
