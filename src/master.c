@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,10 +44,21 @@
 #define MASTER_KILL_WAIT_MS 2000
 #define MASTER_STORE_WAIT_MS 60000
 
+/* A peer's address without its port: the family, then the IPv4 or IPv6 address. */
+#define SRC_KEY_LEN 17
+
 struct child {
 	pid_t pid;
 	int slot;       /* scoreboard index */
 	uint64_t conn;
+	unsigned char src[SRC_KEY_LEN];
+};
+
+/* A log line that may repeat at a flood's rate is written at most once a second, with the
+ * count of the ones held back (as sshd does for its connection-limit messages). */
+struct ratelog {
+	int64_t next_ms;
+	uint64_t held;
 };
 
 /* A close record the master owes the store for a killed session. */
@@ -70,6 +82,10 @@ static struct {
 	struct owed *owed;           /* close records not yet in the pipe */
 	int nowed, capowed;
 	uint64_t next_conn, accepted, reaped_exit, reaped_signal, bytes_done;
+	uint64_t refused_source, refused_rate;
+	int64_t rate_tokens;         /* --max-rate bucket, in thousandths of a session */
+	int64_t rate_last_ms;
+	struct ratelog log_refused, log_accept, log_fork;
 	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
 	int64_t phase_deadline_ms;
@@ -87,6 +103,27 @@ master_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+master_ratelog(struct ratelog *rl, int with_errno, const char *what)
+{
+	char held[64] = "";
+	int64_t now = master_now_ms();
+
+	if (now < rl->next_ms) {
+		rl->held++;
+		return;
+	}
+	if (rl->held > 0)
+		snprintf(held, sizeof(held), " (and %llu more in the last second)",
+		    (unsigned long long)rl->held);
+	if (with_errno)
+		log_warn("%s%s", what, held);
+	else
+		log_warnx("%s%s", what, held);
+	rl->held = 0;
+	rl->next_ms = now + 1000;
 }
 
 /* Signals do not queue: one SIGCHLD may stand for many dead children, so reap in a loop.  The
@@ -393,12 +430,15 @@ master_stats(void)
 	for (int i = 0; i < M.nkids; i++)
 		bytes += __atomic_load_n(&M.board[M.kids[i].slot].bytes, __ATOMIC_RELAXED);
 	log_info("stats: active %d, accepted %llu, bytes echoed %llu, reaped %llu by exit, "
-	    "%llu by signal", M.nkids, (unsigned long long)M.accepted, (unsigned long long)bytes,
-	    (unsigned long long)M.reaped_exit, (unsigned long long)M.reaped_signal);
+	    "%llu by signal, refused %llu per source, %llu over rate", M.nkids,
+	    (unsigned long long)M.accepted, (unsigned long long)bytes,
+	    (unsigned long long)M.reaped_exit, (unsigned long long)M.reaped_signal,
+	    (unsigned long long)M.refused_source, (unsigned long long)M.refused_rate);
 }
 
 static void
-master_fork_session(int cfd, const struct sockaddr_storage *peer)
+master_fork_session(int cfd, const struct sockaddr_storage *peer,
+    const unsigned char src[SRC_KEY_LEN])
 {
 	struct session_args a;
 	pid_t pid;
@@ -421,14 +461,85 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer)
 	}
 	close(cfd);
 	if (pid < 0) {
-		log_warn("fork for conn %llu; closed it, pausing accepts for 100 ms",
-		    (unsigned long long)M.next_conn);
+		master_ratelog(&M.log_fork, 1, "fork failed; closed the connection, pausing accepts "
+		    "for 100 ms");
 		M.free_slots[M.nfree++] = slot;
 		M.accept_resume_ms = master_now_ms() + 100;
 		return;
 	}
-	M.kids[M.nkids++] = (struct child){ .pid = pid, .slot = slot, .conn = M.next_conn++ };
+	M.kids[M.nkids] = (struct child){ .pid = pid, .slot = slot, .conn = M.next_conn++ };
+	memcpy(M.kids[M.nkids++].src, src, SRC_KEY_LEN);
 	M.accepted++;
+}
+
+static void
+master_src_key(const struct sockaddr_storage *ss, unsigned char key[SRC_KEY_LEN])
+{
+	memset(key, 0, SRC_KEY_LEN);
+	key[0] = (unsigned char)ss->ss_family;
+	if (ss->ss_family == AF_INET6)
+		memcpy(key + 1, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	else if (ss->ss_family == AF_INET)
+		memcpy(key + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+}
+
+static int
+master_over_per_source(const unsigned char key[SRC_KEY_LEN])
+{
+	int n = 0;
+
+	if (M.set.max_per_source == 0)
+		return 0;
+	for (int i = 0; i < M.nkids; i++)
+		if (memcmp(M.kids[i].src, key, SRC_KEY_LEN) == 0 && ++n >= M.set.max_per_source)
+			return 1;
+	return 0;
+}
+
+/* A token bucket refilled at --max-rate sessions a second, holding at most a second's worth. */
+static int
+master_over_rate(void)
+{
+	int64_t now = master_now_ms(), full = (int64_t)M.set.max_rate * 1000;
+
+	if (M.set.max_rate == 0)
+		return 0;
+	M.rate_tokens = M.rate_last_ms == 0 ? full :
+	    M.rate_tokens + (now - M.rate_last_ms) * M.set.max_rate;
+	if (M.rate_tokens > full)
+		M.rate_tokens = full;
+	M.rate_last_ms = now;
+	if (M.rate_tokens < 1000)
+		return 1;
+	M.rate_tokens -= 1000;
+	return 0;
+}
+
+/* Forks a session for the connection, or closes it at once when it is over a limit (xinetd's
+ * per_source and cps): a refused connection costs no fork. */
+static void
+master_admit(int cfd, const struct sockaddr_storage *ss)
+{
+	unsigned char key[SRC_KEY_LEN];
+	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 64];
+
+	master_src_key(ss, key);
+	if (master_over_per_source(key)) {
+		M.refused_source++;
+		net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
+		snprintf(msg, sizeof(msg), "refused %s: --max-per-source %d reached", addr,
+		    M.set.max_per_source);
+	} else if (master_over_rate()) {
+		M.refused_rate++;
+		net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
+		snprintf(msg, sizeof(msg), "refused %s: --max-rate %d reached", addr,
+		    M.set.max_rate);
+	} else {
+		master_fork_session(cfd, ss, key);
+		return;
+	}
+	close(cfd);
+	master_ratelog(&M.log_refused, 0, msg);
 }
 
 /* Accepts what is waiting on one listener, up to a burst and never past --max-clients. */
@@ -448,12 +559,13 @@ master_accept(int lfd)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the backlog keeps the connection;
-			 * pause instead of spinning on a listener that stays readable. */
-			log_warn("accept; pausing accepts for 100 ms");
+			 * pause instead of spinning on a listener that stays readable, and try
+			 * again by ourselves (nginx and sshd back off the same way). */
+			master_ratelog(&M.log_accept, 1, "accept failed; pausing accepts for 100 ms");
 			M.accept_resume_ms = master_now_ms() + 100;
 			return;
 		}
-		master_fork_session(cfd, &ss);
+		master_admit(cfd, &ss);
 	}
 }
 

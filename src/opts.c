@@ -11,7 +11,8 @@
 #include <string.h>
 
 enum {
-	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE
+	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
+	OPT_RATE
 };
 
 static const struct option opts_long[] = {
@@ -24,6 +25,8 @@ static const struct option opts_long[] = {
 	{ "max-clients", required_argument, NULL, 'c' },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE },
 	{ "grace", required_argument, NULL, OPT_GRACE },
+	{ "max-per-source", required_argument, NULL, OPT_PER_SOURCE },
+	{ "max-rate", required_argument, NULL, OPT_RATE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -144,6 +147,11 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		return opts_int("--idle-timeout", arg, 0, 86400, &s->idle_timeout, err, errlen);
 	case OPT_GRACE:
 		return opts_int("--grace", arg, 0, 3600, &s->grace, err, errlen);
+	case OPT_PER_SOURCE:
+		return opts_int("--max-per-source", arg, 0, 100000, &s->max_per_source, err,
+		    errlen);
+	case OPT_RATE:
+		return opts_int("--max-rate", arg, 0, 1000000, &s->max_rate, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -213,6 +221,9 @@ opts_usage(void)
 	    "      --idle-timeout SEC   end a session idle (nothing received, or its echo not\n"
 	    "                           written) for SEC seconds; 0 = never (default 0)\n"
 	    "      --grace SEC          seconds sessions get to finish at shutdown (default 10)\n"
+	    "      --max-per-source N   concurrent sessions from one address; 0 = no limit\n"
+	    "      --max-rate N         new sessions per second, overall; 0 = no limit\n"
+	    "                           (over either limit a connection is closed at once)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

@@ -24,6 +24,8 @@ struct settings {
 	int max_clients;                   /* concurrent sessions */
 	int idle_timeout;                  /* seconds without input or progress; 0: none */
 	int grace;                         /* seconds sessions get to finish at shutdown */
+	int max_per_source;                /* concurrent sessions from one address; 0: any */
+	int max_rate;                      /* new sessions per second; 0: any */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

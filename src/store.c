@@ -340,6 +340,9 @@ store_setup(const struct store_args *a)
 	sig_ignore(SIGTERM);
 	sig_ignore(SIGINT);
 	sig_ignore(SIGUSR1);
+	/* Past a file size limit, write(2) should fail with EFBIG and be handled like a full
+	 * disk, not kill the store. */
+	sig_ignore(SIGXFSZ);
 	sig_block(blocked, &unused);
 	sig_handle(SIGHUP, store_sighup, 0);
 	io_set_nonblock(a->pipe_rd, 1);
