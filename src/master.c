@@ -573,10 +573,10 @@ static void
 master_begin_shutdown(void)
 {
 	if (M.stopping == 0) {
-		log_info("shutting down: %d sessions get %d s to finish", M.nkids, M.set.grace);
 		for (int i = 0; i < M.nlfd; i++)
 			close(M.lfd[i]);
 		M.nlfd = 0;
+		log_info("shutting down: %d sessions get %d s to finish", M.nkids, M.set.grace);
 		M.stopping = 1;
 		M.phase_deadline_ms = master_now_ms() + (int64_t)M.set.grace * 1000;
 	} else if (M.stopping == 1) {

@@ -156,12 +156,13 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 		if (a->pipe_wr >= 0 &&
 		    session_record_data(a->pipe_wr, a->conn, pid, session_buf, (size_t)n) < 0)
 			return SESSION_STORE;
-		/* Counted once recorded, so the close record's count is always the sum of the
-		 * data records, even when the echo then fails. */
+		/* Counted once recorded and before the echo, so the close record's count is the
+		 * sum of the data records, and the master's stats already include whatever a
+		 * client has received. */
 		*bytes += (uint64_t)n;
+		__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
 		if (io_write_all(a->fd, session_buf, (size_t)n) < 0)
 			return session_sock_error(errno, SESSION_WTIMEOUT);
-		__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
 	}
 }
 
