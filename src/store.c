@@ -50,6 +50,7 @@ static struct {
 	int dirty;
 	int64_t last_sync_ms;
 	int failing;
+	int64_t fail_logged_ms;
 	uint64_t dropped_bytes, dropped_writes;
 	int corrupt_logged;
 } S;
@@ -154,9 +155,13 @@ store_flush(void)
 		done += (size_t)n;
 	}
 	if (done < S.outlen) {
-		if (!S.failing)
+		/* Diagnosed once, and again only a minute later: a nearly full disk takes some
+		 * writes and refuses others, and must not flood the log. */
+		if (!S.failing && store_now_ms() - S.fail_logged_ms >= 60000) {
 			log_warn("cannot write %s; dropping records until it works again",
 			    S.args->path);
+			S.fail_logged_ms = store_now_ms();
+		}
 		if (done > 0) {
 			off_t end = lseek(S.fd, 0, SEEK_END);
 			if (end >= (off_t)done && ftruncate(S.fd, end - (off_t)done) < 0)
@@ -166,8 +171,9 @@ store_flush(void)
 		S.dropped_bytes += S.outlen;
 		S.dropped_writes++;
 	} else if (S.failing && S.outlen > 0) {
-		log_warnx("%s is writable again; %llu bytes of records were dropped",
-		    S.args->path, (unsigned long long)S.dropped_bytes);
+		if (store_now_ms() - S.fail_logged_ms >= 60000)
+			log_warnx("%s is writable again; %llu bytes of records dropped so far",
+			    S.args->path, (unsigned long long)S.dropped_bytes);
 		S.failing = 0;
 	}
 	if (done > 0)
@@ -334,6 +340,7 @@ store_setup(const struct store_args *a)
 	if (S.tab == NULL)
 		fatal(71, "store table");
 	S.last_sync_ms = store_now_ms();
+	S.fail_logged_ms = S.last_sync_ms - 60000;
 	sig_reset_all();
 	/* The store outlives a TERM or INT sent to the whole process group: it ends when the
 	 * pipe's last writer closes, so nothing in flight is lost. */

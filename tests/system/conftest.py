@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -90,14 +91,15 @@ def kill_tree(pid):
 class Server:
     """One mpechod process, its stderr collected line by line."""
 
-    def __init__(self, args, env=None):
+    def __init__(self, args, env=None, preexec_fn=None):
         self.lines = []
         self.cond = threading.Condition()
         e = dict(os.environ)
         if env:
             e.update(env)
         self.proc = subprocess.Popen([binary("mpechod")] + list(args), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
+                                     preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -178,10 +180,11 @@ class Server:
 def start_server(tmp_path):
     """Starts mpechod on 127.0.0.1 port 0 and returns a ready Server.
 
-    start_server(*extra_args, store=True|False|path, bind=True, ready=True)."""
+    start_server(*extra_args, store=True|False|path, bind=True, ready=True, env=None,
+    preexec_fn=None)."""
     servers = []
 
-    def start(*args, store=True, bind=True, ready=True, env=None):
+    def start(*args, store=True, bind=True, ready=True, env=None, preexec_fn=None):
         argv = ["-p", "0"] + (["-b", "127.0.0.1"] if bind else [])
         if store is True:
             store = str(tmp_path / f"store{len(servers)}.jsonl")
@@ -189,7 +192,7 @@ def start_server(tmp_path):
             argv += ["-s", str(store)]
         else:
             argv += ["--no-store"]
-        srv = Server(argv + list(args), env=env)
+        srv = Server(argv + list(args), env=env, preexec_fn=preexec_fn)
         srv.store_path = store or None
         servers.append(srv)
         if ready:
@@ -205,6 +208,19 @@ def start_server(tmp_path):
 def connect(port, host="127.0.0.1", timeout=10):
     s = socket.create_connection((host, port), timeout=timeout * SLOW)
     return s
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of pid so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rst_close(sock):
+    """Closes with a reset instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def recv_exact(sock, n):

@@ -1,0 +1,290 @@
+"""Faults, abuse and bad input: each test injects the fault and checks mpechod's answer."""
+import os
+import random
+import resource
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import (SLOW, connect, cpu_seconds, echo, fd_count, proc_children, read_store,
+                      recv_exact, rst_close, store_by_conn, wait_until, zombies_of)
+
+
+def conn_of_port(records, port):
+    """The conn number whose open record came from 127.0.0.1:port."""
+    for r in records:
+        if r["ev"] == "open" and r["peer"] == f"127.0.0.1:{port}":
+            return r["conn"]
+    return None
+
+
+def drained(srv):
+    wait_until(lambda: len(srv.sessions()) <= (1 if srv.store_path else 0), 20,
+               what="sessions to end")
+    wait_until(lambda: zombies_of(srv.pid) == [], 5, what="no zombies")
+
+
+def test_write_timeout_ends_a_peer_that_never_reads(start_server):
+    srv = start_server("--idle-timeout", "1")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    s.setblocking(False)
+    chunk = b"z" * 65536
+    deadline = time.monotonic() + 20 * SLOW
+    while time.monotonic() < deadline:  # fill both directions until the kernel says stop
+        try:
+            s.send(chunk)
+        except BlockingIOError:
+            break
+        except OSError:
+            break
+    srv.wait_line("exited 3 (write-timeout)", timeout=15)
+    s.close()
+    assert srv.stop() == 0
+    (c,) = store_by_conn(read_store(srv.store_path)).values()
+    assert c["close"][0]["reason"] == "write-timeout"
+
+
+def test_max_per_source_refuses_without_forking(start_server):
+    srv = start_server("--max-per-source", "2")
+    a, b = connect(srv.port), connect(srv.port)
+    for s in (a, b):
+        s.sendall(b"k")
+        assert recv_exact(s, 1) == b"k"
+    c = connect(srv.port)
+    c.settimeout(5 * SLOW)
+    try:
+        got = c.recv(10)
+    except ConnectionResetError:
+        got = b""
+    assert got == b"", "a refused connection gets nothing but its close"
+    c.close()
+    srv.wait_line("--max-per-source 2 reached")
+    a.close()
+    wait_until(lambda: len(srv.wait_line(" exited ", count=1)) >= 1, 5)
+    assert echo(srv.port, b"again") == b"again"
+    b.close()
+    srv.signal(signal.SIGUSR1)
+    stats = srv.wait_line("stats:")[0]
+    assert "accepted 3," in stats and "refused 1 per source" in stats, stats
+    assert srv.stop() == 0
+
+
+def test_max_rate_refuses_the_excess(start_server):
+    srv = start_server("--max-rate", "5", store=False)
+    ok = refused = 0
+    for _ in range(20):
+        s = connect(srv.port)
+        try:
+            s.sendall(b"r")
+            s.settimeout(5 * SLOW)
+            if s.recv(1) == b"r":
+                ok += 1
+            else:
+                refused += 1
+        except OSError:
+            refused += 1
+        finally:
+            s.close()
+    assert 5 <= ok <= 8, (ok, refused)
+    assert ok + refused == 20
+    refusal_lines = [l for l in srv.lines if "--max-rate 5 reached" in l]
+    assert 1 <= len(refusal_lines) <= 3, "refusals are logged at most once a second"
+    assert srv.stop() == 0
+
+
+def test_out_of_descriptors_backs_off_and_recovers(start_server):
+    srv = start_server(store=False)
+    soft, hard = resource.prlimit(srv.pid, resource.RLIMIT_NOFILE)
+    # With the limit at the master's descriptor count, accept(2) fails with EMFILE.
+    resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (fd_count(srv.pid), hard))
+    s = connect(srv.port)  # completes in the backlog
+    s.sendall(b"wait for me")
+    srv.wait_line("accept failed")
+    cpu0 = cpu_seconds(srv.pid)
+    time.sleep(1.0)
+    assert cpu_seconds(srv.pid) - cpu0 < 0.2, "the master spins on EMFILE"
+    assert len([l for l in srv.lines if "accept failed" in l]) <= 3
+    resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    s.settimeout(10 * SLOW)
+    assert recv_exact(s, 11) == b"wait for me"
+    s.close()
+    assert srv.stop() == 0
+
+
+def test_flood_keeps_master_responsive(start_server):
+    srv = start_server(store=False)
+    base_fds = fd_count(srv.pid)
+    stop = threading.Event()
+    half_open = []
+
+    def flood():
+        for i in range(1500 // SLOW):
+            if stop.is_set():
+                break
+            try:
+                s = socket.socket()
+                s.connect(("127.0.0.1", srv.port))
+                if i % 10 == 0:
+                    s.sendall(b"x" * 100000)  # reset mid-stream
+                rst_close(s)
+            except OSError:
+                pass
+
+    floods = [threading.Thread(target=flood) for _ in range(3)]
+    for t in floods:
+        t.start()
+    for _ in range(20):  # half-open peers that never send
+        half_open.append(connect(srv.port))
+    worst = 0.0
+    for _ in range(5):
+        t0 = time.monotonic()
+        assert echo(srv.port, b"fresh") == b"fresh"
+        worst = max(worst, time.monotonic() - t0)
+    stop.set()
+    for t in floods:
+        t.join(60 * SLOW)
+    assert worst < 1.0 * SLOW, f"a fresh client waited {worst:.2f}s during the flood"
+    for s in half_open:
+        s.close()
+    drained(srv)
+    assert fd_count(srv.pid) == base_fds
+    assert srv.stop() == 0
+
+
+def test_store_killed_is_restarted_and_nothing_after_is_lost(start_server):
+    srv = start_server()
+    (store_pid,) = proc_children(srv.pid)
+    a = connect(srv.port)
+    a.sendall(b"before")
+    assert recv_exact(a, 6) == b"before"
+    os.kill(store_pid, signal.SIGKILL)
+    srv.wait_line(f"store {store_pid} killed by signal 9")
+    srv.wait_line("restarted the store")
+    a.sendall(b"after")  # the session kept running across the restart
+    assert recv_exact(a, 5) == b"after"
+    a.close()
+    assert echo(srv.port, b"new session") == b"new session"
+    assert srv.stop() == 0
+    conns = store_by_conn(read_store(srv.store_path))
+    assert bytes(conns[1]["data"]).endswith(b"after")
+    assert bytes(conns[2]["data"]) == b"new session"
+    assert [r["reason"] for r in conns[2]["close"]] == ["eof"]
+
+
+def test_store_file_size_limit_keeps_echoing_and_counts_drops(start_server):
+    limit = 64 * 1024
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    srv = start_server(preexec_fn=small_files)
+    payload = os.urandom(100 * 1024)
+    for _ in range(3):
+        assert echo(srv.port, payload) == payload
+    srv.wait_line("cannot write")
+    assert srv.stop() == 0
+    assert len([l for l in srv.lines if "cannot write" in l]) == 1, "diagnosed once"
+    srv.wait_line("bytes of records were dropped")
+    assert os.path.getsize(srv.store_path) <= limit
+    read_store(srv.store_path)  # every line whole and valid
+
+
+def streamer(port, total, results, idx, chunk=32768):
+    """Sends total random bytes in chunks, reading each echo back; records what came back."""
+    rnd = random.Random(idx)
+    data = rnd.randbytes(total)
+    got = bytearray()
+    try:
+        with connect(port) as s:
+            results[idx] = (data, got, s.getsockname()[1])
+            for off in range(0, total, chunk):
+                part = data[off:off + chunk]
+                s.sendall(part)
+                got += recv_exact(s, len(part))
+                if len(got) < off + len(part):
+                    break
+    except OSError:
+        pass
+
+
+def run_streamers(port, n, total):
+    results = [None] * n
+    threads = [threading.Thread(target=streamer, args=(port, total, results, i))
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def test_signal_storm_loses_nothing(start_server):
+    srv = start_server()
+    threads, results = run_streamers(srv.port, 4, 2 << 20)
+    for i in range(200):
+        srv.signal(signal.SIGHUP if i % 2 else signal.SIGUSR1)
+        time.sleep(0.001)
+    for t in threads:
+        t.join(60 * SLOW)
+    for data, got, _ in results:
+        assert bytes(got) == data
+    assert srv.stop() == 0
+    records = read_store(srv.store_path)
+    conns = store_by_conn(records)
+    for data, _, port in results:
+        c = conns[conn_of_port(records, port)]
+        assert bytes(c["data"]) == data and c["close"][0]["reason"] == "eof"
+    assert not [l for l in srv.lines if "Interrupted" in l or "exited 1 " in l]
+
+
+def test_sighup_rotation_under_load_splits_no_record(start_server, tmp_path):
+    srv = start_server()
+    threads, results = run_streamers(srv.port, 4, 2 << 20)
+    time.sleep(0.05)
+    rotated = str(tmp_path / "rotated.jsonl")
+    os.rename(srv.store_path, rotated)
+    srv.signal(signal.SIGHUP)
+    srv.wait_line("reopened")
+    for t in threads:
+        t.join(60 * SLOW)
+    assert srv.stop() == 0
+    records = read_store(rotated) + read_store(srv.store_path)  # both whole lines only
+    conns = store_by_conn(records)
+    for data, got, port in results:
+        assert bytes(got) == data
+        assert bytes(conns[conn_of_port(records, port)]["data"]) == data
+
+
+def test_shutdown_under_load_stores_everything_received(start_server):
+    srv = start_server("--grace", "1", "-c", "200")
+    threads, results = run_streamers(srv.port, 100, 64 << 20, )
+    wait_until(lambda: all(r is not None and len(r[1]) > 0 for r in results), 30,
+               what="all 100 streams to flow")
+    rc = srv.stop()
+    for t in threads:
+        t.join(60 * SLOW)
+    assert rc == 0
+    records = read_store(srv.store_path)
+    conns = store_by_conn(records)
+    assert len(conns) == 100
+    for data, got, port in results:
+        stored = bytes(conns[conn_of_port(records, port)]["data"])
+        assert len(stored) >= len(got)
+        assert stored == data[:len(stored)], "the store holds exactly what was sent"
+    for c in conns.values():
+        assert len(c["close"]) == 1
+
+
+def test_zero_byte_and_multi_mib(start_server):
+    srv = start_server()
+    with connect(srv.port):
+        pass
+    big = os.urandom(16 << 20)
+    assert echo(srv.port, big) == big
+    assert srv.stop() == 0
+    conns = store_by_conn(read_store(srv.store_path))
+    assert conns[1]["close"][0]["bytes"] == 0 and conns[1]["data"] == b""
+    assert bytes(conns[2]["data"]) == big
