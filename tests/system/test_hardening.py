@@ -197,7 +197,8 @@ def test_store_file_size_limit_keeps_echoing_and_counts_drops(start_server):
 def streamer(port, total, results, idx, chunk=32768):
     """Sends total random bytes in chunks, reading each echo back; records what came back."""
     rnd = random.Random(idx)
-    data = rnd.randbytes(total)
+    block = rnd.randbytes(65536)
+    data = (block * (total // len(block) + 1))[:total]
     got = bytearray()
     try:
         with connect(port) as s:
@@ -260,7 +261,7 @@ def test_sighup_rotation_under_load_splits_no_record(start_server, tmp_path):
 
 def test_shutdown_under_load_stores_everything_received(start_server):
     srv = start_server("--grace", "1", "-c", "200")
-    threads, results = run_streamers(srv.port, 100, 64 << 20, )
+    threads, results = run_streamers(srv.port, 100, 16 << 20)
     wait_until(lambda: all(r is not None and len(r[1]) > 0 for r in results), 30,
                what="all 100 streams to flow")
     rc = srv.stop()
