@@ -49,7 +49,7 @@ SERVER_O := $(SERVER:%=$(OBJ)/%.o)
 PROGS := $(BIN)/mpechod $(if $(wildcard src/client.c),$(BIN)/mpecho) \
 	$(if $(wildcard src/bench.c),$(BIN)/mpecho-bench)
 
-.PHONY: all clean install test unit system system-san examples bench deps
+.PHONY: all clean install test unit system system-san examples bench deps lint
 all: $(PROGS)
 ifneq ($(SANITIZE),1)
 	@mkdir -p bin && for p in $(notdir $(PROGS)); do ln -sf ../$(BIN)/$$p bin/$$p; done
@@ -87,6 +87,12 @@ $(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(OBJ)/opts.o
 deps:
 	@scripts/deps.sh
 
+# Static analysis of src/: both must be silent.
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
+		--inline-suppr -D_GNU_SOURCE src/
+	clang-tidy --quiet src/*.c -- -std=c11 -D_GNU_SOURCE
+
 unit: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do $$t --jobs 1 || exit 1; done
 
@@ -98,7 +104,7 @@ system-san:
 	MPECHO_BIN=$(CURDIR)/build-san/bin MPECHO_SANITIZED=1 $(PYTEST) -q tests/system
 
 test: deps
-	$(MAKE) all examples unit
+	$(MAKE) all examples unit lint
 	$(MAKE) system-san
 	$(MAKE) system
 

@@ -656,7 +656,7 @@ static void
 master_finish(void)
 {
 	int64_t deadline = master_now_ms() + MASTER_STORE_WAIT_MS;
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000000 };
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 100L * 1000000L };
 	struct pollfd pfd = { .fd = M.pipe_wr, .events = POLLOUT };
 
 	while (M.nowed > 0 && M.store_pid > 0 && master_now_ms() < deadline) {

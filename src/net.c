@@ -214,6 +214,7 @@ net_local_addr(int fd, char *buf, size_t len)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
+	memset(&ss, 0, sizeof(ss));
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
 		return -1;
 	net_addr_str((struct sockaddr *)&ss, buf, len);

@@ -132,7 +132,7 @@ rec_json_escape(char *dst, const unsigned char *src, size_t n)
 			*p++ = '\\';
 			*p++ = 't';
 		} else if (c < 0x20 || c >= 0x7f) {
-			memcpy(p, "\\u00", 4);
+			memcpy(p, "\\u00", 4); /* NOLINT(bugprone-not-null-terminated-result) */
 			p[4] = hex[c >> 4];
 			p[5] = hex[c & 0xf];
 			p += 6;
@@ -148,7 +148,7 @@ rec_put(char *p, const char *s)
 {
 	size_t n = strlen(s);
 
-	memcpy(p, s, n);
+	memcpy(p, s, n); /* NOLINT(bugprone-not-null-terminated-result): JSON, not C strings */
 	return p + n;
 }
 

@@ -67,8 +67,8 @@ session_sigterm(int signo)
 }
 
 int
-session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid,
-    const void *payload, size_t n)
+session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, void *payload,
+    size_t n)
 {
 	struct rec_hdr h;
 	struct iovec iov[2];
@@ -77,7 +77,7 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid,
 	rec_header(&h, (enum rec_type)type, flags, conn, pid, n);
 	iov[0].iov_base = &h;
 	iov[0].iov_len = sizeof(h);
-	iov[1].iov_base = (void *)(uintptr_t)payload;
+	iov[1].iov_base = payload;
 	iov[1].iov_len = n;
 	/* At most PIPE_BUF bytes: the kernel writes all of it at once or, the pipe being
 	 * nonblocking and full, none of it. */
@@ -93,7 +93,7 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid,
 }
 
 static int
-session_record_data(int pipe_wr, uint64_t conn, int pid, const unsigned char *p, size_t n)
+session_record_data(int pipe_wr, uint64_t conn, int pid, unsigned char *p, size_t n)
 {
 	size_t k;
 

@@ -160,15 +160,13 @@ class Server:
         assert not bad, "sanitizer report:\n" + "\n".join(self.lines)
 
     def cleanup(self):
-        if self.proc.poll() is None:
+        if self.proc.poll() is None:  # never signal a pid that may have been reused
             kill_tree(self.pid)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        else:
-            # The master is gone; anything it left behind is still ours to end.
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
             pass
+        self.reader.join(5)  # before closing the pipe it reads
         for s in (self.proc.stdout, self.proc.stderr):
             try:
                 s.close()
