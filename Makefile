@@ -49,7 +49,7 @@ SERVER_O := $(SERVER:%=$(OBJ)/%.o)
 PROGS := $(BIN)/mpechod $(if $(wildcard src/client.c),$(BIN)/mpecho) \
 	$(if $(wildcard src/bench.c),$(BIN)/mpecho-bench)
 
-.PHONY: all clean install test unit system system-san examples bench deps lint
+.PHONY: all clean install test unit system system-san examples bench deps lint fuzz
 all: $(PROGS)
 ifneq ($(SANITIZE),1)
 	@mkdir -p bin && for p in $(notdir $(PROGS)); do ln -sf ../$(BIN)/$$p bin/$$p; done
@@ -87,6 +87,29 @@ $(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(OBJ)/opts.o
 deps:
 	@scripts/deps.sh
 
+# libFuzzer targets (clang), each run for FUZZ_SECONDS from the committed corpus; new inputs go
+# to build-fuzz/, not into the corpus.
+FUZZ_SECONDS ?= 15
+FUZZ_CFLAGS = -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-Isrc $(CFLAGS)
+
+build-fuzz/fuzz_opts: fuzz/fuzz_opts.c src/opts.c src/opts.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_opts.c src/opts.c
+
+build-fuzz/fuzz_record: fuzz/fuzz_record.c src/record.c src/record.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_record.c src/record.c
+
+fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record
+	@for t in opts record; do \
+		mkdir -p build-fuzz/new-$$t; \
+		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=0 \
+			build-fuzz/new-$$t fuzz/corpus/$$t 2>build-fuzz/$$t.log \
+			|| { tail -40 build-fuzz/$$t.log; exit 1; }; \
+		tail -1 build-fuzz/$$t.log; \
+	done
+
 # Static analysis of src/: both must be silent.
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
@@ -104,7 +127,7 @@ system-san:
 	MPECHO_BIN=$(CURDIR)/build-san/bin MPECHO_SANITIZED=1 $(PYTEST) -q tests/system
 
 test: deps
-	$(MAKE) all examples unit lint
+	$(MAKE) all examples unit lint fuzz
 	$(MAKE) system-san
 	$(MAKE) system
 
@@ -122,6 +145,7 @@ install: all
 	for m in man/*.1; do [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin
+	$(if $(wildcard examples/Makefile),$(MAKE) -C examples clean)
 
 -include $(wildcard build/obj/*.d build-san/obj/*.d)

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define OPTS_QUOTE_LEN 65
+
 enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE
@@ -45,6 +47,19 @@ opts_defaults(struct settings *s)
 	s->grace = 10;
 }
 
+/* Copies at most 64 bytes of a user's argument for an error message, non-printable bytes made
+ * '?', so the reason stays on one line whatever was typed. */
+static const char *
+opts_quote(const char *src, char dst[OPTS_QUOTE_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < OPTS_QUOTE_LEN - 1 && src[i] != '\0'; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = '\0';
+	return dst;
+}
+
 int
 opts_number(const char *str, long min, long max, long *out)
 {
@@ -67,11 +82,12 @@ opts_number(const char *str, long min, long max, long *out)
 static int
 opts_int(const char *name, const char *arg, long min, long max, int *dst, char *err, size_t errlen)
 {
+	char q[OPTS_QUOTE_LEN];
 	long v;
 
 	if (opts_number(arg, min, max, &v) < 0) {
-		snprintf(err, errlen, "%s: '%.64s' is not a whole number from %ld to %ld", name, arg,
-		    min, max);
+		snprintf(err, errlen, "%s: '%s' is not a whole number from %ld to %ld", name,
+		    opts_quote(arg, q), min, max);
 		return -1;
 	}
 	*dst = (int)v;
@@ -89,7 +105,9 @@ opts_word(const char *name, const char *arg, const char *const *names, int *dst,
 			return 0;
 		}
 	}
-	snprintf(err, errlen, "%s: '%.64s' is not one of %s%s%s", name, arg, names[0],
+	char q[OPTS_QUOTE_LEN];
+
+	snprintf(err, errlen, "%s: '%s' is not one of %s%s%s", name, opts_quote(arg, q), names[0],
 	    names[1] ? ", " : "", names[1] ? names[1] : "");
 	if (names[1] && names[2]) {
 		size_t n = strlen(err);
@@ -161,16 +179,17 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 static void
 opts_bad(int c, char **argv, char *err, size_t errlen)
 {
-	const char *word = optind > 0 ? argv[optind - 1] : "";
+	char q[OPTS_QUOTE_LEN];
+	const char *word = opts_quote(optind > 0 ? argv[optind - 1] : "", q);
 
 	if (c == ':')
-		snprintf(err, errlen, "option '%.64s' needs a value", word);
+		snprintf(err, errlen, "option '%s' needs a value", word);
 	else if (strncmp(word, "--", 2) == 0)
-		snprintf(err, errlen, "unknown option or unexpected value '%.64s'", word);
-	else if (optopt > 0 && optopt < 256)
+		snprintf(err, errlen, "unknown option or unexpected value '%s'", word);
+	else if (optopt >= 0x20 && optopt < 0x7f)
 		snprintf(err, errlen, "unknown option '-%c'", optopt);
 	else
-		snprintf(err, errlen, "unknown option '%.64s'", word);
+		snprintf(err, errlen, "unknown option in '%s'", word);
 }
 
 enum opts_result
@@ -194,7 +213,9 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 			return OPTS_ERROR;
 	}
 	if (optind < argc) {
-		snprintf(err, errlen, "unexpected argument '%.64s'", argv[optind]);
+		char q[OPTS_QUOTE_LEN];
+
+		snprintf(err, errlen, "unexpected argument '%s'", opts_quote(argv[optind], q));
 		return OPTS_ERROR;
 	}
 	return OPTS_RUN;

@@ -113,6 +113,22 @@ Test(opts, empty_values)
 	cr_assert_eq(PARSE(&s, err, "--store-format="), OPTS_ERROR);
 }
 
+Test(opts, reasons_stay_on_one_line)
+{
+	struct settings s;
+	char err[OPTS_ERRLEN];
+
+	/* Found by fuzz/fuzz_opts.c: a newline in an option cluster reached the reason. */
+	cr_assert_eq(PARSE(&s, err, "-\np"), OPTS_ERROR);
+	cr_assert_null(strchr(err, '\n'), "%s", err);
+	cr_assert_eq(PARSE(&s, err, "-p", "1\n2"), OPTS_ERROR);
+	cr_assert_null(strchr(err, '\n'), "%s", err);
+	cr_assert_eq(PARSE(&s, err, "--fsync", "a\nb"), OPTS_ERROR);
+	cr_assert_null(strchr(err, '\n'), "%s", err);
+	cr_assert_eq(PARSE(&s, err, "x\ny"), OPTS_ERROR);
+	cr_assert_null(strchr(err, '\n'), "%s", err);
+}
+
 Test(opts, too_many_binds)
 {
 	struct settings s;
