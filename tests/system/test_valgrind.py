@@ -1,0 +1,40 @@
+"""One short scenario with the master under valgrind: no memory error, no leak."""
+import shutil
+import signal
+
+import pytest
+
+from conftest import SANITIZED, Server, connect, echo, read_store, recv_exact, store_by_conn, \
+    wait_until
+
+VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
+            "--child-silent-after-fork=yes", "--trace-children=no"]
+
+
+@pytest.mark.skipif(SANITIZED, reason="valgrind cannot run AddressSanitizer binaries; "
+                    "this test runs in the plain pass of make test")
+def test_master_under_valgrind(tmp_path):
+    assert shutil.which("valgrind"), "valgrind is missing: run scripts/deps.sh"
+    store = str(tmp_path / "v.jsonl")
+    srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", store, "--grace", "1"], wrapper=VALGRIND)
+    try:
+        srv.wait_ready()
+        for i in range(5):
+            assert echo(srv.port, b"valgrind %d" % i) == b"valgrind %d" % i
+        held = connect(srv.port)
+        held.sendall(b"held")
+        assert recv_exact(held, 4) == b"held"
+        srv.signal(signal.SIGUSR1)
+        srv.wait_line("stats:")
+        srv.signal(signal.SIGHUP)
+        srv.wait_line("reopened")
+        rc = srv.stop(timeout=60)
+        held.close()
+        assert rc == 0, "valgrind reported errors:\n" + "\n".join(srv.lines)
+        assert not [l for l in srv.lines if l.startswith("==")], "\n".join(srv.lines)
+        conns = store_by_conn(read_store(store))
+        assert len(conns) == 6
+        assert conns[6]["close"][0]["reason"] == "shutdown"
+    finally:
+        srv.cleanup()
