@@ -180,7 +180,8 @@ static void
 opts_bad(int c, char **argv, char *err, size_t errlen)
 {
 	char q[OPTS_QUOTE_LEN];
-	const char *word = opts_quote(optind > 0 ? argv[optind - 1] : "", q);
+	/* getopt_long has stepped past the word it rejected, so optind is at least 1. */
+	const char *word = opts_quote(argv[optind - 1], q);
 
 	if (c == ':')
 		snprintf(err, errlen, "option '%s' needs a value", word);
