@@ -54,8 +54,12 @@ opts_quote(const char *src, char dst[OPTS_QUOTE_LEN])
 {
 	size_t i;
 
-	for (i = 0; i < OPTS_QUOTE_LEN - 1 && src[i] != '\0'; i++)
-		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	for (i = 0; i < OPTS_QUOTE_LEN - 1 && src[i] != '\0'; i++) {
+		/* char may be signed: bytes past 0x7f are negative here and become '?' too. */
+		dst[i] = src[i];
+		if (src[i] < 0x20 || src[i] == 0x7f)
+			dst[i] = '?';
+	}
 	dst[i] = '\0';
 	return dst;
 }
