@@ -26,8 +26,9 @@ put("opts", "no_store", argv("--no-store", "--fsync=no", "-V"))
 
 
 def frame(typ, conn, payload, flags=0):
-    return struct.pack("<HBBIQqII", 0x4d45, typ, flags, len(payload), conn, 1795255200123456,
-                       4242, 0) + payload
+    # The fuzz target runs with the default key, 0.
+    return struct.pack("<HBBIQQqII", 0x4d45, typ, flags, len(payload), 0, conn,
+                       1795255200123456, 4242, 0) + payload
 
 
 put("record", "session", frame(1, 17, b"127.0.0.1:50312") + frame(2, 17, b"hello\n")

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 static const char *log_prog = "mpecho";
 static const char *log_role;
 static long log_pid;
+static int log_guarded;
+static unsigned long log_dropped;
 
 void
 log_init(const char *prog, const char *role)
@@ -23,6 +26,32 @@ log_init(const char *prog, const char *role)
 	log_pid = (long)getpid();
 }
 
+void
+log_child(const char *role, long pid)
+{
+	log_role = role;
+	log_pid = pid;
+}
+
+void
+log_guard(int on)
+{
+	log_guarded = on;
+}
+
+/* With the guard on, a line that could block (stderr a full pipe nobody reads) is counted and
+ * dropped; the next line that goes out says how many were. */
+static int
+log_writable(void)
+{
+	struct pollfd pfd = { .fd = STDERR_FILENO, .events = POLLOUT };
+
+	if (!log_guarded || poll(&pfd, 1, 0) == 1)
+		return 1;
+	log_dropped++;
+	return 0;
+}
+
 /* Formats one line and writes it with a single write(2); errno is preserved for the caller. */
 static void
 log_emit(int with_errno, const char *fmt, va_list ap)
@@ -31,8 +60,19 @@ log_emit(int with_errno, const char *fmt, va_list ap)
 	int saved = errno;
 	int n, m;
 
+	if (!log_writable()) {
+		errno = saved;
+		return;
+	}
 	n = snprintf(line, sizeof(line), "%s[%ld]: %s%s", log_prog, log_pid,
 	    log_role ? log_role : "", log_role ? ": " : "");
+	if (log_dropped > 0 && n > 0 && n < (int)sizeof(line)) {
+		m = snprintf(line + n, sizeof(line) - (size_t)n, "(%lu log lines dropped) ",
+		    log_dropped);
+		if (m > 0 && n + m < (int)sizeof(line))
+			n += m;
+		log_dropped = 0;
+	}
 	if (n < 0 || n >= (int)sizeof(line))
 		n = 0;
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
@@ -47,6 +87,16 @@ log_emit(int with_errno, const char *fmt, va_list ap)
 	while (write(STDERR_FILENO, line, (size_t)n) < 0 && errno == EINTR)
 		;
 	errno = saved;
+}
+
+/* A forked child (it has a role) leaves with _exit: the atexit handlers and stdio buffers it
+ * inherited are the parent's. */
+static _Noreturn void
+log_exit(int status)
+{
+	if (log_role != NULL)
+		_exit(status);
+	exit(status);
 }
 
 void
@@ -87,7 +137,7 @@ fatal(int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_emit(1, fmt, ap);
 	va_end(ap);
-	exit(status);
+	log_exit(status);
 }
 
 void
@@ -98,5 +148,5 @@ fatalx(int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_emit(0, fmt, ap);
 	va_end(ap);
-	exit(status);
+	log_exit(status);
 }

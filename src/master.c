@@ -25,11 +25,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -90,6 +93,8 @@ static struct {
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
 	int64_t phase_deadline_ms;
 	sigset_t waitmask;
+	struct pollfd pfd[MASTER_MAX_LISTEN + 1]; /* what the last ppoll watched */
+	int npfd;
 } M;
 
 static volatile sig_atomic_t got_term, got_hup, got_usr1;
@@ -208,8 +213,12 @@ static void
 master_announce(void)
 {
 	char addr[NET_ADDRLEN];
+	int one = 1;
 
 	for (int i = 0; i < M.nlfd; i++) {
+		/* Accepted sockets inherit TCP_NODELAY from their listener, which saves every
+		 * session a setsockopt: echoes go out at once, whatever their size. */
+		setsockopt(M.lfd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		net_local_addr(M.lfd[i], addr, sizeof(addr));
 		log_info("listening on %s", addr);
 	}
@@ -266,7 +275,7 @@ master_open_store(void)
 	if (fd < 0) {
 		char msg[OPTS_ERRLEN + 64];
 		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", M.set.store,
-		    strerror(errno));
+		    errno == EWOULDBLOCK ? "another mpechod is writing it" : strerror(errno));
 		master_usage_error(msg);
 	}
 	int p[2];
@@ -295,6 +304,16 @@ master_alloc(void)
 	for (int i = 0; i < M.set.max_clients; i++)
 		M.free_slots[M.nfree++] = M.set.max_clients - 1 - i;
 	M.next_conn = 1;
+}
+
+static void
+master_key(void)
+{
+	uint64_t key;
+
+	if (getrandom(&key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		key = (uint64_t)rec_now_us() ^ ((uint64_t)getpid() << 32);
+	rec_set_key(key);
 }
 
 static void
@@ -335,13 +354,15 @@ master_pay_owed(void)
 	M.nowed -= i;
 }
 
+/* A session that wrote its open record but not its close record (killed by a signal, or gave
+ * up on a stuck store at shutdown) gets its close record from the master, once. */
 static void
-master_owe_close(const struct child *c, int signo)
+master_owe_close(const struct child *c, const char *reason)
 {
-	char reason[32];
 	struct owed *o;
+	struct session_slot *slot = &M.board[c->slot];
 
-	if (M.pipe_wr < 0)
+	if (M.pipe_wr < 0 || !slot->opened || slot->closed)
 		return;
 	if (M.nowed == M.capowed) {
 		int cap = M.capowed ? M.capowed * 2 : 16;
@@ -355,9 +376,8 @@ master_owe_close(const struct child *c, int signo)
 		M.capowed = cap;
 	}
 	o = &M.owed[M.nowed++];
-	snprintf(reason, sizeof(reason), "signal %d", signo);
 	rec_header(&o->h, REC_CLOSE, REC_F_BEHALF, c->conn, c->pid,
-	    rec_close_payload(o->payload, M.board[c->slot].bytes, reason));
+	    rec_close_payload(o->payload, slot->bytes, reason));
 	master_pay_owed();
 }
 
@@ -389,6 +409,7 @@ master_child_died(pid_t pid, int status)
 		return;
 	struct child c = M.kids[i];
 	uint64_t bytes = __atomic_load_n(&M.board[c.slot].bytes, __ATOMIC_RELAXED);
+	char reason[32];
 
 	M.kids[i] = M.kids[--M.nkids];
 	M.free_slots[M.nfree++] = c.slot;
@@ -397,13 +418,15 @@ master_child_died(pid_t pid, int status)
 		M.reaped_signal++;
 		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)pid,
 		    (unsigned long long)c.conn, WTERMSIG(status), (unsigned long long)bytes);
-		master_owe_close(&c, WTERMSIG(status));
+		snprintf(reason, sizeof(reason), "signal %d", WTERMSIG(status));
 	} else {
 		M.reaped_exit++;
 		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)pid,
 		    (unsigned long long)c.conn, WEXITSTATUS(status),
 		    session_reason(WEXITSTATUS(status)), (unsigned long long)bytes);
+		snprintf(reason, sizeof(reason), "%s", session_reason(WEXITSTATUS(status)));
 	}
+	master_owe_close(&c, reason);
 }
 
 static void
@@ -444,7 +467,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer,
 	pid_t pid;
 	int slot = M.free_slots[--M.nfree];
 
-	M.board[slot].bytes = 0;
+	M.board[slot] = (struct session_slot){ 0 };
 	a.fd = cfd;
 	a.conn = M.next_conn;
 	a.peer = *peer;
@@ -624,30 +647,47 @@ master_poll_timeout(int64_t now)
 static void
 master_wait(void)
 {
-	struct pollfd pfd[MASTER_MAX_LISTEN + 1];
 	struct timespec ts;
 	int64_t now = master_now_ms();
-	int n = 0, accepting, t;
+	int accepting, t;
 
+	M.npfd = 0;
 	accepting = !M.stopping && M.nkids < M.set.max_clients && now >= M.accept_resume_ms;
 	for (int i = 0; accepting && i < M.nlfd; i++)
-		pfd[n++] = (struct pollfd){ .fd = M.lfd[i], .events = POLLIN };
+		M.pfd[M.npfd++] = (struct pollfd){ .fd = M.lfd[i], .events = POLLIN };
 	if (M.nowed > 0)
-		pfd[n++] = (struct pollfd){ .fd = M.pipe_wr, .events = POLLOUT };
+		M.pfd[M.npfd++] = (struct pollfd){ .fd = M.pipe_wr, .events = POLLOUT };
 	t = master_poll_timeout(now);
 	ts.tv_sec = t / 1000;
 	ts.tv_nsec = (long)(t % 1000) * 1000000;
-	if (ppoll(pfd, (nfds_t)n, t < 0 ? NULL : &ts, &M.waitmask) < 0) {
+	if (ppoll(M.pfd, (nfds_t)M.npfd, t < 0 ? NULL : &ts, &M.waitmask) < 0) {
 		if (errno != EINTR)
 			fatal(EX_OSERR_, "ppoll");
-		return;
+		M.npfd = 0;
 	}
-	for (int i = 0; i < n; i++) {
-		if (pfd[i].fd == M.pipe_wr && (pfd[i].revents & (POLLOUT | POLLERR)))
+}
+
+/* Runs after the signals of the same wakeup are handled: a pid reaped there is out of the
+ * table before a fork here can be given the same pid, and nothing is accepted after SIGTERM. */
+static void
+master_serve(void)
+{
+	for (int i = 0; i < M.npfd; i++) {
+		if (M.pfd[i].fd == M.pipe_wr && (M.pfd[i].revents & (POLLOUT | POLLERR)))
 			master_pay_owed();
-		else if (pfd[i].revents & POLLIN)
-			master_accept(pfd[i].fd);
+		else if ((M.pfd[i].revents & POLLIN) && !M.stopping)
+			master_accept(M.pfd[i].fd);
 	}
+}
+
+static size_t
+master_pipe_unread(void)
+{
+	int n = 0;
+
+	if (M.pipe_rd < 0 || ioctl(M.pipe_rd, FIONREAD, &n) < 0)
+		return 0;
+	return (size_t)n;
 }
 
 /* After the last session: hand the store everything owed, close the pipe so the store reads
@@ -658,8 +698,14 @@ master_finish(void)
 	int64_t deadline = master_now_ms() + MASTER_STORE_WAIT_MS;
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = 100L * 1000000L };
 	struct pollfd pfd = { .fd = M.pipe_wr, .events = POLLOUT };
+	int restarts = 0;
 
-	while (M.nowed > 0 && M.store_pid > 0 && master_now_ms() < deadline) {
+	while ((M.nowed > 0 || M.store_pid == 0) && master_now_ms() < deadline) {
+		/* A store must run to drain the pipe: the restart throttle does not apply now. */
+		if (M.store_pid == 0 && M.pipe_rd >= 0 && restarts++ < 3)
+			master_start_store(-1);
+		if (M.store_pid == 0 || M.nowed == 0)
+			break;
 		if (ppoll(&pfd, 1, &ts, &M.waitmask) > 0)
 			master_pay_owed();
 		master_report_reaped();
@@ -670,12 +716,17 @@ master_finish(void)
 	while (M.store_pid > 0 && master_now_ms() < deadline) {
 		ppoll(NULL, 0, &ts, &M.waitmask);
 		master_report_reaped();
+		if (M.store_pid == 0 && master_pipe_unread() > 0 && restarts++ < 3)
+			master_start_store(-1);
 	}
 	if (M.store_pid > 0) {
 		log_warnx("store %d did not finish in time; killing it", (int)M.store_pid);
 		kill(M.store_pid, SIGKILL);
 		waitpid(M.store_pid, NULL, 0);
 	}
+	if (master_pipe_unread() > 0 || M.nowed > 0)
+		log_warnx("%zu bytes of records and %d close records were never stored",
+		    master_pipe_unread(), M.nowed);
 	log_info("stopped after %llu connections", (unsigned long long)M.accepted);
 	exit(0);
 }
@@ -683,6 +734,7 @@ master_finish(void)
 static void
 master_loop(void)
 {
+	log_guard(1);
 	for (;;) {
 		master_wait();
 		if (reap_count > 0)
@@ -698,6 +750,7 @@ master_loop(void)
 		}
 		if (got_usr1)
 			master_stats();
+		master_serve();
 		master_restart_store();
 		master_shutdown_step();
 		if (M.stopping && M.nkids == 0)
@@ -725,6 +778,7 @@ main(int argc, char **argv)
 		break;
 	}
 	master_alloc();
+	master_key();
 	master_signals();
 	master_listen();
 	master_open_store();

@@ -52,8 +52,13 @@ net_listen_ai(struct addrinfo *ai, int *port, char *err, size_t errlen)
 		net_set_port(ai->ai_addr, *port);
 
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-	if (fd < 0)
+	if (fd < 0) {
+		one = errno;
+		net_addr_str(ai->ai_addr, addr, sizeof(addr));
+		snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(one));
+		errno = one;
 		return -1;
+	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
 		goto error;
 	if (ai->ai_family == AF_INET6 &&

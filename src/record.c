@@ -8,7 +8,15 @@
 #include <string.h>
 #include <time.h>
 
-_Static_assert(sizeof(struct rec_hdr) == 32, "the frame header is 32 bytes");
+_Static_assert(sizeof(struct rec_hdr) == 40, "the frame header is 40 bytes");
+
+static uint64_t rec_key;
+
+void
+rec_set_key(uint64_t key)
+{
+	rec_key = key;
+}
 _Static_assert(REC_FRAME_MAX >= 512, "PIPE_BUF is at least 512 bytes");
 
 int64_t
@@ -28,6 +36,7 @@ rec_header(struct rec_hdr *h, enum rec_type type, unsigned flags, uint64_t conn,
 	h->type = (uint8_t)type;
 	h->flags = (uint8_t)flags;
 	h->len = (uint32_t)len;
+	h->key = rec_key;
 	h->conn = conn;
 	h->ts_us = rec_now_us();
 	h->pid = (uint32_t)pid;
@@ -52,8 +61,8 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 	if (avail < sizeof(h))
 		return 0;
 	memcpy(&h, buf, sizeof(h));
-	if (h.magic != REC_MAGIC || h.len > REC_PAYLOAD_MAX || h.type < REC_OPEN ||
-	    h.type > REC_CLOSE)
+	if (h.magic != REC_MAGIC || h.key != rec_key || h.len > REC_PAYLOAD_MAX ||
+	    h.type < REC_OPEN || h.type > REC_CLOSE || h.conn == 0 || h.conn == UINT64_MAX)
 		return -1;
 	if (h.type == REC_CLOSE && (h.len < sizeof(uint64_t) ||
 	    h.len > sizeof(uint64_t) + REC_REASON_MAX))
@@ -91,8 +100,8 @@ rec_format_ts(char *dst, int64_t ts_us)
 		sec--;
 	}
 	if (sec != cached_sec) {
-		gmtime_r(&sec, &tm);
-		if (strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+		if (gmtime_r(&sec, &tm) == NULL ||
+		    strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm) != 19)
 			memcpy(cached, "0000-00-00T00:00:00", 20);
 		cached_sec = sec;
 	}

@@ -31,7 +31,8 @@ struct rec_hdr {
 	uint8_t type;     /* enum rec_type */
 	uint8_t flags;    /* REC_F_* */
 	uint32_t len;     /* payload bytes that follow the header */
-	uint64_t conn;    /* connection number, unique for the server's life */
+	uint64_t key;     /* the server's random key (rec_set_key): no client can forge a frame */
+	uint64_t conn;    /* connection number, unique for the server's life; never 0 */
 	int64_t ts_us;    /* CLOCK_REALTIME in microseconds */
 	uint32_t pid;     /* the session's pid */
 	uint32_t reserved;
@@ -58,6 +59,11 @@ struct rec {
 	uint64_t bytes;            /* close only */
 };
 
+/* Sets the key every frame carries and rec_decode requires.  The master draws it at random
+ * before it forks anything.  A store restarted after a crash may find the pipe starting inside
+ * a frame its predecessor half read, and resynchronises on the next valid header: client data
+ * cannot pass for one without the key. */
+void rec_set_key(uint64_t key);
 int64_t rec_now_us(void);
 /* Fills a header for a payload of len bytes (at most REC_PAYLOAD_MAX). */
 void rec_header(struct rec_hdr *h, enum rec_type type, unsigned flags, uint64_t conn, pid_t pid,

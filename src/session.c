@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,9 @@
 static unsigned char session_buf[SESSION_BUF];
 static volatile sig_atomic_t session_stopping;
 static int session_fd = -1;
+/* After SIGTERM, how many 100 ms waits for room in the store pipe a session allows itself. */
+#define SESSION_STOP_WAITS 20
+static int session_stop_waited;
 
 static const char *const session_reasons[] = {
 	[SESSION_EOF] = "eof",
@@ -86,7 +88,13 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 			continue;
 		if (errno != EAGAIN)
 			return -1;
-		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
+		if (session_stopping && session_stop_waited++ >= SESSION_STOP_WAITS) {
+			/* Shutting down with the store stuck: give up; the master writes the
+			 * close record on this session's behalf. */
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&pfd, 1, session_stopping ? 100 : 1000) < 0 && errno != EINTR)
 			return -1;
 	}
 	return 0;
@@ -109,17 +117,18 @@ static void
 session_setup(const struct session_args *a)
 {
 	struct timeval tv = { .tv_sec = a->idle_timeout, .tv_usec = 0 };
-	int one = 1;
+
+	static const int none[] = { 0 };
 
 	session_fd = a->fd;
-	sig_reset_all();
+	sig_default(SIGCHLD);
 	sig_handle(SIGTERM, session_sigterm, 0);
 	/* The master alone decides when sessions end: a Ctrl-C or a HUP sent to the whole process
 	 * group must not cut connections short. */
 	sig_ignore(SIGINT);
 	sig_ignore(SIGHUP);
 	sig_ignore(SIGUSR1);
-	setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sig_setmask(none);
 	if (a->idle_timeout > 0) {
 		setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -155,7 +164,7 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 			return session_stopping ? SESSION_SHUTDOWN : SESSION_EOF;
 		if (a->pipe_wr >= 0 &&
 		    session_record_data(a->pipe_wr, a->conn, pid, session_buf, (size_t)n) < 0)
-			return SESSION_STORE;
+			return session_stopping ? SESSION_SHUTDOWN : SESSION_STORE;
 		/* Counted once recorded and before the echo, so the close record's count is the
 		 * sum of the data records, and the master's stats already include whatever a
 		 * client has received. */
@@ -175,18 +184,19 @@ session_run(const struct session_args *a)
 	uint64_t bytes = 0;
 	int pid = (int)getpid();
 
-	log_init(NULL, "session");
+	log_child("session", pid);
 	session_setup(a);
 	if (a->pipe_wr >= 0) {
 		net_addr_str((const struct sockaddr *)&a->peer, peer, sizeof(peer));
 		if (session_record(a->pipe_wr, REC_OPEN, 0, a->conn, pid, peer, strlen(peer)) < 0)
 			_exit(SESSION_STORE);
+		a->slot->opened = 1;
 	}
 	end = session_echo(a, pid, &bytes);
 	if (a->pipe_wr >= 0 && end != SESSION_STORE) {
 		size_t n = rec_close_payload(close_rec, bytes, session_reason((int)end));
-		if (session_record(a->pipe_wr, REC_CLOSE, 0, a->conn, pid, close_rec, n) < 0)
-			end = SESSION_STORE;
+		if (session_record(a->pipe_wr, REC_CLOSE, 0, a->conn, pid, close_rec, n) == 0)
+			a->slot->closed = 1;
 	}
 	close(a->fd);
 	_exit((int)end);

@@ -24,9 +24,11 @@ enum session_end {
 	SESSION_END_MAX = SESSION_STORE
 };
 
-/* One session's shared counter; only that session writes it. */
+/* One session's shared state; only that session writes it, after the master cleared it. */
 struct session_slot {
-	uint64_t bytes; /* bytes echoed so far */
+	uint64_t bytes;  /* bytes recorded and echoed so far */
+	uint32_t opened; /* its open record is in the pipe */
+	uint32_t closed; /* its close record is in the pipe */
 };
 
 struct session_args {

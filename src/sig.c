@@ -45,16 +45,13 @@ sig_block(const int *signos, sigset_t *waitmask)
 	return 0;
 }
 
-void
-sig_reset_all(void)
+int
+sig_setmask(const int *signos)
 {
-	sigset_t none;
-	/* SIGPIPE stays ignored everywhere: every process writes to sockets or pipes and handles
-	 * EPIPE itself. */
-	static const int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, 0 };
+	sigset_t set;
 
-	for (const int *s = sigs; *s != 0; s++)
-		sig_default(*s);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigemptyset(&set);
+	for (; *signos != 0; signos++)
+		sigaddset(&set, *signos);
+	return sigprocmask(SIG_SETMASK, &set, NULL);
 }

@@ -14,7 +14,9 @@ int sig_default(int signo);
 /* Blocks the given signals (a 0-terminated list) and stores the mask to wait with in *waitmask:
  * the old mask without them, for ppoll(2). */
 int sig_block(const int *signos, sigset_t *waitmask);
-/* Restores every signal's disposition to the default and unblocks them all (for a child). */
-void sig_reset_all(void);
+/* Sets the signal mask to exactly the given signals (a 0-terminated list; may be empty).  A
+ * child forked by the master starts with the master's mask, everything blocked: it installs its
+ * own dispositions first and calls this last, so no signal reaches it with the master's. */
+int sig_setmask(const int *signos);
 
 #endif

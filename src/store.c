@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 #define STORE_INBUF (256 * 1024)
 #define STORE_OUTBUF (512 * 1024)
 #define STORE_TOMB UINT64_MAX
+#define STORE_DRAIN_MAX (1024 * 1024)
 
 /* Bytes recorded per open connection, to count for a close the master writes on behalf of a
  * killed session, and to close at exit any connection whose close never came. */
@@ -73,10 +75,26 @@ store_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int
+store_open_unlocked(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
 int
 store_open(const char *path)
 {
-	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int fd = store_open_unlocked(path), err;
+
+	/* One writer per file: a second mpechod on the same store, or a new master while the
+	 * old one's store still drains, would interleave its lines and restart conn at 1. */
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
 }
 
 static struct store_conn *
@@ -139,6 +157,8 @@ store_conn_close(struct store_conn *e)
 	S.live--;
 }
 
+static void store_sync(int force);
+
 /* Writes the output buffer; on failure drops it, counts it and cuts off any partial line. */
 static void
 store_flush(void)
@@ -171,14 +191,15 @@ store_flush(void)
 		S.dropped_bytes += S.outlen;
 		S.dropped_writes++;
 	} else if (S.failing && S.outlen > 0) {
-		if (store_now_ms() - S.fail_logged_ms >= 60000)
-			log_warnx("%s is writable again; %llu bytes of records dropped so far",
-			    S.args->path, (unsigned long long)S.dropped_bytes);
+		log_warnx("%s is writable again; %llu bytes of records dropped so far",
+		    S.args->path, (unsigned long long)S.dropped_bytes);
 		S.failing = 0;
 	}
 	if (done > 0)
 		S.dirty = 1;
 	S.outlen = 0;
+	if (S.args->fsync == FSYNC_ALWAYS)
+		store_sync(1);
 }
 
 static void
@@ -238,8 +259,10 @@ store_consume(void)
 			break;
 		if (n < 0) {
 			/* Cannot happen with atomic writes; resynchronise byte by byte. */
-			if (!S.corrupt_logged++)
-				log_warnx("corrupt frame in the store pipe; skipping");
+			if (!S.corrupt_logged)
+				log_warnx("frames in the store pipe do not decode; skipping to the "
+				    "next valid one");
+			S.corrupt_logged = 1;
 			off++;
 			continue;
 		}
@@ -258,34 +281,45 @@ store_reopen(void)
 	store_hup = 0;
 	store_flush();
 	store_sync(1);
-	fd = store_open(S.args->path);
+	/* Locked only once the old file is closed: when the file was not rotated, both are the
+	 * same file, and flock(2) would see the old descriptor's lock as someone else's. */
+	fd = store_open_unlocked(S.args->path);
 	if (fd < 0) {
 		log_warn("cannot reopen %s; still writing to the old file", S.args->path);
 		return;
 	}
 	close(S.fd);
 	S.fd = fd;
-	log_info("reopened %s", S.args->path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		log_warn("reopened %s, but cannot lock it", S.args->path);
+	else
+		log_info("reopened %s", S.args->path);
 }
 
-/* Reads until the pipe is empty (0) or every writer has closed it (1). */
-static int
+enum drain { DRAIN_EMPTY, DRAIN_MORE, DRAIN_EOF };
+
+/* Reads until the pipe is empty, every writer has closed it, or STORE_DRAIN_MAX bytes have come:
+ * under a load that never lets the pipe empty, the loop still gets to fsync and to SIGHUP. */
+static enum drain
 store_drain(int pipe_rd)
 {
+	size_t got = 0;
 	ssize_t n;
 
-	for (;;) {
+	while (got < STORE_DRAIN_MAX) {
 		n = io_read(pipe_rd, S.in + S.inlen, sizeof(S.in) - S.inlen);
 		if (n == 0)
-			return 1;
+			return DRAIN_EOF;
 		if (n < 0) {
 			if (errno != EAGAIN)
 				log_warn("read from the store pipe");
-			return 0;
+			return DRAIN_EMPTY;
 		}
 		S.inlen += (size_t)n;
+		got += (size_t)n;
 		store_consume();
 	}
+	return DRAIN_MORE;
 }
 
 /* At exit: a connection opened but never closed lost its session and its master. */
@@ -329,7 +363,6 @@ static void
 store_setup(const struct store_args *a)
 {
 	static const int blocked[] = { SIGHUP, 0 };
-	sigset_t unused;
 
 	S.args = a;
 	S.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
@@ -341,7 +374,7 @@ store_setup(const struct store_args *a)
 		fatal(71, "store table");
 	S.last_sync_ms = store_now_ms();
 	S.fail_logged_ms = S.last_sync_ms - 60000;
-	sig_reset_all();
+	sig_default(SIGCHLD);
 	/* The store outlives a TERM or INT sent to the whole process group: it ends when the
 	 * pipe's last writer closes, so nothing in flight is lost. */
 	sig_ignore(SIGTERM);
@@ -350,8 +383,9 @@ store_setup(const struct store_args *a)
 	/* Past a file size limit, write(2) should fail with EFBIG and be handled like a full
 	 * disk, not kill the store. */
 	sig_ignore(SIGXFSZ);
-	sig_block(blocked, &unused);
 	sig_handle(SIGHUP, store_sighup, 0);
+	/* SIGHUP stays blocked but inside ppoll, like the master's signals. */
+	sig_setmask(blocked);
 	io_set_nonblock(a->pipe_rd, 1);
 }
 
@@ -361,6 +395,7 @@ store_run(const struct store_args *a)
 	struct pollfd pfd = { .fd = a->pipe_rd, .events = POLLIN };
 	struct timespec ts, *tmo;
 	sigset_t waitmask;
+	enum drain drained;
 	int64_t left;
 
 	log_init(NULL, "store");
@@ -370,12 +405,18 @@ store_run(const struct store_args *a)
 	for (;;) {
 		if (store_hup)
 			store_reopen();
-		if (store_drain(a->pipe_rd))
+		drained = store_drain(a->pipe_rd);
+		if (drained == DRAIN_EOF)
 			store_finish();
 		store_flush();
 		store_sync(0);
 		tmo = NULL;
-		if (S.dirty && a->fsync == FSYNC_EVERYSEC) {
+		if (drained == DRAIN_MORE) {
+			/* Only to let a pending SIGHUP in: there is more to read now. */
+			ts.tv_sec = 0;
+			ts.tv_nsec = 0;
+			tmo = &ts;
+		} else if (S.dirty && a->fsync == FSYNC_EVERYSEC) {
 			left = 1000 - (store_now_ms() - S.last_sync_ms);
 			ts.tv_sec = left > 0 ? left / 1000 : 0;
 			ts.tv_nsec = left > 0 ? (left % 1000) * 1000000 : 0;

@@ -1,16 +1,19 @@
 """Faults, abuse and bad input: each test injects the fault and checks mpechod's answer."""
+import fcntl
 import os
 import random
 import resource
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import (SLOW, connect, cpu_seconds, echo, fd_count, proc_children, read_store,
-                      recv_exact, rst_close, store_by_conn, wait_until, zombies_of)
+from conftest import (SLOW, binary, connect, cpu_seconds, echo, fd_count, kill_tree,
+                      proc_children, read_store, recv_exact, rst_close, store_by_conn, wait_until,
+                      zombies_of)
 
 
 def conn_of_port(records, port):
@@ -241,22 +244,49 @@ def test_signal_storm_loses_nothing(start_server):
     assert not [l for l in srv.lines if "Interrupted" in l or "exited 1 " in l]
 
 
+def looper(port, block, stop, out, idx):
+    """Echoes block again and again until stop is set (at most 60 s); out[idx] = (count, port)."""
+    count = 0
+    with connect(port) as s:
+        out[idx] = (0, s.getsockname()[1])
+        deadline = time.monotonic() + 60 * SLOW
+        while not stop.is_set() and time.monotonic() < deadline:
+            s.sendall(block)
+            assert recv_exact(s, len(block)) == block
+            count += 1
+            out[idx] = (count, s.getsockname()[1])
+
+
 def test_sighup_rotation_under_load_splits_no_record(start_server, tmp_path):
     srv = start_server()
-    threads, results = run_streamers(srv.port, 4, 2 << 20)
-    time.sleep(0.05)
-    rotated = str(tmp_path / "rotated.jsonl")
-    os.rename(srv.store_path, rotated)
-    srv.signal(signal.SIGHUP)
-    srv.wait_line("reopened")
+    block = random.Random(3).randbytes(65536)
+    stop, out = threading.Event(), [None] * 4
+    threads = [threading.Thread(target=looper, args=(srv.port, block, stop, out, i))
+               for i in range(4)]
     for t in threads:
-        t.join(60 * SLOW)
+        t.start()
+    try:
+        wait_until(lambda: all(o is not None and o[0] > 10 for o in out), 10,
+                   what="the load to flow")
+        rotated = str(tmp_path / "rotated.jsonl")
+        os.rename(srv.store_path, rotated)
+        srv.signal(signal.SIGHUP)
+        # The store must not wait for a pause in the load to rotate.
+        srv.wait_line("reopened", timeout=20)
+        before = [o[0] for o in out]
+        wait_until(lambda: all(o[0] > b for o, b in zip(out, before)), 10,
+                   what="the load to go on after the reopen")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60 * SLOW)
     assert srv.stop() == 0
-    records = read_store(rotated) + read_store(srv.store_path)  # both whole lines only
+    old, new = read_store(rotated), read_store(srv.store_path)  # whole lines only
+    assert new, "nothing went to the new file"
+    records = old + new
     conns = store_by_conn(records)
-    for data, got, port in results:
-        assert bytes(got) == data
-        assert bytes(conns[conn_of_port(records, port)]["data"]) == data
+    for count, port in out:
+        assert bytes(conns[conn_of_port(records, port)]["data"]) == block * count
 
 
 def test_shutdown_under_load_stores_everything_received(start_server):
@@ -289,3 +319,45 @@ def test_zero_byte_and_multi_mib(start_server):
     conns = store_by_conn(read_store(srv.store_path))
     assert conns[1]["close"][0]["bytes"] == 0 and conns[1]["data"] == b""
     assert bytes(conns[2]["data"]) == big
+
+
+def test_store_down_at_shutdown_is_restarted_to_drain(start_server):
+    srv = start_server()
+    (first,) = proc_children(srv.pid)
+    os.kill(first, signal.SIGKILL)
+    line = srv.wait_line("restarted the store as ")[0]
+    second = int(line.rsplit(" ", 1)[1])
+    os.kill(second, signal.SIGKILL)  # the next restart is throttled for a second
+    srv.wait_line(f"store {second} killed")
+    assert echo(srv.port, b"this-was-echoed") == b"this-was-echoed"
+    assert srv.stop() == 0
+    conns = store_by_conn(read_store(srv.store_path))
+    assert [bytes(c["data"]) for c in conns.values()] == [b"this-was-echoed"]
+    assert [r["reason"] for c in conns.values() for r in c["close"]] == ["eof"]
+
+
+def test_a_stalled_stderr_never_stalls_the_master(tmp_path):
+    """stderr is a pipe nobody reads: log lines are dropped and counted, connections go on."""
+    p = subprocess.Popen([binary("mpechod"), "-p", "0", "-b", "127.0.0.1", "--no-store"],
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        port = int(p.stderr.readline().decode().rsplit(":", 1)[1])
+        deadline = time.monotonic() + 60 * SLOW
+        for _ in range(1500):  # about 100 KiB of log lines, more than the pipe holds
+            assert time.monotonic() < deadline, "the master stalled"
+            assert echo(port, b"s") == b"s"
+        fl = fcntl.fcntl(p.stderr, fcntl.F_GETFL)
+        fcntl.fcntl(p.stderr, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+        while p.stderr.read(1 << 16):
+            pass
+        assert echo(port, b"t") == b"t"
+        os.kill(p.pid, signal.SIGTERM)
+        fcntl.fcntl(p.stderr, fcntl.F_SETFL, fl)
+        rest = p.stderr.read().decode()
+        assert p.wait(20 * SLOW) == 0
+        assert "log lines dropped)" in rest, rest[-500:]
+    finally:
+        if p.poll() is None:
+            kill_tree(p.pid)
+            p.wait(5)
+        p.stderr.close()

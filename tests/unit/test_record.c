@@ -24,6 +24,24 @@ Test(frame, fits_pipe_buf)
 	cr_assert_eq(sizeof(struct rec_hdr) + REC_PAYLOAD_MAX, (size_t)PIPE_BUF);
 }
 
+Test(frame, needs_the_key_and_a_conn)
+{
+	unsigned char buf[REC_FRAME_MAX];
+	struct rec r;
+	size_t n;
+
+	rec_set_key(0x1234);
+	n = frame(buf, REC_DATA, 0, 5, "x", 1);
+	cr_assert_eq(rec_decode(buf, n, &r), (ssize_t)n);
+	rec_set_key(0x1235);
+	cr_assert_eq(rec_decode(buf, n, &r), -1, "a frame with another key was accepted");
+	rec_set_key(0);
+	n = frame(buf, REC_DATA, 0, 0, "x", 1);
+	cr_assert_eq(rec_decode(buf, n, &r), -1, "conn 0 was accepted");
+	n = frame(buf, REC_DATA, 0, UINT64_MAX, "x", 1);
+	cr_assert_eq(rec_decode(buf, n, &r), -1, "conn UINT64_MAX was accepted");
+}
+
 Test(frame, round_trip)
 {
 	unsigned char buf[REC_FRAME_MAX];
@@ -108,7 +126,7 @@ Test(json, worst_case_fits)
 {
 	unsigned char data[REC_PAYLOAD_MAX];
 	static char out[REC_JSON_MAX];
-	struct rec r = { .type = REC_DATA, .conn = UINT64_MAX, .ts_us = 0, .data = data,
+	struct rec r = { .type = REC_DATA, .conn = UINT64_MAX - 1, .ts_us = INT64_MAX, .data = data,
 	    .len = sizeof(data) };
 
 	memset(data, 0x01, sizeof(data));
