@@ -114,39 +114,65 @@ rec_format_ts(char *dst, int64_t ts_us)
 	dst[26] = 'Z';
 }
 
+/* How each byte is written: itself, as two UTF-8 bytes (U+00A0..U+00FF), as a two-character
+ * escape, or as \u00XX (the C0 and C1 controls and DEL: some line readers, Python's
+ * splitlines among them, would break a line at U+0085). */
+enum { ESC_SELF, ESC_UTF8, ESC_SHORT, ESC_HEX };
+
+static unsigned char rec_esc_class[256];
+static char rec_esc_short[256];
+
+static void
+rec_esc_init(void)
+{
+	for (int c = 0; c < 256; c++) {
+		if (c >= 0xa0)
+			rec_esc_class[c] = ESC_UTF8;
+		else if (c < 0x20 || c >= 0x7f)
+			rec_esc_class[c] = ESC_HEX;
+		else
+			rec_esc_class[c] = ESC_SELF;
+	}
+	rec_esc_short['"'] = '"';
+	rec_esc_short['\\'] = '\\';
+	rec_esc_short['\n'] = 'n';
+	rec_esc_short['\r'] = 'r';
+	rec_esc_short['\t'] = 't';
+	for (int c = 0; c < 256; c++)
+		if (rec_esc_short[c] != 0)
+			rec_esc_class[c] = ESC_SHORT;
+	rec_esc_class[0] = ESC_HEX; /* rec_esc_short[0] doubles as "not set" */
+}
+
 size_t
 rec_json_escape(char *dst, const unsigned char *src, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	char *p = dst;
 
+	if (rec_esc_class['"'] != ESC_SHORT)
+		rec_esc_init();
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = src[i];
 
-		if (c >= 0xa0) {
-			/* U+00A0..U+00FF in UTF-8.  The C1 controls below them are escaped like
-			 * the C0 ones: some line readers (Python's splitlines) break at U+0085. */
+		switch (rec_esc_class[c]) {
+		case ESC_SELF:
+			*p++ = (char)c;
+			break;
+		case ESC_UTF8:
 			*p++ = (char)(0xc0 | (c >> 6));
 			*p++ = (char)(0x80 | (c & 0x3f));
-		} else if (c == '"' || c == '\\') {
+			break;
+		case ESC_SHORT:
 			*p++ = '\\';
-			*p++ = (char)c;
-		} else if (c == '\n') {
-			*p++ = '\\';
-			*p++ = 'n';
-		} else if (c == '\r') {
-			*p++ = '\\';
-			*p++ = 'r';
-		} else if (c == '\t') {
-			*p++ = '\\';
-			*p++ = 't';
-		} else if (c < 0x20 || c >= 0x7f) {
+			*p++ = rec_esc_short[c];
+			break;
+		default:
 			memcpy(p, "\\u00", 4); /* NOLINT(bugprone-not-null-terminated-result) */
 			p[4] = hex[c >> 4];
 			p[5] = hex[c & 0xf];
 			p += 6;
-		} else {
-			*p++ = (char)c;
+			break;
 		}
 	}
 	return (size_t)(p - dst);
