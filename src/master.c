@@ -191,10 +191,9 @@ master_listen(void)
 		M.nlfd = 0;
 		for (i = 0; i < (M.set.nbinds ? M.set.nbinds : 1); i++) {
 			const char *host = M.set.nbinds ? M.set.binds[i] : NULL;
-			int numeric = !(host && strcmp(host, "localhost") == 0);
 
-			n = net_listen(host, &port, numeric, M.lfd + M.nlfd, MASTER_MAX_LISTEN - M.nlfd,
-			    err, sizeof(err));
+			n = net_listen(host, &port, M.lfd + M.nlfd, MASTER_MAX_LISTEN - M.nlfd, err,
+			    sizeof(err));
 			if (n < 0)
 				break;
 			M.nlfd += n;

@@ -91,13 +91,13 @@ def kill_tree(pid):
 class Server:
     """One mpechod process, its stderr collected line by line."""
 
-    def __init__(self, args, env=None, preexec_fn=None, wrapper=()):
+    def __init__(self, args, env=None, preexec_fn=None, wrapper=(), program="mpechod"):
         self.lines = []
         self.cond = threading.Condition()
         e = dict(os.environ)
         if env:
             e.update(env)
-        self.proc = subprocess.Popen(list(wrapper) + [binary("mpechod")] + list(args), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(wrapper) + [binary(program)] + list(args), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
                                      preexec_fn=preexec_fn)
         self.pid = self.proc.pid

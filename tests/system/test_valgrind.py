@@ -17,7 +17,9 @@ VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
 def test_master_under_valgrind(tmp_path):
     assert shutil.which("valgrind"), "valgrind is missing: run scripts/deps.sh"
     store = str(tmp_path / "v.jsonl")
-    srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", store, "--grace", "1"], wrapper=VALGRIND)
+    # valgrind replaces malloc only in a dynamically linked program.
+    srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", store, "--grace", "1"], wrapper=VALGRIND,
+                 program="mpechod-dynamic")
     try:
         srv.wait_ready()
         for i in range(5):
