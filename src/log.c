@@ -13,7 +13,6 @@
 
 static const char *log_prog = "mpecho";
 static const char *log_role;
-static long log_pid;
 static int log_guarded;
 static unsigned long log_dropped;
 
@@ -23,14 +22,6 @@ log_init(const char *prog, const char *role)
 	if (prog != NULL)
 		log_prog = prog;
 	log_role = role;
-	log_pid = (long)getpid();
-}
-
-void
-log_child(const char *role, long pid)
-{
-	log_role = role;
-	log_pid = pid;
 }
 
 void
@@ -64,7 +55,9 @@ log_emit(int with_errno, const char *fmt, va_list ap)
 		errno = saved;
 		return;
 	}
-	n = snprintf(line, sizeof(line), "%s[%ld]: %s%s", log_prog, log_pid,
+	/* getpid() per line rather than a cached pid: a session that never logs then never
+	 * writes to this page (see session.c). */
+	n = snprintf(line, sizeof(line), "%s[%ld]: %s%s", log_prog, (long)getpid(),
 	    log_role ? log_role : "", log_role ? ": " : "");
 	if (log_dropped > 0 && n > 0 && n < (int)sizeof(line)) {
 		m = snprintf(line + n, sizeof(line) - (size_t)n, "(%lu log lines dropped) ",

@@ -13,11 +13,9 @@
 
 #define PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
 
-/* Sets the program name and role ("store", "session" or NULL) and caches the pid; call again
- * in a child after fork(). */
+/* Sets the program name (NULL: keep it) and the role shown after the pid ("store", or NULL for
+ * none); a child with a role leaves with _exit from fatal(). */
 void log_init(const char *prog, const char *role);
-/* The same, for a child that already knows its pid. */
-void log_child(const char *role, long pid);
 /* On: a line is written only if stderr can take it without blocking; the others are counted,
  * and the count is shown on the next line written.  The master logs every connection and must
  * never stall on a stderr nobody reads. */

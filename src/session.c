@@ -26,14 +26,19 @@
 
 #define SESSION_BUF 65536
 
-/* Untouched in the master, so a fork shares nothing here and a session touches only the pages
- * its reads fill. */
-static unsigned char session_buf[SESSION_BUF];
-static volatile sig_atomic_t session_stopping;
-static int session_fd = -1;
 /* After SIGTERM, how many 100 ms waits for room in the store pipe a session allows itself. */
 #define SESSION_STOP_WAITS 20
-static int session_stop_waited;
+
+/* Everything a session writes outside its stack, in one page-aligned block: its few variables
+ * share the buffer's first page, which the first read dirties anyway.  The master never touches
+ * it, so a fork shares nothing here, and a held connection costs as few private pages as
+ * possible. */
+static struct {
+	int fd;
+	int stop_waited;
+	volatile sig_atomic_t stopping;
+	unsigned char buf[SESSION_BUF];
+} session __attribute__((aligned(4096)));
 
 static const char *const session_reasons[] = {
 	[SESSION_EOF] = "eof",
@@ -62,9 +67,8 @@ session_sigterm(int signo)
 	int saved = errno;
 
 	(void)signo;
-	session_stopping = 1;
-	if (session_fd >= 0)
-		shutdown(session_fd, SHUT_RDWR);
+	session.stopping = 1;
+	shutdown(session.fd, SHUT_RDWR);
 	errno = saved;
 }
 
@@ -88,13 +92,13 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 			continue;
 		if (errno != EAGAIN)
 			return -1;
-		if (session_stopping && session_stop_waited++ >= SESSION_STOP_WAITS) {
+		if (session.stopping && session.stop_waited++ >= SESSION_STOP_WAITS) {
 			/* Shutting down with the store stuck: give up; the master writes the
 			 * close record on this session's behalf. */
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		if (poll(&pfd, 1, session_stopping ? 100 : 1000) < 0 && errno != EINTR)
+		if (poll(&pfd, 1, session.stopping ? 100 : 1000) < 0 && errno != EINTR)
 			return -1;
 	}
 	return 0;
@@ -120,7 +124,7 @@ session_setup(const struct session_args *a)
 
 	static const int none[] = { 0 };
 
-	session_fd = a->fd;
+	session.fd = a->fd;
 	sig_default(SIGCHLD);
 	sig_handle(SIGTERM, session_sigterm, 0);
 	/* The master alone decides when sessions end: a Ctrl-C or a HUP sent to the whole process
@@ -139,13 +143,13 @@ session_setup(const struct session_args *a)
 static enum session_end
 session_sock_error(int err, enum session_end on_timeout)
 {
-	if (session_stopping)
+	if (session.stopping)
 		return SESSION_SHUTDOWN;
 	if (err == EAGAIN || err == EWOULDBLOCK)
 		return on_timeout;
 	if (err == ECONNRESET || err == EPIPE || err == ETIMEDOUT)
 		return SESSION_RESET;
-	log_warn("connection");
+	log_warn("session %d: connection", (int)getpid());
 	return SESSION_ERROR;
 }
 
@@ -155,22 +159,22 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 	ssize_t n;
 
 	for (;;) {
-		n = read(a->fd, session_buf, sizeof(session_buf));
-		if (n < 0 && errno == EINTR && !session_stopping)
+		n = read(a->fd, session.buf, sizeof(session.buf));
+		if (n < 0 && errno == EINTR && !session.stopping)
 			continue;
 		if (n < 0)
 			return session_sock_error(errno, SESSION_IDLE);
 		if (n == 0)
-			return session_stopping ? SESSION_SHUTDOWN : SESSION_EOF;
+			return session.stopping ? SESSION_SHUTDOWN : SESSION_EOF;
 		if (a->pipe_wr >= 0 &&
-		    session_record_data(a->pipe_wr, a->conn, pid, session_buf, (size_t)n) < 0)
-			return session_stopping ? SESSION_SHUTDOWN : SESSION_STORE;
+		    session_record_data(a->pipe_wr, a->conn, pid, session.buf, (size_t)n) < 0)
+			return session.stopping ? SESSION_SHUTDOWN : SESSION_STORE;
 		/* Counted once recorded and before the echo, so the close record's count is the
 		 * sum of the data records, and the master's stats already include whatever a
 		 * client has received. */
 		*bytes += (uint64_t)n;
 		__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
-		if (io_write_all(a->fd, session_buf, (size_t)n) < 0)
+		if (io_write_all(a->fd, session.buf, (size_t)n) < 0)
 			return session_sock_error(errno, SESSION_WTIMEOUT);
 	}
 }
@@ -184,7 +188,6 @@ session_run(const struct session_args *a)
 	uint64_t bytes = 0;
 	int pid = (int)getpid();
 
-	log_child("session", pid);
 	session_setup(a);
 	if (a->pipe_wr >= 0) {
 		net_addr_str((const struct sockaddr *)&a->peer, peer, sizeof(peer));
