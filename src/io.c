@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 ssize_t
@@ -57,4 +58,13 @@ io_set_cloexec(int fd)
 	if (fl < 0)
 		return -1;
 	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+int64_t
+io_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -6,6 +6,7 @@
 #define MPECHO_IO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* One read(2), retried on EINTR. */
@@ -13,6 +14,8 @@ ssize_t io_read(int fd, void *buf, size_t len);
 /* Writes all len bytes; returns 0, or -1 with errno (EAGAIN on a socket send timeout). */
 int io_write_all(int fd, const void *buf, size_t len);
 int io_set_nonblock(int fd, int on);
+/* CLOCK_MONOTONIC in milliseconds, for deadlines and intervals. */
+int64_t io_now_ms(void);
 int io_set_cloexec(int fd);
 
 #endif

@@ -109,20 +109,11 @@ static struct master *master_state;
 
 static volatile sig_atomic_t got_term, got_hup, got_usr1;
 
-static int64_t
-master_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 master_ratelog(struct ratelog *rl, int with_errno, const char *what)
 {
 	char held[64] = "";
-	int64_t now = master_now_ms();
+	int64_t now = io_now_ms();
 
 	if (now < rl->next_ms) {
 		rl->held++;
@@ -263,7 +254,7 @@ master_start_store(int filefd)
 		store_run(&a);
 	}
 	M.store_pid = pid;
-	M.store_started_ms = master_now_ms();
+	M.store_started_ms = io_now_ms();
 }
 
 /* The master keeps the pipe's read end, so what sessions wrote while no store ran stays in the
@@ -274,7 +265,7 @@ master_restart_store(void)
 {
 	if (M.store_pid > 0 || M.pipe_rd < 0 || M.pipe_wr < 0)
 		return;
-	if (master_now_ms() - M.store_started_ms < 1000)
+	if (io_now_ms() - M.store_started_ms < 1000)
 		return;
 	master_start_store(-1);
 	if (M.store_pid > 0)
@@ -516,7 +507,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer,
 		master_ratelog(&M.log_fork, 1, "fork failed; closed the connection, pausing accepts "
 		    "for 100 ms");
 		M.free_slots[M.nfree++] = slot;
-		M.accept_resume_ms = master_now_ms() + 100;
+		M.accept_resume_ms = io_now_ms() + 100;
 		return;
 	}
 	M.kids[M.nkids] = (struct child){ .pid = pid, .slot = slot, .conn = M.next_conn++ };
@@ -552,7 +543,7 @@ master_over_per_source(const unsigned char key[SRC_KEY_LEN])
 static int
 master_over_rate(void)
 {
-	int64_t now = master_now_ms(), full = (int64_t)M.set.max_rate * 1000;
+	int64_t now = io_now_ms(), full = (int64_t)M.set.max_rate * 1000;
 
 	if (M.set.max_rate == 0)
 		return 0;
@@ -614,7 +605,7 @@ master_accept(int lfd)
 			 * pause instead of spinning on a listener that stays readable, and try
 			 * again by ourselves (nginx and sshd back off the same way). */
 			master_ratelog(&M.log_accept, 1, "accept failed; pausing accepts for 100 ms");
-			M.accept_resume_ms = master_now_ms() + 100;
+			M.accept_resume_ms = io_now_ms() + 100;
 			return;
 		}
 		master_admit(cfd, &ss);
@@ -630,10 +621,10 @@ master_begin_shutdown(void)
 		M.nlfd = 0;
 		log_info("shutting down: %d sessions get %d s to finish", M.nkids, M.set.grace);
 		M.stopping = 1;
-		M.phase_deadline_ms = master_now_ms() + (int64_t)M.set.grace * 1000;
+		M.phase_deadline_ms = io_now_ms() + (int64_t)M.set.grace * 1000;
 	} else if (M.stopping == 1) {
 		/* A second TERM or INT cuts the grace short. */
-		M.phase_deadline_ms = master_now_ms();
+		M.phase_deadline_ms = io_now_ms();
 	}
 }
 
@@ -643,7 +634,7 @@ master_shutdown_step(void)
 {
 	int sig;
 
-	if (M.stopping == 0 || M.nkids == 0 || master_now_ms() < M.phase_deadline_ms)
+	if (M.stopping == 0 || M.nkids == 0 || io_now_ms() < M.phase_deadline_ms)
 		return;
 	if (M.stopping >= 3)
 		return;
@@ -652,7 +643,7 @@ master_shutdown_step(void)
 	for (int i = 0; i < M.nkids; i++)
 		kill(M.kids[i].pid, sig);
 	M.stopping++;
-	M.phase_deadline_ms = master_now_ms() + MASTER_KILL_WAIT_MS;
+	M.phase_deadline_ms = io_now_ms() + MASTER_KILL_WAIT_MS;
 }
 
 static int
@@ -677,7 +668,7 @@ static void
 master_wait(void)
 {
 	struct timespec ts;
-	int64_t now = master_now_ms();
+	int64_t now = io_now_ms();
 	int accepting, t;
 
 	M.npfd = 0;
@@ -724,12 +715,12 @@ master_pipe_unread(void)
 static void
 master_finish(void)
 {
-	int64_t deadline = master_now_ms() + MASTER_STORE_WAIT_MS;
+	int64_t deadline = io_now_ms() + MASTER_STORE_WAIT_MS;
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = 100L * 1000000L };
 	struct pollfd pfd = { .fd = M.pipe_wr, .events = POLLOUT };
 	int restarts = 0;
 
-	while ((M.nowed > 0 || M.store_pid == 0) && master_now_ms() < deadline) {
+	while ((M.nowed > 0 || M.store_pid == 0) && io_now_ms() < deadline) {
 		/* A store must run to drain the pipe: the restart throttle does not apply now. */
 		if (M.store_pid == 0 && M.pipe_rd >= 0 && restarts++ < 3)
 			master_start_store(-1);
@@ -742,7 +733,7 @@ master_finish(void)
 	if (M.pipe_wr >= 0)
 		close(M.pipe_wr);
 	M.pipe_wr = -1;
-	while (M.store_pid > 0 && master_now_ms() < deadline) {
+	while (M.store_pid > 0 && io_now_ms() < deadline) {
 		ppoll(NULL, 0, &ts, &M.waitmask);
 		master_report_reaped();
 		if (M.store_pid == 0 && master_pipe_unread() > 0 && restarts++ < 3)

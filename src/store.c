@@ -66,15 +66,6 @@ store_sighup(int signo)
 	store_hup = 1;
 }
 
-static int64_t
-store_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int
 store_open_unlocked(const char *path)
 {
@@ -177,10 +168,10 @@ store_flush(void)
 	if (done < S.outlen) {
 		/* Diagnosed once, and again only a minute later: a nearly full disk takes some
 		 * writes and refuses others, and must not flood the log. */
-		if (!S.failing && store_now_ms() - S.fail_logged_ms >= 60000) {
+		if (!S.failing && io_now_ms() - S.fail_logged_ms >= 60000) {
 			log_warn("cannot write %s; dropping records until it works again",
 			    S.args->path);
-			S.fail_logged_ms = store_now_ms();
+			S.fail_logged_ms = io_now_ms();
 		}
 		if (done > 0) {
 			off_t end = lseek(S.fd, 0, SEEK_END);
@@ -209,7 +200,7 @@ store_sync(int force)
 
 	if (!S.dirty)
 		return;
-	now = store_now_ms();
+	now = io_now_ms();
 	if (!force && S.args->fsync != FSYNC_ALWAYS &&
 	    (S.args->fsync == FSYNC_NO || now - S.last_sync_ms < 1000))
 		return;
@@ -372,7 +363,7 @@ store_setup(const struct store_args *a)
 	S.tab = calloc(S.cap, sizeof(*S.tab));
 	if (S.tab == NULL)
 		fatal(71, "store table");
-	S.last_sync_ms = store_now_ms();
+	S.last_sync_ms = io_now_ms();
 	S.fail_logged_ms = S.last_sync_ms - 60000;
 	sig_default(SIGCHLD);
 	/* The store outlives a TERM or INT sent to the whole process group: it ends when the
@@ -417,7 +408,7 @@ store_run(const struct store_args *a)
 			ts.tv_nsec = 0;
 			tmo = &ts;
 		} else if (S.dirty && a->fsync == FSYNC_EVERYSEC) {
-			left = 1000 - (store_now_ms() - S.last_sync_ms);
+			left = 1000 - (io_now_ms() - S.last_sync_ms);
 			ts.tv_sec = left > 0 ? left / 1000 : 0;
 			ts.tv_nsec = left > 0 ? (left % 1000) * 1000000 : 0;
 			tmo = &ts;
