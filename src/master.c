@@ -684,6 +684,8 @@ master_wait(void)
 		if (errno != EINTR)
 			fatal(EX_OSERR_, "ppoll");
 		M.npfd = 0;
+	} else {
+		sig_deliver_pending(&M.waitmask);
 	}
 }
 

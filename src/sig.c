@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "sig.h"
 
+#include <poll.h>
 #include <stddef.h>
 
 int
@@ -54,4 +55,14 @@ sig_setmask(const int *signos)
 	for (; *signos != 0; signos++)
 		sigaddset(&set, *signos);
 	return sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
+void
+sig_deliver_pending(const sigset_t *waitmask)
+{
+	struct timespec zero = { 0, 0 };
+	sigset_t pending;
+
+	if (sigpending(&pending) == 0 && !sigisemptyset(&pending))
+		ppoll(NULL, 0, &zero, waitmask);
 }

@@ -31,7 +31,7 @@
 #define STORE_INBUF (256 * 1024)
 #define STORE_OUTBUF (512 * 1024)
 #define STORE_TOMB UINT64_MAX
-#define STORE_DRAIN_MAX (1024 * 1024)
+#define STORE_DRAIN_MAX ((size_t)1024 * 1024)
 
 /* Bytes recorded per open connection, to count for a close the master writes on behalf of a
  * killed session, and to close at exit any connection whose close never came. */
@@ -413,7 +413,11 @@ store_run(const struct store_args *a)
 			ts.tv_nsec = left > 0 ? (left % 1000) * 1000000 : 0;
 			tmo = &ts;
 		}
-		if (ppoll(&pfd, 1, tmo, &waitmask) < 0 && errno != EINTR)
-			fatal(71, "ppoll");
+		if (ppoll(&pfd, 1, tmo, &waitmask) < 0) {
+			if (errno != EINTR)
+				fatal(71, "ppoll");
+		} else {
+			sig_deliver_pending(&waitmask);
+		}
 	}
 }

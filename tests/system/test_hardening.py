@@ -148,6 +148,9 @@ def test_flood_keeps_master_responsive(start_server):
         t0 = time.monotonic()
         assert echo(srv.port, b"fresh") == b"fresh"
         worst = max(worst, time.monotonic() - t0)
+    # Signals reach the master while its listeners stay ready (ppoll alone would starve them).
+    srv.signal(signal.SIGUSR1)
+    srv.wait_line("stats:", timeout=2)
     stop.set()
     for t in floods:
         t.join(60 * SLOW)
