@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# bench/compare.sh - mpechod beside the classic forking echo servers, on loopback only.
+#
+# Starts socat, ncat, tcpserver, xinetd (its internal echo service) and mpechod with and without
+# its store, all on 127.0.0.1, and runs the same mpecho-bench matrix against each: connect/s at
+# C=1 and C=32, rr at C=1 and C=32, stream, and memory per held connection at C=HOLD_C.  The
+# cells are interleaved (one cell against every server, in an order that rotates, before the
+# next cell) and the whole matrix is repeated ROUNDS times; report.py turns the raw results
+# into bench/results/DATE.md and the plot of ratios to mpechod (DATE.png, DATE.svg).  A bare
+# fork+_exit+waitpid loop (bench/forkrate.c) is measured in every round too.
+#
+# Every process started here is stopped by pid, with its descendants, when the script exits.
+# Nothing but 127.0.0.1 is used, and nothing looks up a name.
+#
+# Environment: ROUNDS (3), DUR (seconds per cell, 2), TMO (per-request timeout in ms, 5000),
+# HOLD_C (1000), BUDGET (seconds after which the cells left are skipped, 540), OUT (the results
+# directory, bench/results), SERVERS (a subset, e.g. "tcpserver mpechod").
+set -u
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BENCH=$ROOT/build/bin/mpecho-bench
+MPECHOD=$ROOT/build/bin/mpechod
+PYTHON=${PYTHON:-python3}
+ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-2}
+TMO=${TMO:-5000}
+HOLD_C=${HOLD_C:-1000}
+BUDGET=${BUDGET:-540}
+OUT=${OUT:-$ROOT/bench/results}
+DATE=$(date -u +%F)
+ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store"
+SERVERS=${SERVERS:-$ALL_SERVERS}
+CELLS="conn1 conn32 rr1 rr32 stream hold"
+
+WORK=$(mktemp -d /tmp/mpecho-compare.XXXXXX)
+RAW=$WORK/raw.tsv
+NOTES=$WORK/notes.txt
+STARTED=$SECONDS
+declare -A PID PORT CMD BASEKIDS
+
+log() { printf '[%3ds] %s\n' $((SECONDS - STARTED)) "$*" >&2; }
+
+# ---- processes ----
+
+# Every descendant of the given pids, through each thread's children list (with builtins only:
+# a server holding a thousand connections has a thousand children).
+descendants() {
+	local p f c kids
+	for p in "$@"; do
+		for f in /proc/"$p"/task/*/children; do
+			[ -r "$f" ] || continue
+			kids=()
+			read -r -a kids 2>/dev/null <"$f"
+			for c in "${kids[@]}"; do
+				echo "$c"
+				descendants "$c"
+			done
+		done
+	done
+}
+
+state_of() { awk '{ sub(/.*\) /, ""); print $1 }' /proc/"$1"/stat 2>/dev/null; }
+
+alive() { local s; s=$(state_of "$1"); [ -n "$s" ] && [ "$s" != Z ]; }
+
+# Stops a server and everything it started.  Its descendants go first, deepest first, while
+# their parents live to reap them (an orphan is init's to reap); then TERM to the server, up to
+# 3 s for it to go, and KILL.
+stop_tree() {
+	local pid=$1 kids i
+	kids=$(descendants "$pid" | tac)
+	if [ -n "$kids" ]; then
+		# shellcheck disable=SC2086
+		kill -KILL $kids 2>/dev/null
+		sleep 0.2
+	fi
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 30); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	kids=$(descendants "$pid")
+	# shellcheck disable=SC2086
+	kill -KILL "$pid" $kids 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+cleanup() {
+	local s
+	trap - EXIT INT TERM
+	for s in "${!PID[@]}"; do
+		[ -n "${PID[$s]}" ] && stop_tree "${PID[$s]}"
+	done
+	PID=()
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# ---- setup ----
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+install_missing() {
+	local pkgs=()
+	have socat || pkgs+=(socat)
+	have ncat || pkgs+=(ncat)
+	have tcpserver || pkgs+=(ucspi-tcp)
+	have xinetd || pkgs+=(xinetd)
+	have gnuplot || pkgs+=(gnuplot-nox)
+	have cc || pkgs+=(gcc libc6-dev)
+	[ ${#pkgs[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" = 0 ] && have apt-get; then
+		log "installing ${pkgs[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" \
+		    >"$WORK/apt.log" 2>&1 ||
+		    { apt-get update >>"$WORK/apt.log" 2>&1 &&
+		      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		      "${pkgs[@]}" >>"$WORK/apt.log" 2>&1; } ||
+		    { tail -n 5 "$WORK/apt.log" >&2
+		      log "apt-get failed; servers without their program are skipped"; }
+	else
+		log "missing ${pkgs[*]} and not root: servers without their program are skipped"
+	fi
+}
+
+# A TCP port below the ephemeral range (so no client socket can hold it) that nothing uses.
+NEXT_PORT=$((20000 + $$ % 4000 * 2))
+free_port() {
+	local hex
+	while :; do
+		NEXT_PORT=$((NEXT_PORT + 1))
+		hex=$(printf ':%04X ' "$NEXT_PORT")
+		grep -q "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null || break
+	done
+	echo "$NEXT_PORT"
+}
+
+write_xinetd_conf() {
+	cat >"$WORK/xinetd.conf" <<EOF
+# xinetd's internal stream echo on a port of its own; no limits that a benchmark would trip.
+defaults
+{
+	instances	= UNLIMITED
+	per_source	= UNLIMITED
+	cps		= 1000000 1
+	log_type	= FILE $WORK/xinetd.service.log
+	log_on_success	=
+	log_on_failure	=
+}
+
+service echo
+{
+	type		= INTERNAL UNLISTED
+	id		= echo-stream
+	socket_type	= stream
+	protocol	= tcp
+	wait		= no
+	user		= root
+	port		= $1
+	bind		= 127.0.0.1
+	only_from	= 127.0.0.1
+	instances	= UNLIMITED
+	per_source	= UNLIMITED
+	cps		= 1000000 1
+	flags		= NOLIBWRAP
+}
+EOF
+}
+
+server_argv() {
+	local name=$1 port=$2 max=$((HOLD_C * 2))
+	case $name in
+	socat_pipe) ARGV=(socat "TCP-LISTEN:$port,fork,reuseaddr,bind=127.0.0.1,backlog=1024" PIPE) ;;
+	socat_exec) ARGV=(socat "TCP-LISTEN:$port,fork,reuseaddr,bind=127.0.0.1,backlog=1024" EXEC:cat) ;;
+	ncat) ARGV=(ncat -n -l -k --max-conns "$max" --exec /bin/cat 127.0.0.1 "$port") ;;
+	tcpserver) ARGV=(tcpserver -HRl0 -c "$max" -b 1024 127.0.0.1 "$port" cat) ;;
+	xinetd)
+		write_xinetd_conf "$port"
+		ARGV=(xinetd -dontfork -filelog "$WORK/xinetd.log" -f "$WORK/xinetd.conf") ;;
+	mpechod) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store -c "$max") ;;
+	mpechod_store) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.jsonl" -c "$max") ;;
+	esac
+}
+
+# Ready when a short rr run gets its echoes back; 5 s at most.
+wait_ready() {
+	local name=$1 i
+	for i in $(seq 50); do
+		alive "${PID[$name]}" || return 1
+		"$BENCH" -d 0.1 -t 1000 rr 127.0.0.1 "${PORT[$name]}" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+start_server() {
+	local name=$1 prog
+	PORT[$name]=$(free_port)
+	server_argv "$name" "${PORT[$name]}"
+	prog=${ARGV[0]}
+	have "$prog" || [ -x "$prog" ] || { log "$name: no $prog; skipped"; return 1; }
+	[ "$prog" = xinetd ] && ! command -v xinetd >/dev/null && ARGV[0]=/usr/sbin/xinetd
+	CMD[$name]="${ARGV[*]}"
+	"${ARGV[@]}" </dev/null >>"$WORK/$name.log" 2>&1 &
+	PID[$name]=$!
+	if ! wait_ready "$name"; then
+		log "$name did not start; see below"
+		tail -n 5 "$WORK/$name.log" >&2
+		stop_tree "${PID[$name]}"
+		PID[$name]=
+		return 1
+	fi
+	BASEKIDS[$name]=$(descendants "${PID[$name]}" | wc -l)
+	log "$name: pid ${PID[$name]} on 127.0.0.1:${PORT[$name]}: ${CMD[$name]}"
+}
+
+# Waits (5 s at most) until the server is back to the processes it had when idle, so a cell
+# does not pay for the last one's exits.
+settle() {
+	local name=$1 i
+	for i in $(seq 50); do
+		[ "$(descendants "${PID[$name]}" | wc -l)" -le "${BASEKIDS[$name]}" ] && return 0
+		sleep 0.1
+	done
+	# Stuck children (a stalled stream's) stay until the server stops; later cells need not
+	# wait for them again.
+	BASEKIDS[$name]=$(descendants "${PID[$name]}" | wc -l)
+	echo "$name: ${BASEKIDS[$name]} processes were still there 5 s after a cell" >>"$NOTES"
+}
+
+# ---- the matrix ----
+
+cell_args() {
+	case $1 in
+	conn1) ARGS=(-c 1 --rst connect) ;;
+	conn32) ARGS=(-c 32 --rst connect) ;;
+	rr1) ARGS=(-c 1 rr) ;;
+	rr32) ARGS=(-c 32 rr) ;;
+	stream) ARGS=(-c 1 stream) ;;
+	hold) ARGS=(-c "$HOLD_C" hold) ;;
+	esac
+}
+
+run_cell() {
+	local round=$1 name=$2 cell=$3 out rc limit
+	if [ -n "${PID[$name]:-}" ] && ! alive "${PID[$name]}"; then
+		echo "round $round: $name had died before $cell; restarted it" >>"$NOTES"
+		log "$name died; restarting it"
+		stop_tree "${PID[$name]}"
+		start_server "$name" || PID[$name]=
+	fi
+	if [ -z "${PID[$name]:-}" ]; then
+		printf '%s\t%s\t%s\tdown\tnull\n' "$round" "$name" "$cell" >>"$RAW"
+		return
+	fi
+	cell_args "$cell"
+	# mpecho-bench bounds itself by DUR + 3 timeouts + 10 s; this is only a backstop.
+	limit=$((DUR + 3 * TMO / 1000 + 15))
+	out=$(timeout -k 2 "$limit" "$BENCH" --json -d "$DUR" -t "$TMO" --pid "${PID[$name]}" \
+	    "${ARGS[@]}" 127.0.0.1 "${PORT[$name]}" 2>>"$WORK/bench.err")
+	rc=$?
+	printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$cell" "$rc" "${out:-null}" >>"$RAW"
+	[ "$name" = mpechod_store ] && : >"$WORK/store.jsonl"
+	settle "$name"
+}
+
+# The servers in an order that moves by one at each step, so none is always first after a
+# heavy cell.
+rotate() {
+	local k=$1 n i
+	shift
+	n=$#
+	local a=("$@")
+	for ((i = 0; i < n; i++)); do
+		echo "${a[$(((i + k) % n))]}"
+	done
+}
+
+forkrate() {
+	local round=$1 kind
+	for kind in dynamic static; do
+		[ -x "$WORK/forkrate-$kind" ] || continue
+		printf '%s\tforkrate-%s\t-\t0\t%s\n' "$round" "$kind" \
+		    "$(timeout 30 "$WORK/forkrate-$kind" "$DUR")" >>"$RAW"
+	done
+}
+
+environment() {
+	{
+		echo "date=$(date -u '+%F %T UTC')"
+		echo "kernel=$(uname -sr)"
+		echo "cpus=$(nproc)"
+		echo "cpu_model=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+		echo "mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+		echo "rounds=$ROUNDS"
+		echo "dur=$DUR"
+		echo "tmo=$TMO"
+		echo "hold_c=$HOLD_C"
+		echo "socat=$(socat -V 2>/dev/null | awk '/socat version/ { print $3; exit }')"
+		echo "ncat=$(ncat --version 2>&1 | awk '{ print $3; exit }')"
+		echo "tcpserver=$(dpkg-query -W -f '${Version}' ucspi-tcp 2>/dev/null)"
+		echo "xinetd=$( (xinetd -version || /usr/sbin/xinetd -version) 2>&1 | awk '{ print $1; exit }')"
+		echo "mpechod=$("$MPECHOD" -V 2>/dev/null | awk '{ print $2 }') (commit $(git -C "$ROOT" \
+		    rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- src Makefile \
+		    2>/dev/null || echo ', with uncommitted changes'))"
+		echo "bench=$("$BENCH" -V 2>/dev/null)"
+		echo "cc=$(cc --version | head -n 1)"
+	} >"$WORK/env.txt"
+}
+
+main() {
+	local round cell name c k=0
+	[ -x "$BENCH" ] && [ -x "$MPECHOD" ] || { echo "compare.sh: run make first" >&2; exit 1; }
+	# Copies, so that a rebuild during the run changes nothing in it.
+	cp "$BENCH" "$WORK/mpecho-bench" && cp "$MPECHOD" "$WORK/mpechod" || exit 1
+	BENCH=$WORK/mpecho-bench
+	MPECHOD=$WORK/mpechod
+	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+	install_missing
+	cc -O2 -o "$WORK/forkrate-dynamic" "$HERE/forkrate.c" || exit 1
+	cc -O2 -static -o "$WORK/forkrate-static" "$HERE/forkrate.c" 2>/dev/null ||
+	    log "no static libc: the static fork loop is skipped"
+	environment
+	echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/env.txt"
+	: >"$RAW"
+	: >"$NOTES"
+	for name in $SERVERS; do
+		start_server "$name" || { PID[$name]=; echo "$name: could not be started" >>"$NOTES"; }
+	done
+	for name in $SERVERS; do
+		c=${CMD[$name]:-}
+		echo "cmd_$name=${c//$WORK/WORKDIR}" >>"$WORK/env.txt"
+	done
+	for round in $(seq "$ROUNDS"); do
+		log "round $round of $ROUNDS"
+		forkrate "$round"
+		for cell in $CELLS; do
+			k=$((k + 1))
+			for name in $(rotate "$k" $SERVERS); do
+				if [ $((SECONDS - STARTED)) -ge "$BUDGET" ]; then
+					printf '%s\t%s\t%s\tskipped\tnull\n' "$round" "$name" "$cell" >>"$RAW"
+					continue
+				fi
+				run_cell "$round" "$name" "$cell"
+			done
+		done
+		echo "load_after_round_$round=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/env.txt"
+	done
+	for name in $SERVERS; do
+		[ -n "${PID[$name]:-}" ] && stop_tree "${PID[$name]}"
+		PID[$name]=
+	done
+	echo "elapsed=$((SECONDS - STARTED))" >>"$WORK/env.txt"
+	mkdir -p "$OUT"
+	# The results keep their environment and notes, so report.py can redo the markdown.
+	{
+		sed 's/^/#env\t/' "$WORK/env.txt"
+		sed 's/^/#note\t/' "$NOTES"
+		cat "$RAW"
+	} >"$OUT/$DATE.tsv"
+	"$PYTHON" "$HERE/report.py" "$OUT/$DATE.tsv" "$OUT/$DATE" || exit 1
+	if have gnuplot; then
+		gnuplot -e "datafile='$OUT/$DATE.ratios.dat'; outbase='$OUT/$DATE'" "$HERE/plot.gp" ||
+		    log "gnuplot failed"
+	fi
+	rm -f "$OUT/$DATE.ratios.dat"
+	log "wrote $OUT/$DATE.md, .png, .svg, .tsv in $((SECONDS - STARTED)) s"
+}
+
+main "$@"

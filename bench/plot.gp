@@ -1,0 +1,30 @@
+# plot.gp - every figure of a compare.sh run as a ratio to mpechod --no-store.
+#   gnuplot -e "datafile='bench/results/DATE.ratios.dat'; outbase='bench/results/DATE'" plot.gp
+# The data file has one row per figure and one column per server; "?" marks a failed cell.
+
+set datafile missing "?"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y 10
+set yrange [0.01:100]
+set ytics ("0.01" 0.01, "0.1" 0.1, "0.5" 0.5, "1" 1, "2" 2, "3" 3, "10" 10, "100" 100)
+set grid ytics
+set ylabel "ratio to mpechod --no-store (log scale)"
+set xtics rotate by 25 right noenhanced
+set key outside right top vertical noenhanced
+set title "Forking echo servers: each figure over mpechod --no-store's\n(above 1: more conn/s, req/s, MiB/s, but also more latency or memory; missing bar: the cell failed)" noenhanced
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb "black" front
+set bmargin 6
+
+ncols = system("head -n 1 '" . datafile . "' | awk -F'\"' '{ print (NF - 1) / 2 }'") + 0
+
+set terminal pngcairo size 1400,700 font ",10"
+set output outbase . ".png"
+plot for [i=2:ncols+1] datafile using i:xtic(1) title columnheader(i)
+
+set terminal svg size 1400,700 dynamic font ",10"
+set output outbase . ".svg"
+replot
+unset output

@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""report.py - turns bench/compare.sh's raw cells into the results markdown and plot data.
+
+Input: the .tsv compare.sh writes: "#env<TAB>key=value" and "#note<TAB>text" lines, then one
+"round<TAB>server<TAB>cell<TAB>exit status<TAB>mpecho-bench's JSON" line per cell.  Output: OUT.md (tables of medians with
+min-max over rounds, failures, CPU use, memory, fork cost, targets) and OUT.ratios.dat (every
+figure as a ratio to mpechod --no-store, for bench/plot.gp).
+
+A cell fails when any of its rounds exited non-zero, printed no JSON or counted an error: a
+server that is fast but wrong, or fast only sometimes, gets no number.
+"""
+import argparse
+import json
+import statistics
+import sys
+
+SERVERS = [
+    ("socat_pipe", "socat PIPE"),
+    ("socat_exec", "socat EXEC:cat"),
+    ("ncat", "ncat --exec cat"),
+    ("tcpserver", "tcpserver cat"),
+    ("xinetd", "xinetd echo"),
+    ("mpechod", "mpechod --no-store"),
+    ("mpechod_store", "mpechod -s FILE"),
+]
+LABEL = dict(SERVERS)
+REF = "mpechod"
+STORE = "mpechod_store"
+PEERS = [s for s, _ in SERVERS if not s.startswith("mpechod")]
+
+# key, cell, path into the JSON, column title, higher is better, format
+METRICS = [
+    ("conn1", "conn1", ("conn_per_sec",), "connect/s C=1", True, "{:,.0f}"),
+    ("conn32", "conn32", ("conn_per_sec",), "connect/s C=32", True, "{:,.0f}"),
+    ("rr1_p50", "rr1", ("latency_us", "p50"), "rr p50 µs C=1", False, "{:,.1f}"),
+    ("rr1_p99", "rr1", ("latency_us", "p99"), "rr p99 µs C=1", False, "{:,.1f}"),
+    ("rr32_p50", "rr32", ("latency_us", "p50"), "rr p50 µs C=32", False, "{:,.0f}"),
+    ("rr32_p99", "rr32", ("latency_us", "p99"), "rr p99 µs C=32", False, "{:,.0f}"),
+    ("rr32_rate", "rr32", ("req_per_sec",), "rr req/s C=32", True, "{:,.0f}"),
+    ("stream", "stream", ("mib_per_sec",), "stream MiB/s", True, "{:,.0f}"),
+    ("pss", "hold", ("pss_kib_per_conn",), "PSS KiB per held conn", False, "{:,.1f}"),
+]
+MET = {m[0]: m for m in METRICS}
+
+# name, metric, against (None: the best peer), goal, "ge" or "le"
+TARGETS = [
+    ("connect/s at C=32 ≥ 3× the best peer", "conn32", None, 3.0, "ge"),
+    ("rr p50 at C=1 ≤ 1.1× the best peer's", "rr1_p50", None, 1.1, "le"),
+    ("rr req/s at C=32 ≥ the best peer's", "rr32_rate", None, 1.0, "ge"),
+    ("stream MiB/s ≥ the best peer's", "stream", None, 1.0, "ge"),
+    ("PSS per held connection ≤ half the best peer's", "pss", None, 0.5, "le"),
+    ("store on: connect/s at C=32 ≥ 0.8× store off", "conn32", STORE, 0.8, "ge"),
+    ("store on: stream ≥ 0.5× store off", "stream", STORE, 0.5, "ge"),
+]
+
+
+def load_raw(path):
+    """{(server, cell): {round: (ok, result, why)}}, {kind: [forks/s]}, env, notes."""
+    cells, forks, env, notes = {}, {}, {}, []
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("#env\t"):
+                k, _, v = line[5:].partition("=")
+                env[k] = v
+                continue
+            if line.startswith("#note\t"):
+                notes.append(line[6:])
+                continue
+            parts = line.split("\t", 4)
+            if len(parts) != 5:
+                continue
+            rnd, server, cell, rc, body = parts
+            if server.startswith("forkrate-"):
+                try:
+                    forks.setdefault(server[9:], []).append(json.loads(body)["forks_per_sec"])
+                except (ValueError, KeyError, TypeError):
+                    pass
+                continue
+            cells.setdefault((server, cell), {})[int(rnd)] = judge(rc, body)
+    return cells, forks, env, notes
+
+
+def judge(rc, body):
+    if rc == "skipped":
+        return False, None, "skipped (time budget)"
+    if rc == "down":
+        return False, None, "the server was not running"
+    try:
+        r = json.loads(body)
+    except ValueError:
+        r = None
+    if not isinstance(r, dict):
+        why = "no result (killed by the time limit)" if rc in ("124", "137") else \
+            f"no result, exit {rc}"
+        return False, None, why
+    if r.get("errors", 0) or rc != "0":
+        kinds = ", ".join(f"{k} {v}" for k, v in r.get("error_kinds", {}).items() if v)
+        why = f"{r.get('errors', 0)} errors ({kinds or 'exit ' + rc})"
+        if r.get("first_error"):
+            why += f": {r['first_error']}"
+        return False, r, why
+    return True, r, ""
+
+
+def dig(r, path):
+    for k in path:
+        if not isinstance(r, dict) or r.get(k) is None:
+            return None
+        r = r[k]
+    return float(r)
+
+
+class Table:
+    def __init__(self, cells):
+        self.cells = cells
+
+    def rounds(self, server, cell):
+        return self.cells.get((server, cell), {})
+
+    def failed(self, server, cell):
+        rs = self.rounds(server, cell)
+        return not rs or any(not ok for ok, _, _ in rs.values())
+
+    def values(self, server, metric):
+        """{round: value} for a metric, or None when the cell failed."""
+        _, cell, path, *_ = MET[metric]
+        if self.failed(server, cell):
+            return None
+        vals = {rnd: dig(r, path) for rnd, (ok, r, _) in self.rounds(server, cell).items()}
+        vals = {k: v for k, v in vals.items() if v is not None}
+        return vals or None
+
+    def median(self, server, metric):
+        v = self.values(server, metric)
+        return statistics.median(v.values()) if v else None
+
+    def best_peer(self, metric):
+        higher = MET[metric][4]
+        cands = [(self.median(p, metric), p) for p in PEERS]
+        cands = [c for c in cands if c[0] is not None]
+        if not cands:
+            return None
+        return (max if higher else min)(cands)[1]
+
+
+def fmt_range(vals, fmt):
+    xs = sorted(vals)
+    med = statistics.median(xs)
+    if len(xs) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(xs[0])}–{fmt.format(xs[-1])})"
+
+
+def present(t, servers):
+    return [s for s in servers if any(k[0] == s for k in t.cells)]
+
+
+def results_table(t, servers, out):
+    cols = [m for m in METRICS]
+    out.append("| Server | " + " | ".join(m[3] for m in cols) + " |")
+    out.append("|---|" + "---:|" * len(cols))
+    for s in servers:
+        row = []
+        for m in cols:
+            v = t.values(s, m[0])
+            if v is None:
+                row.append("fail" if t.rounds(s, m[1]) else "–")
+            else:
+                row.append(fmt_range(v.values(), m[5]))
+        out.append(f"| {LABEL[s]} | " + " | ".join(row) + " |")
+
+
+def failures(t, servers, out):
+    lines = []
+    for s in servers:
+        for cell in ("conn1", "conn32", "rr1", "rr32", "stream", "hold"):
+            for rnd, (ok, _, why) in sorted(t.rounds(s, cell).items()):
+                if not ok:
+                    lines.append(f"- {LABEL[s]}, {cell}, round {rnd}: {why}")
+    if lines:
+        out.append("")
+        out.append("Failed cells (every error is listed; the first error of each run is quoted):")
+        out.append("")
+        out.extend(lines)
+
+
+def cpu_table(t, servers, out):
+    cells = [("conn1", "connect C=1"), ("conn32", "connect C=32"), ("rr1", "rr C=1"),
+             ("rr32", "rr C=32"), ("stream", "stream")]
+    out.append("| Server | " + " | ".join(c[1] for c in cells) + " |")
+    out.append("|---|" + "---:|" * len(cells))
+    for s in servers:
+        row = []
+        for cell, _ in cells:
+            rs = [r for ok, r, _ in t.rounds(s, cell).values() if r]
+            sv = [r["server_cpu_pct"] for r in rs if "server_cpu_pct" in r]
+            cv = [r["client_cpu_pct"] for r in rs if "client_cpu_pct" in r]
+            mv = [r["machine_cpu_pct"] for r in rs if "machine_cpu_pct" in r]
+            row.append(f"{statistics.median(sv):.0f} / {statistics.median(cv):.0f} / "
+                       f"{statistics.median(mv):.0f}" if sv and cv and mv else "–")
+        out.append(f"| {LABEL[s]} | " + " | ".join(row) + " |")
+
+
+def memory_table(t, servers, out):
+    out.append("| Server | PSS KiB per conn | page tables KiB per conn | "
+               "server processes per conn | PSS before, KiB |")
+    out.append("|---|---:|---:|---:|---:|")
+    for s in servers:
+        rs = [r for ok, r, _ in t.rounds(s, "hold").values() if ok and r]
+        if not rs:
+            out.append(f"| {LABEL[s]} | {'fail' if t.rounds(s, 'hold') else '–'} | | | |")
+            continue
+
+        def med(f):
+            xs = [f(r) for r in rs]
+            xs = [x for x in xs if x is not None]
+            return statistics.median(xs) if xs else None
+
+        cols = (med(lambda r: r.get("pss_kib_per_conn")),
+                med(lambda r: r.get("pte_kib_per_conn")),
+                med(lambda r: (r["server_procs"] - r["server_procs_baseline"]) / r["held"]
+                    if r.get("held") and "server_procs" in r else None),
+                med(lambda r: r.get("pss_kib_baseline")))
+        cells = [("?" if v is None else f.format(v))
+                 for v, f in zip(cols, ("{:.1f}", "{:.1f}", "{:.2f}", "{:.0f}"))]
+        out.append(f"| {LABEL[s]} | " + " | ".join(cells) + " |")
+
+
+def target_rows(t, out):
+    summary = []
+    out.append("| Target | Compared with | Ratio, median (min–max) | Goal | Result |")
+    out.append("|---|---|---:|---:|---|")
+    for name, metric, against, goal, way in TARGETS:
+        if against is None:
+            mine_s, other = REF, t.best_peer(metric)
+        else:
+            mine_s, other = against, REF
+        mine = t.values(mine_s, metric)
+        theirs = t.values(other, metric) if other else None
+        sign = "≥" if way == "ge" else "≤"
+        if other is None:
+            vs, rng, res = "no peer passed", "–", "n/a"
+        elif not t.rounds(mine_s, MET[metric][1]):
+            vs, rng, res = LABEL[other], "–", f"n/a ({LABEL[mine_s]} was not run)"
+        elif mine is None or theirs is None:
+            vs, rng = LABEL[other], "–"
+            res = f"**missed** ({LABEL[mine_s if mine is None else other]} failed the cell)"
+        else:
+            ratios = [mine[r] / theirs[r] for r in mine if r in theirs and theirs[r]]
+            med = statistics.median(ratios)
+            met = med >= goal if way == "ge" else med <= goal
+            rng = f"{med:.3f} ({min(ratios):.3f}–{max(ratios):.3f})" if len(ratios) > 1 \
+                else f"{med:.3f}"
+            vs, res = LABEL[other], ("met" if met else "**missed**")
+        out.append(f"| {name} | {vs} | {rng} | {sign} {goal:g} | {res} |")
+        summary.append(f"{res.replace('**', ''):8} {rng:>20}  {name} (vs {vs})")
+    return summary
+
+
+def ratios_dat(t, servers, path):
+    """Rows: the figures; columns: each server's median over mpechod --no-store's."""
+    cols = [s for s in servers if s != REF]
+    with open(path, "w") as f:
+        f.write("figure " + " ".join('"' + LABEL[s] + '"' for s in cols) + "\n")
+        for m in METRICS:
+            ref = t.median(REF, m[0])
+            vals = []
+            for s in cols:
+                v = t.median(s, m[0])
+                vals.append(f"{v / ref:.4g}" if v is not None and ref else "?")
+            f.write(f'"{m[3]}" ' + " ".join(vals) + "\n")
+
+
+def header(env, out):
+    out.append(f"# Forking echo servers on loopback, {env.get('date', '?')}")
+    out.append("")
+    out.append(f"Machine: {env.get('cpus', '?')} × {env.get('cpu_model', '?')}, "
+               f"{env.get('mem', '?')}, {env.get('kernel', '?')}.  The client (mpecho-bench, "
+               "one worker process per CPU) and the server share the CPUs.  Load average "
+               f"before the run: {env.get('load_before', '?')}; after each round: " +
+               ", ".join(env[k] for k in sorted(env) if k.startswith("load_after_round_")) +
+               ".")
+    out.append("")
+    out.append(f"Each cell ran {env.get('dur', '?')} s, against every server before the next "
+               "cell (the server order rotates), and the whole matrix "
+               f"{env.get('rounds', '?')} times; figures are medians with min–max over the "
+               f"rounds.  The run took {env.get('elapsed', '?')} s.  mpecho-bench verified "
+               "every byte echoed: a cell with an error in any round reads **fail**, and has "
+               "no number.  Connects close with a reset (`--rst`) for every server, so the "
+               "client never runs out of ports to TIME_WAIT.")
+
+
+def forks_section(forks, t, out):
+    out.append("## What fork costs here")
+    out.append("")
+    out.append("A bare loop of fork(), _exit(0) in the child and waitpid() (bench/forkrate.c), "
+               "measured in every round of the same run:")
+    out.append("")
+    for kind in ("dynamic", "static"):
+        if forks.get(kind):
+            out.append(f"- {kind}ally linked: {fmt_range(forks[kind], '{:,.0f}')} forks/s")
+    ref = t.median(REF, "conn32")
+    if ref and forks.get("dynamic"):
+        out.append(f"- mpechod --no-store served {ref:,.0f} connect/s at C=32, "
+                   f"{100 * ref / statistics.median(forks['dynamic']):.0f}% of the dynamic "
+                   "loop's rate (each connection costs a fork, an exit and a wait, plus the "
+                   "TCP work on both sides, on the same 2 CPUs).")
+
+
+def commands(env, servers, out):
+    out.append("## How it was run")
+    out.append("")
+    out.append("`make bench` (or `bench/compare.sh`; ROUNDS, DUR, TMO, HOLD_C, SERVERS "
+               "override the defaults).  Versions: " +
+               ", ".join(f"{k} {env[k]}" for k in ("socat", "ncat", "tcpserver", "xinetd",
+                                                   "mpechod") if env.get(k)) + ".")
+    out.append("")
+    out.append("```")
+    for s in servers:
+        if env.get("cmd_" + s):
+            out.append(f"{s:14} {env['cmd_' + s]}")
+    dur, tmo, hold = env.get("dur", "2"), env.get("tmo", "5000"), env.get("hold_c", "1000")
+    out.append("")
+    out.append(f"common         mpecho-bench --json -d {dur} -t {tmo} --pid SERVERPID ... "
+               "127.0.0.1 PORT")
+    for cell, args in (("conn1", "-c 1 --rst connect"), ("conn32", "-c 32 --rst connect"),
+                       ("rr1", "-c 1 rr"), ("rr32", "-c 32 rr"), ("stream", "-c 1 stream"),
+                       ("hold", f"-c {hold} hold")):
+        out.append(f"{cell:14} {args}")
+    out.append("```")
+    out.append("")
+    out.append("WORKDIR is the run's temporary directory; mpechod and mpecho-bench run from "
+               "copies of build/bin made when the run starts.")
+    out.append("")
+    out.append("socat is run twice: with `PIPE` (one process per connection; it echoes through "
+               "a pipe to itself and can deadlock on a stream when the pipe fills while its "
+               "blocking write waits) and with `EXEC:cat` (a socat and a cat per connection, "
+               "which cannot).  socat and tcpserver get a listen backlog of 1024; ncat's (10) "
+               "and xinetd's (64) are fixed.  Sizes: 64-byte messages, 65536-byte stream "
+               "writes, binary pseudo-random payload.")
+
+
+def main():
+    ap = argparse.ArgumentParser(description="compare.sh's results to markdown")
+    ap.add_argument("results", help="the .tsv compare.sh wrote")
+    ap.add_argument("out", help="output path without extension: OUT.md, OUT.ratios.dat")
+    a = ap.parse_args()
+    cells, forks, env, notes = load_raw(a.results)
+    t = Table(cells)
+    servers = present(t, [s for s, _ in SERVERS])
+    out = []
+    header(env, out)
+    out += ["", "## Results", ""]
+    results_table(t, servers, out)
+    failures(t, servers, out)
+    if notes:
+        out += ["", "Notes from the run:", ""] + ["- " + n for n in notes]
+    out += ["", "## Targets", "",
+            "mpechod --no-store against the best peer of each figure (the best median among "
+            "socat, ncat, tcpserver and xinetd cells that did not fail), as the median of the "
+            "per-round ratios; then mpechod with its store against itself without.", ""]
+    summary = target_rows(t, out)
+    out += ["", f"![Ratios to mpechod --no-store]({a.out.rsplit('/', 1)[-1]}.png)", "",
+            "The plot shows each server's medians over mpechod --no-store's, on a log scale: "
+            "above 1 is more connections, requests or MiB/s, but also more latency or "
+            "memory.", ""]
+    forks_section(forks, t, out)
+    out += ["", "## CPU use in the measured window", "",
+            "Server / client / whole machine, medians in % of one CPU (200% is both CPUs), "
+            "from /proc: the server's whole process tree, including the children it reaped; "
+            "the bench's workers; and all CPUs' time less their idle time.  Where the "
+            "machine's figure is well above the other two together, something else ran at "
+            "the same time.",
+            ""]
+    cpu_table(t, servers, out)
+    out += ["", "## Memory per held connection", "",
+            f"{env.get('hold_c', '1000')} idle connections, each checked to echo before and "
+            "after.  PSS is summed over the server's process tree from smaps_rollup, less the "
+            "sum before the connections opened, over the connections held.  PSS leaves out "
+            "the kernel's share: the page tables (VmPTE, summed the same way) and, for each "
+            "process, a 16 KiB kernel stack and its task structures.", ""]
+    memory_table(t, servers, out)
+    out.append("")
+    commands(env, servers, out)
+    with open(a.out + ".md", "w") as f:
+        f.write("\n".join(out) + "\n")
+    ratios_dat(t, servers, a.out + ".ratios.dat")
+    print("Targets (mpechod --no-store vs the best peer; store on vs off):")
+    for line in summary:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

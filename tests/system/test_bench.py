@@ -1,0 +1,200 @@
+"""mpecho-bench against a real mpechod, and against broken servers it must catch.
+
+Each run is short (-d 0.5 to 1 s); every subprocess has a deadline, and the broken servers are
+threads on 127.0.0.1 port 0 that the test closes at teardown.
+"""
+import json
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from conftest import SLOW, binary
+
+
+def bench(*args, timeout=30):
+    """Runs mpecho-bench --json; returns (exit status, parsed JSON or None, stderr)."""
+    p = subprocess.run([binary("mpecho-bench"), "--json"] + [str(a) for a in args],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout * SLOW)
+    out = p.stdout.decode()
+    return p.returncode, (json.loads(out) if out.strip() else None), p.stderr.decode()
+
+
+@pytest.mark.parametrize("args, key", [
+    (["-c", "4", "connect"], "conn_per_sec"),
+    (["-c", "4", "--rst", "connect"], "conn_per_sec"),
+    (["-c", "2", "rr"], "req_per_sec"),
+    (["-c", "2", "stream"], "mib_per_sec"),
+])
+def test_modes_against_mpechod(start_server, args, key):
+    srv = start_server(store=False)
+    rc, r, err = bench("-d", "1", *args[:-1], args[-1], "127.0.0.1", srv.port)
+    assert rc == 0, f"exit {rc}: {r} {err}"
+    assert r["errors"] == 0, r
+    assert r["mode"] == args[-1]
+    assert r[key] > 0, r
+    assert r["server_pid"] == srv.pid, "the listener's owner should be found through /proc"
+    if args[-1] in ("connect", "rr"):
+        lat = r["latency_us"]
+        assert set(lat) >= {"p50", "p90", "p99", "p999", "max"}, lat
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"], lat
+
+
+def test_rr_with_store(start_server):
+    srv = start_server()
+    rc, r, err = bench("-d", "0.5", "-c", "2", "-s", "300", "rr", "127.0.0.1", srv.port)
+    assert rc == 0 and r["errors"] == 0, f"exit {rc}: {r} {err}"
+    assert r["requests"] > 0 and r["size"] == 300
+
+
+def test_hold_reports_memory_per_connection(start_server):
+    srv = start_server(store=False)
+    rc, r, err = bench("-d", "1", "-c", "20", "--pid", srv.pid, "hold", "127.0.0.1", srv.port)
+    assert rc == 0, f"exit {rc}: {r} {err}"
+    assert r["errors"] == 0 and r["held"] == 20, r
+    # The master alone before; the master and 20 sessions while held.
+    assert r["server_procs"] - r["server_procs_baseline"] == 20, r
+    assert r["pss_kib_per_conn"] > 0, r
+    assert r["pss_kib_total"] == pytest.approx(r["pss_kib_per_conn"] * 20, abs=20), r
+
+
+class BrokenServer:
+    """A threaded TCP server on 127.0.0.1 whose handler misbehaves on purpose."""
+
+    def __init__(self, handler):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.conns = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            c.settimeout(10 * SLOW)
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            self.handler(c)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def broken():
+    servers = []
+
+    def start(handler):
+        s = BrokenServer(handler)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def flips_a_byte(c):
+    """Echoes, but the 100th byte of the stream comes back wrong."""
+    seen = 0
+    while True:
+        b = bytearray(c.recv(65536))
+        if not b:
+            return
+        if seen <= 100 < seen + len(b):
+            b[100 - seen] ^= 0x01
+        seen += len(b)
+        c.sendall(b)
+
+
+def echoes_half_then_closes(c):
+    b = c.recv(65536)
+    c.sendall(b[:len(b) // 2])
+
+
+def never_answers(c):
+    while c.recv(65536):
+        pass
+
+
+def echoes_twice(c):
+    while True:
+        b = c.recv(65536)
+        if not b:
+            return
+        c.sendall(b + b)
+
+
+@pytest.mark.parametrize("handler, mode, kind", [
+    (flips_a_byte, "rr", "mismatch"),
+    (flips_a_byte, "stream", "mismatch"),
+    (echoes_half_then_closes, "connect", "eof"),
+    (never_answers, "rr", "timeout"),
+    (echoes_twice, "rr", "extra"),
+])
+def test_errors_from_a_broken_server_are_reported(broken, handler, mode, kind):
+    srv = broken(handler)
+    rc, r, err = bench("-d", "0.5", "-t", "300", "-c", "2", mode, "127.0.0.1", srv.port)
+    assert rc == 1, f"a broken server must fail the run: exit {rc}: {r} {err}"
+    assert r["errors"] > 0 and r["error_kinds"][kind] > 0, r
+    assert r["first_error"], r
+
+
+def test_refused_connections_are_errors():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # bound, never listening: the port refuses
+    rc, r, err = bench("-d", "0.3", "connect", "127.0.0.1", port)
+    assert rc == 1 and r["error_kinds"]["connect"] > 0, (rc, r, err)
+    assert r["conn_per_sec"] == 0, r
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-c", "0", "rr"], "connections"),
+    (["-d", "x", "rr"], "duration"),
+    (["fly"], "unknown mode"),
+    (["rr", "example.com"], "not an IP address"),
+    (["rr", "127.0.0.1", "70000"], "port"),
+    (["--bogus", "rr"], "unknown option"),
+    ([], "no MODE"),
+])
+def test_bad_usage_exits_64_with_one_line(args, needle):
+    p = subprocess.run([binary("mpecho-bench")] + args, capture_output=True, timeout=10 * SLOW)
+    err = p.stderr.decode()
+    assert p.returncode == 64, (p.returncode, err)
+    assert needle in err and err.count("\n") == 1, err
+    assert p.stdout == b""
+
+
+def test_help_and_version():
+    p = subprocess.run([binary("mpecho-bench"), "--help"], capture_output=True, timeout=10 * SLOW)
+    assert p.returncode == 0
+    text = p.stdout.decode()
+    for word in ("connect", "rr", "stream", "hold", "--rst", "--json", "share the CPUs"):
+        assert word in text, word
+    p = subprocess.run([binary("mpecho-bench"), "-V"], capture_output=True, timeout=10 * SLOW)
+    assert p.returncode == 0 and p.stdout.startswith(b"mpecho-bench ")
