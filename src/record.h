@@ -75,7 +75,8 @@ size_t rec_close_payload(unsigned char *dst, uint64_t bytes, const char *reason)
 ssize_t rec_decode(const unsigned char *buf, size_t avail, struct rec *out);
 /* Formats ts_us as REC_TS_LEN characters (no NUL). */
 void rec_format_ts(char *dst, int64_t ts_us);
-/* JSON-escapes n bytes read as latin-1 into dst (room for 6 * n); returns the length. */
+/* JSON-escapes n bytes read as latin-1 into dst (room for 6 * n + 2: it writes 8 bytes at a
+ * time); returns the length. */
 size_t rec_json_escape(char *dst, const unsigned char *src, size_t n);
 /* Formats r as one JSON line ending in '\n' into dst (room for REC_JSON_MAX); returns its
  * length. */

@@ -103,7 +103,7 @@ Test(frame, close_payload)
 Test(json, escapes_every_byte_as_latin1)
 {
 	unsigned char all[256];
-	char out[6 * 256];
+	char out[6 * 256 + 8];
 	size_t n;
 
 	for (int i = 0; i < 256; i++)
