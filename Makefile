@@ -84,7 +84,7 @@ $(BIN)/mpecho: $(OBJ)/client.o $(OBJ)/dial.o $(COMMON_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/mpecho-bench: $(OBJ)/bench.o $(OBJ)/dial.o $(COMMON_O)
+$(BIN)/mpecho-bench: $(OBJ)/bench.o $(OBJ)/dial.o $(OBJ)/opts.o $(COMMON_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 

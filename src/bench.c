@@ -744,27 +744,39 @@ proc_pte(pid_t pid)
 	return kib;
 }
 
-/* CPU ticks used by pid and by the children it has reaped (which include theirs). */
-static long long
-proc_cpu(pid_t pid)
+/* Reads /proc/PID/stat into buf and returns the text after the command's closing parenthesis
+ * (the command may hold spaces and parentheses), or NULL. */
+static const char *
+proc_stat(pid_t pid, char *buf, size_t len)
 {
-	char path[64], buf[1024];
-	unsigned long long ut, st;
-	long long cut, cst;
+	char path[64];
 	const char *p;
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return NULL;
+	n = read(fd, buf, len - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return NULL;
 	buf[n] = '\0';
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &ut,
+	p = strrchr(buf, ')');
+	return p ? p + 1 : NULL;
+}
+
+/* CPU ticks used by pid and by the children it has reaped (which include theirs). */
+static long long
+proc_cpu(pid_t pid)
+{
+	char buf[1024];
+	unsigned long long ut, st;
+	long long cut, cst;
+	const char *p = proc_stat(pid, buf, sizeof(buf));
+
+	if (p == NULL ||
+	    sscanf(p, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &ut,
 	    &st, &cut, &cst) != 4)
 		return 0;
 	return (long long)(ut + st) + cut + cst;
@@ -878,20 +890,11 @@ pid_holds_inode(const char *pid, const unsigned long *ino, int n)
 static pid_t
 proc_ppid(pid_t pid)
 {
-	char path[64], buf[512];
-	const char *p;
-	int ppid = 0, fd;
-	ssize_t n;
+	char buf[512];
+	const char *p = proc_stat(pid, buf, sizeof(buf));
+	int ppid = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %*c %d", &ppid) != 1)
+	if (p == NULL || sscanf(p, " %*c %d", &ppid) != 1)
 		return 0;
 	return (pid_t)ppid;
 }
@@ -973,30 +976,14 @@ static const char bench_usage_text[] =
 "both sides' CPU use, so a saturated client shows.  A progress line is drawn\n"
 "while stderr is a terminal.\n";
 
-static _Noreturn void PRINTFLIKE(1, 2)
-bench_usage_error(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "mpecho-bench: %s (see mpecho-bench --help)\n", msg);
-	exit(EX_USAGE_);
-}
-
 static long
 bench_number(const char *name, const char *arg, long min, long max)
 {
-	char *end;
 	long v;
 
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (arg[0] < '0' || arg[0] > '9' || errno != 0 || *end != '\0' || v < min || v > max)
-		bench_usage_error("%s: '%.64s' is not a whole number from %ld to %ld", name, arg,
-		    min, max);
+	if (opts_number(arg, min, max, &v) < 0)
+		usage_error("%s: '%.64s' is not a whole number from %ld to %ld", name, arg, min,
+		    max);
 	return v;
 }
 
@@ -1010,7 +997,7 @@ bench_seconds(const char *arg)
 	v = strtod(arg, &end);
 	if (arg[0] < '0' || arg[0] > '9' || errno != 0 || *end != '\0' || !(v >= 0.05) ||
 	    v > 86400)
-		bench_usage_error("duration: '%.64s' is not a number of seconds from 0.05 to 86400",
+		usage_error("duration: '%.64s' is not a number of seconds from 0.05 to 86400",
 		    arg);
 	return v;
 }
@@ -1036,8 +1023,8 @@ bench_option(int ch, const char *arg, char **argv)
 		exit(0);
 	default:
 		if (optopt != 0 && optopt < 256)
-			bench_usage_error("unknown option or missing argument: -%c", optopt);
-		bench_usage_error("unknown option or missing argument: %.64s", argv[optind - 1]);
+			usage_error("unknown option or missing argument: -%c", optopt);
+		usage_error("unknown option or missing argument: %.64s", argv[optind - 1]);
 	}
 }
 
@@ -1067,17 +1054,17 @@ bench_parse(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "c:d:s:w:t:hV", longopts, NULL)) != -1)
 		bench_option(ch, optarg, argv);
 	if (optind >= argc)
-		bench_usage_error("no MODE given: connect, rr, stream or hold");
+		usage_error("no MODE given: connect, rr, stream or hold");
 	for (m = 0; m < MODE_MAX && strcmp(argv[optind], mode_names[m]) != 0; m++)
 		;
 	if (m == MODE_MAX)
-		bench_usage_error("unknown mode '%.64s': connect, rr, stream or hold",
+		usage_error("unknown mode '%.64s': connect, rr, stream or hold",
 		    argv[optind]);
 	B.mode = (enum mode)m;
 	B.host = optind + 1 < argc ? argv[optind + 1] : "localhost";
 	B.port = optind + 2 < argc ? argv[optind + 2] : "7007";
 	if (optind + 3 < argc)
-		bench_usage_error("unexpected argument '%.64s'", argv[optind + 3]);
+		usage_error("unexpected argument '%.64s'", argv[optind + 3]);
 	B.portnum = (int)bench_number("port", B.port, 1, 65535);
 	if (B.size == 0)
 		B.size = B.mode == MODE_STREAM ? 65536 : 64;
@@ -1104,7 +1091,7 @@ bench_resolve(void)
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 	rc = getaddrinfo(host, B.port, &hints, &res);
 	if (rc != 0)
-		bench_usage_error("HOST '%.64s' is not an IP address or localhost (names are not "
+		usage_error("HOST '%.64s' is not an IP address or localhost (names are not "
 		    "looked up)", B.host);
 	memcpy(&B.addr, res->ai_addr, res->ai_addrlen);
 	B.addrlen = res->ai_addrlen;

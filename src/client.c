@@ -35,7 +35,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define EX_USAGE_ 64
 #define CLIENT_DEFAULT_HOST "localhost"
 #define CLIENT_DEFAULT_PORT "7007"
 #define CLIENT_CONNECT_MS 3000 /* per address, so an unreachable host fails in seconds */
@@ -97,22 +96,6 @@ static const char client_usage[] =
     "INT, TERM and HUP stop both processes, and mpecho then dies by the same\n"
     "signal.\n";
 
-static _Noreturn void client_usage_error(const char *fmt, ...) PRINTFLIKE(1, 2);
-
-/* One line, in the form mpechod uses, so a script's log reads the same for both. */
-static void
-client_usage_error(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "mpecho: %s (see mpecho --help)\n", msg);
-	exit(EX_USAGE_);
-}
-
 /* Only a plain decimal number is a port: "+80", " 80" and "80x" are rejected, not guessed at,
  * and service names are not looked up. */
 static int
@@ -152,17 +135,17 @@ client_parse(int argc, char **argv, const char **host, const char **port)
 			exit(0);
 		}
 		if (optopt != 0)
-			client_usage_error("unknown option '-%c'", optopt);
-		client_usage_error("unknown option '%.64s'", argv[optind - 1]);
+			usage_error("unknown option '-%c'", optopt);
+		usage_error("unknown option '%.64s'", argv[optind - 1]);
 	}
 	if (argc - optind > 2)
-		client_usage_error("unexpected argument '%.64s'", argv[optind + 2]);
+		usage_error("unexpected argument '%.64s'", argv[optind + 2]);
 	*host = optind < argc ? argv[optind] : CLIENT_DEFAULT_HOST;
 	*port = optind + 1 < argc ? argv[optind + 1] : CLIENT_DEFAULT_PORT;
 	if ((*host)[0] == '\0')
-		client_usage_error("the host is empty");
+		usage_error("the host is empty");
 	if (!client_port_ok(*port))
-		client_usage_error("port '%.64s' is not a number from 1 to 65535", *port);
+		usage_error("port '%.64s' is not a number from 1 to 65535", *port);
 }
 
 /* Returns the offset in buf of a line holding only q or Q, or -1.  *bol says whether buf

@@ -143,3 +143,16 @@ fatalx(int status, const char *fmt, ...)
 	va_end(ap);
 	log_exit(status);
 }
+
+void
+usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s (see %s --help)\n", log_prog, msg, log_prog);
+	exit(64);
+}

@@ -25,5 +25,7 @@ void log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
 void log_warnx(const char *fmt, ...) PRINTFLIKE(1, 2);
 _Noreturn void fatal(int status, const char *fmt, ...) PRINTFLIKE(2, 3);
 _Noreturn void fatalx(int status, const char *fmt, ...) PRINTFLIKE(2, 3);
+/* Bad usage: one line "PROG: reason (see PROG --help)" on stderr, then exit 64 (EX_USAGE). */
+_Noreturn void usage_error(const char *fmt, ...) PRINTFLIKE(1, 2);
 
 #endif

@@ -38,7 +38,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EX_USAGE_ 64
 #define EX_OSERR_ 71
 #define MASTER_MAX_LISTEN 32
 #define MASTER_REAP_RING 64
@@ -170,13 +169,6 @@ master_sigusr1(int signo)
 	got_usr1 = 1;
 }
 
-static void
-master_usage_error(const char *msg)
-{
-	fprintf(stderr, "mpechod: %s (see mpechod --help)\n", msg);
-	exit(EX_USAGE_);
-}
-
 /* Binds every --bind address (or the wildcards) to one port; when the kernel chose the port for
  * the first socket and another address has it taken, starts over with a new port. */
 static void
@@ -204,7 +196,7 @@ master_listen(void)
 		if (!(M.set.port == 0 && errno == EADDRINUSE))
 			break;
 	}
-	master_usage_error(err);
+	usage_error("%s", err);
 }
 
 static void
@@ -286,7 +278,7 @@ master_open_store(void)
 		char msg[OPTS_ERRLEN + 64];
 		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", M.set.store,
 		    errno == EWOULDBLOCK ? "another mpechod is writing it" : strerror(errno));
-		master_usage_error(msg);
+		usage_error("%s", msg);
 	}
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -796,7 +788,7 @@ main(int argc, char **argv)
 		printf("mpechod %s\n", MPECHO_VERSION);
 		return 0;
 	case OPTS_ERROR:
-		master_usage_error(err);
+		usage_error("%s", err);
 		break;
 	case OPTS_RUN:
 		break;

@@ -126,13 +126,15 @@ static void
 rec_esc_init(void)
 {
 	static const char hex[] = "0123456789abcdef";
+	static const char shorts[] = "\"\\\n\r\t", letters[] = "\"\\nrt";
 
 	for (int c = 0; c < 256; c++) {
+		const char *s = c != 0 ? strchr(shorts, c) : NULL;
 		char *t = rec_esc_text[c];
 
-		if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+		if (s != NULL) {
 			t[0] = '\\';
-			t[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : (char)c;
+			t[1] = letters[s - shorts];
 			rec_esc_len[c] = 2;
 		} else if (c >= 0xa0) {
 			t[0] = (char)(0xc0 | (c >> 6));
