@@ -43,7 +43,7 @@
 #define MASTER_REAP_RING 64
 #define MASTER_ACCEPT_BURST 32
 #define MASTER_PIPE_SIZE (1024 * 1024)
-#define MASTER_KILL_WAIT_MS 2000
+#define MASTER_KILL_WAIT_MS (2 * SESSION_STOP_WAIT_MS)
 #define MASTER_STORE_WAIT_MS 60000
 
 /* A peer's address without its port: the family, then the IPv4 or IPv6 address. */
@@ -773,11 +773,25 @@ master_loop(void)
 	}
 }
 
+/* Started with 0, 1 or 2 closed, the store pipe or the store file could become "stderr" and
+ * receive log lines: hold those numbers with /dev/null first. */
+static void
+master_std_fds(void)
+{
+	int fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= STDERR_FILENO)
+		;
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
 int
 main(int argc, char **argv)
 {
 	char err[OPTS_ERRLEN];
 
+	master_std_fds();
 	log_init("mpechod", NULL);
 	master_state = master_shared(sizeof(*master_state));
 	switch (opts_parse(argc, argv, &M.set, err, sizeof(err))) {

@@ -26,16 +26,13 @@
 
 #define SESSION_BUF 65536
 
-/* After SIGTERM, how many 100 ms waits for room in the store pipe a session allows itself. */
-#define SESSION_STOP_WAITS 20
-
 /* Everything a session writes outside its stack, in one page-aligned block: its few variables
  * share the buffer's first page, which the first read dirties anyway.  The master never touches
  * it, so a fork shares nothing here, and a held connection costs as few private pages as
  * possible. */
 static struct {
 	int fd;
-	int stop_waited;
+	int64_t stop_deadline_ms; /* set at the first wait for the store after SIGTERM */
 	volatile sig_atomic_t stopping;
 	unsigned char buf[SESSION_BUF];
 } session __attribute__((aligned(4096)));
@@ -92,11 +89,15 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 			continue;
 		if (errno != EAGAIN)
 			return -1;
-		if (session.stopping && session.stop_waited++ >= SESSION_STOP_WAITS) {
-			/* Shutting down with the store stuck: give up; the master writes the
-			 * close record on this session's behalf. */
-			errno = ETIMEDOUT;
-			return -1;
+		if (session.stopping) {
+			if (session.stop_deadline_ms == 0)
+				session.stop_deadline_ms = io_now_ms() + SESSION_STOP_WAIT_MS;
+			if (io_now_ms() >= session.stop_deadline_ms) {
+				/* Shutting down with the store stuck: give up; the master writes
+				 * the close record on this session's behalf. */
+				errno = ETIMEDOUT;
+				return -1;
+			}
 		}
 		if (poll(&pfd, 1, session.stopping ? 100 : 1000) < 0 && errno != EINTR)
 			return -1;

@@ -24,6 +24,10 @@ enum session_end {
 	SESSION_END_MAX = SESSION_STORE
 };
 
+/* After SIGTERM, how long a session waits for room in a full store pipe before it gives up
+ * (the master then writes its close record).  The master's SIGKILL comes twice as late. */
+#define SESSION_STOP_WAIT_MS 1000
+
 /* One session's shared state; only that session writes it, after the master cleared it. */
 struct session_slot {
 	uint64_t bytes;  /* bytes recorded and echoed so far */

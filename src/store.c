@@ -51,7 +51,7 @@ static struct {
 	size_t cap, used, live;
 	int dirty;
 	int64_t last_sync_ms;
-	int failing;
+	int failing, fail_reported;
 	int64_t fail_logged_ms;
 	uint64_t dropped_bytes, dropped_writes;
 	int corrupt_logged;
@@ -172,6 +172,7 @@ store_flush(void)
 			log_warn("cannot write %s; dropping records until it works again",
 			    S.args->path);
 			S.fail_logged_ms = io_now_ms();
+			S.fail_reported = 1;
 		}
 		if (done > 0) {
 			off_t end = lseek(S.fd, 0, SEEK_END);
@@ -182,8 +183,12 @@ store_flush(void)
 		S.dropped_bytes += S.outlen;
 		S.dropped_writes++;
 	} else if (S.failing && S.outlen > 0) {
-		log_warnx("%s is writable again; %llu bytes of records dropped so far",
-		    S.args->path, (unsigned long long)S.dropped_bytes);
+		/* Said once for each failure that was reported, so a disk that takes some writes
+		 * and refuses others logs at most a pair of lines a minute. */
+		if (S.fail_reported)
+			log_warnx("%s is writable again; %llu bytes of records dropped so far",
+			    S.args->path, (unsigned long long)S.dropped_bytes);
+		S.fail_reported = 0;
 		S.failing = 0;
 	}
 	if (done > 0)
@@ -267,24 +272,33 @@ store_consume(void)
 static void
 store_reopen(void)
 {
+	struct stat was, now;
 	int fd;
 
 	store_hup = 0;
 	store_flush();
 	store_sync(1);
-	/* Locked only once the old file is closed: when the file was not rotated, both are the
-	 * same file, and flock(2) would see the old descriptor's lock as someone else's. */
 	fd = store_open_unlocked(S.args->path);
 	if (fd < 0) {
 		log_warn("cannot reopen %s; still writing to the old file", S.args->path);
 		return;
 	}
+	/* The same file (not rotated): keep the descriptor that holds the lock.  flock(2) would
+	 * see that lock as someone else's on a second descriptor. */
+	if (fstat(S.fd, &was) == 0 && fstat(fd, &now) == 0 && was.st_dev == now.st_dev &&
+	    was.st_ino == now.st_ino) {
+		close(fd);
+		log_info("reopened %s (the same file)", S.args->path);
+		return;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		log_warn("cannot lock the new %s; still writing to the old file", S.args->path);
+		close(fd);
+		return;
+	}
 	close(S.fd);
 	S.fd = fd;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-		log_warn("reopened %s, but cannot lock it", S.args->path);
-	else
-		log_info("reopened %s", S.args->path);
+	log_info("reopened %s", S.args->path);
 }
 
 enum drain { DRAIN_EMPTY, DRAIN_MORE, DRAIN_EOF };
@@ -390,6 +404,9 @@ store_run(const struct store_args *a)
 	int64_t left;
 
 	log_init(NULL, "store");
+	/* Like the master, never stall on a stderr nobody reads: a blocked store stops draining
+	 * the pipe, and then every session waits. */
+	log_guard(1);
 	store_setup(a);
 	sigprocmask(SIG_SETMASK, NULL, &waitmask);
 	sigdelset(&waitmask, SIGHUP);

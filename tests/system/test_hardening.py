@@ -3,6 +3,7 @@ import fcntl
 import os
 import random
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -340,27 +341,77 @@ def test_store_down_at_shutdown_is_restarted_to_drain(start_server):
 
 
 def test_a_stalled_stderr_never_stalls_the_master(tmp_path):
-    """stderr is a pipe nobody reads: log lines are dropped and counted, connections go on."""
-    p = subprocess.Popen([binary("mpechod"), "-p", "0", "-b", "127.0.0.1", "--no-store"],
-                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """stderr is a full pipe nobody reads: log lines are dropped and counted, and neither the
+    master nor the store (whose stall would block every session) waits for it."""
+    r, w = os.pipe()
+    p = subprocess.Popen([binary("mpechod"), "-p", "0", "-b", "127.0.0.1", "-s",
+                          str(tmp_path / "s.jsonl")], stdin=subprocess.DEVNULL, stderr=w)
+    os.close(w)
     try:
-        port = int(p.stderr.readline().decode().rsplit(":", 1)[1])
-        deadline = time.monotonic() + 60 * SLOW
-        for _ in range(1500):  # about 100 KiB of log lines, more than the pipe holds
-            assert time.monotonic() < deadline, "the master stalled"
-            assert echo(port, b"s") == b"s"
-        fl = fcntl.fcntl(p.stderr, fcntl.F_GETFL)
-        fcntl.fcntl(p.stderr, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-        while p.stderr.read(1 << 16):
-            pass
-        assert echo(port, b"t") == b"t"
+        first = b""
+        while b"\n" not in first:
+            first += os.read(r, 4096)
+        port = int(first.split(b"\n")[0].decode().rsplit(":", 1)[1])
+        # Fill the pipe to the last byte through a descriptor of our own, nonblocking, so the
+        # server's own stderr stays blocking.
+        filler = os.open(f"/proc/self/fd/{r}", os.O_WRONLY | os.O_NONBLOCK)
+        for size in (65536, 4096, 1):
+            while True:
+                try:
+                    os.write(filler, b"f" * size)
+                except BlockingIOError:
+                    break
+        os.close(filler)
+        os.kill(p.pid, signal.SIGHUP)  # the store logs its reopen
+        for _ in range(20):
+            assert echo(port, b"s") == b"s"  # the master logs each one
+        big = os.urandom(2 << 20)  # more than the store pipe holds: the store must drain it
+        assert echo(port, big) == big
         os.kill(p.pid, signal.SIGTERM)
-        fcntl.fcntl(p.stderr, fcntl.F_SETFL, fl)
-        rest = p.stderr.read().decode()
+        out = b""
+        deadline = time.monotonic() + 20 * SLOW
+        while time.monotonic() < deadline:
+            if not select.select([r], [], [], 1)[0]:
+                continue
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            out += chunk
         assert p.wait(20 * SLOW) == 0
-        assert "log lines dropped)" in rest, rest[-500:]
+        assert b"log lines dropped)" in out, out[-500:]
     finally:
         if p.poll() is None:
             kill_tree(p.pid)
             p.wait(5)
-        p.stderr.close()
+        os.close(r)
+
+
+def test_sessions_stuck_on_a_stopped_store_end_as_shutdown(start_server):
+    """At shutdown a session waiting for room in the store pipe gives up before the master's
+    SIGKILL, and the master writes its close record."""
+    srv = start_server("--grace", "0")
+    (store_pid,) = proc_children(srv.pid)
+    os.kill(store_pid, signal.SIGSTOP)
+    try:
+        socks = [connect(srv.port) for _ in range(4)]
+        for s in socks:
+            s.setblocking(False)
+            try:
+                s.send(os.urandom(512 * 1024))  # 2 MiB in all: more than the pipe holds
+            except BlockingIOError:
+                pass
+        wait_until(lambda: len(srv.sessions()) == 5, 5, what="four sessions")
+        time.sleep(0.5)
+        srv.signal(signal.SIGTERM)
+        srv.wait_line("exited 5 (shutdown)", count=4, timeout=10)
+        assert not [l for l in srv.lines if "killed by signal" in l], srv.lines
+    finally:
+        os.kill(store_pid, signal.SIGCONT)
+    assert srv.stop() == 0
+    for s in socks:
+        s.close()
+    conns = store_by_conn(read_store(srv.store_path))
+    assert len(conns) == 4
+    for c in conns.values():
+        assert [r["reason"] for r in c["close"]] == ["shutdown"]
+        assert c["close"][0]["bytes"] == len(c["data"])
