@@ -6,7 +6,8 @@
  * their exit status (how they ended) and signals (SIGTERM at the end of the shutdown grace).
  * It starts the store before the accept loop, forwards SIGHUP to it, and restarts it if it
  * dies.  The master never blocks on the store pipe: the only frames it writes there are close
- * records for sessions killed by a signal, queued in memory while the pipe is full.
+ * records for sessions that could not write their own (killed by a signal, or stuck on a full
+ * pipe at shutdown), queued in memory while the pipe is full.
  *
  * Signals are blocked at all times except inside ppoll(2), so a handler never interrupts the
  * master's own code: the SIGCHLD handler reaps into a small array that the loop then reports
@@ -63,7 +64,7 @@ struct ratelog {
 	uint64_t held;
 };
 
-/* A close record the master owes the store for a killed session. */
+/* A close record the master owes the store for a session that could not write it. */
 struct owed {
 	struct rec_hdr h;
 	unsigned char payload[8 + REC_REASON_MAX];
