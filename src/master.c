@@ -44,7 +44,7 @@
 #define MASTER_REAP_RING 64
 #define MASTER_ACCEPT_BURST 32
 #define MASTER_PIPE_SIZE (1024 * 1024)
-#define MASTER_KILL_WAIT_MS (2 * SESSION_STOP_WAIT_MS)
+#define MASTER_KILL_WAIT_MS ((int64_t)2 * SESSION_STOP_WAIT_MS)
 #define MASTER_STORE_WAIT_MS 60000
 
 /* A peer's address without its port: the family, then the IPv4 or IPv6 address. */
