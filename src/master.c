@@ -55,6 +55,7 @@ struct child {
 	int slot;       /* scoreboard index */
 	uint64_t conn;
 	unsigned char src[SRC_KEY_LEN];
+	uint16_t port;  /* the peer's, in host order: with src, its open record if the master owes it */
 };
 
 /* A log line that may repeat at a flood's rate is written at most once a second, with the
@@ -64,10 +65,11 @@ struct ratelog {
 	uint64_t held;
 };
 
-/* A close record the master owes the store for a session that could not write it. */
+/* A record the master owes the store for a session that could not write it: a close record,
+ * or an open record (the peer's address as text). */
 struct owed {
 	struct rec_hdr h;
-	unsigned char payload[8 + REC_REASON_MAX];
+	unsigned char payload[8 + REC_REASON_MAX > NET_ADDRLEN ? 8 + REC_REASON_MAX : NET_ADDRLEN];
 };
 
 /* The master's state lives in a shared anonymous mapping, not in its private memory.  A page
@@ -365,31 +367,63 @@ master_pay_owed(void)
 	M.nowed -= i;
 }
 
-/* A session that wrote its open record but not its close record (killed by a signal, or gave
- * up on a stuck store at shutdown) gets its close record from the master, once. */
+/* Queues one frame for the store and writes what the pipe takes now. */
 static void
-master_owe_close(const struct child *c, const char *reason)
+master_owe(enum rec_type type, const struct child *c, const void *payload, size_t len)
 {
 	struct owed *o;
-	struct session_slot *slot = &M.board[c->slot];
 
-	if (M.pipe_wr < 0 || !slot->opened || slot->closed)
-		return;
 	if (M.nowed == M.capowed) {
 		int cap = M.capowed ? M.capowed * 2 : 16;
 		struct owed *p = realloc(M.owed, (size_t)cap * sizeof(*p));
 		if (p == NULL) {
-			log_warn("cannot queue the close record of conn %llu",
-			    (unsigned long long)c->conn);
+			log_warn("cannot queue a record of conn %llu", (unsigned long long)c->conn);
 			return;
 		}
 		M.owed = p;
 		M.capowed = cap;
 	}
 	o = &M.owed[M.nowed++];
-	rec_header(&o->h, REC_CLOSE, REC_F_BEHALF, c->conn, c->pid,
-	    rec_close_payload(o->payload, slot->bytes, reason));
+	memcpy(o->payload, payload, len);
+	rec_header(&o->h, type, REC_F_BEHALF, c->conn, c->pid, len);
 	master_pay_owed();
+}
+
+/* The peer's address as the session would have written it, from the child table. */
+static void
+master_peer_str(const struct child *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = c->src[0];
+	if (ss.ss_family == AF_INET6) {
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->src + 1, 16);
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->port);
+	} else {
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->src + 1, 4);
+		((struct sockaddr_in *)&ss)->sin_port = htons(c->port);
+	}
+	net_addr_str((struct sockaddr *)&ss, buf, len);
+}
+
+/* A session that did not write its close record (killed by a signal, or gave up on a stuck
+ * store at shutdown) gets it from the master, once; and its open record first if that did not
+ * make it either, so that every accepted connection is in the store, opened and closed. */
+static void
+master_owe_close(const struct child *c, const char *reason)
+{
+	struct session_slot *slot = &M.board[c->slot];
+	unsigned char payload[8 + REC_REASON_MAX];
+	char peer[NET_ADDRLEN];
+
+	if (M.pipe_wr < 0 || slot->closed)
+		return;
+	if (!slot->opened) {
+		master_peer_str(c, peer, sizeof(peer));
+		master_owe(REC_OPEN, c, peer, strlen(peer));
+	}
+	master_owe(REC_CLOSE, c, payload, rec_close_payload(payload, slot->bytes, reason));
 }
 
 static void
@@ -470,6 +504,14 @@ master_stats(void)
 	    (unsigned long long)M.refused_source, (unsigned long long)M.refused_rate);
 }
 
+static uint16_t
+master_peer_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
 static void
 master_fork_session(int cfd, const struct sockaddr_storage *peer,
     const unsigned char src[SRC_KEY_LEN])
@@ -503,7 +545,8 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer,
 		M.accept_resume_ms = io_now_ms() + 100;
 		return;
 	}
-	M.kids[M.nkids] = (struct child){ .pid = pid, .slot = slot, .conn = M.next_conn++ };
+	M.kids[M.nkids] = (struct child){ .pid = pid, .slot = slot, .conn = M.next_conn++,
+	    .port = master_peer_port(peer) };
 	memcpy(M.kids[M.nkids++].src, src, SRC_KEY_LEN);
 	M.accepted++;
 }

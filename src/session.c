@@ -193,7 +193,7 @@ session_run(const struct session_args *a)
 	if (a->pipe_wr >= 0) {
 		net_addr_str((const struct sockaddr *)&a->peer, peer, sizeof(peer));
 		if (session_record(a->pipe_wr, REC_OPEN, 0, a->conn, pid, peer, strlen(peer)) < 0)
-			_exit(SESSION_STORE);
+			_exit(session.stopping ? SESSION_SHUTDOWN : SESSION_STORE);
 		a->slot->opened = 1;
 	}
 	end = session_echo(a, pid, &bytes);
