@@ -50,16 +50,6 @@ io_set_nonblock(int fd, int on)
 	return fcntl(fd, F_SETFL, fl);
 }
 
-int
-io_set_cloexec(int fd)
-{
-	int fl = fcntl(fd, F_GETFD);
-
-	if (fl < 0)
-		return -1;
-	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
-}
-
 int64_t
 io_now_ms(void)
 {

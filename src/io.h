@@ -16,6 +16,5 @@ int io_write_all(int fd, const void *buf, size_t len);
 int io_set_nonblock(int fd, int on);
 /* CLOCK_MONOTONIC in milliseconds, for deadlines and intervals. */
 int64_t io_now_ms(void);
-int io_set_cloexec(int fd);
 
 #endif

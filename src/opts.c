@@ -34,7 +34,7 @@ static const struct option opts_long[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
-void
+static void
 opts_defaults(struct settings *s)
 {
 	memset(s, 0, sizeof(*s));

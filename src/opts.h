@@ -30,7 +30,6 @@ struct settings {
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };
 
-void opts_defaults(struct settings *s);
 /* Parses argv into s (which opts_parse first sets to the defaults).  On OPTS_ERROR, err holds
  * a one-line reason. */
 enum opts_result opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen);

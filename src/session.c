@@ -69,7 +69,11 @@ session_sigterm(int signo)
 	errno = saved;
 }
 
-int
+/* Writes one frame of n payload bytes to the store pipe, waiting while the pipe is full
+ * (back-pressure).  Returns 0, or -1 with errno (EPIPE when no store reads the pipe, ETIMEDOUT
+ * when shutting down and the store did not make room in time).  The payload is not changed; it
+ * is not const only because struct iovec's base is not. */
+static int
 session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, void *payload,
     size_t n)
 {

@@ -47,10 +47,5 @@ struct session_args {
 const char *session_reason(int status);
 /* Serves the connection to its end and leaves with _exit(enum session_end). */
 _Noreturn void session_run(const struct session_args *a);
-/* Writes one frame of n payload bytes to the store pipe, waiting while the pipe is full
- * (back-pressure).  Returns 0, or -1 with errno (EPIPE when no store reads the pipe).  The
- * payload is not changed; it is not const only because struct iovec's base is not. */
-int session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, void *payload,
-    size_t n);
 
 #endif
