@@ -40,15 +40,15 @@ OBJ  := $(OUT)/obj
 BIN  := $(OUT)/bin
 
 COMMON  := log io net sig
-SERVER  := master session store record opts
+SERVER  := master session store record opts admit
 CLIENT  := client
-BENCHM  := bench
+BENCHM  := bench bench_worker bench_report hist procfs
 
 COMMON_O := $(COMMON:%=$(OBJ)/%.o)
 SERVER_O := $(SERVER:%=$(OBJ)/%.o)
 
 PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(if $(wildcard src/client.c),$(BIN)/mpecho) \
-	$(if $(wildcard src/bench.c),$(BIN)/mpecho-bench)
+	$(BIN)/mpecho-bench
 
 .PHONY: all clean install test unit system system-san examples bench deps lint fuzz
 all: $(PROGS)
@@ -84,7 +84,8 @@ $(BIN)/mpecho: $(OBJ)/client.o $(OBJ)/dial.o $(COMMON_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/mpecho-bench: $(OBJ)/bench.o $(OBJ)/dial.o $(OBJ)/opts.o $(COMMON_O)
+# The bench takes only opts_number (and the version) from the server's opts.o.
+$(BIN)/mpecho-bench: $(BENCHM:%=$(OBJ)/%.o) $(OBJ)/opts.o $(COMMON_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
@@ -99,6 +100,15 @@ $(BIN)/unit_test_record: $(OBJ)/unit_test_record.o $(OBJ)/record.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(OBJ)/opts.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_hist: $(OBJ)/unit_test_hist.o $(OBJ)/hist.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -lm
+
+$(BIN)/unit_test_procfs: $(OBJ)/unit_test_procfs.o $(OBJ)/procfs.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(OBJ)/admit.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 deps:

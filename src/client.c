@@ -19,8 +19,8 @@
 #include "io.h"
 #include "log.h"
 #include "net.h"
-#include "opts.h"
 #include "sig.h"
+#include "version.h"
 
 #include <errno.h>
 #include <fcntl.h>

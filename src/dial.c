@@ -57,7 +57,7 @@ int
 net_connect(const char *host, const char *port, int timeout_ms, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res, *ai;
-	char addr[NET_ADDRLEN], hbuf[NET_ADDRLEN];
+	char hbuf[NET_ADDRLEN];
 	int rc, fd = -1;
 
 	memset(&hints, 0, sizeof(hints));
@@ -80,8 +80,7 @@ net_connect(const char *host, const char *port, int timeout_ms, char *err, size_
 		fd = net_connect_ai(ai, timeout_ms);
 		if (fd >= 0)
 			break;
-		net_addr_str(ai->ai_addr, addr, sizeof(addr));
-		snprintf(err, errlen, "cannot connect to %s: %s", addr, strerror(errno));
+		net_error(err, errlen, "cannot connect to", ai->ai_addr, -1);
 	}
 	freeaddrinfo(res);
 	return fd;

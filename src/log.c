@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 static const char *log_prog = "mpecho";
@@ -154,5 +155,5 @@ usage_error(const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "%s: %s (see %s --help)\n", log_prog, msg, log_prog);
-	exit(64);
+	exit(EX_USAGE);
 }

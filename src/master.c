@@ -10,14 +10,20 @@
  * pipe at shutdown), queued in memory while the pipe is full.
  *
  * Signals are blocked at all times except inside ppoll(2), so a handler never interrupts the
- * master's own code: the SIGCHLD handler reaps into a small array that the loop then reports
- * (djb's tcpserver blocks SIGCHLD the same way).
+ * master's own code (djb's tcpserver blocks SIGCHLD the same way): handlers only set flags, and
+ * the loop does the work, reaping with waitpid(-1, WNOHANG) until no dead child is left.
+ *
+ * Before it forks, the master asks two questions of every accepted connection: is it already
+ * over (reset, or closed with nothing sent: nothing to echo, so no fork is spent on it), and
+ * does admission control (admit.c) let it in.
  */
 #define _GNU_SOURCE
+#include "admit.h"
 #include "io.h"
 #include "log.h"
 #include "net.h"
 #include "opts.h"
+#include "version.h"
 #include "record.h"
 #include "session.h"
 #include "sig.h"
@@ -36,33 +42,22 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
-#define EX_OSERR_ 71
 #define MASTER_MAX_LISTEN 32
-#define MASTER_REAP_RING 64
 #define MASTER_ACCEPT_BURST 32
 #define MASTER_PIPE_SIZE (1024 * 1024)
 #define MASTER_KILL_WAIT_MS ((int64_t)2 * SESSION_STOP_WAIT_MS)
 #define MASTER_STORE_WAIT_MS 60000
 
-/* A peer's address without its port: the family, then the IPv4 or IPv6 address. */
-#define SRC_KEY_LEN 17
-
 struct child {
 	pid_t pid;
 	int slot;       /* scoreboard index */
 	uint64_t conn;
-	unsigned char src[SRC_KEY_LEN];
+	struct admit_key src; /* the peer's address, counted by admission control */
 	uint16_t port;  /* the peer's, in host order: with src, its open record if the master owes it */
-};
-
-/* A log line that may repeat at a flood's rate is written at most once a second, with the
- * count of the ones held back (as sshd does for its connection-limit messages). */
-struct ratelog {
-	int64_t next_ms;
-	uint64_t held;
 };
 
 /* A record the master owes the store for a session that could not write it: a close record,
@@ -74,7 +69,7 @@ struct owed {
 
 /* The master's state lives in a shared anonymous mapping, not in its private memory.  A page
  * the master writes after a fork is copied for the master, and every older session keeps the
- * original as its own: with the counters, the child table and the reap ring in private memory,
+ * original as its own: with the counters and the child table in private memory,
  * each held connection would pay for several pages it never touches.  In a MAP_SHARED mapping
  * there is no copy; sessions only read it (right after fork) and never write it. */
 struct master {
@@ -92,63 +87,46 @@ struct master {
 	struct owed *owed;           /* close records not yet in the pipe */
 	int nowed, capowed;
 	uint64_t next_conn, accepted, reaped_exit, reaped_signal, bytes_done;
-	uint64_t refused_source, refused_rate;
-	int64_t rate_tokens;         /* --max-rate bucket, in thousandths of a session */
-	int64_t rate_last_ms;
-	struct ratelog log_refused, log_accept, log_fork;
+	uint64_t refused_source, refused_rate, culled;
+	struct admit *admit;         /* --max-per-source and --max-rate */
+	struct admit_ratelog log_refused, log_culled, log_accept, log_fork;
 	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
 	int64_t phase_deadline_ms;
 	sigset_t waitmask;
 	struct pollfd pfd[MASTER_MAX_LISTEN + 1]; /* what the last ppoll watched */
 	int npfd;
-	struct { pid_t pid; int status; } reap_ring[MASTER_REAP_RING]; /* SIGCHLD handler's */
-	volatile sig_atomic_t reap_count;
 };
 
-static struct master *master_state;
-#define M (*master_state)
+static struct master *master;
 
-static volatile sig_atomic_t got_term, got_hup, got_usr1;
+static volatile sig_atomic_t got_chld, got_term, got_hup, got_usr1;
 
+/* A warning that a flood could repeat thousands of times a second, at most once a second. */
 static void
-master_ratelog(struct ratelog *rl, int with_errno, const char *what)
+master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what)
 {
 	char held[64] = "";
-	int64_t now = io_now_ms();
+	uint64_t n;
 
-	if (now < rl->next_ms) {
-		rl->held++;
+	if (!admit_ratelog(rl, io_now_ms(), 1000, &n))
 		return;
-	}
-	if (rl->held > 0)
+	if (n > 0)
 		snprintf(held, sizeof(held), " (and %llu more in the last second)",
-		    (unsigned long long)rl->held);
+		    (unsigned long long)n);
 	if (with_errno)
 		log_warn("%s%s", what, held);
 	else
 		log_warnx("%s%s", what, held);
-	rl->held = 0;
-	rl->next_ms = now + 1000;
 }
 
-/* Signals do not queue: one SIGCHLD may stand for many dead children, so reap in a loop.  The
- * handler only runs inside ppoll (everything is blocked elsewhere), so the loop that reports
- * the ring never races with it.  When the ring is full the rest stay zombies until the loop has
- * emptied it and calls this again. */
+/* Signals do not queue: one SIGCHLD may stand for many dead children.  The handler only notes
+ * that some died; master_reap collects them all. */
 static void
 master_sigchld(int signo)
 {
-	int saved = errno, status;
-	pid_t pid;
-
 	(void)signo;
-	while (M.reap_count < MASTER_REAP_RING && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		M.reap_ring[M.reap_count].pid = pid;
-		M.reap_ring[M.reap_count].status = status;
-		M.reap_count++;
-	}
-	errno = saved;
+	got_chld = 1;
 }
 
 static void
@@ -181,22 +159,22 @@ master_listen(void)
 	int tries, i, n = -1, port;
 
 	for (tries = 0; tries < 16; tries++) {
-		port = M.set.port;
-		M.nlfd = 0;
-		for (i = 0; i < (M.set.nbinds ? M.set.nbinds : 1); i++) {
-			const char *host = M.set.nbinds ? M.set.binds[i] : NULL;
+		port = master->set.port;
+		master->nlfd = 0;
+		for (i = 0; i < (master->set.nbinds ? master->set.nbinds : 1); i++) {
+			const char *host = master->set.nbinds ? master->set.binds[i] : NULL;
 
-			n = net_listen(host, &port, M.lfd + M.nlfd, MASTER_MAX_LISTEN - M.nlfd, err,
+			n = net_listen(host, &port, master->lfd + master->nlfd, MASTER_MAX_LISTEN - master->nlfd, err,
 			    sizeof(err));
 			if (n < 0)
 				break;
-			M.nlfd += n;
+			master->nlfd += n;
 		}
 		if (n >= 0)
 			return;
-		while (M.nlfd > 0)
-			close(M.lfd[--M.nlfd]);
-		if (!(M.set.port == 0 && errno == EADDRINUSE))
+		while (master->nlfd > 0)
+			close(master->lfd[--master->nlfd]);
+		if (!(master->set.port == 0 && errno == EADDRINUSE))
 			break;
 	}
 	usage_error("%s", err);
@@ -208,11 +186,11 @@ master_announce(void)
 	char addr[NET_ADDRLEN];
 	int one = 1;
 
-	for (int i = 0; i < M.nlfd; i++) {
+	for (int i = 0; i < master->nlfd; i++) {
 		/* Accepted sockets inherit TCP_NODELAY from their listener, which saves every
 		 * session a setsockopt: echoes go out at once, whatever their size. */
-		setsockopt(M.lfd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		net_local_addr(M.lfd[i], addr, sizeof(addr));
+		setsockopt(master->lfd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		net_local_addr(master->lfd[i], addr, sizeof(addr));
 		log_info("listening on %s", addr);
 	}
 }
@@ -232,13 +210,13 @@ static void
 master_start_store(int filefd)
 {
 	struct store_args a = {
-		.pipe_rd = M.pipe_rd, .filefd = filefd, .path = M.set.store,
-		.format = M.set.format, .fsync = M.set.fsync,
+		.pipe_rd = master->pipe_rd, .filefd = filefd, .path = master->set.store,
+		.format = master->set.format, .fsync = master->set.fsync,
 	};
-	int lfd[MASTER_MAX_LISTEN], nlfd = M.nlfd, pipe_wr = M.pipe_wr;
+	int lfd[MASTER_MAX_LISTEN], nlfd = master->nlfd, pipe_wr = master->pipe_wr;
 	pid_t pid;
 
-	memcpy(lfd, M.lfd, sizeof(lfd));
+	memcpy(lfd, master->lfd, sizeof(lfd));
 	pid = fork();
 	if (pid < 0) {
 		log_warn("cannot fork the store");
@@ -248,8 +226,8 @@ master_start_store(int filefd)
 		master_close_inherited(lfd, nlfd, pipe_wr);
 		store_run(&a);
 	}
-	M.store_pid = pid;
-	M.store_started_ms = io_now_ms();
+	master->store_pid = pid;
+	master->store_started_ms = io_now_ms();
 }
 
 /* The master keeps the pipe's read end, so what sessions wrote while no store ran stays in the
@@ -258,13 +236,13 @@ master_start_store(int filefd)
 static void
 master_restart_store(void)
 {
-	if (M.store_pid > 0 || M.pipe_rd < 0 || M.pipe_wr < 0)
+	if (master->store_pid > 0 || master->pipe_rd < 0 || master->pipe_wr < 0)
 		return;
-	if (io_now_ms() - M.store_started_ms < 1000)
+	if (io_now_ms() - master->store_started_ms < 1000)
 		return;
 	master_start_store(-1);
-	if (M.store_pid > 0)
-		log_warnx("restarted the store as %d", (int)M.store_pid);
+	if (master->store_pid > 0)
+		log_warnx("restarted the store as %d", (int)master->store_pid);
 }
 
 static void
@@ -272,25 +250,25 @@ master_open_store(void)
 {
 	int fd;
 
-	if (M.set.store == NULL) {
-		M.pipe_rd = M.pipe_wr = -1;
+	if (master->set.store == NULL) {
+		master->pipe_rd = master->pipe_wr = -1;
 		return;
 	}
-	fd = store_open(M.set.store);
+	fd = store_open(master->set.store);
 	if (fd < 0) {
 		char msg[OPTS_ERRLEN + 64];
-		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", M.set.store,
+		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", master->set.store,
 		    errno == EWOULDBLOCK ? "another mpechod is writing it" : strerror(errno));
 		usage_error("%s", msg);
 	}
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
-		fatal(EX_OSERR_, "pipe");
-	M.pipe_rd = p[0];
-	M.pipe_wr = p[1];
+		fatal(EX_OSERR, "pipe");
+	master->pipe_rd = p[0];
+	master->pipe_wr = p[1];
 	/* A larger pipe absorbs bursts, so sessions seldom wait for the store. */
-	fcntl(M.pipe_wr, F_SETPIPE_SZ, MASTER_PIPE_SIZE);
-	io_set_nonblock(M.pipe_wr, 1);
+	fcntl(master->pipe_wr, F_SETPIPE_SZ, MASTER_PIPE_SIZE);
+	io_set_nonblock(master->pipe_wr, 1);
 	master_start_store(fd);
 	close(fd);
 }
@@ -302,21 +280,24 @@ master_shared(size_t len)
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
-		fatal(EX_OSERR_, "cannot map %zu bytes", len);
+		fatal(EX_OSERR, "cannot map %zu bytes", len);
 	return p;
 }
 
 static void
 master_alloc(void)
 {
-	size_t n = (size_t)M.set.max_clients;
+	size_t n = (size_t)master->set.max_clients;
 
-	M.kids = master_shared(n * sizeof(*M.kids));
-	M.free_slots = master_shared(n * sizeof(*M.free_slots));
-	M.board = master_shared(n * sizeof(*M.board));
-	for (int i = 0; i < M.set.max_clients; i++)
-		M.free_slots[M.nfree++] = M.set.max_clients - 1 - i;
-	M.next_conn = 1;
+	master->kids = master_shared(n * sizeof(*master->kids));
+	master->free_slots = master_shared(n * sizeof(*master->free_slots));
+	master->board = master_shared(n * sizeof(*master->board));
+	master->admit = master_shared(admit_size(master->set.max_clients, master->set.max_per_source));
+	admit_init(master->admit, master->set.max_clients, master->set.max_per_source,
+	    master->set.max_rate);
+	for (int i = 0; i < master->set.max_clients; i++)
+		master->free_slots[master->nfree++] = master->set.max_clients - 1 - i;
+	master->next_conn = 1;
 }
 
 static void
@@ -335,8 +316,8 @@ master_signals(void)
 	static const int blocked[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, 0 };
 
 	sig_ignore(SIGPIPE);
-	if (sig_block(blocked, &M.waitmask) < 0)
-		fatal(EX_OSERR_, "sigprocmask");
+	if (sig_block(blocked, &master->waitmask) < 0)
+		fatal(EX_OSERR, "sigprocmask");
 	sig_handle(SIGCHLD, master_sigchld, SA_NOCLDSTOP);
 	sig_handle(SIGTERM, master_sigterm, 0);
 	sig_handle(SIGINT, master_sigterm, 0);
@@ -350,12 +331,12 @@ master_pay_owed(void)
 {
 	int i;
 
-	for (i = 0; i < M.nowed; i++) {
-		struct owed *o = &M.owed[i];
+	for (i = 0; i < master->nowed; i++) {
+		struct owed *o = &master->owed[i];
 		ssize_t n;
 
 		do
-			n = write(M.pipe_wr, o, sizeof(o->h) + o->h.len);
+			n = write(master->pipe_wr, o, sizeof(o->h) + o->h.len);
 		while (n < 0 && errno == EINTR);
 		if (n < 0) {
 			if (errno != EAGAIN)
@@ -363,8 +344,8 @@ master_pay_owed(void)
 			break;
 		}
 	}
-	memmove(M.owed, M.owed + i, (size_t)(M.nowed - i) * sizeof(*M.owed));
-	M.nowed -= i;
+	memmove(master->owed, master->owed + i, (size_t)(master->nowed - i) * sizeof(*master->owed));
+	master->nowed -= i;
 }
 
 /* Queues one frame for the store and writes what the pipe takes now. */
@@ -373,17 +354,17 @@ master_owe(enum rec_type type, const struct child *c, const void *payload, size_
 {
 	struct owed *o;
 
-	if (M.nowed == M.capowed) {
-		int cap = M.capowed ? M.capowed * 2 : 16;
-		struct owed *p = realloc(M.owed, (size_t)cap * sizeof(*p));
+	if (master->nowed == master->capowed) {
+		int cap = master->capowed ? master->capowed * 2 : 16;
+		struct owed *p = realloc(master->owed, (size_t)cap * sizeof(*p));
 		if (p == NULL) {
 			log_warn("cannot queue a record of conn %llu", (unsigned long long)c->conn);
 			return;
 		}
-		M.owed = p;
-		M.capowed = cap;
+		master->owed = p;
+		master->capowed = cap;
 	}
-	o = &M.owed[M.nowed++];
+	o = &master->owed[master->nowed++];
 	memcpy(o->payload, payload, len);
 	rec_header(&o->h, type, REC_F_BEHALF, c->conn, c->pid, len);
 	master_pay_owed();
@@ -396,12 +377,12 @@ master_peer_str(const struct child *c, char *buf, size_t len)
 	struct sockaddr_storage ss;
 
 	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = c->src[0];
+	ss.ss_family = c->src.b[0];
 	if (ss.ss_family == AF_INET6) {
-		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->src + 1, 16);
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->src.b + 1, 16);
 		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->port);
 	} else {
-		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->src + 1, 4);
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->src.b + 1, 4);
 		((struct sockaddr_in *)&ss)->sin_port = htons(c->port);
 	}
 	net_addr_str((struct sockaddr *)&ss, buf, len);
@@ -413,11 +394,11 @@ master_peer_str(const struct child *c, char *buf, size_t len)
 static void
 master_owe_close(const struct child *c, const char *reason)
 {
-	struct session_slot *slot = &M.board[c->slot];
+	struct session_slot *slot = &master->board[c->slot];
 	unsigned char payload[8 + REC_REASON_MAX];
 	char peer[NET_ADDRLEN];
 
-	if (M.pipe_wr < 0 || slot->closed)
+	if (master->pipe_wr < 0 || slot->closed)
 		return;
 	if (!slot->opened) {
 		master_peer_str(c, peer, sizeof(peer));
@@ -430,12 +411,12 @@ static void
 master_store_died(int status)
 {
 	if (WIFSIGNALED(status))
-		log_warnx("store %d killed by signal %d", (int)M.store_pid, WTERMSIG(status));
-	else if (M.pipe_wr >= 0 || WEXITSTATUS(status) != 0)
-		log_warnx("store %d exited %d", (int)M.store_pid, WEXITSTATUS(status));
+		log_warnx("store %d killed by signal %d", (int)master->store_pid, WTERMSIG(status));
+	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)
+		log_warnx("store %d exited %d", (int)master->store_pid, WEXITSTATUS(status));
 	else
-		log_info("store %d finished", (int)M.store_pid);
-	M.store_pid = 0;
+		log_info("store %d finished", (int)master->store_pid);
+	master->store_pid = 0;
 	master_restart_store();
 }
 
@@ -444,28 +425,29 @@ master_child_died(pid_t pid, int status)
 {
 	int i;
 
-	if (pid == M.store_pid) {
+	if (pid == master->store_pid) {
 		master_store_died(status);
 		return;
 	}
-	for (i = 0; i < M.nkids && M.kids[i].pid != pid; i++)
+	for (i = 0; i < master->nkids && master->kids[i].pid != pid; i++)
 		;
-	if (i == M.nkids)
+	if (i == master->nkids)
 		return;
-	struct child c = M.kids[i];
-	uint64_t bytes = __atomic_load_n(&M.board[c.slot].bytes, __ATOMIC_RELAXED);
+	struct child c = master->kids[i];
+	uint64_t bytes = __atomic_load_n(&master->board[c.slot].bytes, __ATOMIC_RELAXED);
 	char reason[32];
 
-	M.kids[i] = M.kids[--M.nkids];
-	M.free_slots[M.nfree++] = c.slot;
-	M.bytes_done += bytes;
+	master->kids[i] = master->kids[--master->nkids];
+	master->free_slots[master->nfree++] = c.slot;
+	admit_release(master->admit, &c.src);
+	master->bytes_done += bytes;
 	if (WIFSIGNALED(status)) {
-		M.reaped_signal++;
+		master->reaped_signal++;
 		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)pid,
 		    (unsigned long long)c.conn, WTERMSIG(status), (unsigned long long)bytes);
 		snprintf(reason, sizeof(reason), "signal %d", WTERMSIG(status));
 	} else {
-		M.reaped_exit++;
+		master->reaped_exit++;
 		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)pid,
 		    (unsigned long long)c.conn, WEXITSTATUS(status),
 		    session_reason(WEXITSTATUS(status)), (unsigned long long)bytes);
@@ -474,34 +456,34 @@ master_child_died(pid_t pid, int status)
 	master_owe_close(&c, reason);
 }
 
+/* One SIGCHLD for any number of dead children: collect until none is left (sshd's
+ * child_reap_all_exited).  Bounded: each round reaps a child, and only children that exist. */
 static void
-master_report_reaped(void)
+master_reap(void)
 {
-	int full;
+	int status;
+	pid_t pid;
 
-	do {
-		full = (M.reap_count == MASTER_REAP_RING);
-		for (int i = 0; i < M.reap_count; i++)
-			master_child_died(M.reap_ring[i].pid, M.reap_ring[i].status);
-		M.reap_count = 0;
-		if (full)
-			master_sigchld(SIGCHLD);
-	} while (full || M.reap_count > 0);
+	got_chld = 0;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		master_child_died(pid, status);
 }
 
 static void
 master_stats(void)
 {
-	uint64_t bytes = M.bytes_done;
+	uint64_t bytes = master->bytes_done;
 
 	got_usr1 = 0;
-	for (int i = 0; i < M.nkids; i++)
-		bytes += __atomic_load_n(&M.board[M.kids[i].slot].bytes, __ATOMIC_RELAXED);
+	for (int i = 0; i < master->nkids; i++)
+		bytes += __atomic_load_n(&master->board[master->kids[i].slot].bytes, __ATOMIC_RELAXED);
 	log_info("stats: active %d, accepted %llu, bytes echoed %llu, reaped %llu by exit, "
-	    "%llu by signal, refused %llu per source, %llu over rate", M.nkids,
-	    (unsigned long long)M.accepted, (unsigned long long)bytes,
-	    (unsigned long long)M.reaped_exit, (unsigned long long)M.reaped_signal,
-	    (unsigned long long)M.refused_source, (unsigned long long)M.refused_rate);
+	    "%llu by signal, refused %llu per source, %llu over rate, culled %llu dead",
+	    master->nkids,
+	    (unsigned long long)master->accepted, (unsigned long long)bytes,
+	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
+	    (unsigned long long)master->refused_source, (unsigned long long)master->refused_rate,
+	    (unsigned long long)master->culled);
 }
 
 static uint16_t
@@ -513,22 +495,21 @@ master_peer_port(const struct sockaddr_storage *ss)
 }
 
 static void
-master_fork_session(int cfd, const struct sockaddr_storage *peer,
-    const unsigned char src[SRC_KEY_LEN])
+master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct admit_key *src)
 {
 	struct session_args a;
 	pid_t pid;
-	int slot = M.free_slots[--M.nfree];
-	int lfd[MASTER_MAX_LISTEN], nlfd = M.nlfd, pipe_rd = M.pipe_rd;
+	int slot = master->free_slots[--master->nfree];
+	int lfd[MASTER_MAX_LISTEN], nlfd = master->nlfd, pipe_rd = master->pipe_rd;
 
-	M.board[slot] = (struct session_slot){ 0 };
-	memcpy(lfd, M.lfd, sizeof(lfd));
+	master->board[slot] = (struct session_slot){ 0 };
+	memcpy(lfd, master->lfd, sizeof(lfd));
 	a.fd = cfd;
-	a.conn = M.next_conn;
+	a.conn = master->next_conn;
 	a.peer = *peer;
-	a.pipe_wr = M.pipe_wr;
-	a.idle_timeout = M.set.idle_timeout;
-	a.slot = &M.board[slot];
+	a.pipe_wr = master->pipe_wr;
+	a.idle_timeout = master->set.idle_timeout;
+	a.slot = &master->board[slot];
 	/* _Fork is fork without the atfork work: the master has one thread and holds no lock at
 	 * this point, and fork()'s reset of malloc's and stdio's locks in the child would dirty
 	 * three pages of libc data in every session, 12 KiB per held connection. */
@@ -539,59 +520,37 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer,
 	}
 	close(cfd);
 	if (pid < 0) {
-		master_ratelog(&M.log_fork, 1, "fork failed; closed the connection, pausing accepts "
+		master_ratelog(&master->log_fork, 1, "fork failed; closed the connection, pausing accepts "
 		    "for 100 ms");
-		M.free_slots[M.nfree++] = slot;
-		M.accept_resume_ms = io_now_ms() + 100;
+		master->free_slots[master->nfree++] = slot;
+		admit_release(master->admit, src);
+		master->accept_resume_ms = io_now_ms() + 100;
 		return;
 	}
-	M.kids[M.nkids] = (struct child){ .pid = pid, .slot = slot, .conn = M.next_conn++,
-	    .port = master_peer_port(peer) };
-	memcpy(M.kids[M.nkids++].src, src, SRC_KEY_LEN);
-	M.accepted++;
+	master->kids[master->nkids++] = (struct child){ .pid = pid, .slot = slot,
+	    .conn = master->next_conn++, .src = *src, .port = master_peer_port(peer) };
+	master->accepted++;
 }
 
-static void
-master_src_key(const struct sockaddr_storage *ss, unsigned char key[SRC_KEY_LEN])
-{
-	memset(key, 0, SRC_KEY_LEN);
-	key[0] = (unsigned char)ss->ss_family;
-	if (ss->ss_family == AF_INET6)
-		memcpy(key + 1, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-	else if (ss->ss_family == AF_INET)
-		memcpy(key + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-}
-
+/* Closes a connection that is already over when it is accepted: reset by the peer, or closed
+ * by the peer with nothing sent (nothing to echo).  Under a flood of such connections a fork for
+ * each would keep a live client waiting behind them in the listen queue.  A peer that sent data
+ * and then half-closed is served: its data is echoed.  Returns 1 when it closed the connection. */
 static int
-master_over_per_source(const unsigned char key[SRC_KEY_LEN])
+master_cull(int cfd, const struct sockaddr_storage *ss)
 {
-	int n = 0;
+	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 96];
+	enum net_peer_state st = net_peer_state(cfd);
 
-	if (M.set.max_per_source == 0)
+	if (st == NET_PEER_LIVE)
 		return 0;
-	for (int i = 0; i < M.nkids; i++)
-		if (memcmp(M.kids[i].src, key, SRC_KEY_LEN) == 0 && ++n >= M.set.max_per_source)
-			return 1;
-	return 0;
-}
-
-/* A token bucket refilled at --max-rate sessions a second, holding at most a second's worth. */
-static int
-master_over_rate(void)
-{
-	int64_t now = io_now_ms(), full = (int64_t)M.set.max_rate * 1000;
-
-	if (M.set.max_rate == 0)
-		return 0;
-	M.rate_tokens = M.rate_last_ms == 0 ? full :
-	    M.rate_tokens + (now - M.rate_last_ms) * M.set.max_rate;
-	if (M.rate_tokens > full)
-		M.rate_tokens = full;
-	M.rate_last_ms = now;
-	if (M.rate_tokens < 1000)
-		return 1;
-	M.rate_tokens -= 1000;
-	return 0;
+	master->culled++;
+	close(cfd);
+	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
+	snprintf(msg, sizeof(msg), "closed %s unserved: %s before it was accepted", addr,
+	    st == NET_PEER_RESET ? "reset by the peer" : "closed by the peer with no data");
+	master_ratelog(&master->log_culled, 0, msg);
+	return 1;
 }
 
 /* Forks a session for the connection, or closes it at once when it is over a limit (xinetd's
@@ -599,26 +558,30 @@ master_over_rate(void)
 static void
 master_admit(int cfd, const struct sockaddr_storage *ss)
 {
-	unsigned char key[SRC_KEY_LEN];
+	struct admit_key key;
 	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 64];
+	enum admit_verdict v;
 
-	master_src_key(ss, key);
-	if (master_over_per_source(key)) {
-		M.refused_source++;
-		net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
-		snprintf(msg, sizeof(msg), "refused %s: --max-per-source %d reached", addr,
-		    M.set.max_per_source);
-	} else if (master_over_rate()) {
-		M.refused_rate++;
-		net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
-		snprintf(msg, sizeof(msg), "refused %s: --max-rate %d reached", addr,
-		    M.set.max_rate);
-	} else {
-		master_fork_session(cfd, ss, key);
+	if (master_cull(cfd, ss))
+		return;
+	admit_key(ss, &key);
+	v = admit_check(master->admit, &key, io_now_ms());
+	if (v == ADMIT_OK) {
+		master_fork_session(cfd, ss, &key);
 		return;
 	}
 	close(cfd);
-	master_ratelog(&M.log_refused, 0, msg);
+	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
+	if (v == ADMIT_PER_SOURCE) {
+		master->refused_source++;
+		snprintf(msg, sizeof(msg), "refused %s: --max-per-source %d reached", addr,
+		    master->set.max_per_source);
+	} else {
+		master->refused_rate++;
+		snprintf(msg, sizeof(msg), "refused %s: --max-rate %d reached", addr,
+		    master->set.max_rate);
+	}
+	master_ratelog(&master->log_refused, 0, msg);
 }
 
 /* Accepts what is waiting on one listener, up to a burst and never past --max-clients. */
@@ -629,7 +592,7 @@ master_accept(int lfd)
 	socklen_t len;
 	int cfd;
 
-	for (int n = 0; n < MASTER_ACCEPT_BURST && M.nkids < M.set.max_clients; n++) {
+	for (int n = 0; n < MASTER_ACCEPT_BURST && master->nkids < master->set.max_clients; n++) {
 		len = sizeof(ss);
 		cfd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (cfd < 0) {
@@ -640,8 +603,8 @@ master_accept(int lfd)
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the backlog keeps the connection;
 			 * pause instead of spinning on a listener that stays readable, and try
 			 * again by ourselves (nginx and sshd back off the same way). */
-			master_ratelog(&M.log_accept, 1, "accept failed; pausing accepts for 100 ms");
-			M.accept_resume_ms = io_now_ms() + 100;
+			master_ratelog(&master->log_accept, 1, "accept failed; pausing accepts for 100 ms");
+			master->accept_resume_ms = io_now_ms() + 100;
 			return;
 		}
 		master_admit(cfd, &ss);
@@ -651,16 +614,16 @@ master_accept(int lfd)
 static void
 master_begin_shutdown(void)
 {
-	if (M.stopping == 0) {
-		for (int i = 0; i < M.nlfd; i++)
-			close(M.lfd[i]);
-		M.nlfd = 0;
-		log_info("shutting down: %d sessions get %d s to finish", M.nkids, M.set.grace);
-		M.stopping = 1;
-		M.phase_deadline_ms = io_now_ms() + (int64_t)M.set.grace * 1000;
-	} else if (M.stopping == 1) {
+	if (master->stopping == 0) {
+		for (int i = 0; i < master->nlfd; i++)
+			close(master->lfd[i]);
+		master->nlfd = 0;
+		log_info("shutting down: %d sessions get %d s to finish", master->nkids, master->set.grace);
+		master->stopping = 1;
+		master->phase_deadline_ms = io_now_ms() + (int64_t)master->set.grace * 1000;
+	} else if (master->stopping == 1) {
 		/* A second TERM or INT cuts the grace short. */
-		M.phase_deadline_ms = io_now_ms();
+		master->phase_deadline_ms = io_now_ms();
 	}
 }
 
@@ -670,16 +633,16 @@ master_shutdown_step(void)
 {
 	int sig;
 
-	if (M.stopping == 0 || M.nkids == 0 || io_now_ms() < M.phase_deadline_ms)
+	if (master->stopping == 0 || master->nkids == 0 || io_now_ms() < master->phase_deadline_ms)
 		return;
-	if (M.stopping >= 3)
+	if (master->stopping >= 3)
 		return;
-	sig = (M.stopping == 1) ? SIGTERM : SIGKILL;
-	log_info("sending signal %d to %d sessions", sig, M.nkids);
-	for (int i = 0; i < M.nkids; i++)
-		kill(M.kids[i].pid, sig);
-	M.stopping++;
-	M.phase_deadline_ms = io_now_ms() + MASTER_KILL_WAIT_MS;
+	sig = (master->stopping == 1) ? SIGTERM : SIGKILL;
+	log_info("sending signal %d to %d sessions", sig, master->nkids);
+	for (int i = 0; i < master->nkids; i++)
+		kill(master->kids[i].pid, sig);
+	master->stopping++;
+	master->phase_deadline_ms = io_now_ms() + MASTER_KILL_WAIT_MS;
 }
 
 static int
@@ -687,13 +650,13 @@ master_poll_timeout(int64_t now)
 {
 	int64_t t = -1;
 
-	if (M.accept_resume_ms > now)
-		t = M.accept_resume_ms - now;
-	if (M.stopping && M.stopping < 3 && M.nkids > 0) {
-		int64_t d = M.phase_deadline_ms > now ? M.phase_deadline_ms - now : 0;
+	if (master->accept_resume_ms > now)
+		t = master->accept_resume_ms - now;
+	if (master->stopping && master->stopping < 3 && master->nkids > 0) {
+		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
-	if (M.store_pid == 0 && M.pipe_wr >= 0 && (t < 0 || t > 1000))
+	if (master->store_pid == 0 && master->pipe_wr >= 0 && (t < 0 || t > 1000))
 		t = 1000;
 	if (t > 3600000)
 		t = 3600000;
@@ -707,21 +670,21 @@ master_wait(void)
 	int64_t now = io_now_ms();
 	int accepting, t;
 
-	M.npfd = 0;
-	accepting = !M.stopping && M.nkids < M.set.max_clients && now >= M.accept_resume_ms;
-	for (int i = 0; accepting && i < M.nlfd; i++)
-		M.pfd[M.npfd++] = (struct pollfd){ .fd = M.lfd[i], .events = POLLIN };
-	if (M.nowed > 0)
-		M.pfd[M.npfd++] = (struct pollfd){ .fd = M.pipe_wr, .events = POLLOUT };
+	master->npfd = 0;
+	accepting = !master->stopping && master->nkids < master->set.max_clients && now >= master->accept_resume_ms;
+	for (int i = 0; accepting && i < master->nlfd; i++)
+		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->lfd[i], .events = POLLIN };
+	if (master->nowed > 0)
+		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->pipe_wr, .events = POLLOUT };
 	t = master_poll_timeout(now);
 	ts.tv_sec = t / 1000;
 	ts.tv_nsec = (long)(t % 1000) * 1000000;
-	if (ppoll(M.pfd, (nfds_t)M.npfd, t < 0 ? NULL : &ts, &M.waitmask) < 0) {
+	if (ppoll(master->pfd, (nfds_t)master->npfd, t < 0 ? NULL : &ts, &master->waitmask) < 0) {
 		if (errno != EINTR)
-			fatal(EX_OSERR_, "ppoll");
-		M.npfd = 0;
+			fatal(EX_OSERR, "ppoll");
+		master->npfd = 0;
 	} else {
-		sig_deliver_pending(&M.waitmask);
+		sig_deliver_pending(&master->waitmask);
 	}
 }
 
@@ -730,11 +693,11 @@ master_wait(void)
 static void
 master_serve(void)
 {
-	for (int i = 0; i < M.npfd; i++) {
-		if (M.pfd[i].fd == M.pipe_wr && (M.pfd[i].revents & (POLLOUT | POLLERR)))
+	for (int i = 0; i < master->npfd; i++) {
+		if (master->pfd[i].fd == master->pipe_wr && (master->pfd[i].revents & (POLLOUT | POLLERR)))
 			master_pay_owed();
-		else if ((M.pfd[i].revents & POLLIN) && !M.stopping)
-			master_accept(M.pfd[i].fd);
+		else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
+			master_accept(master->pfd[i].fd);
 	}
 }
 
@@ -743,7 +706,7 @@ master_pipe_unread(void)
 {
 	int n = 0;
 
-	if (M.pipe_rd < 0 || ioctl(M.pipe_rd, FIONREAD, &n) < 0)
+	if (master->pipe_rd < 0 || ioctl(master->pipe_rd, FIONREAD, &n) < 0)
 		return 0;
 	return (size_t)n;
 }
@@ -755,38 +718,38 @@ master_finish(void)
 {
 	int64_t deadline = io_now_ms() + MASTER_STORE_WAIT_MS;
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = 100L * 1000000L };
-	struct pollfd pfd = { .fd = M.pipe_wr, .events = POLLOUT };
+	struct pollfd pfd = { .fd = master->pipe_wr, .events = POLLOUT };
 	int restarts = 0;
 
-	while ((M.nowed > 0 || M.store_pid == 0) && io_now_ms() < deadline) {
+	while ((master->nowed > 0 || master->store_pid == 0) && io_now_ms() < deadline) {
 		/* A store must run to drain the pipe: the restart throttle does not apply now. */
-		if (M.store_pid == 0 && M.pipe_rd >= 0 && restarts++ < 3)
+		if (master->store_pid == 0 && master->pipe_rd >= 0 && restarts++ < 3)
 			master_start_store(-1);
-		if (M.store_pid == 0 || M.nowed == 0)
+		if (master->store_pid == 0 || master->nowed == 0)
 			break;
-		if (ppoll(&pfd, 1, &ts, &M.waitmask) > 0)
+		if (ppoll(&pfd, 1, &ts, &master->waitmask) > 0)
 			master_pay_owed();
-		master_report_reaped();
+		master_reap();
 	}
-	if (M.pipe_wr >= 0)
-		close(M.pipe_wr);
-	M.pipe_wr = -1;
-	while (M.store_pid > 0 && io_now_ms() < deadline) {
-		ppoll(NULL, 0, &ts, &M.waitmask);
-		master_report_reaped();
-		if (M.store_pid == 0 && master_pipe_unread() > 0 && restarts++ < 3)
+	if (master->pipe_wr >= 0)
+		close(master->pipe_wr);
+	master->pipe_wr = -1;
+	while (master->store_pid > 0 && io_now_ms() < deadline) {
+		ppoll(NULL, 0, &ts, &master->waitmask);
+		master_reap();
+		if (master->store_pid == 0 && master_pipe_unread() > 0 && restarts++ < 3)
 			master_start_store(-1);
 	}
-	if (M.store_pid > 0) {
-		log_warnx("store %d did not finish in time; killing it", (int)M.store_pid);
-		kill(M.store_pid, SIGKILL);
-		waitpid(M.store_pid, NULL, 0);
+	if (master->store_pid > 0) {
+		log_warnx("store %d did not finish in time; killing it", (int)master->store_pid);
+		kill(master->store_pid, SIGKILL);
+		waitpid(master->store_pid, NULL, 0);
 	}
-	if (master_pipe_unread() > 0 || M.nowed > 0)
+	if (master_pipe_unread() > 0 || master->nowed > 0)
 		log_warnx("%zu bytes of records and %d close records were never stored",
-		    master_pipe_unread(), M.nowed);
-	log_info("stopped after %llu connections", (unsigned long long)M.accepted);
-	free(M.owed);
+		    master_pipe_unread(), master->nowed);
+	log_info("stopped after %llu connections", (unsigned long long)master->accepted);
+	free(master->owed);
 	exit(0);
 }
 
@@ -796,23 +759,23 @@ master_loop(void)
 	log_guard(1);
 	for (;;) {
 		master_wait();
-		if (M.reap_count > 0)
-			master_report_reaped();
+		if (got_chld)
+			master_reap();
 		if (got_term) {
 			got_term = 0;
 			master_begin_shutdown();
 		}
 		if (got_hup) {
 			got_hup = 0;
-			if (M.store_pid > 0)
-				kill(M.store_pid, SIGHUP);
+			if (master->store_pid > 0)
+				kill(master->store_pid, SIGHUP);
 		}
 		if (got_usr1)
 			master_stats();
 		master_serve();
 		master_restart_store();
 		master_shutdown_step();
-		if (M.stopping && M.nkids == 0)
+		if (master->stopping && master->nkids == 0)
 			master_finish();
 	}
 }
@@ -837,8 +800,8 @@ main(int argc, char **argv)
 
 	master_std_fds();
 	log_init("mpechod", NULL);
-	master_state = master_shared(sizeof(*master_state));
-	switch (opts_parse(argc, argv, &M.set, err, sizeof(err))) {
+	master = master_shared(sizeof(*master));
+	switch (opts_parse(argc, argv, &master->set, err, sizeof(err))) {
 	case OPTS_HELP:
 		fputs(opts_usage(), stdout);
 		return 0;

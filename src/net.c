@@ -9,10 +9,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define NET_BACKLOG (SOMAXCONN > 511 ? SOMAXCONN : 511)
@@ -41,6 +44,20 @@ net_set_port(struct sockaddr *sa, int port)
 		((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
 }
 
+int
+net_error(char *err, size_t errlen, const char *what, const struct sockaddr *sa, int fd)
+{
+	int saved = errno;
+	char addr[NET_ADDRLEN];
+
+	net_addr_str(sa, addr, sizeof(addr));
+	snprintf(err, errlen, "%s %s: %s", what, addr, strerror(saved));
+	if (fd >= 0)
+		close(fd);
+	errno = saved;
+	return -1;
+}
+
 static int
 net_listen_sa(struct sockaddr *sa, socklen_t salen, int *port, char *err, size_t errlen)
 {
@@ -51,30 +68,16 @@ net_listen_sa(struct sockaddr *sa, socklen_t salen, int *port, char *err, size_t
 		net_set_port(sa, *port);
 
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		one = errno;
-		net_addr_str(sa, addr, sizeof(addr));
-		snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(one));
-		errno = one;
-		return -1;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-		goto error;
-	if (sa->sa_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-		goto error;
-	if (bind(fd, sa, salen) < 0 || listen(fd, NET_BACKLOG) < 0)
-		goto error;
+	if (fd < 0)
+		return net_error(err, errlen, "cannot listen on", sa, -1);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, sa, salen) < 0 || listen(fd, NET_BACKLOG) < 0)
+		return net_error(err, errlen, "cannot listen on", sa, fd);
 	if (*port == 0)
 		*port = net_local_addr(fd, addr, sizeof(addr));
 	return fd;
-error:
-	net_addr_str(sa, addr, sizeof(addr));
-	one = errno;
-	snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(one));
-	close(fd);
-	errno = one;
-	return -1;
 }
 
 /* Parses a numeric IPv4 or IPv6 address ("::1" or "[::1]"); no name is looked up. */
@@ -175,4 +178,22 @@ net_local_addr(int fd, char *buf, size_t len)
 	if (ss.ss_family == AF_INET6)
 		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+enum net_peer_state
+net_peer_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int queued = 0;
+
+	/* TCP_INFO, not a MSG_PEEK read: a read would consume a pending reset's error. */
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return NET_PEER_LIVE;
+	if (ti.tcpi_state == TCP_CLOSE)
+		return NET_PEER_RESET;
+	if (ti.tcpi_state == TCP_CLOSE_WAIT && ioctl(fd, SIOCINQ, &queued) == 0 && queued == 0)
+		return NET_PEER_CLOSED;
+	return NET_PEER_LIVE;
 }

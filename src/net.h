@@ -29,5 +29,17 @@ int net_connect(const char *host, const char *port, int timeout_ms, char *err, s
 void net_addr_str(const struct sockaddr *sa, char *buf, size_t len);
 /* The address a socket is bound to, formatted as above; returns its port or -1. */
 int net_local_addr(int fd, char *buf, size_t len);
+/* Fills err with "WHAT ADDR: strerror(errno)", closes fd unless it is -1, and returns -1 with
+ * errno as it was on entry (read before any other call can change it). */
+int net_error(char *err, size_t errlen, const char *what, const struct sockaddr *sa, int fd);
+
+/* How an accepted TCP connection stands before anything was read from it. */
+enum net_peer_state {
+	NET_PEER_LIVE,   /* open, or half-closed by the peer after it sent data */
+	NET_PEER_RESET,  /* the peer reset it (or it is otherwise fully closed) */
+	NET_PEER_CLOSED  /* the peer closed its side with nothing left to read */
+};
+/* Costs one getsockopt (and an ioctl for a half-closed one); reads nothing.  (net.c) */
+enum net_peer_state net_peer_state(int fd);
 
 #endif

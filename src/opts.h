@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-#define MPECHO_VERSION "0.1.0"
+#include "version.h" /* TEMP: until bench includes it itself */
+
 #define OPTS_MAX_BINDS 16
 #define OPTS_ERRLEN 256
 

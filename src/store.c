@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,7 +57,7 @@ static struct {
 	int64_t fail_logged_ms;
 	uint64_t dropped_bytes, dropped_writes;
 	int corrupt_logged;
-} S;
+} store;
 
 static volatile sig_atomic_t store_hup;
 
@@ -91,11 +93,11 @@ store_open(const char *path)
 static struct store_conn *
 store_slot(uint64_t conn, int for_insert)
 {
-	size_t i = (size_t)(conn * 0x9e3779b97f4a7c15ull) & (S.cap - 1);
+	size_t i = (size_t)(conn * 0x9e3779b97f4a7c15ull) & (store.cap - 1);
 	struct store_conn *tomb = NULL;
 
-	for (;; i = (i + 1) & (S.cap - 1)) {
-		struct store_conn *e = &S.tab[i];
+	for (;; i = (i + 1) & (store.cap - 1)) {
+		struct store_conn *e = &store.tab[i];
 
 		if (e->conn == conn)
 			return e;
@@ -110,14 +112,14 @@ store_slot(uint64_t conn, int for_insert)
 static void
 store_rehash(void)
 {
-	struct store_conn *old = S.tab;
-	size_t oldcap = S.cap;
+	struct store_conn *old = store.tab;
+	size_t oldcap = store.cap;
 
-	S.cap = (S.live * 4 >= oldcap) ? oldcap * 2 : oldcap;
-	S.tab = calloc(S.cap, sizeof(*S.tab));
-	if (S.tab == NULL)
-		fatal(71, "store table");
-	S.used = S.live;
+	store.cap = (store.live * 4 >= oldcap) ? oldcap * 2 : oldcap;
+	store.tab = calloc(store.cap, sizeof(*store.tab));
+	if (store.tab == NULL)
+		fatal(EX_OSERR, "store table");
+	store.used = store.live;
 	for (size_t i = 0; i < oldcap; i++)
 		if (old[i].conn != 0 && old[i].conn != STORE_TOMB)
 			*store_slot(old[i].conn, 1) = old[i];
@@ -129,23 +131,23 @@ store_conn_open(uint64_t conn)
 {
 	struct store_conn *e;
 
-	if ((S.used + 1) * 2 > S.cap)
+	if ((store.used + 1) * 2 > store.cap)
 		store_rehash();
 	e = store_slot(conn, 1);
 	if (e->conn == conn)
 		return;
 	if (e->conn == 0)
-		S.used++;
+		store.used++;
 	e->conn = conn;
 	e->bytes = 0;
-	S.live++;
+	store.live++;
 }
 
 static void
 store_conn_close(struct store_conn *e)
 {
 	e->conn = STORE_TOMB;
-	S.live--;
+	store.live--;
 }
 
 static void store_sync(int force);
@@ -157,44 +159,44 @@ store_flush(void)
 	size_t done = 0;
 	ssize_t n;
 
-	while (done < S.outlen) {
-		n = write(S.fd, S.out + done, S.outlen - done);
+	while (done < store.outlen) {
+		n = write(store.fd, store.out + done, store.outlen - done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		done += (size_t)n;
 	}
-	if (done < S.outlen) {
+	if (done < store.outlen) {
 		/* Diagnosed once, and again only a minute later: a nearly full disk takes some
 		 * writes and refuses others, and must not flood the log. */
-		if (!S.failing && io_now_ms() - S.fail_logged_ms >= 60000) {
+		if (!store.failing && io_now_ms() - store.fail_logged_ms >= 60000) {
 			log_warn("cannot write %s; dropping records until it works again",
-			    S.args->path);
-			S.fail_logged_ms = io_now_ms();
-			S.fail_reported = 1;
+			    store.args->path);
+			store.fail_logged_ms = io_now_ms();
+			store.fail_reported = 1;
 		}
 		if (done > 0) {
-			off_t end = lseek(S.fd, 0, SEEK_END);
-			if (end >= (off_t)done && ftruncate(S.fd, end - (off_t)done) < 0)
-				log_warn("cannot cut the partial line off %s", S.args->path);
+			off_t end = lseek(store.fd, 0, SEEK_END);
+			if (end >= (off_t)done && ftruncate(store.fd, end - (off_t)done) < 0)
+				log_warn("cannot cut the partial line off %s", store.args->path);
 		}
-		S.failing = 1;
-		S.dropped_bytes += S.outlen;
-		S.dropped_writes++;
-	} else if (S.failing && S.outlen > 0) {
+		store.failing = 1;
+		store.dropped_bytes += store.outlen;
+		store.dropped_writes++;
+	} else if (store.failing && store.outlen > 0) {
 		/* Said once for each failure that was reported, so a disk that takes some writes
 		 * and refuses others logs at most a pair of lines a minute. */
-		if (S.fail_reported)
+		if (store.fail_reported)
 			log_warnx("%s is writable again; %llu bytes of records dropped so far",
-			    S.args->path, (unsigned long long)S.dropped_bytes);
-		S.fail_reported = 0;
-		S.failing = 0;
+			    store.args->path, (unsigned long long)store.dropped_bytes);
+		store.fail_reported = 0;
+		store.failing = 0;
 	}
 	if (done > 0)
-		S.dirty = 1;
-	S.outlen = 0;
-	if (S.args->fsync == FSYNC_ALWAYS)
+		store.dirty = 1;
+	store.outlen = 0;
+	if (store.args->fsync == FSYNC_ALWAYS)
 		store_sync(1);
 }
 
@@ -203,16 +205,16 @@ store_sync(int force)
 {
 	int64_t now;
 
-	if (!S.dirty)
+	if (!store.dirty)
 		return;
 	now = io_now_ms();
-	if (!force && S.args->fsync != FSYNC_ALWAYS &&
-	    (S.args->fsync == FSYNC_NO || now - S.last_sync_ms < 1000))
+	if (!force && store.args->fsync != FSYNC_ALWAYS &&
+	    (store.args->fsync == FSYNC_NO || now - store.last_sync_ms < 1000))
 		return;
-	if (fdatasync(S.fd) < 0 && errno != EINVAL)
-		log_warn("fdatasync %s", S.args->path);
-	S.dirty = 0;
-	S.last_sync_ms = now;
+	if (fdatasync(store.fd) < 0 && errno != EINVAL)
+		log_warn("fdatasync %s", store.args->path);
+	store.dirty = 0;
+	store.last_sync_ms = now;
 }
 
 static void
@@ -229,16 +231,16 @@ store_emit(struct rec *r)
 			r->bytes = e->bytes;
 		store_conn_close(e);
 	}
-	if (S.outlen + REC_JSON_MAX > sizeof(S.out))
+	if (store.outlen + REC_JSON_MAX > sizeof(store.out))
 		store_flush();
-	if (S.args->format == STORE_RAW) {
+	if (store.args->format == STORE_RAW) {
 		if (r->type == REC_DATA) {
-			memcpy(S.out + S.outlen, r->data, r->len);
-			S.outlen += r->len;
+			memcpy(store.out + store.outlen, r->data, r->len);
+			store.outlen += r->len;
 		}
 		return;
 	}
-	S.outlen += rec_format_json(S.out + S.outlen, r);
+	store.outlen += rec_format_json(store.out + store.outlen, r);
 }
 
 /* Formats every whole frame in the input buffer and keeps the incomplete tail. */
@@ -249,56 +251,82 @@ store_consume(void)
 	struct rec r;
 	ssize_t n;
 
-	while (off < S.inlen) {
-		n = rec_decode(S.in + off, S.inlen - off, &r);
+	while (off < store.inlen) {
+		n = rec_decode(store.in + off, store.inlen - off, &r);
 		if (n == 0)
 			break;
 		if (n < 0) {
 			/* Cannot happen with atomic writes; resynchronise byte by byte. */
-			if (!S.corrupt_logged)
+			if (!store.corrupt_logged)
 				log_warnx("frames in the store pipe do not decode; skipping to the "
 				    "next valid one");
-			S.corrupt_logged = 1;
+			store.corrupt_logged = 1;
 			off++;
 			continue;
 		}
 		store_emit(&r);
 		off += (size_t)n;
 	}
-	memmove(S.in, S.in + off, S.inlen - off);
-	S.inlen -= off;
+	memmove(store.in, store.in + off, store.inlen - off);
+	store.inlen -= off;
 }
 
+/* Reads exactly the bytes that are in the pipe now (whole frames: each was one atomic write)
+ * and formats them, so that they go to the file that is open now.  Bounded by the pipe's size,
+ * however fast sessions keep writing. */
 static void
-store_reopen(void)
+store_drain_present(int pipe_rd)
+{
+	int avail = 0;
+	size_t want, room;
+	ssize_t n;
+
+	if (ioctl(pipe_rd, FIONREAD, &avail) < 0 || avail <= 0)
+		return;
+	for (want = (size_t)avail; want > 0; want -= (size_t)n) {
+		room = sizeof(store.in) - store.inlen;
+		n = io_read(pipe_rd, store.in + store.inlen, want < room ? want : room);
+		if (n <= 0)
+			return;
+		store.inlen += (size_t)n;
+		store_consume();
+	}
+}
+
+/* SIGHUP (after a rotation by mv): every record a session wrote before the signal belongs to the
+ * old file, since its client may already have had the echo; so the pipe as it is now is drained
+ * there first, then the path is opened anew. */
+static void
+store_reopen(int pipe_rd)
 {
 	struct stat was, now;
 	int fd;
 
 	store_hup = 0;
+	store_drain_present(pipe_rd);
 	store_flush();
 	store_sync(1);
-	fd = store_open_unlocked(S.args->path);
+	fd = store_open_unlocked(store.args->path);
 	if (fd < 0) {
-		log_warn("cannot reopen %s; still writing to the old file", S.args->path);
+		log_warn("cannot reopen %s; still writing to the old file", store.args->path);
 		return;
 	}
 	/* The same file (not rotated): keep the descriptor that holds the lock.  flock(2) would
 	 * see that lock as someone else's on a second descriptor. */
-	if (fstat(S.fd, &was) == 0 && fstat(fd, &now) == 0 && was.st_dev == now.st_dev &&
+	if (fstat(store.fd, &was) == 0 && fstat(fd, &now) == 0 && was.st_dev == now.st_dev &&
 	    was.st_ino == now.st_ino) {
 		close(fd);
-		log_info("reopened %s (the same file)", S.args->path);
+		log_info("reopened %s (the same file)", store.args->path);
 		return;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		log_warn("cannot lock the new %s; still writing to the old file", S.args->path);
+		log_warn("cannot lock the new %s; still writing to the old file", store.args->path);
 		close(fd);
 		return;
 	}
-	close(S.fd);
-	S.fd = fd;
-	log_info("reopened %s", S.args->path);
+	close(store.fd);
+	store.fd = fd;
+	log_info("reopened %s", store.args->path);
 }
 
 enum drain { DRAIN_EMPTY, DRAIN_MORE, DRAIN_EOF };
@@ -312,7 +340,7 @@ store_drain(int pipe_rd)
 	ssize_t n;
 
 	while (got < STORE_DRAIN_MAX) {
-		n = io_read(pipe_rd, S.in + S.inlen, sizeof(S.in) - S.inlen);
+		n = io_read(pipe_rd, store.in + store.inlen, sizeof(store.in) - store.inlen);
 		if (n == 0)
 			return DRAIN_EOF;
 		if (n < 0) {
@@ -320,7 +348,7 @@ store_drain(int pipe_rd)
 				log_warn("read from the store pipe");
 			return DRAIN_EMPTY;
 		}
-		S.inlen += (size_t)n;
+		store.inlen += (size_t)n;
 		got += (size_t)n;
 		store_consume();
 	}
@@ -334,12 +362,12 @@ store_close_lost(void)
 	unsigned char buf[8 + REC_REASON_MAX];
 	struct rec r;
 
-	for (size_t i = 0; i < S.cap; i++) {
-		if (S.tab[i].conn == 0 || S.tab[i].conn == STORE_TOMB)
+	for (size_t i = 0; i < store.cap; i++) {
+		if (store.tab[i].conn == 0 || store.tab[i].conn == STORE_TOMB)
 			continue;
 		memset(&r, 0, sizeof(r));
 		r.type = REC_CLOSE;
-		r.conn = S.tab[i].conn;
+		r.conn = store.tab[i].conn;
 		r.ts_us = rec_now_us();
 		r.len = rec_close_payload(buf, 0, "lost") - 8;
 		r.data = buf + 8;
@@ -351,16 +379,16 @@ store_close_lost(void)
 static void
 store_finish(void)
 {
-	if (S.live > 0) {
-		log_warnx("%zu connections had no close record; closing them as lost", S.live);
+	if (store.live > 0) {
+		log_warnx("%zu connections had no close record; closing them as lost", store.live);
 		store_close_lost();
 	}
 	store_flush();
 	store_sync(1);
-	if (S.dropped_writes > 0)
+	if (store.dropped_writes > 0)
 		log_warnx("%llu bytes of records were dropped while %s was not writable",
-		    (unsigned long long)S.dropped_bytes, S.args->path);
-	close(S.fd);
+		    (unsigned long long)store.dropped_bytes, store.args->path);
+	close(store.fd);
 	_exit(0);
 }
 
@@ -369,16 +397,16 @@ store_setup(const struct store_args *a)
 {
 	static const int blocked[] = { SIGHUP, 0 };
 
-	S.args = a;
-	S.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
-	if (S.fd < 0)
-		fatal(73, "cannot open %s", a->path);
-	S.cap = 1024;
-	S.tab = calloc(S.cap, sizeof(*S.tab));
-	if (S.tab == NULL)
-		fatal(71, "store table");
-	S.last_sync_ms = io_now_ms();
-	S.fail_logged_ms = S.last_sync_ms - 60000;
+	store.args = a;
+	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
+	if (store.fd < 0)
+		fatal(EX_CANTCREAT, "cannot open %s", a->path);
+	store.cap = 1024;
+	store.tab = calloc(store.cap, sizeof(*store.tab));
+	if (store.tab == NULL)
+		fatal(EX_OSERR, "store table");
+	store.last_sync_ms = io_now_ms();
+	store.fail_logged_ms = store.last_sync_ms - 60000;
 	sig_default(SIGCHLD);
 	/* The store outlives a TERM or INT sent to the whole process group: it ends when the
 	 * pipe's last writer closes, so nothing in flight is lost. */
@@ -412,7 +440,7 @@ store_run(const struct store_args *a)
 	sigdelset(&waitmask, SIGHUP);
 	for (;;) {
 		if (store_hup)
-			store_reopen();
+			store_reopen(a->pipe_rd);
 		drained = store_drain(a->pipe_rd);
 		if (drained == DRAIN_EOF)
 			store_finish();
@@ -424,15 +452,15 @@ store_run(const struct store_args *a)
 			ts.tv_sec = 0;
 			ts.tv_nsec = 0;
 			tmo = &ts;
-		} else if (S.dirty && a->fsync == FSYNC_EVERYSEC) {
-			left = 1000 - (io_now_ms() - S.last_sync_ms);
+		} else if (store.dirty && a->fsync == FSYNC_EVERYSEC) {
+			left = 1000 - (io_now_ms() - store.last_sync_ms);
 			ts.tv_sec = left > 0 ? left / 1000 : 0;
 			ts.tv_nsec = left > 0 ? (left % 1000) * 1000000 : 0;
 			tmo = &ts;
 		}
 		if (ppoll(&pfd, 1, tmo, &waitmask) < 0) {
 			if (errno != EINTR)
-				fatal(71, "ppoll");
+				fatal(EX_OSERR, "ppoll");
 		} else {
 			sig_deliver_pending(&waitmask);
 		}

@@ -1,0 +1,165 @@
+/*
+ * admit.c - admission control: sessions per source, the new-session rate, and the rate-limited
+ * log of refusals.  Pure: the caller gives the time and the memory (see admit.h).
+ */
+#include "admit.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+void
+admit_key(const struct sockaddr_storage *ss, struct admit_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->b[0] = (unsigned char)ss->ss_family;
+	if (ss->ss_family == AF_INET6)
+		memcpy(k->b + 1, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	else if (ss->ss_family == AF_INET)
+		memcpy(k->b + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+}
+
+/* Without a per-source limit nothing is counted, and the table has no slot. */
+static uint32_t
+admit_cap(int max_clients, int max_per_source)
+{
+	uint32_t cap = 1;
+
+	if (max_per_source == 0)
+		return 0;
+	while (cap < 2 * (uint32_t)max_clients)
+		cap <<= 1;
+	return cap;
+}
+
+size_t
+admit_size(int max_clients, int max_per_source)
+{
+	return sizeof(struct admit) +
+	    (size_t)admit_cap(max_clients, max_per_source) * sizeof(struct admit_src);
+}
+
+void
+admit_init(struct admit *a, int max_clients, int max_per_source, int max_rate)
+{
+	a->max_per_source = max_per_source;
+	a->max_rate = max_rate;
+	a->tokens = (int64_t)max_rate * 1000;
+	a->last_ms = -1;
+	a->cap = admit_cap(max_clients, max_per_source);
+	memset(a->tab, 0, (size_t)a->cap * sizeof(a->tab[0]));
+}
+
+/* FNV-1a over the key's bytes. */
+static uint32_t
+admit_hash(const struct admit_key *k)
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < ADMIT_KEY_LEN; i++)
+		h = (h ^ k->b[i]) * 16777619u;
+	return h;
+}
+
+/* The slot holding k, or the empty slot where it would go.  The table is never more than half
+ * full (at most max_clients sources, in at least twice as many slots), so the probe ends. */
+static uint32_t
+admit_find(const struct admit *a, const struct admit_key *k)
+{
+	uint32_t i = admit_hash(k) & (a->cap - 1);
+
+	while (a->tab[i].count != 0 && memcmp(&a->tab[i].key, k, sizeof(*k)) != 0)
+		i = (i + 1) & (a->cap - 1);
+	return i;
+}
+
+unsigned
+admit_count(const struct admit *a, const struct admit_key *k)
+{
+	return a->cap == 0 ? 0 : a->tab[admit_find(a, k)].count;
+}
+
+/* Refills the bucket for the time since the last call; it holds at most a second's worth. */
+static void
+admit_refill(struct admit *a, int64_t now_ms)
+{
+	int64_t full = (int64_t)a->max_rate * 1000;
+
+	if (a->last_ms >= 0 && now_ms > a->last_ms)
+		a->tokens += (now_ms - a->last_ms) * a->max_rate;
+	if (a->tokens > full)
+		a->tokens = full;
+	if (a->last_ms < 0 || now_ms > a->last_ms)
+		a->last_ms = now_ms;
+}
+
+enum admit_verdict
+admit_check(struct admit *a, const struct admit_key *k, int64_t now_ms)
+{
+	uint32_t i = 0;
+
+	if (a->cap > 0) {
+		i = admit_find(a, k);
+		if (a->tab[i].count >= (uint32_t)a->max_per_source)
+			return ADMIT_PER_SOURCE;
+	}
+	if (a->max_rate > 0) {
+		admit_refill(a, now_ms);
+		if (a->tokens < 1000)
+			return ADMIT_RATE;
+		a->tokens -= 1000;
+	}
+	if (a->cap > 0) {
+		a->tab[i].key = *k;
+		a->tab[i].count++;
+	}
+	return ADMIT_OK;
+}
+
+/* Deletion without tombstones (Knuth's algorithm R): an entry after the emptied slot moves
+ * back into it unless its home lies cyclically between the hole and itself, so every lookup
+ * still finds every entry before the first empty slot. */
+static void
+admit_remove(struct admit *a, uint32_t hole)
+{
+	uint32_t mask = a->cap - 1, j = hole, home;
+
+	a->tab[hole].count = 0;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (a->tab[j].count == 0)
+			return;
+		home = admit_hash(&a->tab[j].key) & mask;
+		if (((j - home) & mask) < ((j - hole) & mask))
+			continue;
+		a->tab[hole] = a->tab[j];
+		a->tab[j].count = 0;
+		hole = j;
+	}
+}
+
+void
+admit_release(struct admit *a, const struct admit_key *k)
+{
+	uint32_t i;
+
+	if (a->cap == 0)
+		return;
+	i = admit_find(a, k);
+	if (a->tab[i].count == 0)
+		return;
+	if (--a->tab[i].count == 0)
+		admit_remove(a, i);
+}
+
+int
+admit_ratelog(struct admit_ratelog *rl, int64_t now_ms, int64_t period_ms, uint64_t *held)
+{
+	if (now_ms < rl->next_ms) {
+		rl->held++;
+		return 0;
+	}
+	*held = rl->held;
+	rl->held = 0;
+	rl->next_ms = now_ms + period_ms;
+	return 1;
+}

@@ -1,0 +1,67 @@
+/*
+ * admit.h - admission control: who may start a session now (OpenSSH's srclimit.c).
+ *
+ * Three pieces of pure logic that the master consults for every accepted connection, before it
+ * forks: the count of concurrent sessions per source address (--max-per-source), a token bucket
+ * of new sessions per second (--max-rate), and the rate-limited log that reports refusals at
+ * most once a second.  Nothing here reads a clock, prints or allocates: the caller passes the
+ * time in milliseconds and the memory, so the unit tests step the clock by hand, and the whole
+ * state is one block without pointers that can live in a shared mapping.  It has one writer at a
+ * time (the master today); a pool whose processes admit their own connections must serialise
+ * admit_check and admit_release behind a process-shared lock.
+ */
+#ifndef MPECHO_ADMIT_H
+#define MPECHO_ADMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* A source: the address family, then the IPv4 or IPv6 address; never the port. */
+#define ADMIT_KEY_LEN 17
+struct admit_key {
+	unsigned char b[ADMIT_KEY_LEN];
+};
+
+/* A log line that may repeat at a flood's rate is written at most once a period, with the count
+ * of the ones held back (as sshd does for its connection-limit messages). */
+struct admit_ratelog {
+	int64_t next_ms;
+	uint64_t held;
+};
+
+enum admit_verdict { ADMIT_OK, ADMIT_PER_SOURCE, ADMIT_RATE };
+
+struct admit_src {
+	struct admit_key key;
+	uint32_t count; /* 0: the slot is empty */
+};
+
+struct admit {
+	int max_per_source;     /* 0: no limit */
+	int max_rate;           /* sessions a second; 0: no limit */
+	int64_t tokens;         /* the bucket, in thousandths of a session */
+	int64_t last_ms;        /* when it was last refilled; -1: never */
+	uint32_t cap;           /* slots in tab: a power of two, at least twice the clients */
+	struct admit_src tab[]; /* open addressing, linear probing, no tombstones */
+};
+
+/* The key of a peer address (AF_INET or AF_INET6; anything else is one key of its own). */
+void admit_key(const struct sockaddr_storage *ss, struct admit_key *k);
+/* Bytes an admit state needs for max_clients concurrent sessions. */
+size_t admit_size(int max_clients, int max_per_source);
+/* Sets up zeroed memory of admit_size() bytes; the bucket starts full. */
+void admit_init(struct admit *a, int max_clients, int max_per_source, int max_rate);
+/* Whether a connection from k may start a session at now_ms.  ADMIT_OK also counts it: every
+ * ADMIT_OK must be matched by one admit_release when its session ends.  A refused connection
+ * takes no token from the bucket and is not counted. */
+enum admit_verdict admit_check(struct admit *a, const struct admit_key *k, int64_t now_ms);
+void admit_release(struct admit *a, const struct admit_key *k);
+/* Concurrent sessions counted for k. */
+unsigned admit_count(const struct admit *a, const struct admit_key *k);
+
+/* Whether a line may be written at now_ms: 1, with *held set to the number of lines held back
+ * since the last one written, or 0 (this one is held back and counted). */
+int admit_ratelog(struct admit_ratelog *rl, int64_t now_ms, int64_t period_ms, uint64_t *held);
+
+#endif

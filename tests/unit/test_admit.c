@@ -1,0 +1,205 @@
+/*
+ * Unit tests for admit.c: sessions per source, the token bucket and the rate-limited log, with
+ * the clock stepped by hand.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admit.h"
+
+static struct admit *
+new_admit(int max_clients, int per_source, int rate)
+{
+	struct admit *a = calloc(1, admit_size(max_clients, per_source));
+
+	cr_assert_not_null(a);
+	admit_init(a, max_clients, per_source, rate);
+	return a;
+}
+
+/* The key of ip (IPv4 or IPv6 text), from an address with a random port. */
+static struct admit_key
+key(const char *ip)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	struct admit_key k;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)(rand() & 0xffff));
+	} else {
+		cr_assert_eq(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1, "%s", ip);
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)(rand() & 0xffff));
+	}
+	admit_key(&ss, &k);
+	return k;
+}
+
+Test(key, ignores_the_port_and_tells_families_apart)
+{
+	struct admit_key a = key("192.0.2.1"), b = key("192.0.2.1"), c = key("192.0.2.2");
+	struct admit_key d = key("::ffff:192.0.2.1");
+
+	cr_assert_eq(memcmp(&a, &b, sizeof(a)), 0);
+	cr_assert_neq(memcmp(&a, &c, sizeof(a)), 0);
+	cr_assert_neq(memcmp(&a, &d, sizeof(a)), 0);
+}
+
+Test(per_source, refuses_past_the_limit_and_counts_nothing_refused)
+{
+	struct admit *a = new_admit(8, 2, 0);
+	struct admit_key k = key("192.0.2.1"), other = key("192.0.2.9");
+
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK);
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK);
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_PER_SOURCE);
+	cr_assert_eq(admit_count(a, &k), 2u, "count %u", admit_count(a, &k));
+	cr_assert_eq(admit_check(a, &other, 0), ADMIT_OK, "another source was refused");
+	admit_release(a, &k);
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK, "a released slot was not given back");
+	free(a);
+}
+
+Test(per_source, no_limit_counts_nothing)
+{
+	struct admit *a = new_admit(4, 0, 0);
+	struct admit_key k = key("192.0.2.1");
+
+	cr_assert_eq(a->cap, 0u);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK);
+	admit_release(a, &k);
+	free(a);
+}
+
+Test(per_source, release_of_an_unknown_source_is_harmless)
+{
+	struct admit *a = new_admit(4, 1, 0);
+	struct admit_key k = key("192.0.2.1"), u = key("192.0.2.2");
+
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK);
+	admit_release(a, &u);
+	cr_assert_eq(admit_count(a, &k), 1u);
+	free(a);
+}
+
+/* Random opens and closes over many sources that collide in a small table, checked against a
+ * plain array: deletion must never lose an entry that lies past the hole it leaves. */
+Test(per_source, matches_a_model_under_random_churn)
+{
+	enum { CLIENTS = 64, SOURCES = 40, STEPS = 200000 };
+	struct admit *a = new_admit(CLIENTS, 3, 0);
+	struct admit_key keys[SOURCES];
+	unsigned model[SOURCES] = { 0 }, total = 0;
+	char ip[32];
+
+	srand(7);
+	for (int i = 0; i < SOURCES; i++) {
+		snprintf(ip, sizeof(ip), "2001:db8::%x", i * 977);
+		keys[i] = key(ip);
+	}
+	for (int s = 0; s < STEPS; s++) {
+		int i = rand() % SOURCES;
+
+		if (rand() % 2 && total < CLIENTS) {
+			enum admit_verdict v = admit_check(a, &keys[i], 0);
+			cr_assert_eq(v, model[i] < 3 ? ADMIT_OK : ADMIT_PER_SOURCE, "step %d", s);
+			if (v == ADMIT_OK) {
+				model[i]++;
+				total++;
+			}
+		} else if (model[i] > 0) {
+			admit_release(a, &keys[i]);
+			model[i]--;
+			total--;
+		}
+		cr_assert_eq(admit_count(a, &keys[i]), model[i], "step %d source %d", s, i);
+	}
+	for (int i = 0; i < SOURCES; i++)
+		cr_assert_eq(admit_count(a, &keys[i]), model[i], "source %d", i);
+	free(a);
+}
+
+Test(rate, bucket_starts_full_holds_a_second_and_refills)
+{
+	struct admit *a = new_admit(100, 0, 5);
+	struct admit_key k = key("192.0.2.1");
+	int ok = 0;
+
+	for (int i = 0; i < 20; i++)
+		ok += admit_check(a, &k, 1000) == ADMIT_OK;
+	cr_assert_eq(ok, 5, "%d admitted at once, want 5", ok);
+	/* 5 a second: one token every 200 ms. */
+	cr_assert_eq(admit_check(a, &k, 1199), ADMIT_RATE);
+	cr_assert_eq(admit_check(a, &k, 1200), ADMIT_OK);
+	cr_assert_eq(admit_check(a, &k, 1200), ADMIT_RATE);
+	/* A long pause refills no more than a second's worth. */
+	ok = 0;
+	for (int i = 0; i < 20; i++)
+		ok += admit_check(a, &k, 100000) == ADMIT_OK;
+	cr_assert_eq(ok, 5, "%d admitted after a pause, want 5", ok);
+	free(a);
+}
+
+Test(rate, steady_arrivals_get_the_rate)
+{
+	struct admit *a = new_admit(100, 0, 10);
+	struct admit_key k = key("192.0.2.1");
+	int ok = 0;
+
+	/* One attempt a millisecond for 10 s, after the first full bucket: 10 a second pass. */
+	for (int64_t t = 0; t < 10000; t++)
+		ok += admit_check(a, &k, t) == ADMIT_OK;
+	cr_assert(ok >= 10 + 99 && ok <= 10 + 101, "%d admitted in 10 s at 10/s", ok);
+	free(a);
+}
+
+Test(rate, a_clock_that_steps_back_refills_nothing)
+{
+	struct admit *a = new_admit(100, 0, 1);
+	struct admit_key k = key("192.0.2.1");
+
+	cr_assert_eq(admit_check(a, &k, 5000), ADMIT_OK);
+	cr_assert_eq(admit_check(a, &k, 1000), ADMIT_RATE);
+	cr_assert_eq(admit_check(a, &k, 5999), ADMIT_RATE);
+	cr_assert_eq(admit_check(a, &k, 6000), ADMIT_OK);
+	free(a);
+}
+
+Test(rate, refused_per_source_takes_no_token)
+{
+	struct admit *a = new_admit(100, 1, 2);
+	struct admit_key k = key("192.0.2.1"), o = key("192.0.2.2"), t = key("192.0.2.3");
+
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(admit_check(a, &k, 0), ADMIT_PER_SOURCE);
+	cr_assert_eq(admit_check(a, &o, 0), ADMIT_OK, "the per-source refusals took tokens");
+	cr_assert_eq(admit_check(a, &t, 0), ADMIT_RATE);
+	free(a);
+}
+
+Test(ratelog, one_line_a_period_with_the_count_held_back)
+{
+	struct admit_ratelog rl = { 0 };
+	uint64_t held = 99;
+
+	cr_assert_eq(admit_ratelog(&rl, 10000, 1000, &held), 1);
+	cr_assert_eq(held, 0u);
+	for (int i = 0; i < 7; i++)
+		cr_assert_eq(admit_ratelog(&rl, 10000 + i * 100, 1000, &held), 0);
+	cr_assert_eq(admit_ratelog(&rl, 10999, 1000, &held), 0);
+	cr_assert_eq(admit_ratelog(&rl, 11000, 1000, &held), 1);
+	cr_assert_eq(held, 8u, "held %llu, want 8", (unsigned long long)held);
+	cr_assert_eq(admit_ratelog(&rl, 50000, 1000, &held), 1);
+	cr_assert_eq(held, 0u);
+}
