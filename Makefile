@@ -42,13 +42,18 @@ BIN  := $(OUT)/bin
 COMMON  := log io net sig
 SERVER  := master session store record opts admit
 CLIENT  := client
-BENCHM  := bench bench_worker bench_report hist procfs
+BENCHM  := bench bench_worker bench_flood bench_report hist procfs
 
 COMMON_O := $(COMMON:%=$(OBJ)/%.o)
 SERVER_O := $(SERVER:%=$(OBJ)/%.o)
 
-PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(if $(wildcard src/client.c),$(BIN)/mpecho) \
+PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho \
 	$(BIN)/mpecho-bench
+# mpecho-store, the store read back (src/mstore*.c).
+MSTORE  := mstore mstore_out mstore_list mstore_dump mstore_check mstore_follow mstore_stats \
+	mstore_src mstore_rec mstore_tab mstore_filt
+MSTORE_LIB_O := $(patsubst %,$(OBJ)/%.o,mstore_src mstore_rec mstore_tab mstore_filt) $(OBJ)/record.o
+PROGS += $(BIN)/mpecho-store
 
 .PHONY: all clean install test unit system system-san examples bench deps lint fuzz
 all: $(PROGS)
@@ -89,6 +94,16 @@ $(BIN)/mpecho-bench: $(BENCHM:%=$(OBJ)/%.o) $(OBJ)/opts.o $(COMMON_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
+# mpecho-store reads JSON with Jansson and gzip with zlib; record.o formats times and strings,
+# opts.o gives opts_number.  mstore-gen writes big stores for measuring it (not installed).
+$(BIN)/mpecho-store: $(MSTORE:%=$(OBJ)/%.o) $(OBJ)/record.o $(OBJ)/opts.o $(COMMON_O)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -ljansson -lz
+
+$(BIN)/mstore-gen: $(OBJ)/mstore_gen.o $(OBJ)/record.o
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Unit tests (Criterion) for the pure modules.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BIN)/unit_%,$(wildcard tests/unit/test_*.c))
 
@@ -110,6 +125,9 @@ $(BIN)/unit_test_procfs: $(OBJ)/unit_test_procfs.o $(OBJ)/procfs.o
 
 $(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(OBJ)/admit.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -ljansson -lz
 
 deps:
 	@scripts/deps.sh
@@ -159,7 +177,7 @@ test: deps
 	$(MAKE) system
 
 examples:
-	$(if $(wildcard examples/Makefile),$(MAKE) -C examples)
+	$(MAKE) -C examples
 
 bench: all
 	bench/compare.sh
@@ -169,10 +187,10 @@ install: all
 	install -m 755 $(BIN)/mpechod $(DESTDIR)$(SBINDIR)/mpechod
 	for p in $(filter-out mpechod mpechod-dynamic,$(notdir $(PROGS))); do install -m 755 $(BIN)/$$p $(DESTDIR)$(BINDIR)/$$p; done
 	install -m 644 man/mpechod.8 $(DESTDIR)$(MANDIR)/man8/mpechod.8
-	for m in man/*.1; do [ -e "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 
 clean:
 	rm -rf build build-san build-fuzz bin
-	$(if $(wildcard examples/Makefile),$(MAKE) -C examples clean)
+	$(MAKE) -C examples clean
 
 -include $(wildcard build/obj/*.d build-san/obj/*.d)

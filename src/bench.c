@@ -37,12 +37,15 @@
 
 #define PROC_ROOT "/proc"
 
-const char *const bench_mode_names[MODE_MAX] = { "connect", "rr", "stream", "hold" };
+const char *const bench_mode_names[MODE_MAX] = { "connect", "rr", "stream", "hold", "flood" };
 const char *const bench_err_names[E_MAX] = {
 	"connect", "reset", "eof", "mismatch", "extra", "timeout", "local"
 };
 
-enum opt_ids { OPT_PID = 256, OPT_JSON, OPT_RST, OPT_TEXT };
+enum opt_ids { OPT_PID = 256, OPT_JSON, OPT_RST, OPT_TEXT, OPT_FLOOD_CLOSE };
+
+/* flood: how each connection ends (--flood-close) */
+static int flood_fin;
 
 struct bench_settings bench_cfg;
 unsigned char *bench_pattern;
@@ -64,12 +67,19 @@ static const char bench_usage_text[] =
 "            duration, checks them again; reports the server's memory per\n"
 "            connection: the PSS summed over its process tree (/proc smaps_rollup)\n"
 "            less the sum before, divided by the connections held\n"
+"  flood     a flood of dead connections: N in flight connect and close at once\n"
+"            with a reset (or a FIN, --flood-close fin) without sending, except\n"
+"            one in ten that first sends a SIZE-byte chunk; meanwhile a probe\n"
+"            connects a fresh client every 200 ms and times its echo of a few\n"
+"            bytes.  Reports the flood's connections/s, the probes' latency\n"
+"            (p50 p90 p99 max) and probe errors (a failure, a wrong echo, or no\n"
+"            echo within the timeout)\n"
 "\n"
 "Options:\n"
-"  -c, --connections N  concurrent connections, 1-100000 (default 1)\n"
+"  -c, --connections N  concurrent connections, 1-100000 (default 1; flood: 16)\n"
 "  -d, --duration SEC   seconds measured, e.g. 2 or 0.5 (default 5)\n"
 "  -s, --size BYTES     message size, 1-16777216 (default 64; stream: 65536,\n"
-"                       the size of each write)\n"
+"                       the size of each write; flood: 16384, the chunk)\n"
 "  -w, --workers N      worker processes, each with an epoll loop over its share\n"
 "                       of the connections (default: one per CPU, at most N)\n"
 "  -t, --timeout MS     a connect, an echo or a stalled stream counts as an\n"
@@ -78,6 +88,7 @@ static const char bench_usage_text[] =
 "                       (default: the process listening on PORT, from /proc)\n"
 "      --rst            close with a reset (SO_LINGER 0): no TIME_WAIT is left,\n"
 "                       which otherwise caps a loopback client near 14,000 conn/s\n"
+"      --flood-close rst|fin  flood: how each connection ends (default rst)\n"
 "      --text           printable payload bytes instead of binary ones\n"
 "      --json           print one JSON object instead of the text report\n"
 "  -h, --help           show this help and exit\n"
@@ -132,6 +143,11 @@ bench_option(int ch, const char *arg, char **argv)
 	case OPT_JSON: bench_cfg.json = 1; break;
 	case OPT_RST: bench_cfg.rst = 1; break;
 	case OPT_TEXT: bench_cfg.text = 1; break;
+	case OPT_FLOOD_CLOSE:
+		if (strcmp(arg, "rst") != 0 && strcmp(arg, "fin") != 0)
+			usage_error("flood-close: '%.64s' is not rst or fin", arg);
+		flood_fin = strcmp(arg, "fin") == 0;
+		break;
 	case 'h':
 		fputs(bench_usage_text, stdout);
 		exit(0);
@@ -143,6 +159,21 @@ bench_option(int ch, const char *arg, char **argv)
 			usage_error("unknown option or missing argument: -%c", optopt);
 		usage_error("unknown option or missing argument: %.64s", argv[optind - 1]);
 	}
+}
+
+/* The defaults that depend on the mode. */
+static void
+bench_defaults(void)
+{
+	int flood = bench_cfg.mode == MODE_FLOOD;
+
+	if (bench_cfg.conns == 0)
+		bench_cfg.conns = flood ? BENCH_FLOOD_CONNS : 1;
+	if (bench_cfg.size == 0)
+		bench_cfg.size = bench_cfg.mode == MODE_STREAM ? 65536 :
+		    flood ? BENCH_FLOOD_CHUNK : 64;
+	if (flood)
+		bench_cfg.rst = !flood_fin;
 }
 
 static void
@@ -158,24 +189,24 @@ bench_parse(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "rst", no_argument, NULL, OPT_RST },
 		{ "text", no_argument, NULL, OPT_TEXT },
+		{ "flood-close", required_argument, NULL, OPT_FLOOD_CLOSE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch, m;
 
-	bench_cfg.conns = 1;
 	bench_cfg.duration = 5;
 	bench_cfg.timeout_ms = 5000;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "c:d:s:w:t:hV", longopts, NULL)) != -1)
 		bench_option(ch, optarg, argv);
 	if (optind >= argc)
-		usage_error("no MODE given: connect, rr, stream or hold");
+		usage_error("no MODE given: connect, rr, stream, hold or flood");
 	for (m = 0; m < MODE_MAX && strcmp(argv[optind], bench_mode_names[m]) != 0; m++)
 		;
 	if (m == MODE_MAX)
-		usage_error("unknown mode '%.64s': connect, rr, stream or hold",
+		usage_error("unknown mode '%.64s': connect, rr, stream, hold or flood",
 		    argv[optind]);
 	bench_cfg.mode = (enum bench_mode)m;
 	bench_cfg.host = optind + 1 < argc ? argv[optind + 1] : "localhost";
@@ -183,8 +214,7 @@ bench_parse(int argc, char **argv)
 	if (optind + 3 < argc)
 		usage_error("unexpected argument '%.64s'", argv[optind + 3]);
 	bench_cfg.portnum = (int)bench_number("port", bench_cfg.port, 1, 65535);
-	if (bench_cfg.size == 0)
-		bench_cfg.size = bench_cfg.mode == MODE_STREAM ? 65536 : 64;
+	bench_defaults();
 }
 
 static void
@@ -269,7 +299,7 @@ clients_cpu(void)
 {
 	long long t = 0;
 
-	for (int i = 0; i < run_state.nworkers; i++)
+	for (int i = 0; i < run_state.nprocs; i++)
 		t += procfs_cpu(PROC_ROOT, run_state.wpid[i]);
 	return t;
 }
@@ -278,7 +308,8 @@ static void
 bench_fork_workers(void)
 {
 	int nw = run_state.nworkers, ready[2], go[2];
-	size_t shsize = sizeof(struct bench_shared) + (size_t)nw * sizeof(struct bench_stats);
+	size_t shsize = sizeof(struct bench_shared) +
+	    (size_t)run_state.nprocs * sizeof(struct bench_stats);
 	pid_t parent = getpid();
 
 	run_state.sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -286,7 +317,7 @@ bench_fork_workers(void)
 		fatal(EX_OSERR, "mmap");
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
 		fatal(EX_OSERR, "pipe");
-	for (int i = 0; i < nw; i++) {
+	for (int i = 0; i < run_state.nprocs; i++) {
 		int share = bench_cfg.conns / nw + (i < bench_cfg.conns % nw);
 		pid_t pid = fork();
 
@@ -295,6 +326,10 @@ bench_fork_workers(void)
 		if (pid == 0) {
 			close(ready[0]);
 			close(go[1]);
+			if (i == nw)
+				flood_probe_main(i, run_state.sh, ready[1], go[0], parent);
+			if (bench_cfg.mode == MODE_FLOOD)
+				flood_worker_main(i, share, nw, run_state.sh, ready[1], go[0], parent);
 			worker_main(i, share, nw, run_state.sh, ready[1], go[0], parent);
 		}
 		run_state.wpid[i] = pid;
@@ -308,7 +343,7 @@ bench_fork_workers(void)
 static void
 bench_kill_workers(void)
 {
-	for (int i = 0; i < run_state.nworkers; i++)
+	for (int i = 0; i < run_state.nprocs; i++)
 		if (run_state.wpid[i] > 0)
 			kill(run_state.wpid[i], SIGKILL);
 }
@@ -319,7 +354,8 @@ bench_sum(size_t offset)
 	uint64_t t = 0;
 
 	for (int i = 0; i < run_state.nworkers; i++)
-		t += stat_get((const uint64_t *)(const void *)((const char *)&run_state.sh->w[i] + offset));
+		t += stat_get((const uint64_t *)(const void *)((const char *)&run_state.sh->w[i] +
+		    offset));
 	return t;
 }
 
@@ -367,7 +403,7 @@ bench_wait_ready(void)
 	char buf[BENCH_MAX_WORKERS];
 	ssize_t n;
 
-	while (got < run_state.nworkers) {
+	while (got < run_state.nprocs) {
 		int64_t now = bench_now_ns();
 		if (now >= deadline)
 			return -1;
@@ -440,7 +476,7 @@ bench_reap(void)
 {
 	int status;
 
-	for (int i = 0; i < run_state.nworkers; i++) {
+	for (int i = 0; i < run_state.nprocs; i++) {
 		while (waitpid(run_state.wpid[i], &status, 0) < 0 && errno == EINTR)
 			;
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !run_state.sh->w[i].finished)
@@ -473,6 +509,7 @@ bench_run(void)
 	run_state.nworkers = bench_cfg.workers ? bench_cfg.workers : (int)(ncpu > 0 ? ncpu : 1);
 	if (run_state.nworkers > bench_cfg.conns)
 		run_state.nworkers = bench_cfg.conns;
+	run_state.nprocs = run_state.nworkers + (bench_cfg.mode == MODE_FLOOD);
 	bench_raise_nofile((bench_cfg.conns + run_state.nworkers - 1) / run_state.nworkers);
 	run_state.tty = isatty(STDERR_FILENO);
 	bench_locate_server();

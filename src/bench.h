@@ -28,7 +28,11 @@
 #define BENCH_PROGRESS_MS 250
 #define NS 1000000000LL
 
-enum bench_mode { MODE_CONNECT, MODE_RR, MODE_STREAM, MODE_HOLD, MODE_MAX };
+#define BENCH_PROBE_MS 200               /* flood: a probe every 200 ms */
+#define BENCH_FLOOD_CONNS 16             /* flood: connections in flight unless -c says */
+#define BENCH_FLOOD_CHUNK 16384          /* flood: the chunk, unless -s says */
+
+enum bench_mode { MODE_CONNECT, MODE_RR, MODE_STREAM, MODE_HOLD, MODE_FLOOD, MODE_MAX };
 extern const char *const bench_mode_names[MODE_MAX];
 
 enum err_kind { E_CONNECT, E_RESET, E_EOF, E_MISMATCH, E_EXTRA, E_TIMEOUT, E_LOCAL, E_MAX };
@@ -60,7 +64,8 @@ struct bench_settings {
 	int workers;             /* -w: worker processes; 0: one per CPU, at most conns */
 	int timeout_ms;          /* -t: a connect, an echo or a stalled stream fails after this */
 	pid_t pid;               /* --pid: the server; 0: the process listening on the port */
-	int json, rst, text;
+	int json, text;
+	int rst;                 /* close with a reset; flood: unless --flood-close fin */
 	const char *host, *port;
 	int portnum;
 	struct sockaddr_storage addr;
@@ -68,10 +73,12 @@ struct bench_settings {
 };
 extern struct bench_settings bench_cfg;
 
-/* The run as the parent sees it, for the report. */
+/* The run as the parent sees it, for the report.  The flood mode's probe is one more process
+ * after the workers, with a slot of its own in the shared page. */
 struct bench_run {
 	int nworkers;
-	pid_t wpid[BENCH_MAX_WORKERS];
+	int nprocs;              /* the workers, and the probe in flood mode */
+	pid_t wpid[BENCH_MAX_WORKERS + 1];
 	struct bench_shared *sh;
 	int ready_rd, go_wr;
 	pid_t server;            /* 0: unknown */
@@ -125,6 +132,15 @@ void worker_sync(int ready_wr, int go_rd);
  * the window, winds down and exits (bench_worker.c). */
 _Noreturn void worker_main(int index, int nconns, int nworkers, struct bench_shared *sh,
     int ready_wr, int go_rd, pid_t parent);
+
+/* The flood mode's worker: keeps nconns connections that close as soon as they are made
+ * coming until the end of the window (bench_flood.c). */
+_Noreturn void flood_worker_main(int index, int nconns, int nworkers, struct bench_shared *sh,
+    int ready_wr, int go_rd, pid_t parent);
+/* The flood mode's probe: a fresh connection every BENCH_PROBE_MS, its echo timed and checked,
+ * into slot index (bench_flood.c). */
+_Noreturn void flood_probe_main(int index, struct bench_shared *sh, int ready_wr, int go_rd,
+    pid_t parent);
 
 /* Prints the report (text, or JSON with --json) from the workers' shared results; returns the
  * number of errors (bench_report.c). */

@@ -22,13 +22,16 @@ struct totals {
 
 /* The run being reported; set by report_print, read-only here. */
 static const struct bench_run *run;
+/* flood: the probe's results, apart from the flood's */
+static struct totals probe;
 
+/* Adds up the slots from first to end - 1. */
 static void
-report_merge(struct totals *t)
+report_merge(struct totals *t, int first, int end)
 {
 	memset(t, 0, sizeof(*t));
 	t->first_error = "";
-	for (int i = 0; i < run->nworkers; i++) {
+	for (int i = first; i < end; i++) {
 		const struct bench_stats *s = &run->sh->w[i];
 		t->done += s->done;
 		t->bytes += s->bytes;
@@ -41,7 +44,6 @@ report_merge(struct totals *t)
 	}
 	for (int k = 0; k < E_MAX; k++)
 		t->errors += t->err[k];
-	t->errors += (uint64_t)run->worker_failures;
 }
 
 /* The q-quantile in microseconds (never above the exact maximum). */
@@ -63,7 +65,7 @@ static const char *
 report_rate_key(void)
 {
 	static const char *const keys[MODE_MAX] = {
-		"conn_per_sec", "req_per_sec", "mib_per_sec", NULL
+		"conn_per_sec", "req_per_sec", "mib_per_sec", NULL, "flood_conn_per_sec"
 	};
 	return keys[bench_cfg.mode];
 }
@@ -109,6 +111,15 @@ report_json_string(const char *s)
 	putchar('"');
 }
 
+/* "{" and the count of each kind of error, the object left open. */
+static void
+report_json_kinds(const uint64_t *err)
+{
+	putchar('{');
+	for (int k = 0; k < E_MAX; k++)
+		printf("%s\"%s\":%llu", k ? "," : "", bench_err_names[k], (unsigned long long)err[k]);
+}
+
 static void
 report_json_common(const struct totals *t)
 {
@@ -118,9 +129,8 @@ report_json_common(const struct totals *t)
 	    "\"timeout_ms\":%d,\"rst\":%s,\"payload\":\"%s\"", bench_cfg.portnum,
 	    bench_cfg.conns, bench_cfg.duration, bench_cfg.size, run->nworkers, bench_cfg.timeout_ms,
 	    bench_cfg.rst ? "true" : "false", bench_cfg.text ? "text" : "binary");
-	printf(",\"errors\":%llu,\"error_kinds\":{", (unsigned long long)t->errors);
-	for (int k = 0; k < E_MAX; k++)
-		printf("%s\"%s\":%llu", k ? "," : "", bench_err_names[k], (unsigned long long)t->err[k]);
+	printf(",\"errors\":%llu,\"error_kinds\":", (unsigned long long)t->errors);
+	report_json_kinds(t->err);
 	printf(",\"worker\":%d},\"first_error\":", run->worker_failures);
 	if (t->first_error[0])
 		report_json_string(t->first_error);
@@ -134,6 +144,28 @@ report_json_common(const struct totals *t)
 		    report_cpu_pct(run->srv1.cpu_ticks - run->srv0.cpu_ticks));
 	printf(",\"client_cpu_pct\":%.1f,\"machine_cpu_pct\":%.1f", report_cpu_pct(run->client1 -
 	    run->client0), report_machine_pct());
+}
+
+/* The flood's connections, then the probes: their latency, and their errors apart from the
+ * flood's. */
+static void
+report_json_flood(const struct totals *t)
+{
+	printf(",\"flood_close\":\"%s\",\"chunk_every\":10,\"flood_connections\":%llu,"
+	    "\"flood_conn_per_sec\":%.1f", bench_cfg.rst ? "rst" : "fin",
+	    (unsigned long long)t->done, report_rate(t));
+	printf(",\"probe_interval_ms\":%d,\"probes\":%llu", BENCH_PROBE_MS,
+	    (unsigned long long)probe.done + probe.errors);
+	printf(",\"probe_latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f}",
+	    report_quantile(&probe, 0.5), report_quantile(&probe, 0.9),
+	    report_quantile(&probe, 0.99), (double)probe.lat.max / 1000);
+	printf(",\"probe_errors\":%llu,\"probe_error_kinds\":", (unsigned long long)probe.errors);
+	report_json_kinds(probe.err);
+	fputs("},\"probe_first_error\":", stdout);
+	if (probe.first_error[0])
+		report_json_string(probe.first_error);
+	else
+		fputs("null", stdout);
 }
 
 static void
@@ -152,6 +184,8 @@ report_json(const struct totals *t)
 	} else if (bench_cfg.mode == MODE_STREAM) {
 		printf(",\"bytes\":%llu,\"mib_per_sec\":%.1f", (unsigned long long)t->bytes,
 		    report_rate(t));
+	} else if (bench_cfg.mode == MODE_FLOOD) {
+		report_json_flood(t);
 	} else {
 		printf(",\"held\":%llu", (unsigned long long)t->held);
 		if (pss >= 0)
@@ -166,6 +200,30 @@ report_json(const struct totals *t)
 			fputs(",\"pss_kib_per_conn\":null", stdout);
 	}
 	puts("}");
+}
+
+static void
+report_text_kinds(const uint64_t *err)
+{
+	for (int k = 0; k < E_MAX; k++)
+		if (err[k])
+			printf(" %s=%llu", bench_err_names[k], (unsigned long long)err[k]);
+}
+
+static void
+report_text_flood(const struct totals *t)
+{
+	printf("  flood        %llu connections (%.1f/s), closed with a %s, 1 in 10 after a "
+	    "chunk\n", (unsigned long long)t->done, report_rate(t), bench_cfg.rst ? "reset" : "FIN");
+	printf("  probes       %llu, one every %d ms; latency us p50 %.1f  p90 %.1f  p99 %.1f  "
+	    "max %.1f\n", (unsigned long long)probe.done + probe.errors, BENCH_PROBE_MS,
+	    report_quantile(&probe, 0.5), report_quantile(&probe, 0.9),
+	    report_quantile(&probe, 0.99), (double)probe.lat.max / 1000);
+	printf("  probe errors %llu", (unsigned long long)probe.errors);
+	report_text_kinds(probe.err);
+	putchar('\n');
+	if (probe.first_error[0])
+		printf("  first probe error  %s\n", probe.first_error);
 }
 
 /* The mode's own lines of the text report. */
@@ -183,6 +241,8 @@ report_text_mode(const struct totals *t)
 	} else if (bench_cfg.mode == MODE_STREAM) {
 		printf("  echoed       %.1f MiB (%.1f MiB/s)\n", (double)t->bytes / 1048576.0,
 		    report_rate(t));
+	} else if (bench_cfg.mode == MODE_FLOOD) {
+		report_text_flood(t);
 	} else {
 		printf("  held         %llu\n", (unsigned long long)t->held);
 		if (pss >= 0)
@@ -199,9 +259,7 @@ static void
 report_text_errors(const struct totals *t)
 {
 	printf("  errors       %llu", (unsigned long long)t->errors);
-	for (int k = 0; k < E_MAX; k++)
-		if (t->err[k])
-			printf(" %s=%llu", bench_err_names[k], (unsigned long long)t->err[k]);
+	report_text_kinds(t->err);
 	if (run->worker_failures)
 		printf(" worker=%d", run->worker_failures);
 	putchar('\n');
@@ -219,7 +277,8 @@ report_text(const struct totals *t)
 	net_addr_str((const struct sockaddr *)&bench_cfg.addr, addr, sizeof(addr));
 	printf("mpecho-bench %s %s: %d connection%s, %zu-byte %s, %g s, %d worker%s%s\n",
 	    bench_mode_names[bench_cfg.mode], addr, bench_cfg.conns, bench_cfg.conns == 1 ? "" : "s",
-	    bench_cfg.size, bench_cfg.mode == MODE_STREAM ? "writes" : "messages",
+	    bench_cfg.size, bench_cfg.mode == MODE_STREAM ? "writes" :
+	    bench_cfg.mode == MODE_FLOOD ? "chunks" : "messages",
 	    bench_cfg.duration, run->nworkers, run->nworkers == 1 ? "" : "s",
 	    bench_cfg.rst ? ", reset on close" : "");
 	report_text_mode(t);
@@ -235,18 +294,19 @@ report_text(const struct totals *t)
 	report_text_errors(t);
 }
 
-
 uint64_t
 report_print(const struct bench_run *r)
 {
 	static struct totals t;
 
 	run = r;
-	report_merge(&t);
+	report_merge(&t, 0, run->nworkers);
+	t.errors += (uint64_t)run->worker_failures;
+	report_merge(&probe, run->nworkers, run->nprocs);
 	if (bench_cfg.json)
 		report_json(&t);
 	else
 		report_text(&t);
 	fflush(stdout);
-	return t.errors;
+	return t.errors + probe.errors;
 }

@@ -198,3 +198,50 @@ def test_help_and_version():
         assert word in text, word
     p = subprocess.run([binary("mpecho-bench"), "-V"], capture_output=True, timeout=10 * SLOW)
     assert p.returncode == 0 and p.stdout.startswith(b"mpecho-bench ")
+
+
+FLOOD_KEYS = {"flood_conn_per_sec", "flood_connections", "probe_latency_us", "probe_errors",
+              "probes", "errors", "error_kinds"}
+
+
+@pytest.mark.parametrize("close", ["rst", "fin"])
+def test_flood_against_mpechod(start_server, close):
+    srv = start_server()
+    rc, r, err = bench("-d", "1", "-c", "4", "--flood-close", close, "flood", "127.0.0.1",
+                       srv.port)
+    assert rc == 0, f"exit {rc}: {r} {err}"
+    assert r["mode"] == "flood" and set(r) >= FLOOD_KEYS, r
+    assert r["flood_close"] == close and r["rst"] == (close == "rst"), r
+    assert r["errors"] == 0 and r["probe_errors"] == 0, r
+    assert r["flood_connections"] > 0 and r["flood_conn_per_sec"] > 0, r
+    # One probe at the start of the window at least; more on any machine that keeps up.
+    assert r["probes"] >= 1, r
+    lat = r["probe_latency_us"]
+    assert set(lat) == {"p50", "p90", "p99", "max"}, lat
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], lat
+    assert r["server_pid"] == srv.pid, r
+
+
+def test_flood_probes_catch_a_server_that_never_echoes(broken):
+    srv = broken(never_answers)
+    rc, r, err = bench("-d", "1", "-t", "300", "-c", "2", "-w", "1", "flood", "127.0.0.1",
+                       srv.port)
+    assert rc == 1, f"probes that get no echo must fail the run: exit {rc}: {r} {err}"
+    assert r["probe_errors"] > 0, r
+    assert r["probe_error_kinds"]["timeout"] > 0, r
+    assert "bytes back" in r["probe_first_error"], r
+
+
+def test_flood_text_report_and_help(start_server):
+    srv = start_server(store=False)
+    p = subprocess.run([binary("mpecho-bench"), "-d", "0.5", "-c", "2", "flood", "127.0.0.1",
+                        str(srv.port)], capture_output=True, timeout=30 * SLOW)
+    out = p.stdout.decode()
+    assert p.returncode == 0, (p.returncode, out, p.stderr.decode())
+    for word in ("flood", "probes", "probe errors 0", "closed with a reset"):
+        assert word in out, (word, out)
+    p = subprocess.run([binary("mpecho-bench"), "--help"], capture_output=True, timeout=10 * SLOW)
+    assert b"flood" in p.stdout and b"--flood-close" in p.stdout, p.stdout
+    p = subprocess.run([binary("mpecho-bench"), "--flood-close", "maybe", "flood"],
+                       capture_output=True, timeout=10 * SLOW)
+    assert p.returncode == 64 and b"flood-close" in p.stderr, (p.returncode, p.stderr)
