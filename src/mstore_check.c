@@ -1,0 +1,288 @@
+/*
+ * mstore_check.c - mpecho-store check: the store's promises, verified.  One line per
+ * violation on standard output, "FILE:LINE: message", and exit 1 if there is any:
+ *   - every line is a record (valid JSON of a known event with its fields, ending in '\n');
+ *   - every open has exactly one close, after it, in the same server life;
+ *   - a close's bytes equal the sum of the connection's data records;
+ *   - conn numbers are unique within a server life (see mstore_src.h for where lives start).
+ * A gap record (the store could not write some records: disk full) is not a violation: it is
+ * the store keeping its promise to say what it lost.  Each is reported, "FILE:LINE: gap: ...",
+ * and so is each connection it names whose records do not add up (no open, no close, a byte
+ * count that differs), as "gap:" instead of as a violation.  Since a gap may be written after
+ * the close of a connection it names, such findings wait for the end of the server life.
+ */
+#define _GNU_SOURCE
+#include "mstore.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#define MCHECK_F_OPEN 1u /* the table entry came from an open record */
+
+struct mdefer {
+	unsigned inst, life;
+	uint64_t conn;
+	const char *path;
+	unsigned long line;
+	char msg[128];
+};
+
+struct mcheck {
+	const struct mopts *o;
+	struct mscan s;
+	struct mtab tab;
+	struct mranges *closed, *gapped; /* per instance, for its current life */
+	struct mdefer *defer;
+	size_t ndefer, capdefer;
+	unsigned long violations, gaps, records, conns, lives;
+	unsigned end_inst, end_life;     /* the life mcheck_life_end is closing */
+	int oom;
+};
+
+static void
+mcheck_violation(struct mcheck *k, const char *path, unsigned long line, const char *msg)
+{
+	printf("%s:%lu: %s\n", path, line, msg);
+	k->violations++;
+}
+
+static void
+mcheck_defer(struct mcheck *k, const struct mconn *c, const char *path, unsigned long line,
+    const char *msg)
+{
+	struct mdefer *d;
+
+	if (k->ndefer == k->capdefer) {
+		size_t cap = k->capdefer ? k->capdefer * 2 : 64;
+		struct mdefer *n = realloc(k->defer, cap * sizeof(*n));
+		if (n == NULL) {
+			k->oom = 1;
+			return;
+		}
+		k->defer = n;
+		k->capdefer = cap;
+	}
+	d = &k->defer[k->ndefer++];
+	d->inst = c->inst;
+	d->life = c->life;
+	d->conn = c->conn;
+	d->path = path;
+	d->line = line;
+	snprintf(d->msg, sizeof(d->msg), "%s", msg);
+}
+
+static void
+mcheck_open(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
+{
+	struct mconn *c = mtab_find(&k->tab, it->inst, it->life, r->conn);
+	char msg[160];
+
+	if (c != NULL && (c->flags & MCHECK_F_OPEN)) {
+		snprintf(msg, sizeof(msg), "conn %llu opened again in the same server life "
+		    "(first open at %s:%lu)", (unsigned long long)r->conn, c->path, c->line);
+		mcheck_violation(k, it->path, it->line, msg);
+		return;
+	}
+	if (c != NULL || mranges_has(&k->closed[it->inst - 1], r->conn)) {
+		snprintf(msg, sizeof(msg), "conn %llu opened after %s in the same server life",
+		    (unsigned long long)r->conn, c != NULL ? "records of it" : "its close");
+		mcheck_violation(k, it->path, it->line, msg);
+		if (c == NULL)
+			return;
+	}
+	if (c == NULL && (c = mtab_add(&k->tab, it->inst, it->life, r->conn)) == NULL) {
+		k->oom = 1;
+		return;
+	}
+	c->flags |= MCHECK_F_OPEN;
+	c->path = it->path;
+	c->line = it->line;
+	k->conns++;
+}
+
+/* The entry of a connection that has a data or close record, made up when its open is
+ * missing; NULL when the record comes after the close (reported). */
+static struct mconn *
+mcheck_conn(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
+{
+	struct mconn *c = mtab_find(&k->tab, it->inst, it->life, r->conn);
+	char msg[160];
+
+	if (c != NULL)
+		return c;
+	if (mranges_has(&k->closed[it->inst - 1], r->conn)) {
+		snprintf(msg, sizeof(msg), "%s for conn %llu after its close",
+		    r->ev == MREC_DATA ? "data" : "a second close", (unsigned long long)r->conn);
+		mcheck_violation(k, it->path, it->line, msg);
+		return NULL;
+	}
+	if ((c = mtab_add(&k->tab, it->inst, it->life, r->conn)) == NULL) {
+		k->oom = 1;
+		return NULL;
+	}
+	c->path = it->path;
+	c->line = it->line;
+	k->conns++;
+	return c;
+}
+
+static void
+mcheck_close(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
+{
+	struct mconn *c = mcheck_conn(k, it, r);
+	char msg[160];
+
+	if (c == NULL)
+		return;
+	if (!(c->flags & MCHECK_F_OPEN)) {
+		snprintf(msg, sizeof(msg), "conn %llu has no open record (its first record is here)",
+		    (unsigned long long)r->conn);
+		mcheck_defer(k, c, c->path, c->line, msg);
+	}
+	if (c->sum != r->bytes) {
+		snprintf(msg, sizeof(msg), "conn %llu: the close says %llu bytes, its data records "
+		    "hold %llu", (unsigned long long)r->conn, (unsigned long long)r->bytes,
+		    (unsigned long long)c->sum);
+		mcheck_defer(k, c, it->path, it->line, msg);
+	}
+	if (mranges_add(&k->closed[it->inst - 1], r->conn) < 0)
+		k->oom = 1;
+	mtab_del(&k->tab, c);
+}
+
+static void
+mcheck_gap(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
+{
+	size_t i;
+
+	printf("%s:%lu: gap: %llu bytes in %llu records were dropped; conns", it->path, it->line,
+	    (unsigned long long)r->dropped_bytes, (unsigned long long)r->dropped_records);
+	for (i = 0; i < r->nconns; i++) {
+		if (i < 20)
+			printf(" %llu", (unsigned long long)r->conns[i]);
+		if (mranges_add(&k->gapped[it->inst - 1], r->conns[i]) < 0)
+			k->oom = 1;
+	}
+	printf("%s\n", i > 20 ? " ..." : i == 0 ? " (none named)" : "");
+	k->gaps++;
+}
+
+static void
+mcheck_record(struct mcheck *k, const struct mscan_item *it)
+{
+	const struct mrec *r = &it->rec;
+	struct mconn *c;
+
+	k->records++;
+	switch (r->ev) {
+	case MREC_OPEN:
+		mcheck_open(k, it, r);
+		break;
+	case MREC_DATA:
+		if ((c = mcheck_conn(k, it, r)) != NULL)
+			c->sum += r->data.len;
+		break;
+	case MREC_CLOSE:
+		mcheck_close(k, it, r);
+		break;
+	case MREC_GAP:
+		mcheck_gap(k, it, r);
+		break;
+	}
+}
+
+static void
+mcheck_unclosed(struct mconn *c, void *arg)
+{
+	struct mcheck *k = arg;
+	char msg[160];
+
+	if (c->inst != k->end_inst || c->life != k->end_life)
+		return;
+	snprintf(msg, sizeof(msg), "conn %llu %s never closed", (unsigned long long)c->conn,
+	    (c->flags & MCHECK_F_OPEN) ? "opened here was" : "(no open record; first record here)");
+	mcheck_defer(k, c, c->path, c->line, msg);
+	mtab_del(&k->tab, c);
+}
+
+/* The end of a life: connections still open are violations, and the deferred findings are
+ * given, as gaps for the connections a gap record names. */
+static void
+mcheck_life_end(struct mcheck *k, unsigned inst, unsigned life)
+{
+	size_t i, j;
+
+	k->lives++;
+	k->end_inst = inst;
+	k->end_life = life;
+	mtab_each(&k->tab, mcheck_unclosed, k);
+	for (i = 0, j = 0; i < k->ndefer; i++) {
+		const struct mdefer *d = &k->defer[i];
+
+		if (d->inst != inst || d->life != life)
+			k->defer[j++] = *d;
+		else if (mranges_has(&k->gapped[inst - 1], d->conn))
+			printf("%s:%lu: gap: %s (named in a gap)\n", d->path, d->line, d->msg);
+		else
+			mcheck_violation(k, d->path, d->line, d->msg);
+	}
+	k->ndefer = j;
+	mranges_free(&k->closed[inst - 1]);
+	mranges_free(&k->gapped[inst - 1]);
+}
+
+static int
+mcheck_loop(struct mcheck *k)
+{
+	struct mscan_item it;
+
+	for (mscan_next(&k->s, &it); it.kind != MSCAN_EOF && !k->oom; mscan_next(&k->s, &it)) {
+		switch (it.kind) {
+		case MSCAN_REC:
+			mcheck_record(k, &it);
+			break;
+		case MSCAN_BAD:
+			mcheck_violation(k, it.path, it.line, it.err);
+			break;
+		case MSCAN_LIFE_END:
+			mcheck_life_end(k, it.inst, it.life);
+			break;
+		default:
+			return mout_not_record(k->o, &it);
+		}
+	}
+	if (k->oom) {
+		fprintf(stderr, "%s: out of memory\n", MSTORE_PROG);
+		return EX_OSERR;
+	}
+	return k->violations > 0;
+}
+
+int
+mcheck_run(const struct mopts *o)
+{
+	struct mcheck k = { .o = o };
+	int status;
+
+	if ((status = mout_open(o, &k.s)) != 0)
+		return status;
+	k.closed = calloc(k.s.ninst + 1, sizeof(*k.closed));
+	k.gapped = calloc(k.s.ninst + 1, sizeof(*k.gapped));
+	if (k.closed == NULL || k.gapped == NULL)
+		k.oom = 1;
+	status = mcheck_loop(&k);
+	if (status <= 1 && !o->quiet)
+		fprintf(stderr, "%s: %lu records, %lu connections, %lu server lives: %lu violations, "
+		    "%lu gaps\n", MSTORE_PROG, k.records, k.conns, k.lives, k.violations, k.gaps);
+	for (unsigned i = 0; k.closed && k.gapped && i < k.s.ninst; i++) {
+		mranges_free(&k.closed[i]);
+		mranges_free(&k.gapped[i]);
+	}
+	free(k.closed);
+	free(k.gapped);
+	free(k.defer);
+	mtab_free(&k.tab);
+	mscan_close(&k.s);
+	return mout_finish(status);
+}
