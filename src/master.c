@@ -77,6 +77,7 @@ struct master {
 	int lfd[MASTER_MAX_LISTEN];
 	int nlfd;
 	int pipe_rd, pipe_wr;        /* the store pipe; -1 without a store */
+	int lock_fd;                 /* holds the master's lock on the store; -1 without one */
 	pid_t store_pid;
 	int64_t store_started_ms;
 	struct child *kids;          /* active sessions, unordered */
@@ -195,13 +196,16 @@ master_announce(void)
 	}
 }
 
-/* In a new child: closes the listeners and the pipe end it does not use, as the master had
- * them at the fork (the shared state may have changed since). */
+/* In a new child: closes the listeners, the master's store lock and the pipe end it does not
+ * use, as the master had them at the fork (the shared state may have changed since).  A child
+ * that kept the lock's descriptor would make its master look alive after its death. */
 static void
-master_close_inherited(const int *lfd, int nlfd, int other)
+master_close_inherited(const int *lfd, int nlfd, int lock_fd, int other)
 {
 	for (int i = 0; i < nlfd; i++)
 		close(lfd[i]);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	if (other >= 0)
 		close(other);
 }
@@ -211,9 +215,10 @@ master_start_store(int filefd)
 {
 	struct store_args a = {
 		.pipe_rd = master->pipe_rd, .filefd = filefd, .path = master->set.store,
-		.format = master->set.format, .fsync = master->set.fsync,
+		.format = master->set.format, .fsync = master->set.fsync, .master = getpid(),
 	};
 	int lfd[MASTER_MAX_LISTEN], nlfd = master->nlfd, pipe_wr = master->pipe_wr;
+	int lock_fd = master->lock_fd;
 	pid_t pid;
 
 	memcpy(lfd, master->lfd, sizeof(lfd));
@@ -223,7 +228,7 @@ master_start_store(int filefd)
 		return;
 	}
 	if (pid == 0) {
-		master_close_inherited(lfd, nlfd, pipe_wr);
+		master_close_inherited(lfd, nlfd, lock_fd, pipe_wr);
 		store_run(&a);
 	}
 	master->store_pid = pid;
@@ -245,22 +250,31 @@ master_restart_store(void)
 		log_warnx("restarted the store as %d", (int)master->store_pid);
 }
 
+/* A store file that a live mpechod owns is refused.  One whose master died while its store
+ * still drains the old sessions is taken over: this master serves at once, and its store
+ * waits for the old one to finish before it writes (store.c). */
 static void
 master_open_store(void)
 {
-	int fd;
+	char msg[OPTS_ERRLEN + 64];
+	int fd = -1;
 
+	master->lock_fd = -1;
 	if (master->set.store == NULL) {
 		master->pipe_rd = master->pipe_wr = -1;
 		return;
 	}
-	fd = store_open(master->set.store);
+	master->lock_fd = store_master_lock(master->set.store, -1);
+	if (master->lock_fd >= 0)
+		fd = store_open(master->set.store);
 	if (fd < 0) {
-		char msg[OPTS_ERRLEN + 64];
 		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", master->set.store,
-		    errno == EWOULDBLOCK ? "another mpechod is writing it" : strerror(errno));
+		    errno == EAGAIN ? "another mpechod is writing it" : strerror(errno));
 		usage_error("%s", msg);
 	}
+	if (store_lock(fd) < 0 && errno == EWOULDBLOCK)
+		log_warnx("store %s: the store of an mpechod that ended is still writing it; taking "
+		    "over when it has finished", master->set.store);
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		fatal(EX_OSERR, "pipe");
@@ -501,6 +515,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 	pid_t pid;
 	int slot = master->free_slots[--master->nfree];
 	int lfd[MASTER_MAX_LISTEN], nlfd = master->nlfd, pipe_rd = master->pipe_rd;
+	int lock_fd = master->lock_fd;
 
 	master->board[slot] = (struct session_slot){ 0 };
 	memcpy(lfd, master->lfd, sizeof(lfd));
@@ -509,13 +524,15 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 	a.peer = *peer;
 	a.pipe_wr = master->pipe_wr;
 	a.idle_timeout = master->set.idle_timeout;
+	a.grace = master->set.grace;
+	a.master = getpid();
 	a.slot = &master->board[slot];
 	/* _Fork is fork without the atfork work: the master has one thread and holds no lock at
 	 * this point, and fork()'s reset of malloc's and stdio's locks in the child would dirty
 	 * three pages of libc data in every session, 12 KiB per held connection. */
 	pid = _Fork();
 	if (pid == 0) {
-		master_close_inherited(lfd, nlfd, pipe_rd);
+		master_close_inherited(lfd, nlfd, lock_fd, pipe_rd);
 		session_run(&a);
 	}
 	close(cfd);
@@ -753,6 +770,24 @@ master_finish(void)
 	exit(0);
 }
 
+/* Rotation: the store reopens its path; the master's lock follows the path to the new file. */
+static void
+master_hup(void)
+{
+	int fd;
+
+	got_hup = 0;
+	if (master->store_pid > 0)
+		kill(master->store_pid, SIGHUP);
+	if (master->lock_fd < 0)
+		return;
+	fd = store_master_lock(master->set.store, master->lock_fd);
+	if (fd < 0)
+		log_warn("cannot lock the new %s", master->set.store);
+	else
+		master->lock_fd = fd;
+}
+
 static void
 master_loop(void)
 {
@@ -765,11 +800,8 @@ master_loop(void)
 			got_term = 0;
 			master_begin_shutdown();
 		}
-		if (got_hup) {
-			got_hup = 0;
-			if (master->store_pid > 0)
-				kill(master->store_pid, SIGHUP);
-		}
+		if (got_hup)
+			master_hup();
 		if (got_usr1)
 			master_stats();
 		master_serve();

@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@
 static struct {
 	int fd;
 	int64_t stop_deadline_ms; /* set at the first wait for the store after SIGTERM */
+	int grace;
 	volatile sig_atomic_t stopping;
 	unsigned char buf[SESSION_BUF];
 } session __attribute__((aligned(4096)));
@@ -67,6 +69,18 @@ session_sigterm(int signo)
 	session.stopping = 1;
 	shutdown(session.fd, SHUT_RDWR);
 	errno = saved;
+}
+
+/* The master died (PR_SET_PDEATHSIG): finish as at a shutdown, with the grace the master would
+ * have given, then end as at its SIGTERM.  alarm(2) is async-signal-safe. */
+static void
+session_orphaned(int signo)
+{
+	(void)signo;
+	if (session.grace > 0)
+		alarm((unsigned)session.grace);
+	else
+		session_sigterm(SIGALRM);
 }
 
 /* Writes one frame of n payload bytes to the store pipe, waiting while the pipe is full
@@ -130,8 +144,16 @@ session_setup(const struct session_args *a)
 	static const int none[] = { 0 };
 
 	session.fd = a->fd;
+	session.grace = a->grace;
 	sig_default(SIGCHLD);
 	sig_handle(SIGTERM, session_sigterm, 0);
+	sig_handle(SIGALRM, session_sigterm, 0);
+	sig_handle(SIGUSR2, session_orphaned, 0);
+	/* Still blocked: a death before this call is caught by the getppid check, one after it
+	 * by the signal, delivered once the mask is set below. */
+	prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	if (getppid() != a->master)
+		raise(SIGUSR2);
 	/* The master alone decides when sessions end: a Ctrl-C or a HUP sent to the whole process
 	 * group must not cut connections short. */
 	sig_ignore(SIGINT);

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 /* How a session ended: its exit status, and the close record's reason. */
 enum session_end {
@@ -41,6 +42,8 @@ struct session_args {
 	struct sockaddr_storage peer; /* the address accept(2) returned */
 	int pipe_wr;                  /* the store pipe, nonblocking; -1: no store */
 	int idle_timeout;             /* seconds; 0: none */
+	int grace;                    /* seconds to finish in when the master dies */
+	pid_t master;                 /* the master's pid, to notice its death */
 	struct session_slot *slot;
 };
 

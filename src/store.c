@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
@@ -34,6 +35,7 @@
 #define STORE_OUTBUF (512 * 1024)
 #define STORE_TOMB UINT64_MAX
 #define STORE_DRAIN_MAX ((size_t)1024 * 1024)
+#define STORE_LOCK_WAIT_MS 120000
 
 /* Bytes recorded per open connection, to count for a close the master writes on behalf of a
  * killed session, and to close at exit any connection whose close never came. */
@@ -59,7 +61,15 @@ static struct {
 	int corrupt_logged;
 } store;
 
-static volatile sig_atomic_t store_hup;
+static volatile sig_atomic_t store_hup, store_orphaned;
+
+/* The master died (PR_SET_PDEATHSIG); said once in the loop. */
+static void
+store_sigusr2(int signo)
+{
+	(void)signo;
+	store_orphaned = 1;
+}
 
 static void
 store_sighup(int signo)
@@ -68,25 +78,51 @@ store_sighup(int signo)
 	store_hup = 1;
 }
 
-static int
-store_open_unlocked(const char *path)
+int
+store_open(const char *path)
 {
 	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 }
 
+/* One writer per file: a second mpechod on the same store, or a new master while the old one's
+ * store still drains, would interleave its lines with ours. */
 int
-store_open(const char *path)
+store_lock(int fd)
 {
-	int fd = store_open_unlocked(path), err;
+	return flock(fd, LOCK_EX | LOCK_NB);
+}
 
-	/* One writer per file: a second mpechod on the same store, or a new master while the
-	 * old one's store still drains, would interleave its lines and restart conn at 1. */
-	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		err = errno;
+static int
+store_same_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	    sa.st_ino == sb.st_ino;
+}
+
+int
+store_master_lock(const char *path, int oldfd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	int fd = store_open(path), err;
+
+	if (fd < 0)
+		return -1;
+	/* An OFD lock conflicts with another description's, even in this process: keep the one
+	 * that holds it when the path was not rotated. */
+	if (oldfd >= 0 && store_same_file(fd, oldfd)) {
+		close(fd);
+		return oldfd;
+	}
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		err = errno == EACCES ? EAGAIN : errno;
 		close(fd);
 		errno = err;
 		return -1;
 	}
+	if (oldfd >= 0)
+		close(oldfd);
 	return fd;
 }
 
@@ -299,27 +335,25 @@ store_drain_present(int pipe_rd)
 static void
 store_reopen(int pipe_rd)
 {
-	struct stat was, now;
 	int fd;
 
 	store_hup = 0;
 	store_drain_present(pipe_rd);
 	store_flush();
 	store_sync(1);
-	fd = store_open_unlocked(store.args->path);
+	fd = store_open(store.args->path);
 	if (fd < 0) {
 		log_warn("cannot reopen %s; still writing to the old file", store.args->path);
 		return;
 	}
 	/* The same file (not rotated): keep the descriptor that holds the lock.  flock(2) would
 	 * see that lock as someone else's on a second descriptor. */
-	if (fstat(store.fd, &was) == 0 && fstat(fd, &now) == 0 && was.st_dev == now.st_dev &&
-	    was.st_ino == now.st_ino) {
+	if (store_same_file(store.fd, fd)) {
 		close(fd);
 		log_info("reopened %s (the same file)", store.args->path);
 		return;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	if (store_lock(fd) < 0) {
 		log_warn("cannot lock the new %s; still writing to the old file", store.args->path);
 		close(fd);
 		return;
@@ -392,15 +426,42 @@ store_finish(void)
 	_exit(0);
 }
 
+/* Takes the store's lock, waiting (bounded) while the store of a master that died still
+ * drains its sessions into the file: two stores never write it at once.  Meanwhile the pipe
+ * fills and then holds this server's sessions back; nothing is lost.  Past the bound the store
+ * exits and the master starts another, which waits again. */
+static void
+store_take_lock(int fd, const char *path)
+{
+	int64_t start = io_now_ms();
+
+	if (store_lock(fd) == 0)
+		return;
+	if (errno != EWOULDBLOCK)
+		fatal(EX_CANTCREAT, "cannot lock %s", path);
+	log_warnx("%s is still written by the store of an mpechod that ended; waiting for it "
+	    "(at most %d s)", path, STORE_LOCK_WAIT_MS / 1000);
+	while (store_lock(fd) < 0) {
+		if (errno != EWOULDBLOCK)
+			fatal(EX_CANTCREAT, "cannot lock %s", path);
+		if (io_now_ms() - start >= STORE_LOCK_WAIT_MS)
+			fatalx(EX_TEMPFAIL, "%s is still locked after %d s", path,
+			    STORE_LOCK_WAIT_MS / 1000);
+		poll(NULL, 0, 50);
+	}
+	log_info("took over %s after %lld ms", path, (long long)(io_now_ms() - start));
+}
+
 static void
 store_setup(const struct store_args *a)
 {
-	static const int blocked[] = { SIGHUP, 0 };
+	static const int blocked[] = { SIGHUP, SIGUSR2, 0 };
 
 	store.args = a;
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
 	if (store.fd < 0)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
+	store_take_lock(store.fd, a->path);
 	store.cap = 1024;
 	store.tab = calloc(store.cap, sizeof(*store.tab));
 	if (store.tab == NULL)
@@ -417,8 +478,14 @@ store_setup(const struct store_args *a)
 	 * disk, not kill the store. */
 	sig_ignore(SIGXFSZ);
 	sig_handle(SIGHUP, store_sighup, 0);
-	/* SIGHUP stays blocked but inside ppoll, like the master's signals. */
+	sig_handle(SIGUSR2, store_sigusr2, 0);
+	/* SIGHUP and SIGUSR2 stay blocked but inside ppoll, like the master's signals. */
 	sig_setmask(blocked);
+	/* After its master's death the store goes on until the last session has closed the pipe,
+	 * as at a shutdown; it only says so. */
+	prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	if (getppid() != a->master)
+		store_orphaned = 1;
 	io_set_nonblock(a->pipe_rd, 1);
 }
 
@@ -438,7 +505,13 @@ store_run(const struct store_args *a)
 	store_setup(a);
 	sigprocmask(SIG_SETMASK, NULL, &waitmask);
 	sigdelset(&waitmask, SIGHUP);
+	sigdelset(&waitmask, SIGUSR2);
 	for (;;) {
+		if (store_orphaned == 1) {
+			log_warnx("the master died; writing what its sessions send until the last "
+			    "one ends");
+			store_orphaned = 2;
+		}
 		if (store_hup)
 			store_reopen(a->pipe_rd);
 		drained = store_drain(a->pipe_rd);
