@@ -9,12 +9,19 @@
 # into bench/results/DATE.md and the plot of ratios to mpechod (DATE.png, DATE.svg).  A bare
 # fork+_exit+waitpid loop (bench/forkrate.c) is measured in every round too.
 #
+# After the rounds, the flood cells: mpecho-bench flood for FLOOD_DUR seconds against every server
+# but mpechod --no-store (mpechod runs with its store), once with resets and once with FINs: 32
+# connections in flight that close as soon as they connect, one in ten after a 16 KiB chunk, and
+# a probe client every 200 ms whose echo is timed.
+#
 # Every process started here is stopped by pid, with its descendants, when the script exits.
 # Nothing but 127.0.0.1 is used, and nothing looks up a name.
 #
 # Environment: ROUNDS (3), DUR (seconds per cell, 2), TMO (per-request timeout in ms, 5000),
-# HOLD_C (1000), BUDGET (seconds after which the cells left are skipped, 540), OUT (the results
-# directory, bench/results), SERVERS (a subset, e.g. "tcpserver mpechod").
+# HOLD_C (1000), BUDGET (seconds after which the cells left are skipped, 660), OUT (the results
+# directory, bench/results), SERVERS (a subset, e.g. "tcpserver mpechod"), CELLS (a subset of
+# the round's cells, e.g. "" for none), FLOOD_CELLS ("flood_rst flood_fin", or "" for none),
+# FLOOD_DUR (8).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,12 +33,14 @@ ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-2}
 TMO=${TMO:-5000}
 HOLD_C=${HOLD_C:-1000}
-BUDGET=${BUDGET:-540}
+BUDGET=${BUDGET:-660}
+FLOOD_DUR=${FLOOD_DUR:-8}
 OUT=${OUT:-$ROOT/bench/results}
 DATE=$(date -u +%F)
 ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store"
 SERVERS=${SERVERS:-$ALL_SERVERS}
-CELLS="conn1 conn32 rr1 rr32 stream hold"
+CELLS=${CELLS-conn1 conn32 rr1 rr32 stream hold}
+FLOOD_CELLS=${FLOOD_CELLS-flood_rst flood_fin}
 
 WORK=$(mktemp -d /tmp/mpecho-compare.XXXXXX)
 RAW=$WORK/raw.tsv
@@ -233,7 +242,9 @@ settle() {
 
 # ---- the matrix ----
 
+# The cell's mpecho-bench arguments in ARGS, and its duration in CELL_DUR.
 cell_args() {
+	CELL_DUR=$DUR
 	case $1 in
 	conn1) ARGS=(-c 1 --rst connect) ;;
 	conn32) ARGS=(-c 32 --rst connect) ;;
@@ -241,6 +252,8 @@ cell_args() {
 	rr32) ARGS=(-c 32 rr) ;;
 	stream) ARGS=(-c 1 stream) ;;
 	hold) ARGS=(-c "$HOLD_C" hold) ;;
+	flood_rst) ARGS=(-c 32 --flood-close rst flood); CELL_DUR=$FLOOD_DUR ;;
+	flood_fin) ARGS=(-c 32 --flood-close fin flood); CELL_DUR=$FLOOD_DUR ;;
 	esac
 }
 
@@ -257,9 +270,9 @@ run_cell() {
 		return
 	fi
 	cell_args "$cell"
-	# mpecho-bench bounds itself by DUR + 3 timeouts + 10 s; this is only a backstop.
-	limit=$((DUR + 3 * TMO / 1000 + 15))
-	out=$(timeout -k 2 "$limit" "$BENCH" --json -d "$DUR" -t "$TMO" --pid "${PID[$name]}" \
+	# mpecho-bench bounds itself by the duration + 3 timeouts + 10 s; this is only a backstop.
+	limit=$((CELL_DUR + 3 * TMO / 1000 + 15))
+	out=$(timeout -k 2 "$limit" "$BENCH" --json -d "$CELL_DUR" -t "$TMO" --pid "${PID[$name]}" \
 	    "${ARGS[@]}" 127.0.0.1 "${PORT[$name]}" 2>>"$WORK/bench.err")
 	rc=$?
 	printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$cell" "$rc" "${out:-null}" >>"$RAW"
@@ -299,6 +312,7 @@ environment() {
 		echo "dur=$DUR"
 		echo "tmo=$TMO"
 		echo "hold_c=$HOLD_C"
+		echo "flood_dur=$FLOOD_DUR"
 		echo "socat=$(socat -V 2>/dev/null | awk '/socat version/ { print $3; exit }')"
 		echo "ncat=$(ncat --version 2>&1 | awk '{ print $3; exit }')"
 		echo "tcpserver=$(dpkg-query -W -f '${Version}' ucspi-tcp 2>/dev/null)"
@@ -309,6 +323,24 @@ environment() {
 		echo "bench=$("$BENCH" -V 2>/dev/null)"
 		echo "cc=$(cc --version | head -n 1)"
 	} >"$WORK/env.txt"
+}
+
+# The flood cells, once each, against every server but mpechod --no-store, in rotating order.
+floods() {
+	local cell name k=0
+	[ -n "$FLOOD_CELLS" ] && log "flood cells"
+	for cell in $FLOOD_CELLS; do
+		k=$((k + 1))
+		# shellcheck disable=SC2086
+		for name in $(rotate "$k" $SERVERS); do
+			[ "$name" = mpechod ] && continue
+			if [ $((SECONDS - STARTED)) -ge "$BUDGET" ]; then
+				printf '1\t%s\t%s\tskipped\tnull\n' "$name" "$cell" >>"$RAW"
+				continue
+			fi
+			run_cell 1 "$name" "$cell"
+		done
+	done
 }
 
 main() {
@@ -349,6 +381,7 @@ main() {
 		done
 		echo "load_after_round_$round=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/env.txt"
 	done
+	floods
 	for name in $SERVERS; do
 		[ -n "${PID[$name]:-}" ] && stop_tree "${PID[$name]}"
 		PID[$name]=

@@ -1,6 +1,7 @@
 # plot.gp - every figure of a compare.sh run as a ratio to mpechod --no-store.
 #   gnuplot -e "datafile='bench/results/DATE.ratios.dat'; outbase='bench/results/DATE'" plot.gp
-# The data file has one row per figure and one column per server; "?" marks a failed cell.
+# The data file has one row per figure and one column per server; "?" marks a failed cell.  The
+# flood cells are not in it: mpechod --no-store, the reference, is not flooded.
 
 set datafile missing "?"
 set style data histograms

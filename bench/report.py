@@ -7,7 +7,10 @@ min-max over rounds, failures, CPU use, memory, fork cost, targets) and OUT.rati
 figure as a ratio to mpechod --no-store, for bench/plot.gp).
 
 A cell fails when any of its rounds exited non-zero, printed no JSON or counted an error: a
-server that is fast but wrong, or fast only sometimes, gets no number.
+server that is fast but wrong, or fast only sometimes, gets no number.  The flood cells (run
+once, not in every round) are the exception: their probes' errors are what they measure, so a
+flood cell fails only on errors of the flood itself, and its probe columns read "N probe errors"
+when any probe failed.
 """
 import argparse
 import json
@@ -39,8 +42,20 @@ METRICS = [
     ("rr32_rate", "rr32", ("req_per_sec",), "rr req/s C=32", True, "{:,.0f}"),
     ("stream", "stream", ("mib_per_sec",), "stream MiB/s", True, "{:,.0f}"),
     ("pss", "hold", ("pss_kib_per_conn",), "PSS KiB per held conn", False, "{:,.1f}"),
+    ("flood_rst", "flood_rst", ("flood_conn_per_sec",), "rst flood conn/s", True, "{:,.0f}"),
+    ("flood_rst_p90", "flood_rst", ("probe_latency_us", "p90"), "rst flood probe p90 µs",
+     False, "{:,.0f}"),
+    ("flood_rst_max", "flood_rst", ("probe_latency_us", "max"), "rst flood probe max µs",
+     False, "{:,.0f}"),
+    ("flood_fin", "flood_fin", ("flood_conn_per_sec",), "fin flood conn/s", True, "{:,.0f}"),
+    ("flood_fin_p90", "flood_fin", ("probe_latency_us", "p90"), "fin flood probe p90 µs",
+     False, "{:,.0f}"),
+    ("flood_fin_max", "flood_fin", ("probe_latency_us", "max"), "fin flood probe max µs",
+     False, "{:,.0f}"),
 ]
 MET = {m[0]: m for m in METRICS}
+FLOOD_CELLS = ("flood_rst", "flood_fin")
+ROUND_CELLS = ("conn1", "conn32", "rr1", "rr32", "stream", "hold")
 
 # name, metric, against (None: the best peer), goal, "ge" or "le"
 TARGETS = [
@@ -94,6 +109,8 @@ def judge(rc, body):
         why = "no result (killed by the time limit)" if rc in ("124", "137") else \
             f"no result, exit {rc}"
         return False, None, why
+    if r.get("mode") == "flood" and not r.get("errors", 0) and rc in ("0", "1"):
+        return True, r, ""
     if r.get("errors", 0) or rc != "0":
         kinds = ", ".join(f"{k} {v}" for k, v in r.get("error_kinds", {}).items() if v)
         why = f"{r.get('errors', 0)} errors ({kinds or 'exit ' + rc})"
@@ -156,15 +173,21 @@ def present(t, servers):
     return [s for s in servers if any(k[0] == s for k in t.cells)]
 
 
-def results_table(t, servers, out):
-    cols = [m for m in METRICS]
+def probe_errors(t, s, cell):
+    """The probe errors of a flood cell over its rounds."""
+    return sum(r.get("probe_errors", 0) for ok, r, _ in t.rounds(s, cell).values() if r)
+
+
+def results_table(t, servers, out, cols):
     out.append("| Server | " + " | ".join(m[3] for m in cols) + " |")
     out.append("|---|" + "---:|" * len(cols))
     for s in servers:
         row = []
         for m in cols:
             v = t.values(s, m[0])
-            if v is None:
+            if m[1] in FLOOD_CELLS and "probe" in m[3] and probe_errors(t, s, m[1]):
+                row.append(f"{probe_errors(t, s, m[1])} probe errors")
+            elif v is None:
                 row.append("fail" if t.rounds(s, m[1]) else "–")
             else:
                 row.append(fmt_range(v.values(), m[5]))
@@ -174,13 +197,17 @@ def results_table(t, servers, out):
 def failures(t, servers, out):
     lines = []
     for s in servers:
-        for cell in ("conn1", "conn32", "rr1", "rr32", "stream", "hold"):
-            for rnd, (ok, _, why) in sorted(t.rounds(s, cell).items()):
+        for cell in ROUND_CELLS + FLOOD_CELLS:
+            for rnd, (ok, r, why) in sorted(t.rounds(s, cell).items()):
                 if not ok:
                     lines.append(f"- {LABEL[s]}, {cell}, round {rnd}: {why}")
+                elif r and r.get("probe_errors"):
+                    lines.append(f"- {LABEL[s]}, {cell}: {r['probe_errors']} of {r['probes']} "
+                                 f"probes failed: {r.get('probe_first_error')}")
     if lines:
         out.append("")
-        out.append("Failed cells (every error is listed; the first error of each run is quoted):")
+        out.append("Failed cells and probes (every error is listed; the first error of each run "
+                   "is quoted):")
         out.append("")
         out.extend(lines)
 
@@ -264,6 +291,8 @@ def ratios_dat(t, servers, path):
     with open(path, "w") as f:
         f.write("figure " + " ".join('"' + LABEL[s] + '"' for s in cols) + "\n")
         for m in METRICS:
+            if m[1] in FLOOD_CELLS:
+                continue    # mpechod --no-store is not flooded: there is nothing to divide by
             ref = t.median(REF, m[0])
             vals = []
             for s in cols:
@@ -289,6 +318,26 @@ def header(env, out):
                "every byte echoed: a cell with an error in any round reads **fail**, and has "
                "no number.  Connects close with a reset (`--rst`) for every server, so the "
                "client never runs out of ports to TIME_WAIT.")
+
+
+def flood_run(t):
+    return any(k[1] in FLOOD_CELLS for k in t.cells)
+
+
+def flood_section(t, env, out):
+    if not flood_run(t):
+        return
+    out.append("## A flood of dead connections")
+    out.append("")
+    out.append(f"`mpecho-bench flood` for {env.get('flood_dur', '8')} s, once per server: 32 "
+               "connections in flight that close as soon as they connect, with a reset (rst) "
+               "or a FIN (fin), one in ten after sending a 16 KiB chunk, while a probe client "
+               "connects every 200 ms, sends 32 bytes and times their echo (connect to last "
+               "byte; an error past 5 s).  The flood's rate (the last columns of the results "
+               "table) is what the server let through; the probes' latency is what a real client "
+               "waited meanwhile.  mpechod --no-store is not flooded; a probe column reads "
+               "\"N probe errors\" when any probe failed.")
+    out.append("")
 
 
 def forks_section(forks, t, out):
@@ -328,6 +377,8 @@ def commands(env, servers, out):
                        ("rr1", "-c 1 rr"), ("rr32", "-c 32 rr"), ("stream", "-c 1 stream"),
                        ("hold", f"-c {hold} hold")):
         out.append(f"{cell:14} {args}")
+    for cell in FLOOD_CELLS if env.get("flood_dur") else ():
+        out.append(f"{cell:14} -d {env['flood_dur']} -c 32 --flood-close {cell[6:]} flood")
     out.append("```")
     out.append("")
     out.append("WORKDIR is the run's temporary directory; mpechod and mpecho-bench run from "
@@ -352,7 +403,8 @@ def main():
     out = []
     header(env, out)
     out += ["", "## Results", ""]
-    results_table(t, servers, out)
+    results_table(t, servers, out, METRICS if flood_run(t) else
+                  [m for m in METRICS if m[1] not in FLOOD_CELLS])
     failures(t, servers, out)
     if notes:
         out += ["", "Notes from the run:", ""] + ["- " + n for n in notes]
@@ -365,6 +417,7 @@ def main():
             "The plot shows each server's medians over mpechod --no-store's, on a log scale: "
             "above 1 is more connections, requests or MiB/s, but also more latency or "
             "memory.", ""]
+    flood_section(t, env, out)
     forks_section(forks, t, out)
     out += ["", "## CPU use in the measured window", "",
             "Server / client / whole machine, medians in % of one CPU (200% is both CPUs), "
