@@ -146,8 +146,13 @@ build-fuzz/fuzz_record: fuzz/fuzz_record.c src/record.c src/record.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_record.c src/record.c
 
-fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record
-	@for t in opts record; do \
+MSTORE_FUZZ_SRC := $(patsubst %,src/%.c,mstore_rec mstore_filt mstore_tab record)
+build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mstore_rec.h src/mstore_filt.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) -ljansson
+
+fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record build-fuzz/fuzz_mstore
+	@for t in opts record mstore; do \
 		mkdir -p build-fuzz/new-$$t; \
 		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=0 \
 			build-fuzz/new-$$t fuzz/corpus/$$t 2>build-fuzz/$$t.log \

@@ -356,13 +356,10 @@ mrec_slow(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r, ch
 	return rc;
 }
 
-int
-mrec_decode(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r, char *err,
-    size_t errlen)
+/* Decoded text is never longer than the line it came from. */
+static int
+mrec_room(struct mrec_ctx *ctx, size_t len)
 {
-	char *out;
-
-	/* Decoded text is never longer than the line it came from. */
 	if (len + 1 > ctx->cap) {
 		size_t cap = len + 1 > 4096 ? len + 1 : 4096;
 		char *b = realloc(ctx->buf, cap);
@@ -371,6 +368,28 @@ mrec_decode(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r, 
 		ctx->buf = b;
 		ctx->cap = cap;
 	}
+	return 0;
+}
+
+int
+mrec_decode_json(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r,
+    char *err, size_t errlen)
+{
+	if (mrec_room(ctx, len) < 0)
+		return -2;
+	memset(r, 0, sizeof(*r));
+	r->pid = -1;
+	return mrec_slow(ctx, line, len, r, err, errlen);
+}
+
+int
+mrec_decode(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r, char *err,
+    size_t errlen)
+{
+	char *out;
+
+	if (mrec_room(ctx, len) < 0)
+		return -2;
 	if (mrec_kind['"'] == 0)
 		mrec_kind_init();
 	memset(r, 0, sizeof(*r));
@@ -380,10 +399,8 @@ mrec_decode(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r, 
 		ctx->fast++;
 		return 0;
 	}
-	memset(r, 0, sizeof(*r));
-	r->pid = -1;
 	ctx->slow++;
-	return mrec_slow(ctx, line, len, r, err, errlen);
+	return mrec_decode_json(ctx, line, len, r, err, errlen);
 }
 
 void

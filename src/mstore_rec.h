@@ -50,6 +50,10 @@ struct mrec_ctx {
  * with ctx.  Returns 0, or -1 with a one-line reason in err.  -2: out of memory. */
 int mrec_decode(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r, char *err,
     size_t errlen);
+/* Jansson's decoding alone, which mrec_decode falls back on (for the fuzzer, which checks that
+ * the two agree). */
+int mrec_decode_json(struct mrec_ctx *ctx, const char *line, size_t len, struct mrec *r,
+    char *err, size_t errlen);
 void mrec_free(struct mrec_ctx *ctx);
 /* Parses an RFC 3339 time ("2026-11-21T10:00:00.123456Z", any fraction, Z or +hh:mm, or a
  * date alone) into microseconds since the epoch.  Returns 0 or -1. */
