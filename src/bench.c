@@ -3,14 +3,14 @@
  * parent.
  *
  * The parent parses the options, resolves the address (numerically: it never looks up a name),
- * and forks the workers (bench_worker.c).  Each worker keeps its counters and latency histogram
- * in a page shared with the parent, which reads them for the progress line and, once the
- * workers have exited, merges them into the report (bench_report.c).  The parent and the
- * workers talk through two pipes besides: a worker writes one byte on "ready" when its
- * connections are set up, and the parent closes "go" to start them all at once.  The workers
- * hold "ready"'s write end until they exit, so its EOF tells the parent they are all done; a
- * worker whose parent dies is killed (PR_SET_PDEATHSIG).  The server's memory and CPU come
- * from /proc (procfs.c).
+ * and forks the workers (bench_worker.c; in flood mode the flood workers and one probe process,
+ * bench_flood.c).  Each worker keeps its counters and latency histogram in a page shared with
+ * the parent, which reads them for the progress line and, once the workers have exited, merges
+ * them into the report (bench_report.c).  The parent and the workers talk through two pipes
+ * besides: a worker writes one byte on "ready" when its connections are set up, and the parent
+ * closes "go" to start them all at once.  The workers hold "ready"'s write end until they exit,
+ * so its EOF tells the parent they are all done; a worker whose parent dies is killed
+ * (PR_SET_PDEATHSIG).  The server's memory and CPU come from /proc (procfs.c).
  */
 #define _GNU_SOURCE
 #include "bench.h"

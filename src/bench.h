@@ -31,6 +31,7 @@
 #define BENCH_PROBE_MS 200               /* flood: a probe every 200 ms */
 #define BENCH_FLOOD_CONNS 16             /* flood: connections in flight unless -c says */
 #define BENCH_FLOOD_CHUNK 16384          /* flood: the chunk, unless -s says */
+#define BENCH_FLOOD_EVERY 10             /* flood: one connection in ten sends the chunk */
 
 enum bench_mode { MODE_CONNECT, MODE_RR, MODE_STREAM, MODE_HOLD, MODE_FLOOD, MODE_MAX };
 extern const char *const bench_mode_names[MODE_MAX];
@@ -119,9 +120,10 @@ stat_get(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-/* Counts an error of the given kind in st, and keeps the first one's text (bench_worker.c). */
-void stat_error(struct bench_stats *st, enum err_kind kind, uint32_t conn, const char *fmt,
-    va_list ap);
+/* Counts an error of the given kind in st, and keeps the first one's text, which names the
+ * connection ("conn 12", "probe 3") (bench_worker.c). */
+void stat_error(struct bench_stats *st, enum err_kind kind, const char *what, uint32_t id,
+    const char *fmt, va_list ap);
 
 /* A forked child's first step: it dies with its parent (PR_SET_PDEATHSIG), or exits at once
  * if the parent is already gone; role names it in its log lines (bench_worker.c). */

@@ -25,7 +25,6 @@
 
 #define FLOOD_TICK_NS 10000000LL        /* timeouts and retries are checked every 10 ms */
 #define FLOOD_EVENTS 256
-#define FLOOD_CHUNK_EVERY 10            /* one connection in ten sends a chunk */
 #define PROBE_SIZE 32
 
 enum fstate { F_IDLE, F_CONNECTING, F_SENDING };
@@ -54,7 +53,7 @@ flood_error(const struct fconn *c, enum err_kind kind, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	stat_error(flood_ctx.st, kind, c->id, fmt, ap);
+	stat_error(flood_ctx.st, kind, "conn", c->id, fmt, ap);
 	va_end(ap);
 }
 
@@ -142,6 +141,8 @@ flood_event(struct fconn *c, int64_t now)
 	int soerr = 0, rc;
 	socklen_t len = sizeof(soerr);
 
+	if (c->fd < 0)
+		return;         /* closed since: a timeout, or the end of the window */
 	if (c->state == F_CONNECTING) {
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;
@@ -150,7 +151,7 @@ flood_event(struct fconn *c, int64_t now)
 			flood_close(c);
 			return;
 		}
-		c->state = c->n % FLOOD_CHUNK_EVERY == 0 ? F_SENDING : F_IDLE;
+		c->state = c->n % BENCH_FLOOD_EVERY == 0 ? F_SENDING : F_IDLE;
 	}
 	if (c->state == F_SENDING) {
 		if ((rc = flood_send_chunk(c)) == 0)
@@ -351,7 +352,7 @@ probe_error(struct bench_stats *st, enum err_kind kind, uint32_t seq, const char
 	va_list ap;
 
 	va_start(ap, fmt);
-	stat_error(st, kind, seq, fmt, ap);
+	stat_error(st, kind, "probe", seq, fmt, ap);
 	va_end(ap);
 }
 

@@ -151,8 +151,8 @@ report_json_common(const struct totals *t)
 static void
 report_json_flood(const struct totals *t)
 {
-	printf(",\"flood_close\":\"%s\",\"chunk_every\":10,\"flood_connections\":%llu,"
-	    "\"flood_conn_per_sec\":%.1f", bench_cfg.rst ? "rst" : "fin",
+	printf(",\"flood_close\":\"%s\",\"chunk_every\":%d,\"flood_connections\":%llu,"
+	    "\"flood_conn_per_sec\":%.1f", bench_cfg.rst ? "rst" : "fin", BENCH_FLOOD_EVERY,
 	    (unsigned long long)t->done, report_rate(t));
 	printf(",\"probe_interval_ms\":%d,\"probes\":%llu", BENCH_PROBE_MS,
 	    (unsigned long long)probe.done + probe.errors);
@@ -213,8 +213,9 @@ report_text_kinds(const uint64_t *err)
 static void
 report_text_flood(const struct totals *t)
 {
-	printf("  flood        %llu connections (%.1f/s), closed with a %s, 1 in 10 after a "
-	    "chunk\n", (unsigned long long)t->done, report_rate(t), bench_cfg.rst ? "reset" : "FIN");
+	printf("  flood        %llu connections (%.1f/s), closed with a %s, 1 in %d after a "
+	    "chunk\n", (unsigned long long)t->done, report_rate(t), bench_cfg.rst ? "reset" : "FIN",
+	    BENCH_FLOOD_EVERY);
 	printf("  probes       %llu, one every %d ms; latency us p50 %.1f  p90 %.1f  p99 %.1f  "
 	    "max %.1f\n", (unsigned long long)probe.done + probe.errors, BENCH_PROBE_MS,
 	    report_quantile(&probe, 0.5), report_quantile(&probe, 0.9),

@@ -115,16 +115,16 @@ conn_retire(struct conn *c)
 }
 
 void
-stat_error(struct bench_stats *st, enum err_kind kind, uint32_t conn, const char *fmt,
-    va_list ap)
+stat_error(struct bench_stats *st, enum err_kind kind, const char *what, uint32_t id,
+    const char *fmt, va_list ap)
 {
 	int n;
 
 	stat_add(&st->err[kind], 1);
 	if (st->first_error[0] != '\0')
 		return;
-	n = snprintf(st->first_error, sizeof(st->first_error), "%s, conn %u: ",
-	    bench_err_names[kind], conn);
+	n = snprintf(st->first_error, sizeof(st->first_error), "%s, %s %u: ",
+	    bench_err_names[kind], what, id);
 	if (n > 0 && (size_t)n < sizeof(st->first_error))
 		vsnprintf(st->first_error + n, sizeof(st->first_error) - (size_t)n, fmt, ap);
 }
@@ -137,7 +137,7 @@ conn_fail(struct conn *c, enum err_kind kind, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	stat_error(worker_ctx.st, kind, c->id, fmt, ap);
+	stat_error(worker_ctx.st, kind, "conn", c->id, fmt, ap);
 	va_end(ap);
 	if (worker_ctx.phase == P_SETUP && c->state != C_IDLE)
 		worker_ctx.pending--;
