@@ -79,6 +79,7 @@ struct master {
 	int pipe_rd, pipe_wr;        /* the store pipe; -1 without a store */
 	int lock_fd;                 /* holds the master's lock on the store; -1 without one */
 	pid_t store_pid;
+	int store_lost;              /* the last store ended with records it could not write */
 	int64_t store_started_ms;
 	struct child *kids;          /* active sessions, unordered */
 	int nkids;
@@ -424,6 +425,7 @@ master_owe_close(const struct child *c, const char *reason)
 static void
 master_store_died(int status)
 {
+	master->store_lost = WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR;
 	if (WIFSIGNALED(status))
 		log_warnx("store %d killed by signal %d", (int)master->store_pid, WTERMSIG(status));
 	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)
@@ -767,7 +769,8 @@ master_finish(void)
 		    master_pipe_unread(), master->nowed);
 	log_info("stopped after %llu connections", (unsigned long long)master->accepted);
 	free(master->owed);
-	exit(0);
+	/* The store could not write everything (it said what in the log): so does the status. */
+	exit(master->store_lost ? EX_IOERR : 0);
 }
 
 /* Rotation: the store reopens its path; the master's lock follows the path to the new file. */

@@ -176,6 +176,23 @@ rec_put(char *p, const char *s)
 }
 
 size_t
+rec_format_gap(char *dst, const struct rec_gap *g)
+{
+	char *p = dst;
+
+	p = rec_put(p, "{\"ts\":\"");
+	rec_format_ts(p, g->ts_us);
+	p += REC_TS_LEN;
+	p += sprintf(p, "\",\"ev\":\"gap\",\"dropped_bytes\":%llu,\"dropped_records\":%llu,"
+	    "\"conns\":[", (unsigned long long)g->dropped_bytes,
+	    (unsigned long long)g->dropped_records);
+	for (size_t i = 0; i < g->nconns; i++)
+		p += sprintf(p, "%s%llu", i ? "," : "", (unsigned long long)g->conns[i]);
+	p = rec_put(p, g->truncated ? "],\"conns_truncated\":true}\n" : "]}\n");
+	return (size_t)(p - dst);
+}
+
+size_t
 rec_format_json(char *dst, const struct rec *r)
 {
 	char *p = dst;

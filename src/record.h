@@ -82,4 +82,22 @@ size_t rec_json_escape(char *dst, const unsigned char *src, size_t n);
  * length. */
 size_t rec_format_json(char *dst, const struct rec *r);
 
+/* What the store could not write, said in the file when it can write again:
+ *   {"ts":"...","ev":"gap","dropped_bytes":N,"dropped_records":N,"conns":[3,17]}
+ * dropped_bytes counts the data bytes lost, dropped_records every record lost (data, and the
+ * open and close of a connection dropped whole), conns the connections they belonged to
+ * ("conns_truncated":true follows when there were more than the store keeps a list of). */
+struct rec_gap {
+	int64_t ts_us;
+	uint64_t dropped_bytes, dropped_records;
+	const uint64_t *conns;
+	size_t nconns;
+	int truncated;
+};
+/* Room rec_format_gap needs for n conns. */
+#define REC_GAP_LEN(n) (160 + REC_TS_LEN + 21 * (size_t)(n))
+/* Formats g as one JSON line ending in '\n' into dst (room for REC_GAP_LEN(g->nconns));
+ * returns its length. */
+size_t rec_format_gap(char *dst, const struct rec_gap *g);
+
 #endif

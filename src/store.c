@@ -36,12 +36,25 @@
 #define STORE_TOMB UINT64_MAX
 #define STORE_DRAIN_MAX ((size_t)1024 * 1024)
 #define STORE_LOCK_WAIT_MS 120000
+#define STORE_OUTRECS 16384
+#define STORE_HELD_MAX ((size_t)4 * 1024 * 1024)
+#define STORE_GAP_CONNS 256
+#define STORE_RETRY_MS 200
 
 /* Bytes recorded per open connection, to count for a close the master writes on behalf of a
  * killed session, and to close at exit any connection whose close never came. */
 struct store_conn {
 	uint64_t conn; /* 0: empty; STORE_TOMB: deleted */
 	uint64_t bytes;
+	int dropped;   /* its open record was dropped: so is its close */
+};
+
+/* Where each record lies in the output buffer, so that a write that fails can be sorted: the
+ * data is dropped (and counted in the gap), the open and close records are held. */
+struct store_outrec {
+	uint32_t off, len; /* the line in out; the payload's bytes */
+	uint8_t type;
+	uint64_t conn;
 };
 
 static struct {
@@ -51,13 +64,20 @@ static struct {
 	size_t inlen;
 	char out[STORE_OUTBUF];
 	size_t outlen;
+	struct store_outrec recs[STORE_OUTRECS];
+	size_t nrecs;
+	char *held;                   /* open and close lines kept while the file cannot be written */
+	size_t heldlen, heldcap;
+	uint64_t gap_conns[STORE_GAP_CONNS];
+	struct rec_gap gap;           /* what was dropped since the file last took a write */
+	int64_t retry_ms;             /* when a failing file is tried again */
 	struct store_conn *tab;
 	size_t cap, used, live;
 	int dirty;
 	int64_t last_sync_ms;
 	int failing, fail_reported;
 	int64_t fail_logged_ms;
-	uint64_t dropped_bytes, dropped_writes;
+	uint64_t dropped_writes;
 	int corrupt_logged;
 } store;
 
@@ -188,50 +208,162 @@ store_conn_close(struct store_conn *e)
 
 static void store_sync(int force);
 
-/* Writes the output buffer; on failure drops it, counts it and cuts off any partial line. */
-static void
-store_flush(void)
+/* Writes len bytes at the end of the file; on failure cuts off what got in, so the file always
+ * ends with a whole line.  Returns 0 or -1. */
+static int
+store_write(const char *buf, size_t len)
 {
 	size_t done = 0;
 	ssize_t n;
 
-	while (done < store.outlen) {
-		n = write(store.fd, store.out + done, store.outlen - done);
+	while (done < len) {
+		n = write(store.fd, buf + done, len - done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		done += (size_t)n;
 	}
-	if (done < store.outlen) {
+	if (done > 0)
+		store.dirty = 1;
+	if (done == len)
+		return 0;
+	if (done > 0) {
+		off_t end = lseek(store.fd, 0, SEEK_END);
+		if (end >= (off_t)done && ftruncate(store.fd, end - (off_t)done) < 0)
+			log_warn("cannot cut the partial line off %s", store.args->path);
+	}
+	return -1;
+}
+
+static void
+store_gap_add(uint64_t conn, uint64_t bytes)
+{
+	size_t i;
+
+	store.gap.dropped_bytes += bytes;
+	store.gap.dropped_records++;
+	for (i = 0; i < store.gap.nconns && store.gap_conns[i] != conn; i++)
+		;
+	if (i < store.gap.nconns)
+		return;
+	if (store.gap.nconns == STORE_GAP_CONNS)
+		store.gap.truncated = 1;
+	else
+		store.gap_conns[store.gap.nconns++] = conn;
+}
+
+/* Keeps an open or close line for when the file can be written again.  Close lines are always
+ * kept (every open in the file gets its close); past STORE_HELD_MAX an open line is dropped
+ * with its connection's close, and the gap names the connection. */
+static void
+store_hold(const struct store_outrec *o, const char *line, size_t len)
+{
+	struct store_conn *e = store_slot(o->conn, 0);
+
+	if (o->type == REC_OPEN && store.heldlen + len > STORE_HELD_MAX) {
+		if (e != NULL)
+			e->dropped = 1;
+		store_gap_add(o->conn, 0);
+		return;
+	}
+	if (store.heldlen + len > store.heldcap) {
+		size_t cap = store.heldcap ? store.heldcap * 2 : 65536;
+		char *p;
+
+		while (cap < store.heldlen + len)
+			cap *= 2;
+		p = realloc(store.held, cap);
+		if (p == NULL) {
+			store_gap_add(o->conn, 0);
+			return;
+		}
+		store.held = p;
+		store.heldcap = cap;
+	}
+	memcpy(store.held + store.heldlen, line, len);
+	store.heldlen += len;
+}
+
+/* The output buffer could not be written: its data is counted in the gap and dropped, its
+ * open and close lines are held. */
+static void
+store_divert(void)
+{
+	for (size_t i = 0; i < store.nrecs; i++) {
+		const struct store_outrec *o = &store.recs[i];
+		size_t end = i + 1 < store.nrecs ? store.recs[i + 1].off : store.outlen;
+
+		if (o->type == REC_DATA)
+			store_gap_add(o->conn, o->len);
+		else
+			store_hold(o, store.out + o->off, end - o->off);
+	}
+}
+
+/* With the file failing: once every STORE_RETRY_MS (or now, when forced), tries to write the
+ * gap record and the held lines.  Returns 1 when the file took them. */
+static int
+store_recover(int force)
+{
+	static char line[REC_GAP_LEN(STORE_GAP_CONNS)];
+	int64_t now = io_now_ms();
+	size_t n = 0;
+
+	if (!force && now < store.retry_ms)
+		return 0;
+	store.retry_ms = now + STORE_RETRY_MS;
+	if (store.args->format == STORE_JSONL && store.gap.dropped_records > 0) {
+		store.gap.ts_us = rec_now_us();
+		store.gap.conns = store.gap_conns;
+		n = rec_format_gap(line, &store.gap);
+	}
+	if (store_write(line, n) < 0)
+		return 0;
+	if (store_write(store.held, store.heldlen) < 0) {
+		off_t end = lseek(store.fd, 0, SEEK_END);
+		if (end >= (off_t)n && ftruncate(store.fd, end - (off_t)n) < 0)
+			log_warn("cannot cut the gap record off %s", store.args->path);
+		return 0;
+	}
+	if (store.fail_reported)
+		log_warnx("%s is writable again; a gap record says what was lost: %llu data bytes "
+		    "in %llu records of %zu%s connections", store.args->path,
+		    (unsigned long long)store.gap.dropped_bytes,
+		    (unsigned long long)store.gap.dropped_records, store.gap.nconns,
+		    store.gap.truncated ? "+" : "");
+	store.fail_reported = 0;
+	store.failing = 0;
+	store.heldlen = 0;
+	memset(&store.gap, 0, sizeof(store.gap));
+	return 1;
+}
+
+/* Writes the output buffer.  When the file cannot take it (disk full, file too large, I/O
+ * error), records are dropped until it can: the data counted in a gap record, the open and
+ * close lines held (store_divert).  The raw format has no records to say so: its bytes are
+ * dropped and counted in the log. */
+static void
+store_flush(void)
+{
+	if (store.failing && !store_recover(0)) {
+		store_divert();
+	} else if (store_write(store.out, store.outlen) < 0) {
 		/* Diagnosed once, and again only a minute later: a nearly full disk takes some
 		 * writes and refuses others, and must not flood the log. */
-		if (!store.failing && io_now_ms() - store.fail_logged_ms >= 60000) {
+		if (io_now_ms() - store.fail_logged_ms >= 60000) {
 			log_warn("cannot write %s; dropping records until it works again",
 			    store.args->path);
 			store.fail_logged_ms = io_now_ms();
 			store.fail_reported = 1;
 		}
-		if (done > 0) {
-			off_t end = lseek(store.fd, 0, SEEK_END);
-			if (end >= (off_t)done && ftruncate(store.fd, end - (off_t)done) < 0)
-				log_warn("cannot cut the partial line off %s", store.args->path);
-		}
 		store.failing = 1;
-		store.dropped_bytes += store.outlen;
+		store.retry_ms = io_now_ms() + STORE_RETRY_MS;
 		store.dropped_writes++;
-	} else if (store.failing && store.outlen > 0) {
-		/* Said once for each failure that was reported, so a disk that takes some writes
-		 * and refuses others logs at most a pair of lines a minute. */
-		if (store.fail_reported)
-			log_warnx("%s is writable again; %llu bytes of records dropped so far",
-			    store.args->path, (unsigned long long)store.dropped_bytes);
-		store.fail_reported = 0;
-		store.failing = 0;
+		store_divert();
 	}
-	if (done > 0)
-		store.dirty = 1;
 	store.outlen = 0;
+	store.nrecs = 0;
 	if (store.args->fsync == FSYNC_ALWAYS)
 		store_sync(1);
 }
@@ -253,10 +385,13 @@ store_sync(int force)
 	store.last_sync_ms = now;
 }
 
-static void
-store_emit(struct rec *r)
+/* Keeps the per-connection count, and drops the close of a connection whose open was dropped
+ * (returns 0 for a record to leave out). */
+static int
+store_track(struct rec *r)
 {
 	struct store_conn *e = store_slot(r->conn, 0);
+	int keep = 1;
 
 	if (r->type == REC_OPEN)
 		store_conn_open(r->conn);
@@ -265,10 +400,27 @@ store_emit(struct rec *r)
 	else if (r->type == REC_CLOSE && e != NULL) {
 		if (r->flags & REC_F_BEHALF)
 			r->bytes = e->bytes;
+		if (e->dropped) {
+			store_gap_add(r->conn, 0);
+			keep = 0;
+		}
 		store_conn_close(e);
 	}
-	if (store.outlen + REC_JSON_MAX > sizeof(store.out))
+	return keep;
+}
+
+static void
+store_emit(struct rec *r)
+{
+	struct store_outrec *o;
+
+	if (!store_track(r))
+		return;
+	if (store.outlen + REC_JSON_MAX > sizeof(store.out) || store.nrecs == STORE_OUTRECS)
 		store_flush();
+	o = &store.recs[store.nrecs++];
+	*o = (struct store_outrec){ .off = (uint32_t)store.outlen, .len = (uint32_t)r->len,
+	    .type = (uint8_t)r->type, .conn = r->conn };
 	if (store.args->format == STORE_RAW) {
 		if (r->type == REC_DATA) {
 			memcpy(store.out + store.outlen, r->data, r->len);
@@ -418,11 +570,19 @@ store_finish(void)
 		store_close_lost();
 	}
 	store_flush();
+	if (store.failing)
+		store_recover(1);
 	store_sync(1);
-	if (store.dropped_writes > 0)
-		log_warnx("%llu bytes of records were dropped while %s was not writable",
-		    (unsigned long long)store.dropped_bytes, store.args->path);
 	close(store.fd);
+	if (store.failing) {
+		/* The file never took them: the gap is said here, and in the exit status. */
+		log_warnx("%s could not be written: lost %llu data bytes in %llu records of "
+		    "%zu%s connections, and %zu bytes of open and close records",
+		    store.args->path, (unsigned long long)store.gap.dropped_bytes,
+		    (unsigned long long)store.gap.dropped_records, store.gap.nconns,
+		    store.gap.truncated ? "+" : "", store.heldlen);
+		_exit(EX_IOERR);
+	}
 	_exit(0);
 }
 
@@ -524,6 +684,11 @@ store_run(const struct store_args *a)
 			/* Only to let a pending SIGHUP in: there is more to read now. */
 			ts.tv_sec = 0;
 			ts.tv_nsec = 0;
+			tmo = &ts;
+		} else if (store.failing) {
+			/* Try the file again even when nothing comes. */
+			ts.tv_sec = 0;
+			ts.tv_nsec = STORE_RETRY_MS * 1000000L;
 			tmo = &ts;
 		} else if (store.dirty && a->fsync == FSYNC_EVERYSEC) {
 			left = 1000 - (io_now_ms() - store.last_sync_ms);

@@ -2,6 +2,10 @@
 killed under load and restarted at once on the same port and store."""
 import os
 import signal
+import socket
+import subprocess
+
+import pytest
 
 from conftest import (SLOW, Server, alive, connect, echo, proc_children, read_store, recv_exact,
                       store_by_conn, wait_until)
@@ -72,3 +76,71 @@ def test_a_live_server_still_refuses_a_second_one_after_rotation(tmp_path):
         assert srv.stop() == 0
     finally:
         srv.cleanup()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 256 KiB tmpfs, with a filler file that the test can delete to give space back."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    try:
+        with open(mnt / "filler", "wb") as f:
+            f.write(b"\0" * (128 * 1024))
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_full_disk_writes_a_gap_record_and_keeps_every_close(start_server, small_fs):
+    srv = start_server(store=str(small_fs / "store.jsonl"))
+    big = os.urandom(2 << 20)
+    assert echo(srv.port, big) == big  # the echo goes on while the disk is full
+    srv.wait_line("cannot write")
+    assert echo(srv.port, b"while full") == b"while full"
+    os.unlink(small_fs / "filler")  # space returns
+    srv.wait_line("is writable again", timeout=10)
+    assert echo(srv.port, b"after") == b"after"
+    assert srv.stop() == 0
+    recs = read_store(str(small_fs / "store.jsonl"))
+    # One gap record each time the file took writes again (a disk with a little room left
+    # takes the gap record and the held closes, then fails on the next data).
+    gaps = [r for r in recs if r["ev"] == "gap"]
+    assert gaps
+    conns = store_by_conn([r for r in recs if r["ev"] != "gap"])
+    assert sorted(conns) == [1, 2, 3]
+    for n, c in conns.items():
+        assert c["opens"] == 1 and len(c["close"]) == 1, (n, c)
+    assert conns[1]["close"][0]["bytes"] == len(big)
+    lost = {n: c["close"][0]["bytes"] - len(c["data"]) for n, c in conns.items()}
+    assert lost[1] > 0 and lost[3] == 0
+    assert sum(g["dropped_bytes"] for g in gaps) == sum(lost.values())
+    assert sorted({n for g in gaps for n in g["conns"]}) == \
+        sorted(n for n, v in lost.items() if v > 0)
+    assert bytes(conns[3]["data"]) == b"after"
+    # Nothing is stored out of order: the gaps come before what was written after them.
+    assert recs.index(gaps[-1]) < min(i for i, r in enumerate(recs) if r.get("conn") == 3)
+
+
+
+def test_disk_full_until_exit_says_so_in_the_status(start_server, small_fs):
+    # Not a byte of room from the start: the store can write nothing, not even a gap record.
+    fd = os.open(small_fs / "filler2", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 4096) > 0:
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    srv = start_server(store=str(small_fs / "store.jsonl"))
+    data = os.urandom(100000)
+    assert echo(srv.port, data) == data
+    srv.wait_line("cannot write")
+    assert srv.stop() == 74
+    line = srv.wait_line("could not be written: lost ")[0]
+    assert "lost 100000 data bytes" in line and "of 1 connections" in line, line
+    assert os.path.getsize(small_fs / "store.jsonl") == 0

@@ -171,3 +171,21 @@ Test(json, timestamp_microseconds_padded)
 	ts[REC_TS_LEN] = '\0';
 	cr_assert_str_eq(ts, "2026-11-21T10:00:00.000007Z");
 }
+
+Test(gap, one_json_line_with_the_conns)
+{
+	uint64_t conns[] = { 3, 17 };
+	struct rec_gap g = { .ts_us = 0, .dropped_bytes = 4096, .dropped_records = 2,
+	    .conns = conns, .nconns = 2 };
+	char buf[REC_GAP_LEN(2)];
+	size_t n = rec_format_gap(buf, &g);
+
+	buf[n] = '\0';
+	cr_assert_str_eq(buf, "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"ev\":\"gap\","
+	    "\"dropped_bytes\":4096,\"dropped_records\":2,\"conns\":[3,17]}\n");
+	g.nconns = 0;
+	g.truncated = 1;
+	n = rec_format_gap(buf, &g);
+	buf[n] = '\0';
+	cr_assert(strstr(buf, "\"conns\":[],\"conns_truncated\":true}\n") != NULL, "%s", buf);
+}
