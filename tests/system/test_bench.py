@@ -228,8 +228,10 @@ def test_flood_probes_catch_a_server_that_never_echoes(broken):
                        srv.port)
     assert rc == 1, f"probes that get no echo must fail the run: exit {rc}: {r} {err}"
     assert r["probe_errors"] > 0, r
+    # No echo within the timeout; or, when the flood keeps this slow server's backlog full, no
+    # connection within it: a timeout either way.
     assert r["probe_error_kinds"]["timeout"] > 0, r
-    assert "bytes back" in r["probe_first_error"], r
+    assert r["probe_first_error"].startswith("timeout, probe "), r
 
 
 def test_flood_text_report_and_help(start_server):
