@@ -51,6 +51,8 @@
 #define MASTER_PIPE_SIZE (1024 * 1024)
 #define MASTER_KILL_WAIT_MS ((int64_t)2 * SESSION_STOP_WAIT_MS)
 #define MASTER_STORE_WAIT_MS 60000
+/* --store-full block: how long the end of a shutdown waits for a full disk. */
+#define MASTER_STORE_GIVEUP_MS 5000
 
 struct child {
 	pid_t pid;
@@ -217,6 +219,7 @@ master_start_store(int filefd)
 	struct store_args a = {
 		.pipe_rd = master->pipe_rd, .filefd = filefd, .path = master->set.store,
 		.format = master->set.format, .fsync = master->set.fsync, .master = getpid(),
+		.full = master->set.store_full,
 	};
 	int lfd[MASTER_MAX_LISTEN], nlfd = master->nlfd, pipe_wr = master->pipe_wr;
 	int lock_fd = master->lock_fd;
@@ -732,10 +735,27 @@ master_pipe_unread(void)
 
 /* After the last session: hand the store everything owed, close the pipe so the store reads
  * EOF, and wait for it to write, fsync and exit. */
+/* With --store-full block, a store still waiting for its disk when the last session has ended
+ * is told (SIGUSR1) to drop what it cannot write, once, so that the shutdown ends in bounded
+ * time; what is lost is said in the log and the exit status. */
+static void
+master_store_giveup(int64_t at, pid_t *told)
+{
+	if (master->set.store_full != STORE_FULL_BLOCK || master->store_pid <= 0 ||
+	    *told == master->store_pid || io_now_ms() < at)
+		return;
+	log_warnx("the store has not finished %d s after the last session; telling it to stop "
+	    "waiting for the disk", MASTER_STORE_GIVEUP_MS / 1000);
+	kill(master->store_pid, SIGUSR1);
+	*told = master->store_pid;
+}
+
 static void
 master_finish(void)
 {
+	int64_t giveup = io_now_ms() + MASTER_STORE_GIVEUP_MS;
 	int64_t deadline = io_now_ms() + MASTER_STORE_WAIT_MS;
+	pid_t told = 0;
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = 100L * 1000000L };
 	struct pollfd pfd = { .fd = master->pipe_wr, .events = POLLOUT };
 	int restarts = 0;
@@ -749,6 +769,7 @@ master_finish(void)
 		if (ppoll(&pfd, 1, &ts, &master->waitmask) > 0)
 			master_pay_owed();
 		master_reap();
+		master_store_giveup(giveup, &told);
 	}
 	if (master->pipe_wr >= 0)
 		close(master->pipe_wr);
@@ -756,6 +777,7 @@ master_finish(void)
 	while (master->store_pid > 0 && io_now_ms() < deadline) {
 		ppoll(NULL, 0, &ts, &master->waitmask);
 		master_reap();
+		master_store_giveup(giveup, &told);
 		if (master->store_pid == 0 && master_pipe_unread() > 0 && restarts++ < 3)
 			master_start_store(-1);
 	}

@@ -14,7 +14,7 @@
 
 enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
-	OPT_RATE
+	OPT_RATE, OPT_STORE_FULL
 };
 
 static const struct option opts_long[] = {
@@ -24,6 +24,7 @@ static const struct option opts_long[] = {
 	{ "no-store", no_argument, NULL, OPT_NO_STORE },
 	{ "store-format", required_argument, NULL, OPT_STORE_FORMAT },
 	{ "fsync", required_argument, NULL, OPT_FSYNC },
+	{ "store-full", required_argument, NULL, OPT_STORE_FULL },
 	{ "max-clients", required_argument, NULL, 'c' },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE },
 	{ "grace", required_argument, NULL, OPT_GRACE },
@@ -137,6 +138,7 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 {
 	static const char *const formats[] = { "jsonl", "raw", NULL };
 	static const char *const fsyncs[] = { "always", "everysec", "no", NULL };
+	static const char *const fulls[] = { "drop", "block", NULL };
 	int v;
 
 	switch (c) {
@@ -162,6 +164,11 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		if (opts_word("--fsync", arg, fsyncs, &v, err, errlen) < 0)
 			return -1;
 		s->fsync = (enum fsync_policy)v;
+		return 0;
+	case OPT_STORE_FULL:
+		if (opts_word("--store-full", arg, fulls, &v, err, errlen) < 0)
+			return -1;
+		s->store_full = (enum store_full)v;
 		return 0;
 	case 'c':
 		return opts_int("--max-clients", arg, 1, 100000, &s->max_clients, err, errlen);
@@ -242,6 +249,9 @@ opts_usage(void)
 	    "      --store-format FMT   jsonl (one JSON object per event) or raw (the echoed\n"
 	    "                           bytes only); default jsonl\n"
 	    "      --fsync WHEN         always, everysec or no (default everysec)\n"
+	    "      --store-full POLICY  while the store file cannot be written: drop records\n"
+	    "                           and say so in a gap record, or block sessions until\n"
+	    "                           it can (default drop)\n"
 	    "  -c, --max-clients N      concurrent sessions, 1-100000 (default 1024); past it,\n"
 	    "                           connections wait in the listen backlog\n"
 	    "      --idle-timeout SEC   end a session idle (nothing received, or its echo not\n"
@@ -255,5 +265,6 @@ opts_usage(void)
 	    "\n"
 	    "Signals: TERM/INT shut down gracefully, HUP reopens the store file,\n"
 	    "USR1 prints one stats line.  Exit status 64 for a bad option, an unusable\n"
-	    "address or port, or a store that cannot be opened.\n";
+	    "address or port, or a store that cannot be opened; 74 when the store could\n"
+	    "not write every record by the end.\n";
 }

@@ -14,6 +14,8 @@
 
 enum store_format { STORE_JSONL, STORE_RAW };
 enum fsync_policy { FSYNC_ALWAYS, FSYNC_EVERYSEC, FSYNC_NO };
+/* What the store does while its file cannot be written. */
+enum store_full { STORE_FULL_DROP, STORE_FULL_BLOCK };
 
 struct settings {
 	int port;                          /* TCP port; 0 lets the kernel choose */
@@ -22,6 +24,7 @@ struct settings {
 	const char *store;                 /* store file; NULL with --no-store */
 	enum store_format format;          /* what the store writes */
 	enum fsync_policy fsync;           /* when the store fsyncs (Redis's appendfsync) */
+	enum store_full store_full;        /* drop records, or hold sessions back, while full */
 	int max_clients;                   /* concurrent sessions */
 	int idle_timeout;                  /* seconds without input or progress; 0: none */
 	int grace;                         /* seconds sessions get to finish at shutdown */

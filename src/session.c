@@ -35,6 +35,7 @@ static struct {
 	int fd;
 	int64_t stop_deadline_ms; /* set at the first wait for the store after SIGTERM */
 	int grace;
+	int idle_ms;              /* --idle-timeout: also bounds a wait for the store */
 	volatile sig_atomic_t stopping;
 	unsigned char buf[SESSION_BUF];
 } session __attribute__((aligned(4096)));
@@ -47,6 +48,7 @@ static const char *const session_reasons[] = {
 	[SESSION_RESET] = "reset",
 	[SESSION_SHUTDOWN] = "shutdown",
 	[SESSION_STORE] = "store-gone",
+	[SESSION_STORE_WAIT] = "store-timeout",
 };
 
 const char *
@@ -94,6 +96,7 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 	struct rec_hdr h;
 	struct iovec iov[2];
 	struct pollfd pfd = { .fd = pipe_wr, .events = POLLOUT };
+	int64_t since = 0;
 
 	rec_header(&h, (enum rec_type)type, flags, conn, pid, n);
 	iov[0].iov_base = &h;
@@ -114,6 +117,16 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 				/* Shutting down with the store stuck: give up; the master writes
 				 * the close record on this session's behalf. */
 				errno = ETIMEDOUT;
+				return -1;
+			}
+		} else if (session.idle_ms > 0) {
+			/* A store that takes nothing for the idle timeout (a full disk under
+			 * --store-full block) ends the session, as a peer would that took
+			 * nothing; the master writes its close record. */
+			if (since == 0)
+				since = io_now_ms();
+			if (io_now_ms() - since >= session.idle_ms) {
+				errno = ENOSPC;
 				return -1;
 			}
 		}
@@ -145,6 +158,7 @@ session_setup(const struct session_args *a)
 
 	session.fd = a->fd;
 	session.grace = a->grace;
+	session.idle_ms = a->idle_timeout * 1000;
 	sig_default(SIGCHLD);
 	sig_handle(SIGTERM, session_sigterm, 0);
 	sig_handle(SIGALRM, session_sigterm, 0);
@@ -164,6 +178,15 @@ session_setup(const struct session_args *a)
 		setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
+}
+
+/* Maps a failed write to the store pipe to how the session ends. */
+static enum session_end
+session_store_end(int err)
+{
+	if (session.stopping)
+		return SESSION_SHUTDOWN;
+	return err == ENOSPC ? SESSION_STORE_WAIT : SESSION_STORE;
 }
 
 /* Maps a failed read or write on the socket to how the session ends. */
@@ -195,7 +218,7 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 			return session.stopping ? SESSION_SHUTDOWN : SESSION_EOF;
 		if (a->pipe_wr >= 0 &&
 		    session_record_data(a->pipe_wr, a->conn, pid, session.buf, (size_t)n) < 0)
-			return session.stopping ? SESSION_SHUTDOWN : SESSION_STORE;
+			return session_store_end(errno);
 		/* Counted once recorded and before the echo, so the close record's count is the
 		 * sum of the data records, and the master's stats already include whatever a
 		 * client has received. */
@@ -219,11 +242,11 @@ session_run(const struct session_args *a)
 	if (a->pipe_wr >= 0) {
 		net_addr_str((const struct sockaddr *)&a->peer, peer, sizeof(peer));
 		if (session_record(a->pipe_wr, REC_OPEN, 0, a->conn, pid, peer, strlen(peer)) < 0)
-			_exit(session.stopping ? SESSION_SHUTDOWN : SESSION_STORE);
+			_exit(session_store_end(errno));
 		a->slot->opened = 1;
 	}
 	end = session_echo(a, pid, &bytes);
-	if (a->pipe_wr >= 0 && end != SESSION_STORE) {
+	if (a->pipe_wr >= 0 && end != SESSION_STORE && end != SESSION_STORE_WAIT) {
 		size_t n = rec_close_payload(close_rec, bytes, session_reason((int)end));
 		if (session_record(a->pipe_wr, REC_CLOSE, 0, a->conn, pid, close_rec, n) == 0)
 			a->slot->closed = 1;

@@ -22,7 +22,8 @@ enum session_end {
 	SESSION_RESET = 4,    /* the peer reset the connection */
 	SESSION_SHUTDOWN = 5, /* the server shut down */
 	SESSION_STORE = 6,    /* the store pipe is gone; nothing unrecorded is echoed */
-	SESSION_END_MAX = SESSION_STORE
+	SESSION_STORE_WAIT = 7, /* the store took no record for --idle-timeout seconds */
+	SESSION_END_MAX = SESSION_STORE_WAIT
 };
 
 /* After SIGTERM, how long a session waits for room in a full store pipe before it gives up

@@ -71,6 +71,7 @@ static struct {
 	uint64_t gap_conns[STORE_GAP_CONNS];
 	struct rec_gap gap;           /* what was dropped since the file last took a write */
 	int64_t retry_ms;             /* when a failing file is tried again */
+	int block;                    /* --store-full block, until given up at shutdown */
 	struct store_conn *tab;
 	size_t cap, used, live;
 	int dirty;
@@ -81,7 +82,15 @@ static struct {
 	int corrupt_logged;
 } store;
 
-static volatile sig_atomic_t store_hup, store_orphaned;
+static volatile sig_atomic_t store_hup, store_orphaned, store_giveup;
+
+/* --store-full block, at the end of a shutdown: stop holding sessions back for the disk. */
+static void
+store_sigusr1(int signo)
+{
+	(void)signo;
+	store_giveup = 1;
+}
 
 /* The master died (PR_SET_PDEATHSIG); said once in the loop. */
 static void
@@ -339,6 +348,59 @@ store_recover(int force)
 	return 1;
 }
 
+/* --store-full block: while the file cannot be written, the output buffer is kept, nothing
+ * more is read from the pipe, and sessions wait for room in it; the write is tried again every
+ * STORE_RETRY_MS. */
+static int
+store_blocked(void)
+{
+	return store.block && store.failing;
+}
+
+static void
+store_flush_block(void)
+{
+	int64_t now = io_now_ms();
+
+	if (store.failing && now < store.retry_ms)
+		return;
+	if (store_write(store.out, store.outlen) < 0) {
+		if (!store.failing)
+			log_warn("cannot write %s; holding sessions back until it works again",
+			    store.args->path);
+		store.failing = 1;
+		store.retry_ms = now + STORE_RETRY_MS;
+		return;
+	}
+	if (store.failing)
+		log_warnx("%s is writable again; sessions go on", store.args->path);
+	store.failing = 0;
+	store.outlen = 0;
+	store.nrecs = 0;
+	if (store.args->fsync == FSYNC_ALWAYS)
+		store_sync(1);
+}
+
+/* The master's word at the end of a shutdown (SIGUSR1): a disk that is still full is not
+ * waited for any longer; from now on what cannot be written is dropped and said, as in the
+ * drop policy, so that the store can drain the pipe and exit. */
+static void
+store_give_up(void)
+{
+	store_giveup = 0;
+	if (!store.block)
+		return;
+	store.block = 0;
+	if (store.failing) {
+		log_warnx("shutting down with %s still not writable: dropping what cannot be "
+		    "written", store.args->path);
+		store.fail_reported = 1;
+		store_divert();
+		store.outlen = 0;
+		store.nrecs = 0;
+	}
+}
+
 /* Writes the output buffer.  When the file cannot take it (disk full, file too large, I/O
  * error), records are dropped until it can: the data counted in a gap record, the open and
  * close lines held (store_divert).  The raw format has no records to say so: its bytes are
@@ -346,6 +408,10 @@ store_recover(int force)
 static void
 store_flush(void)
 {
+	if (store.block) {
+		store_flush_block();
+		return;
+	}
 	if (store.failing && !store_recover(0)) {
 		store_divert();
 	} else if (store_write(store.out, store.outlen) < 0) {
@@ -440,6 +506,13 @@ store_consume(void)
 	ssize_t n;
 
 	while (off < store.inlen) {
+		/* Blocking: a full output buffer must be written before anything more is taken. */
+		if (store.block && (store.outlen + REC_JSON_MAX > sizeof(store.out) ||
+		    store.nrecs == STORE_OUTRECS)) {
+			store_flush();
+			if (store_blocked())
+				break;
+		}
 		n = rec_decode(store.in + off, store.inlen - off, &r);
 		if (n == 0)
 			break;
@@ -469,10 +542,12 @@ store_drain_present(int pipe_rd)
 	size_t want, room;
 	ssize_t n;
 
-	if (ioctl(pipe_rd, FIONREAD, &avail) < 0 || avail <= 0)
+	if (store_blocked() || ioctl(pipe_rd, FIONREAD, &avail) < 0 || avail <= 0)
 		return;
-	for (want = (size_t)avail; want > 0; want -= (size_t)n) {
+	for (want = (size_t)avail; want > 0 && !store_blocked(); want -= (size_t)n) {
 		room = sizeof(store.in) - store.inlen;
+		if (room == 0)
+			return;
 		n = io_read(pipe_rd, store.in + store.inlen, want < room ? want : room);
 		if (n <= 0)
 			return;
@@ -515,7 +590,7 @@ store_reopen(int pipe_rd)
 	log_info("reopened %s", store.args->path);
 }
 
-enum drain { DRAIN_EMPTY, DRAIN_MORE, DRAIN_EOF };
+enum drain { DRAIN_EMPTY, DRAIN_MORE, DRAIN_EOF, DRAIN_BLOCKED };
 
 /* Reads until the pipe is empty, every writer has closed it, or STORE_DRAIN_MAX bytes have come:
  * under a load that never lets the pipe empty, the loop still gets to fsync and to SIGHUP. */
@@ -526,6 +601,8 @@ store_drain(int pipe_rd)
 	ssize_t n;
 
 	while (got < STORE_DRAIN_MAX) {
+		if (store_blocked())
+			return DRAIN_BLOCKED;
 		n = io_read(pipe_rd, store.in + store.inlen, sizeof(store.in) - store.inlen);
 		if (n == 0)
 			return DRAIN_EOF;
@@ -615,7 +692,7 @@ store_take_lock(int fd, const char *path)
 static void
 store_setup(const struct store_args *a)
 {
-	static const int blocked[] = { SIGHUP, SIGUSR2, 0 };
+	static const int blocked[] = { SIGHUP, SIGUSR1, SIGUSR2, 0 };
 
 	store.args = a;
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
@@ -633,7 +710,8 @@ store_setup(const struct store_args *a)
 	 * pipe's last writer closes, so nothing in flight is lost. */
 	sig_ignore(SIGTERM);
 	sig_ignore(SIGINT);
-	sig_ignore(SIGUSR1);
+	sig_handle(SIGUSR1, store_sigusr1, 0);
+	store.block = a->full == STORE_FULL_BLOCK;
 	/* Past a file size limit, write(2) should fail with EFBIG and be handled like a full
 	 * disk, not kill the store. */
 	sig_ignore(SIGXFSZ);
@@ -666,7 +744,13 @@ store_run(const struct store_args *a)
 	sigprocmask(SIG_SETMASK, NULL, &waitmask);
 	sigdelset(&waitmask, SIGHUP);
 	sigdelset(&waitmask, SIGUSR2);
+	sigdelset(&waitmask, SIGUSR1);
 	for (;;) {
+		if (store_giveup)
+			store_give_up();
+		/* What a blocked store left unread in its input, once it can write again. */
+		if (!store_blocked() && store.inlen > 0)
+			store_consume();
 		if (store_orphaned == 1) {
 			log_warnx("the master died; writing what its sessions send until the last "
 			    "one ends");
@@ -696,7 +780,8 @@ store_run(const struct store_args *a)
 			ts.tv_nsec = left > 0 ? (left % 1000) * 1000000 : 0;
 			tmo = &ts;
 		}
-		if (ppoll(&pfd, 1, tmo, &waitmask) < 0) {
+		/* Blocked, the pipe is not read, so it must not wake the loop either. */
+		if (ppoll(&pfd, store_blocked() ? 0 : 1, tmo, &waitmask) < 0) {
 			if (errno != EINTR)
 				fatal(EX_OSERR, "ppoll");
 		} else {

@@ -19,6 +19,7 @@ struct store_args {
 	const char *path;
 	enum store_format format;
 	enum fsync_policy fsync;
+	enum store_full full;
 	pid_t master;      /* the master's pid, to notice its death */
 };
 

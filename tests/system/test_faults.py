@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -78,18 +79,46 @@ def test_a_live_server_still_refuses_a_second_one_after_rotation(tmp_path):
         srv.cleanup()
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A real 256 KiB tmpfs, with a filler file that the test can delete to give space back."""
-    mnt = tmp_path / "mnt"
+def mount_tmpfs(mnt, size_kib, filler_kib):
+    """A real tmpfs of size_kib, with a file "filler" of filler_kib that a test deletes to give
+    the space back."""
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    with open(mnt / "filler", "wb") as f:
+        f.write(b"\0" * (filler_kib * 1024))
+
+
+def fill_up(path):
+    """Writes path until the filesystem has no room left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        with open(mnt / "filler", "wb") as f:
-            f.write(b"\0" * (128 * 1024))
+        while os.write(fd, b"\0" * 4096) > 0:
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mnt = tmp_path / "mnt"
+    try:
+        mount_tmpfs(mnt, 256, 128)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def roomy_fs(tmp_path):
+    """8 MiB, nearly all of it taken by the filler."""
+    mnt = tmp_path / "mnt"
+    try:
+        mount_tmpfs(mnt, 8192, 8192 - 64)
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
@@ -128,14 +157,7 @@ def test_full_disk_writes_a_gap_record_and_keeps_every_close(start_server, small
 
 def test_disk_full_until_exit_says_so_in_the_status(start_server, small_fs):
     # Not a byte of room from the start: the store can write nothing, not even a gap record.
-    fd = os.open(small_fs / "filler2", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, b"\0" * 4096) > 0:
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fill_up(small_fs / "filler2")
     srv = start_server(store=str(small_fs / "store.jsonl"))
     data = os.urandom(100000)
     assert echo(srv.port, data) == data
@@ -144,3 +166,68 @@ def test_disk_full_until_exit_says_so_in_the_status(start_server, small_fs):
     line = srv.wait_line("could not be written: lost ")[0]
     assert "lost 100000 data bytes" in line and "of 1 connections" in line, line
     assert os.path.getsize(small_fs / "store.jsonl") == 0
+
+
+class Streamer(threading.Thread):
+    """Sends data and reads its echo in one thread; .got counts what came back."""
+
+    def __init__(self, port, data):
+        super().__init__(daemon=True)
+        self.sock = connect(port)
+        self.data, self.got, self.out = data, 0, []
+
+    def run(self):
+        sender = threading.Thread(target=lambda: (self.sock.sendall(self.data),
+                                                  self.sock.shutdown(socket.SHUT_WR)), daemon=True)
+        sender.start()
+        try:
+            while True:
+                b = self.sock.recv(1 << 16)
+                if not b:
+                    break
+                self.out.append(b)
+                self.got += len(b)
+        except OSError:
+            pass
+        sender.join(5)
+
+
+def test_store_full_block_holds_the_echo_until_the_disk_has_room(start_server, roomy_fs):
+    srv = start_server("--store-full", "block", store=str(roomy_fs / "store.jsonl"))
+    data = os.urandom(2 << 20)
+    st = Streamer(srv.port, data)
+    st.start()
+    try:
+        srv.wait_line("holding sessions back")
+        # The store reads nothing more: the pipe fills, the session waits, the echo stops.
+        wait_until(srv.store_pipe_full, 20, what="the store pipe to fill up")
+        assert st.got < len(data)
+        os.unlink(roomy_fs / "filler")
+        srv.wait_line("is writable again; sessions go on", timeout=10)
+        st.join(30 * SLOW)
+        assert b"".join(st.out) == data
+    finally:
+        st.sock.close()
+    assert srv.stop() == 0
+    recs = read_store(str(roomy_fs / "store.jsonl"))
+    assert not [r for r in recs if r["ev"] == "gap"]
+    (c,) = store_by_conn(recs).values()
+    assert bytes(c["data"]) == data and c["close"][0]["bytes"] == len(data)
+
+
+def test_store_full_block_still_ends_a_shutdown_and_an_idle_wait(start_server, roomy_fs):
+    srv = start_server("--store-full", "block", "--grace", "1", "--idle-timeout", "2",
+                       store=str(roomy_fs / "store.jsonl"))
+    fill_up(roomy_fs / "filler2")
+    st = Streamer(srv.port, os.urandom(2 << 20))
+    st.start()
+    try:
+        srv.wait_line("holding sessions back")
+        # Waiting for the store counts as idle: the session ends after the idle timeout.
+        srv.wait_line("exited 7 (store-timeout)", timeout=15)
+        srv.signal(signal.SIGTERM)
+        srv.wait_line("telling it to stop waiting for the disk", timeout=20)
+        assert srv.stop() == 74
+    finally:
+        st.sock.close()
+    srv.wait_line("could not be written: lost ")

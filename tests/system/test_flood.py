@@ -32,18 +32,6 @@ def accept_queue(port):
     return 0
 
 
-def stats(srv, count):
-    """Asks for a stats line (the count-th) and returns its fields as a dict of ints."""
-    srv.signal(signal.SIGUSR1)
-    line = srv.wait_line("stats:", count=count)[count - 1].split("stats: ", 1)[1]
-    out = {}
-    for part in line.replace(" by exit", "").split(", "):
-        words = part.split()
-        nums = [w for w in words if w.isdigit()]
-        out[" ".join(w for w in words if not w.isdigit())] = int(nums[0])
-    return out
-
-
 def test_dead_connections_are_culled_without_a_fork(start_server):
     srv = start_server("-c", "1")
     held = connect(srv.port)
@@ -69,7 +57,7 @@ def test_dead_connections_are_culled_without_a_fork(start_server):
         assert recv_exact(s, 6) == b"live %d" % i
         s.close()
     wait_until(lambda: len(srv.wait_line(" exited 0 (eof)", count=1 + live)) == 1 + live, 10)
-    st = stats(srv, 1)
+    st = srv.stats()[0]
     assert st["culled dead"] == resets + fins, st
     assert st["accepted"] == 1 + live, st
     culls = [l for l in srv.lines if " unserved: " in l]
@@ -141,7 +129,7 @@ def test_fresh_clients_are_served_through_a_flood(start_server, mode):
     # flood for seconds (it was, when every dead connection cost a fork).
     worst = max(t for _, t in results)
     assert worst < 5 * SLOW, f"a fresh client waited {worst:.2f}s during a flood of {flooded}"
-    st = stats(srv, 1)
+    st = srv.stats()[0]
     assert st["culled dead"] > 0, st
     # Afterwards: no zombie, the master's descriptors as before, a fresh client echoed at once.
     wait_until(lambda: len([k for k in proc_children(srv.pid) if alive(k)]) == 1, 30,
