@@ -1,10 +1,15 @@
-"""Shared fixtures for the system tests: start the real binaries on 127.0.0.1 with port 0.
+"""Shared fixtures and helpers for the system tests: start the real binaries on 127.0.0.1 with
+port 0.
 
-Every process a test starts is tracked by pid and killed (with its descendants) at teardown;
-every wait has a deadline.  Readiness is the server's own "listening on" line, never a sleep.
+Every process a test starts is a Process (Server for mpechod), tracked by pid and killed with its
+descendants at teardown; every wait has a deadline.  Readiness is the server's own "listening
+on" line, never a sleep, and a test waits for what it can observe (a log line, a /proc state, a
+socket event) rather than for time to pass.  Tests that generate load scale it from conn_rate,
+what this machine serves, rather than use a count tuned on a fast one.
 """
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -17,8 +22,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("MPECHO_BIN", os.path.join(ROOT, "build", "bin"))
 SANITIZED = os.environ.get("MPECHO_SANITIZED") == "1"
-# Sanitized binaries are several times slower; deadlines scale with them.
-SLOW = 4 if SANITIZED else 1
+# Every deadline and every bound on time in these tests is an upper bound that only a hang
+# should reach, set far above what a slow machine (fork in 700 us, both cores shared) needs.
+# Sanitized binaries are several times slower, so deadlines scale with them; MPECHO_TIME_FACTOR
+# scales them all again, for a machine slower or busier still.
+SLOW = (4 if SANITIZED else 1) * float(os.environ.get("MPECHO_TIME_FACTOR", "1"))
 SAN_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
 
 
@@ -27,7 +35,7 @@ def binary(name):
 
 
 def wait_until(pred, timeout, interval=0.01, what="condition"):
-    """Polls pred until it returns a true value or timeout seconds pass."""
+    """Polls pred until it returns a true value or timeout seconds (times SLOW) pass."""
     deadline = time.monotonic() + timeout * SLOW
     while True:
         v = pred()
@@ -36,6 +44,24 @@ def wait_until(pred, timeout, interval=0.01, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout * SLOW:.1f}s waiting for {what}")
         time.sleep(interval)
+
+
+# --- processes, from /proc ---------------------------------------------------------------------
+
+def proc_stat(pid):
+    """(state, ppid, starttime) of pid from /proc/<pid>/stat, or None when there is no such
+    process.  starttime tells a process from a later one that got the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def proc_state(pid):
+    st = proc_stat(pid)
+    return st[0] if st else None
 
 
 def proc_children(pid):
@@ -59,14 +85,6 @@ def proc_descendants(pid):
     return out
 
 
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
 def zombies_of(pid):
     return [k for k in proc_children(pid) if proc_state(k) == "Z"]
 
@@ -80,6 +98,46 @@ def alive(pid):
     return st is not None and st != "Z"
 
 
+def caught_signals(pid):
+    """The signals pid has a handler for (SigCgt in /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                mask = int(line.split()[1], 16)
+                return {s for s in range(1, 65) if mask & (1 << (s - 1))}
+    return set()
+
+
+def pipe_fds(pid):
+    """[(fd, "pipe:[inode]", access mode)] for the pipes pid holds at descriptors 3 and up (0-2
+    are the test's own pipes); the mode is os.O_RDONLY for a read end, os.O_WRONLY for a write
+    end."""
+    out = []
+    try:
+        fds = [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return out
+    for fd in fds:
+        if fd < 3:
+            continue
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if not target.startswith("pipe:["):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = [int(l.split()[1], 8) for l in f if l.startswith("flags:")][0]
+        except (OSError, IndexError):
+            continue  # closed meanwhile
+        out.append((fd, target, flags & os.O_ACCMODE))
+    return out
+
+
+def pipe_ends(pid, pipe):
+    """The access modes with which pid holds pipe ("pipe:[inode]"): a subset of {os.O_RDONLY,
+    os.O_WRONLY}."""
+    return {mode for _, p, mode in pipe_fds(pid) if p == pipe}
+
+
 def kill_tree(pid):
     for p in [pid] + proc_descendants(pid):
         try:
@@ -88,44 +146,138 @@ def kill_tree(pid):
             pass
 
 
-class Server:
-    """One mpechod process, its stderr collected line by line."""
+class Process:
+    """One program a test started, with everything it forked tracked by pid.
 
-    def __init__(self, args, env=None, preexec_fn=None, wrapper=(), program="mpechod"):
-        self.lines = []
-        self.cond = threading.Condition()
+    The pipes named in `read` ("stdout", "stderr") are read line by line by threads into
+    self.out and self.err; the wait_* methods wait for lines with a deadline.  cleanup() kills
+    the process, its descendants, its process group when it has one of its own, and every
+    descendant seen by remember() that has since been orphaned (the same pid and start time)."""
+
+    def __init__(self, argv, read=("stderr",), env=None, new_session=False, **popen):
         e = dict(os.environ)
         if env:
             e.update(env)
-        self.proc = subprocess.Popen(list(wrapper) + [binary(program)] + list(args), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
-                                     preexec_fn=preexec_fn)
+        popen.setdefault("stdin", subprocess.DEVNULL)
+        for name in read:
+            popen[name] = subprocess.PIPE
+        new_session = popen.pop("start_new_session", new_session)
+        self.argv = [str(a) for a in argv]
+        self.name = os.path.basename(self.argv[0])
+        self.new_session = new_session
+        self.proc = subprocess.Popen(self.argv, env=e, start_new_session=new_session, **popen)
         self.pid = self.proc.pid
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.ports = []
-        self.addrs = []
+        self.out, self.err = [], []
+        self.cond = threading.Condition()
+        self.known = {}  # pid -> starttime of descendants seen
+        self.readers = [threading.Thread(target=self._read, args=(getattr(self.proc, name),
+                                                                  getattr(self, name[3:])),
+                                         daemon=True) for name in read]
+        for t in self.readers:
+            t.start()
 
-    def _read(self):
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
+    def _read(self, stream, into):
+        for raw in stream:
             with self.cond:
-                self.lines.append(line)
+                into.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
 
-    def wait_line(self, needle, timeout=10, count=1):
-        """Waits for count stderr lines containing needle; returns them."""
+    def output(self, last=None):
+        with self.cond:  # an RLock: the waits call this while holding it
+            return "\n".join(self.out[-last if last else 0:] + ["-- stderr --"]
+                             + self.err[-last if last else 0:])
+
+    def wait_lines(self, lines, match, count, timeout, what):
+        """Waits for count lines of `lines` (self.out or self.err) for which match(line) is
+        true; returns their match results.  Fails at the deadline or when the pipe ends."""
         deadline = time.monotonic() + timeout * SLOW
         with self.cond:
             while True:
-                found = [l for l in self.lines if needle in l]
+                found = [m for m in map(match, lines) if m]
                 if len(found) >= count:
                     return found
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
-                    raise AssertionError(f"no line with {needle!r}; stderr so far:\n"
-                                         + "\n".join(self.lines[-30:]))
+                if left <= 0 or not any(t.is_alive() for t in self.readers):
+                    raise AssertionError(f"{self.name}: no {what} after {timeout * SLOW:.1f}s; "
+                                         f"output so far:\n{self.output(last=30)}")
                 self.cond.wait(min(left, 0.1))
+
+    def remember(self):
+        """Notes the pids of the current descendants, so cleanup() finds them even once they
+        are orphans (reparented away from this tree)."""
+        for p in proc_descendants(self.pid):
+            st = proc_stat(p)
+            if st:
+                self.known.setdefault(p, st[2])
+        return self.known
+
+    def finish(self, timeout):
+        """Waits for the process to end by itself; returns its exit status."""
+        try:
+            rc = self.proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not end within {timeout * SLOW:.1f}s; "
+                                 f"output:\n{self.output(last=30)}")
+        for t in self.readers:
+            t.join(5 * SLOW)
+        return rc
+
+    def sanitizer_reports(self):
+        with self.cond:
+            return [l for l in self.out + self.err if any(m in l for m in SAN_MARKERS)]
+
+    def cleanup(self):
+        # Signal the tree and the group only while the leader is unreaped: until then its pid
+        # (and its group id) cannot have been reused.
+        if self.proc.poll() is None:
+            self.remember()
+            kill_tree(self.pid)
+            if self.new_session:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p, start in self.known.items():
+            st = proc_stat(p)
+            if st and st[2] == start and st[0] != "Z":
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for t in self.readers:
+            t.join(5)  # before closing the pipe it reads
+        for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+class Server(Process):
+    """One mpechod process, its stderr collected line by line in self.lines."""
+
+    def __init__(self, args, env=None, preexec_fn=None, wrapper=(), program="mpechod"):
+        # stdout is a pipe too, so that a stray write to it cannot reach the terminal; mpechod
+        # writes nothing there, so nobody needs to read it.
+        super().__init__(list(wrapper) + [binary(program)] + list(args), env=env,
+                         preexec_fn=preexec_fn, stdout=subprocess.PIPE)
+        self.lines = self.err
+        self.reader = self.readers[0]
+        self.ports = []
+        self.addrs = []
+        self._store_pipe = None
+
+    def wait_line(self, needle, timeout=10, count=1):
+        """Waits for count stderr lines containing needle; returns them."""
+        return self.wait_lines(self.lines, lambda l: l if needle in l else None, count, timeout,
+                               f"line with {needle!r}")
 
     def wait_ready(self, nsockets=1):
         for l in self.wait_line("listening on ", count=nsockets):
@@ -138,9 +290,78 @@ class Server:
     def signal(self, sig):
         os.kill(self.pid, sig)
 
+    # How the store is told from the sessions, from outside.  The master logs no line naming
+    # the first store's pid, and "the first child" or "the child holding the store file" break
+    # after a restart or a rotation, so the pipes decide: the master holds the read end of the
+    # store pipe for as long as it runs (to hand it to a restarted store); the store holds
+    # that read end and closes the write end; a session holds the write end and closes the
+    # read end.  A child holding both ends has just been forked and not yet closed what it
+    # inherited, so it is neither yet.
+    def store_pipe(self):
+        """(the master's descriptor of its read end, "pipe:[inode]") for the store pipe, or
+        None without a store."""
+        if self._store_pipe is None:
+            reads = [(fd, p) for fd, p, mode in pipe_fds(self.pid) if mode == os.O_RDONLY]
+            assert len(reads) <= 1, (f"the master reads {len(reads)} pipes, {reads}: "
+                                     "conftest cannot tell which one is the store's")
+            self._store_pipe = reads[0] if reads else False
+        return self._store_pipe or None
+
+    def _children_by_role(self):
+        """(store pid or None, session pids, pids not settled yet) among the live children."""
+        pipe = self.store_pipe()
+        store, sessions, unsettled = None, [], []
+        for k in proc_children(self.pid):
+            if proc_state(k) in (None, "Z"):
+                continue
+            modes = pipe_ends(k, pipe[1]) if pipe else set()
+            if modes == {os.O_RDONLY}:
+                store = k
+            elif len(modes) == 2:
+                unsettled.append(k)
+            else:
+                sessions.append(k)
+        return store, sessions, unsettled
+
+    def _settled(self):
+        return wait_until(lambda: (lambda r: r if not r[2] else None)(self._children_by_role()),
+                          10, interval=0.001, what="a forked child to close what it inherited")
+
+    def store_pid(self):
+        """The pid of the running store, or None when none runs (see store_pipe)."""
+        return self._settled()[0]
+
     def sessions(self):
-        """Live children that are sessions (everything but the store)."""
-        return [k for k in proc_children(self.pid) if proc_state(k) not in (None, "Z")]
+        """Live children that are sessions: everything but the store (see store_pipe)."""
+        return self._settled()[1]
+
+    def store_pipe_full(self):
+        """Whether the store pipe has no room left, so that every session writing to it waits:
+        poll(2) on a write end of our own (opened through /proc and closed at once) reports it
+        writable while one page is free.  (The byte count says less: frames leave pages part
+        empty.)"""
+        ours = os.open(f"/proc/{self.pid}/fd/{self.store_pipe()[0]}", os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            p = select.poll()
+            p.register(ours, select.POLLOUT)
+            return not p.poll(0)
+        finally:
+            os.close(ours)
+
+    def stats(self):
+        """({"accepted": n, "refused per source": n, "over rate": n, ...}, the line) from a
+        fresh stats line (SIGUSR1): each comma-separated part holding one number, named by its
+        other words."""
+        before = len([l for l in self.lines if "stats:" in l])
+        self.signal(signal.SIGUSR1)
+        line = self.wait_line("stats:", count=before + 1)[-1]
+        out = {}
+        for part in line.split("stats:", 1)[1].split(","):
+            words = part.split()
+            nums = [w for w in words if w.isdigit()]
+            if len(nums) == 1:
+                out[" ".join(w for w in words if not w.isdigit())] = int(nums[0])
+        return out, line
 
     def stop(self, sig=None, timeout=20):
         """Signals the master (SIGTERM by default) and waits for it; returns the exit status."""
@@ -156,22 +377,7 @@ class Server:
         return rc
 
     def check_sanitizers(self):
-        bad = [l for l in self.lines if any(m in l for m in SAN_MARKERS)]
-        assert not bad, "sanitizer report:\n" + "\n".join(self.lines)
-
-    def cleanup(self):
-        if self.proc.poll() is None:  # never signal a pid that may have been reused
-            kill_tree(self.pid)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.reader.join(5)  # before closing the pipe it reads
-        for s in (self.proc.stdout, self.proc.stderr):
-            try:
-                s.close()
-            except Exception:
-                pass
+        assert not self.sanitizer_reports(), "sanitizer report:\n" + "\n".join(self.lines)
 
 
 @pytest.fixture
@@ -268,3 +474,64 @@ def store_by_conn(records):
         elif r["ev"] == "close":
             c["close"].append(r)
     return conns
+
+
+def read_until(fd, want, timeout=10):
+    """Reads descriptor fd until the bytes read end with want; returns them all."""
+    got = b""
+    deadline = time.monotonic() + timeout * SLOW
+    while not got.endswith(want):
+        left = deadline - time.monotonic()
+        assert left > 0, f"expected output ending in {want!r}, got {got!r}"
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            b = os.read(fd, 65536)
+            assert b, f"EOF before {want!r}; got {got!r}"
+            got += b
+    return got
+
+
+@pytest.fixture
+def listener():
+    """A plain listening socket on 127.0.0.1, for servers that misbehave on purpose."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(4)
+    s.settimeout(10 * SLOW)
+    yield s
+    s.close()
+
+
+def echo_rate(port, window=0.5):
+    """Connections a second that the server on port opens, echoes and closes one after another,
+    measured over `window` seconds (letting that time pass is the measurement).  Load tests
+    scale their counts from it, so that a slow or busy machine gets a load in proportion."""
+    n, t0 = 0, time.monotonic()
+    while True:
+        assert echo(port, b"c") == b"c"
+        n += 1
+        elapsed = time.monotonic() - t0
+        if elapsed >= window:
+            return n / elapsed
+
+
+@pytest.fixture(scope="session")
+def conn_rate():
+    """Connections a second that this machine serves one after another (see echo_rate),
+    measured once per run on a server of its own, without a store."""
+    srv = Server(["-p", "0", "-b", "127.0.0.1", "--no-store"])
+    try:
+        srv.wait_ready()
+        rate = echo_rate(srv.port)
+        assert srv.stop() == 0
+    finally:
+        srv.cleanup()
+    srv.check_sanitizers()
+    return rate
+
+
+def scaled(rate, seconds, lo, hi, multiple=1):
+    """How many of something done `rate` times a second fit in `seconds`, within [lo, hi] and
+    rounded down to a multiple of `multiple`."""
+    n = int(min(max(rate * seconds, lo), hi))
+    return max(n - n % multiple, multiple)

@@ -9,16 +9,13 @@ import os
 import re
 import secrets
 import signal
-import subprocess
-import threading
-import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import ROOT, Process, caught_signals, proc_children, proc_stat
+
 EXAMPLES_BIN = os.path.join(ROOT, "examples", "bin")
-DEADLINE = 15  # seconds that any one program may take; each runs for 3 s at most
-SAN_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
+DEADLINE = 15  # seconds (times SLOW) that any one program may take; each runs for 3 s at most
 
 
 def example_path(name):
@@ -29,76 +26,21 @@ def example_path(name):
     return path
 
 
-def proc_stat(pid):
-    """(state, ppid) of pid from /proc/<pid>/stat, or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[1])
-
-
-def proc_children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def caught_signals(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("SigCgt:"):
-                mask = int(line.split()[1], 16)
-                return {s for s in range(1, 65) if mask & (1 << (s - 1))}
-    return set()
-
-
-class Example:
-    """One running example; its stdout lines are collected by a thread."""
+class Example(Process):
+    """One running example in a session of its own; its stdout lines are in self.lines, its
+    stderr lines in self.err."""
 
     def __init__(self, name, *args):
+        super().__init__([example_path(name), *args], read=("stdout", "stderr"),
+                         new_session=True)
         self.name = name
-        self.proc = subprocess.Popen([example_path(name), *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-        self.pid = self.proc.pid
-        self.lines, self.err = [], []
-        self.cond = threading.Condition()
-        self.threads = [threading.Thread(target=self._read, args=(s, l), daemon=True)
-                        for s, l in ((self.proc.stdout, self.lines), (self.proc.stderr, self.err))]
-        for t in self.threads:
-            t.start()
-
-    def _read(self, stream, into):
-        for raw in stream:
-            with self.cond:
-                into.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def output(self):
-        with self.cond:  # an RLock: expect() calls this while holding it
-            return "\n".join(self.lines + ["-- stderr --"] + self.err)
+        self.lines = self.out
 
     def expect(self, pattern, timeout=DEADLINE):
         """Waits for a stdout line matching the regular expression; returns the match."""
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.threads[0].is_alive():
-                    raise AssertionError(f"{self.name}: no line matching {pattern!r}; "
-                                         f"output:\n{self.output()}")
-                self.cond.wait(min(left, 0.1))
+        return self.wait_lines(self.lines, rx.search, 1, timeout,
+                               f"line matching {pattern!r}")[0]
 
     def all(self, pattern):
         rx = re.compile(pattern)
@@ -107,31 +49,7 @@ class Example:
 
     def finish(self, timeout=DEADLINE):
         """Waits for the program to end by itself; returns its exit status."""
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} did not end within {timeout} s; output:\n"
-                                 + self.output())
-        for t in self.threads:
-            t.join(5)
-        return rc
-
-    def kill(self):
-        # The group is killed only while its leader is unreaped, so the group id is still
-        # ours.  Once the leader has ended by itself, it has already reaped its children.
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        for t in self.threads:
-            t.join(5)
-        for s in (self.proc.stdout, self.proc.stderr):
-            s.close()
+        return super().finish(timeout)
 
 
 @pytest.fixture
@@ -145,14 +63,14 @@ def run():
 
     yield start
     for ex in started:
-        ex.kill()
+        ex.cleanup()
 
 
 def finish_ok(ex, timeout=DEADLINE):
     rc = ex.finish(timeout)
     assert rc == 0, f"{ex.name} exited with {rc}, expected 0; output:\n{ex.output()}"
     # Built with CFLAGS='-fsanitize=address,undefined', a report would land on stderr.
-    assert not [l for l in ex.err if any(m in l for m in SAN_MARKERS)], ex.output()
+    assert not ex.sanitizer_reports(), ex.output()
 
 
 def test_fork_returns_child_pid_in_parent_and_zero_in_child(run):
@@ -177,7 +95,8 @@ def test_zombie_is_in_state_z_until_reaped_then_gone(run):
     child = int(ex.expect(r"child (\d+) is now a zombie")[1])
     st = proc_stat(child)
     assert st is not None, f"child {child} not in /proc while it should be a zombie"
-    assert st == ("Z", ex.pid), f"child {child}: (state, ppid) {st}, expected ('Z', {ex.pid})"
+    assert st[:2] == ("Z", ex.pid), \
+        f"child {child}: (state, ppid) {st[:2]}, expected ('Z', {ex.pid})"
     assert child in proc_children(ex.pid)
 
     ex.expect(rf"reaped {child}\b")

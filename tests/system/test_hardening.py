@@ -1,5 +1,4 @@
 """Faults, abuse and bad input: each test injects the fault and checks mpechod's answer."""
-import fcntl
 import os
 import random
 import resource
@@ -10,11 +9,8 @@ import subprocess
 import threading
 import time
 
-import pytest
-
-from conftest import (SLOW, binary, connect, cpu_seconds, echo, fd_count, kill_tree,
-                      proc_children, read_store, recv_exact, rst_close, store_by_conn, wait_until,
-                      zombies_of)
+from conftest import (SLOW, binary, connect, cpu_seconds, echo, fd_count, kill_tree, read_store,
+                      recv_exact, scaled, store_by_conn, wait_until)
 
 
 def conn_of_port(records, port):
@@ -25,10 +21,13 @@ def conn_of_port(records, port):
     return None
 
 
-def drained(srv):
-    wait_until(lambda: len(srv.sessions()) <= (1 if srv.store_path else 0), 20,
-               what="sessions to end")
-    wait_until(lambda: zombies_of(srv.pid) == [], 5, what="no zombies")
+def refused(sock):
+    """Whether the server closed sock without echoing the byte sent on it."""
+    try:
+        sock.sendall(b"r")
+        return sock.recv(10) != b"r"
+    except (ConnectionResetError, BrokenPipeError):
+        return True
 
 
 def test_write_timeout_ends_a_peer_that_never_reads(start_server):
@@ -54,50 +53,50 @@ def test_write_timeout_ends_a_peer_that_never_reads(start_server):
 
 
 def test_max_per_source_refuses_without_forking(start_server):
+    """Past --max-per-source, a connection is closed unanswered and no session is forked for it;
+    the sessions already there go on, and a place freed is taken again."""
     srv = start_server("--max-per-source", "2")
-    a, b = connect(srv.port), connect(srv.port)
-    for s in (a, b):
+    held = [connect(srv.port) for _ in range(2)]
+    for s in held:
         s.sendall(b"k")
         assert recv_exact(s, 1) == b"k"
-    c = connect(srv.port)
-    c.settimeout(5 * SLOW)
-    try:
-        got = c.recv(10)
-    except ConnectionResetError:
-        got = b""
-    assert got == b"", "a refused connection gets nothing but its close"
-    c.close()
-    srv.wait_line("--max-per-source 2 reached")
-    a.close()
-    wait_until(lambda: len(srv.wait_line(" exited ", count=1)) >= 1, 5)
+    extra = 3
+    for _ in range(extra):
+        with connect(srv.port) as c:
+            c.settimeout(10 * SLOW)
+            assert refused(c), "a connection past --max-per-source was echoed"
+    assert len(srv.sessions()) == 2, "a session was forked past --max-per-source"
+    assert srv.wait_line("--max-per-source 2 reached")
+    for s in held:
+        s.sendall(b"still")
+        assert recv_exact(s, 5) == b"still"
+    held[0].close()
+    srv.wait_line(" exited ")
     assert echo(srv.port, b"again") == b"again"
-    b.close()
-    srv.signal(signal.SIGUSR1)
-    stats = srv.wait_line("stats:")[0]
-    assert "accepted 3," in stats and "refused 1 per source" in stats, stats
+    held[1].close()
+    counts, line = srv.stats()
+    assert (counts["accepted"], counts["refused per source"]) == (3, extra), line
     assert srv.stop() == 0
 
 
 def test_max_rate_refuses_the_excess(start_server):
-    srv = start_server("--max-rate", "5", store=False)
-    ok = refused = 0
-    for _ in range(20):
-        s = connect(srv.port)
-        try:
-            s.sendall(b"r")
-            s.settimeout(5 * SLOW)
-            if s.recv(1) == b"r":
-                ok += 1
-            else:
-                refused += 1
-        except OSError:
-            refused += 1
-        finally:
-            s.close()
-    assert 5 <= ok <= 8, (ok, refused)
-    assert ok + refused == 20
-    refusal_lines = [l for l in srv.lines if "--max-rate 5 reached" in l]
-    assert 1 <= len(refusal_lines) <= 3, "refusals are logged at most once a second"
+    """Connections arriving faster than --max-rate: some are refused, at least one refusal is
+    logged, the stats line counts every one, and the others are echoed.  (How many get through
+    when is the token bucket's arithmetic, unit-tested with the clock in hand.)"""
+    srv = start_server("--max-rate", "2", store=False)
+    # All in the backlog at once: unless the master took 14 s to accept 30 connections, more
+    # arrive than the bucket (2, refilled at 2 a second) lets through.
+    socks = [connect(srv.port) for _ in range(30)]
+    verdicts = []
+    for s in socks:
+        s.settimeout(10 * SLOW)
+        verdicts.append(refused(s))
+        s.close()
+    ok, no = verdicts.count(False), verdicts.count(True)
+    assert ok >= 1 and no >= 1, f"{ok} echoed, {no} refused"
+    assert srv.wait_line("--max-rate 2 reached")
+    counts, line = srv.stats()
+    assert (counts["accepted"], counts["over rate"]) == (ok, no), line
     assert srv.stop() == 0
 
 
@@ -106,13 +105,17 @@ def test_out_of_descriptors_backs_off_and_recovers(start_server):
     soft, hard = resource.prlimit(srv.pid, resource.RLIMIT_NOFILE)
     # With the limit at the master's descriptor count, accept(2) fails with EMFILE.
     resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (fd_count(srv.pid), hard))
+    t0 = time.monotonic()
     s = connect(srv.port)  # completes in the backlog
     s.sendall(b"wait for me")
     srv.wait_line("accept failed")
     cpu0 = cpu_seconds(srv.pid)
-    time.sleep(1.0)
+    time.sleep(1.0)  # the sample window: a master that spins burns most of it
     assert cpu_seconds(srv.pid) - cpu0 < 0.2, "the master spins on EMFILE"
-    assert len([l for l in srv.lines if "accept failed" in l]) <= 3
+    # Logged at most once a second (and once more for the second it started in), however many
+    # times accept failed.
+    failed = len([l for l in srv.lines if "accept failed" in l])
+    assert failed <= 2 + int(time.monotonic() - t0), srv.lines
     resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (soft, hard))
     s.settimeout(10 * SLOW)
     assert recv_exact(s, 11) == b"wait for me"
@@ -120,52 +123,9 @@ def test_out_of_descriptors_backs_off_and_recovers(start_server):
     assert srv.stop() == 0
 
 
-def test_flood_keeps_master_responsive(start_server):
-    srv = start_server(store=False)
-    base_fds = fd_count(srv.pid)
-    stop = threading.Event()
-    half_open = []
-
-    def flood():
-        for i in range(1500 // SLOW):
-            if stop.is_set():
-                break
-            try:
-                s = socket.socket()
-                s.connect(("127.0.0.1", srv.port))
-                if i % 10 == 0:
-                    s.sendall(b"x" * 100000)  # reset mid-stream
-                rst_close(s)
-            except OSError:
-                pass
-
-    floods = [threading.Thread(target=flood) for _ in range(3)]
-    for t in floods:
-        t.start()
-    for _ in range(20):  # half-open peers that never send
-        half_open.append(connect(srv.port))
-    worst = 0.0
-    for _ in range(5):
-        t0 = time.monotonic()
-        assert echo(srv.port, b"fresh") == b"fresh"
-        worst = max(worst, time.monotonic() - t0)
-    # Signals reach the master while its listeners stay ready (ppoll alone would starve them).
-    srv.signal(signal.SIGUSR1)
-    srv.wait_line("stats:", timeout=2)
-    stop.set()
-    for t in floods:
-        t.join(60 * SLOW)
-    assert worst < 1.0 * SLOW, f"a fresh client waited {worst:.2f}s during the flood"
-    for s in half_open:
-        s.close()
-    drained(srv)
-    assert fd_count(srv.pid) == base_fds
-    assert srv.stop() == 0
-
-
 def test_store_killed_is_restarted_and_nothing_after_is_lost(start_server):
     srv = start_server()
-    (store_pid,) = proc_children(srv.pid)
+    store_pid = wait_until(srv.store_pid, 10, what="the store")
     a = connect(srv.port)
     a.sendall(b"before")
     assert recv_exact(a, 6) == b"before"
@@ -194,15 +154,22 @@ def test_store_file_size_limit_keeps_echoing_and_counts_drops(start_server):
     for _ in range(3):
         assert echo(srv.port, payload) == payload
     srv.wait_line("cannot write")
-    assert srv.stop() == 0
+    rc = srv.stop()
     assert len([l for l in srv.lines if "cannot write" in l]) == 1, "diagnosed once"
-    srv.wait_line("bytes of records were dropped")
     assert os.path.getsize(srv.store_path) <= limit
-    read_store(srv.store_path)  # every line whole and valid
+    recs = read_store(srv.store_path)  # every line whole and valid
+    # What was lost is said: in a gap record when the room left under the limit took it (and
+    # the held close records), or else in the log and the exit status.
+    if rc == 0:
+        assert [r for r in recs if r["ev"] == "gap"], recs
+    else:
+        assert rc == 74
+        srv.wait_line("could not be written: lost ")
 
 
-def streamer(port, total, results, idx, chunk=32768):
-    """Sends total random bytes in chunks, reading each echo back; records what came back."""
+def streamer(port, total, results, idx, go=None, chunk=32768):
+    """Sends total random bytes in chunks, reading each echo back; records what came back.
+    With go (an Event), waits for it after the first chunk."""
     rnd = random.Random(idx)
     block = rnd.randbytes(65536)
     data = (block * (total // len(block) + 1))[:total]
@@ -216,13 +183,15 @@ def streamer(port, total, results, idx, chunk=32768):
                 got += recv_exact(s, len(part))
                 if len(got) < off + len(part):
                     break
+                if go is not None and not go.wait(60 * SLOW):
+                    break
     except OSError:
         pass
 
 
-def run_streamers(port, n, total):
+def run_streamers(port, n, total, go=None):
     results = [None] * n
-    threads = [threading.Thread(target=streamer, args=(port, total, results, i))
+    threads = [threading.Thread(target=streamer, args=(port, total, results, i, go))
                for i in range(n)]
     for t in threads:
         t.start()
@@ -232,9 +201,15 @@ def run_streamers(port, n, total):
 def test_signal_storm_loses_nothing(start_server):
     srv = start_server()
     threads, results = run_streamers(srv.port, 4, 2 << 20)
-    for i in range(200):
+    # The storm lasts as long as the streams, and 200 signals at least.  Between two signals
+    # the loop waits up to 1 ms for a stream to end, so that the signals spread over the
+    # transfer instead of merging into one pending signal.
+    deadline = time.monotonic() + 60 * SLOW
+    i = 0
+    while (i < 200 or any(t.is_alive() for t in threads)) and time.monotonic() < deadline:
         srv.signal(signal.SIGHUP if i % 2 else signal.SIGUSR1)
-        time.sleep(0.001)
+        threads[i % len(threads)].join(0.001)
+        i += 1
     for t in threads:
         t.join(60 * SLOW)
     for data, got, _ in results:
@@ -293,18 +268,29 @@ def test_sighup_rotation_under_load_splits_no_record(start_server, tmp_path):
         assert bytes(conns[conn_of_port(records, port)]["data"]) == block * count
 
 
-def test_shutdown_under_load_stores_everything_received(start_server):
+def test_shutdown_under_load_stores_everything_received(start_server, conn_rate):
+    # As many streams as the machine starts in a quarter of a second, 16 to 100; each sends a
+    # first chunk, then all go on together.
+    n = scaled(conn_rate, 0.25, 16, 100)
     srv = start_server("--grace", "1", "-c", "200")
-    threads, results = run_streamers(srv.port, 100, 16 << 20)
-    wait_until(lambda: all(r is not None and len(r[1]) > 0 for r in results), 30,
-               what="all 100 streams to flow")
-    rc = srv.stop()
-    for t in threads:
-        t.join(60 * SLOW)
+    go = threading.Event()
+    threads, results = run_streamers(srv.port, n, 4 << 20, go)
+    try:
+        wait_until(lambda: all(r is not None and len(r[1]) > 0 for r in results), 30,
+                   what=f"all {n} streams to flow")
+        go.set()
+        flowed = sum(len(r[1]) for r in results)
+        wait_until(lambda: sum(len(r[1]) for r in results) >= flowed + n * 32768, 30,
+                   what="the streams to go on")
+        rc = srv.stop()
+    finally:
+        go.set()
+        for t in threads:
+            t.join(60 * SLOW)
     assert rc == 0
     records = read_store(srv.store_path)
     conns = store_by_conn(records)
-    assert len(conns) == 100
+    assert len(conns) == n
     for data, got, port in results:
         stored = bytes(conns[conn_of_port(records, port)]["data"])
         assert len(stored) >= len(got)
@@ -315,8 +301,10 @@ def test_shutdown_under_load_stores_everything_received(start_server):
 
 def test_zero_byte_and_multi_mib(start_server):
     srv = start_server()
-    with connect(srv.port):
-        pass
+    with connect(srv.port) as s:
+        # Held open until its session has started: a connection closed with nothing sent
+        # before the master accepts it is culled, not stored.
+        wait_until(lambda: len(srv.sessions()) == 1, 10, what="its session")
     big = os.urandom(16 << 20)
     assert echo(srv.port, big) == big
     assert srv.stop() == 0
@@ -327,7 +315,7 @@ def test_zero_byte_and_multi_mib(start_server):
 
 def test_store_down_at_shutdown_is_restarted_to_drain(start_server):
     srv = start_server()
-    (first,) = proc_children(srv.pid)
+    first = wait_until(srv.store_pid, 10, what="the store")
     os.kill(first, signal.SIGKILL)
     line = srv.wait_line("restarted the store as ")[0]
     second = int(line.rsplit(" ", 1)[1])
@@ -390,7 +378,7 @@ def test_sessions_stuck_on_a_stopped_store_end_as_shutdown(start_server):
     """At shutdown a session waiting for room in the store pipe gives up before the master's
     SIGKILL, and the master writes its close record."""
     srv = start_server("--grace", "0")
-    (store_pid,) = proc_children(srv.pid)
+    store_pid = wait_until(srv.store_pid, 10, what="the store")
     os.kill(store_pid, signal.SIGSTOP)
     try:
         socks = [connect(srv.port) for _ in range(4)]
@@ -400,8 +388,8 @@ def test_sessions_stuck_on_a_stopped_store_end_as_shutdown(start_server):
                 s.send(os.urandom(512 * 1024))  # 2 MiB in all: more than the pipe holds
             except BlockingIOError:
                 pass
-        wait_until(lambda: len(srv.sessions()) == 5, 5, what="four sessions")
-        time.sleep(0.5)
+        wait_until(lambda: len(srv.sessions()) == 4, 10, what="four sessions")
+        wait_until(srv.store_pipe_full, 20, what="the store pipe to fill up")
         srv.signal(signal.SIGTERM)
         srv.wait_line("exited 5 (shutdown)", count=4, timeout=10)
         assert not [l for l in srv.lines if "killed by signal" in l], srv.lines

@@ -6,12 +6,11 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
-from conftest import (SLOW, Server, binary, connect, echo, fd_count, kill_tree, proc_children,
-                      read_store, recv_exact, store_by_conn, wait_until, zombies_of)
+from conftest import (SLOW, Server, binary, connect, echo, fd_count, proc_children,
+                      read_store, recv_exact, scaled, store_by_conn, wait_until, zombies_of)
 
 
 def run_mpechod(args, timeout=10):
@@ -110,11 +109,16 @@ def test_concurrent_binary_clients_and_store(start_server):
         t.join(60 * SLOW)
     for i, p in enumerate(payloads):
         assert results[i] == p, f"client {i}: sent {len(p)} bytes, got {len(results[i] or b'')}"
+    srv.signal(signal.SIGUSR1)
+    culled = int(srv.wait_line("stats:")[0].split("culled ")[1].split()[0])
     assert srv.stop() == 0
     conns = store_by_conn(read_store(srv.store_path))
-    assert len(conns) == len(payloads)
+    # A client that half-closed with nothing sent before the master accepted it is culled: no
+    # session, nothing in the store, counted in the stats.  Every other one is stored.
+    assert len(conns) + culled == len(payloads)
+    assert culled <= payloads.count(b"")
     stored = sorted(bytes(c["data"]) for c in conns.values())
-    assert stored == sorted(payloads)
+    assert stored == sorted(payloads)[culled:]
     for n, c in conns.items():
         assert c["opens"] == 1 and len(c["close"]) == 1, (n, c["close"])
         assert c["open"]["peer"].startswith("127.0.0.1:")
@@ -122,7 +126,7 @@ def test_concurrent_binary_clients_and_store(start_server):
         assert c["close"][0]["bytes"] == len(c["data"])
     # Each reaped session was logged with its pid, conn number and how it ended.
     reaped = [l for l in srv.lines if " exited 0 (eof)" in l]
-    assert len(reaped) == len(payloads)
+    assert len(reaped) == len(conns)
 
 
 def test_every_byte_value_and_split_frames(start_server):
@@ -155,10 +159,12 @@ def test_half_close_at_once_gets_everything(start_server):
     assert srv.stop() == 0
 
 
-def test_no_zombie_no_fd_leak_after_thousands(start_server):
-    srv = start_server("--no-store" if False else "-c", "64", store=False)
+def test_no_zombie_no_fd_leak_after_thousands(start_server, conn_rate):
+    srv = start_server("-c", "64", store=False)
     base_fds = fd_count(srv.pid)
-    total = 2000 // SLOW
+    # About three seconds' worth of connections at the rate this machine serves them one at a
+    # time (eight at a time get through sooner), up to 2000.
+    total = scaled(conn_rate, 3, 200, 2000, multiple=8)
     errors = []
 
     def worker(n):
@@ -175,12 +181,12 @@ def test_no_zombie_no_fd_leak_after_thousands(start_server):
     for t in threads:
         t.join(120 * SLOW)
     assert not errors, errors[:5]
-    wait_until(lambda: srv.sessions() == [] or len(srv.sessions()) == 0, 10, what="sessions end")
+    wait_until(lambda: srv.sessions() == [], 10, what="sessions to end")
     wait_until(lambda: zombies_of(srv.pid) == [], 5, what="no zombies")
     assert fd_count(srv.pid) == base_fds
     srv.signal(signal.SIGUSR1)
     stats = srv.wait_line("stats:")[-1]
-    assert f"accepted {total // 8 * 8}," in stats, stats
+    assert f"accepted {total}," in stats, (total, stats)
     assert "active 0," in stats
     assert srv.stop() == 0
 
@@ -191,7 +197,7 @@ def test_stats_line(start_server):
     s = connect(srv.port)
     s.sendall(b"abc")
     assert recv_exact(s, 3) == b"abc"
-    wait_until(lambda: len(srv.wait_line(" exited ")) == 1, 5)
+    srv.wait_line(" exited ")  # the first session is reaped: it counts as reaped, not active
     srv.signal(signal.SIGUSR1)
     line = srv.wait_line("stats:")[0]
     assert "active 1, accepted 2, bytes echoed 8, reaped 1 by exit, 0 by signal" in line, line
@@ -207,10 +213,11 @@ def test_max_clients_waits_in_backlog(start_server):
         assert recv_exact(s, 1) == b"x"
     c = connect(srv.port)  # completes in the kernel's backlog
     c.sendall(b"waiting")
+    # Letting half a second pass is the test: nothing may answer c while two sessions run.
     c.settimeout(0.5)
     with pytest.raises(socket.timeout):
         c.recv(10)
-    assert len(srv.sessions()) == 3  # two sessions and the store: never forked past -c
+    assert len(srv.sessions()) == 2, "forked past -c 2"
     a.close()
     c.settimeout(10 * SLOW)
     assert recv_exact(c, 7) == b"waiting"
@@ -224,11 +231,12 @@ def test_sigterm_drains_and_ends_sessions_after_grace(start_server):
     s = connect(srv.port)
     s.sendall(b"held")
     assert recv_exact(s, 4) == b"held"
-    t0 = time.monotonic()
-    rc = srv.stop()
+    rc = srv.stop()  # within its deadline: the grace and the SIGTERM, not a hang
     assert rc == 0
-    assert time.monotonic() - t0 < 8 * SLOW
-    s.settimeout(5)
+    # The session ended on the SIGTERM after the grace, not on the SIGKILL after that.
+    assert [l for l in srv.lines if "sending signal 15 to 1 sessions" in l], srv.lines
+    assert not [l for l in srv.lines if "sending signal 9" in l or "killed by" in l], srv.lines
+    s.settimeout(10 * SLOW)
     assert s.recv(10) == b""  # the session closed the connection
     s.close()
     assert proc_children(srv.pid) == []
@@ -245,7 +253,7 @@ def test_sigterm_lets_session_finish_within_grace(start_server):
     srv.signal(signal.SIGTERM)
     srv.wait_line("shutting down")
     # The kernel may show a closed listener for an instant; no process holds it by then.
-    wait_until(lambda: not listening(srv.port), 2, what="the listener to close")
+    wait_until(lambda: not listening(srv.port), 10, what="the listener to close")
     s.sendall(b"b")
     assert recv_exact(s, 1) == b"b"
     s.shutdown(socket.SHUT_WR)
@@ -257,8 +265,12 @@ def test_sigterm_lets_session_finish_within_grace(start_server):
 
 
 def test_sighup_reopens_store(start_server, tmp_path):
+    """Every record of a session that ended before the SIGHUP is in the old file, even when the
+    store had not read them all from its pipe yet; everything after the reopen is in the new."""
     srv = start_server()
     assert echo(srv.port, b"before") == b"before"
+    # Reaped: the session has written all its records (its close record after the echo).
+    srv.wait_line(" conn 1 exited ")
     os.rename(srv.store_path, str(tmp_path / "rotated.jsonl"))
     srv.signal(signal.SIGHUP)
     srv.wait_line("reopened")
@@ -266,8 +278,10 @@ def test_sighup_reopens_store(start_server, tmp_path):
     assert srv.stop() == 0
     old = store_by_conn(read_store(str(tmp_path / "rotated.jsonl")))
     new = store_by_conn(read_store(srv.store_path))
-    assert [bytes(c["data"]) for c in old.values()] == [b"before"]
-    assert [bytes(c["data"]) for c in new.values()] == [b"after"]
+    assert {n: (bytes(c["data"]), c["opens"], [r["reason"] for r in c["close"]])
+            for n, c in old.items()} == {1: (b"before", 1, ["eof"])}
+    assert {n: (bytes(c["data"]), c["opens"], [r["reason"] for r in c["close"]])
+            for n, c in new.items()} == {2: (b"after", 1, ["eof"])}
 
 
 def test_killed_session_is_reaped_logged_and_closed_in_store(start_server):

@@ -4,8 +4,7 @@ import signal
 
 import pytest
 
-from conftest import SANITIZED, Server, connect, echo, read_store, recv_exact, store_by_conn, \
-    wait_until
+from conftest import SANITIZED, Server, connect, echo, read_store, recv_exact, store_by_conn
 
 VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
             "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
