@@ -10,6 +10,7 @@
 
 struct mlist {
 	const struct mopts *o;
+	int headed;          /* the header line is out */
 	struct mscan s;
 	struct mtab tab;
 };
@@ -40,13 +41,24 @@ mlist_json(const struct mlist *l, const struct mconn *c, const char *id, const c
 	(void)l;
 }
 
+/* Printed with the first connection, so that an error (a raw store) leaves stdout empty. */
 static void
-mlist_print(const struct mlist *l, const struct mconn *c)
+mlist_header(struct mlist *l)
+{
+	if (!l->o->json && !l->headed)
+		printf("%-8s %-22s %-27s %-27s %12s %12s %s\n", "CONN", "PEER", "OPENED", "CLOSED",
+		    "DURATION", "BYTES", "REASON");
+	l->headed = 1;
+}
+
+static void
+mlist_print(struct mlist *l, const struct mconn *c)
 {
 	char id[64], op[32], cl[32], dur[32] = "-", peer[2 * MTAB_TEXT + 8];
 
 	if (!mfilt_match(&l->o->filt, c))
 		return;
+	mlist_header(l);
 	mout_conn_id(id, sizeof(id), &l->s, c->inst, c->life, c->conn);
 	mout_ts(op, c->opened);
 	mout_ts(cl, c->closed);
@@ -77,10 +89,9 @@ mlist_run(const struct mopts *o)
 
 	if ((status = mout_open(o, &l.s)) != 0)
 		return status;
-	if (!o->json)
-		printf("%-8s %-22s %-27s %-27s %12s %12s %s\n", "CONN", "PEER", "OPENED", "CLOSED",
-		    "DURATION", "BYTES", "REASON");
 	status = mout_track_all(o, &l.s, &l.tab, mlist_each, &l);
+	if (status == 0)
+		mlist_header(&l);
 	mtab_free(&l.tab);
 	mscan_close(&l.s);
 	return mout_finish(status);

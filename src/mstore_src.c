@@ -26,7 +26,9 @@ struct msrc_inst {
 	int eof, skipping, done, life_ended;
 	struct mrec_ctx ctx;
 	unsigned life;
-	int seen_conn;         /* a connection was seen in this life */
+	uint64_t top;          /* the highest conn seen in this life; 0: none yet */
+	int seen_one, joined;  /* conn 1 seen; the life's first record read was not an open */
+	struct mtab open;      /* the connections opened in this life and not closed */
 	struct mscan_item next; /* read ahead for the merge; kind MSCAN_EOF when none */
 	int have;
 };
@@ -265,16 +267,35 @@ msrc_line(struct msrc_inst *in, const char **line, size_t *len, int *cut)
 	}
 }
 
-/* A new life starts at an open of conn 1 once the current life has shown a connection. */
+/* Whether r starts a new life (see mstore_src.h); keeps the life's open connections. */
 static int
 msrc_new_life(struct msrc_inst *in, const struct mrec *r)
 {
-	if (r->ev == MREC_GAP)
+	struct mconn *c;
+	int fresh = 0;
+
+	if (r->ev == MREC_GAP) {
+		for (size_t i = 0; i < r->nconns; i++)
+			if ((c = mtab_find(&in->open, 1, 1, r->conns[i])) != NULL)
+				mtab_del(&in->open, c);
 		return 0;
-	if (r->ev == MREC_OPEN && r->conn == 1 && in->seen_conn)
-		return 1;
-	in->seen_conn = 1;
-	return 0;
+	}
+	if (r->ev == MREC_OPEN && r->conn == 1 && in->top > 0 && (in->seen_one || in->joined ||
+	    (in->open.live == 0 && in->top > 64))) {
+		mtab_free(&in->open);
+		in->top = 0;
+		in->seen_one = 0;
+		fresh = 1;
+	}
+	if (in->top == 0)
+		in->joined = r->ev != MREC_OPEN;
+	in->top = r->conn > in->top ? r->conn : in->top;
+	in->seen_one |= r->conn == 1;
+	if (r->ev == MREC_OPEN && mtab_add(&in->open, 1, 1, r->conn) == NULL)
+		return -1;
+	if (r->ev == MREC_CLOSE && (c = mtab_find(&in->open, 1, 1, r->conn)) != NULL)
+		mtab_del(&in->open, c);
+	return fresh;
 }
 
 static void
@@ -345,7 +366,10 @@ msrc_advance(struct msrc_inst *in)
 		it->path = in->paths[in->cur];
 		it->line = in->line;
 		msrc_decode(in, it, cut);
-		if (it->kind == MSCAN_REC && msrc_new_life(in, &it->rec)) {
+		rc = it->kind == MSCAN_REC ? msrc_new_life(in, &it->rec) : 0;
+		if (rc < 0) {
+			msrc_error(in, it, EX_OSERR, "out of memory");
+		} else if (rc > 0) {
 			/* Hand out the end of the life first, then this record (life_ended). */
 			it->kind = MSCAN_LIFE_END;
 			it->life = in->life++;
@@ -395,7 +419,6 @@ mscan_next(struct mscan *s, struct mscan_item *it)
 		in->life_ended = 0;
 		in->next.kind = MSCAN_REC;
 		in->next.life = in->life;
-		in->seen_conn = 1;
 		return;
 	}
 	if (it->kind == MSCAN_ERR)
@@ -412,6 +435,7 @@ msrc_close_inst(struct msrc_inst *in)
 		gzclose(in->gz);
 	free(in->buf);
 	mrec_free(&in->ctx);
+	mtab_free(&in->open);
 }
 
 int

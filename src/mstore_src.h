@@ -9,9 +9,21 @@
  * shell gave them in).  With one_instance, every file is one instance, read in the order given.
  * "-" is standard input, an instance of its own.
  *
- * A server life starts where conn numbering restarts: an open record for conn 1 in an instance
- * that has already shown a connection.  Conn numbers are unique within a life, not across
- * lives or instances, so a connection is known by (instance, life, conn).
+ * A server life starts where conn numbering restarts (each mpechod start numbers from 1): at an
+ * open record for conn 1 when the current life has shown records and
+ *   - conn 1 already appeared in it, or
+ *   - it was joined after its start (its first record read is not an open: the files read begin
+ *     after a rotation), or
+ *   - every connection opened in it is closed and its highest conn is above 64.
+ * Opens of one life are not in conn order: sessions race to the store, and conn 1's open may
+ * come after conn 2's whole session.  So a lower number, or conn 1 once every connection seen is
+ * closed, is not by itself a new life; the third rule covers a life joined at a quiet moment
+ * (its first record an open), since a server's store closes every connection before it exits
+ * ("lost" at worst) and 64 sessions do not overtake conn 1's open.  Limits: a restart not seen
+ * by these rules leaves conn numbers reused within a "life", which check reports; after a life
+ * joined mid-way, the next life's opens that overtake its conn 1 count in the old life.  Conn numbers
+ * are unique within a life, not across lives or instances, so a connection is known by
+ * (instance, life, conn).
  *
  * Records of several instances are merged by their ts; within an instance they stay in file
  * order.  Memory: one buffer of at most MSRC_LINE_MAX per instance.
@@ -20,6 +32,7 @@
 #define MPECHO_MSTORE_SRC_H
 
 #include "mstore_rec.h"
+#include "mstore_tab.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -321,9 +321,35 @@ Test(src, rotated_files_oldest_first_and_instances_merged_by_time, .init = mkdir
 	paths[3] = put("a.jsonl.2.gz", OPEN("1", "1"), 1);
 	scan_all(paths, 4, 0, out, sizeof(out));
 	cr_assert_str_eq(out, "1/1/1 2/1/1 1/1/3 2/1/2 E2/1 1/1/5 E1/1 ", "%s", out);
-	/* One instance, in the order given: a new life at the second conn 1. */
+	/* One instance, in the order given: lower numbers while connections are open are the
+	 * same life. */
 	scan_all(paths, 4, 1, out, sizeof(out));
-	cr_assert_str_eq(out, "1/1/5 1/1/3 E1/1 1/2/1 1/2/2 E1/2 1/3/1 E1/3 ", "%s", out);
+	cr_assert_str_eq(out, "1/1/5 1/1/3 1/1/1 1/1/2 E1/1 1/2/1 E1/2 ", "%s", out);
+}
+
+#define CLOSE(t, c) "{\"ts\":\"2026-11-21T10:00:0" t "Z\",\"conn\":" c ",\"ev\":\"close\"," \
+	"\"reason\":\"eof\",\"bytes\":0}\n"
+
+Test(src, where_lives_start, .init = mkdir_tmp,
+    .fini = rm_tmp)
+{
+	char *paths[1];
+	char out[512];
+
+	/* Read from a life's start, opens out of order: conn 1 comes after conn 2's whole
+	 * session, the same life. */
+	paths[0] = put("r.jsonl", OPEN("3", "2") CLOSE("3", "2") OPEN("3", "1") CLOSE("4", "1"), 0);
+	scan_all(paths, 1, 0, out, sizeof(out));
+	cr_assert_str_eq(out, "1/1/2 1/1/2 1/1/1 1/1/1 E1/1 ", "%s", out);
+	/* A life joined after a rotation (a close first), a restart: conn 1 starts the new life.
+	 * Had the new life's conn 2 come first, it would count in the old one (mstore_src.h). */
+	paths[0] = put("t.jsonl", CLOSE("1", "7") OPEN("2", "1") CLOSE("3", "1") OPEN("4", "2"), 0);
+	scan_all(paths, 1, 0, out, sizeof(out));
+	cr_assert_str_eq(out, "1/1/7 E1/1 1/2/1 1/2/1 1/2/2 E1/2 ", "%s", out);
+	/* Joined at a quiet moment (an open first): conn 1 once all are closed, past conn 64. */
+	paths[0] = put("u.jsonl", OPEN("1", "65") CLOSE("1", "65") OPEN("2", "1"), 0);
+	scan_all(paths, 1, 0, out, sizeof(out));
+	cr_assert_str_eq(out, "1/1/65 1/1/65 E1/1 1/2/1 E1/2 ", "%s", out);
 }
 
 Test(src, lives_and_raw_and_bad_lines, .init = mkdir_tmp, .fini = rm_tmp)

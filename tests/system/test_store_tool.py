@@ -1,0 +1,473 @@
+"""mpecho-store against stores written by the real mpechod.
+
+Random binary sessions go through a real server; then dump gives back what each client
+received, check passes, and list agrees with the clients.  Corrupted copies make check fail
+with the right message at the right line; gzip-rotated files, several instances, server
+restarts, re-serialised JSON, raw stores, bad arguments, and follow across a rotation.
+Every subprocess runs under a deadline; follow is killed by pid at the end.
+"""
+import gzip
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import SLOW, binary, connect, wait_until
+
+TOOL = binary("mpecho-store")
+
+
+def tool(*args, stdin=None, timeout=60):
+    """Runs mpecho-store; returns (status, stdout bytes, stderr text)."""
+    p = subprocess.run([TOOL] + [str(a) for a in args], input=stdin, capture_output=True,
+                       timeout=timeout * SLOW)
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+def session(port, data, chunks=1):
+    """Sends data in chunks, half-closes, reads the echo to the end.
+    Returns (local port, received bytes)."""
+    with connect(port) as s:
+        def send():
+            step = max(1, len(data) // chunks)
+            for i in range(0, len(data), step):
+                s.sendall(data[i:i + step])
+            s.shutdown(socket.SHUT_WR)
+
+        t = threading.Thread(target=send)
+        t.start()
+        got = b"".join(iter(lambda: s.recv(1 << 20), b""))
+        t.join(10 * SLOW)
+        return s.getsockname()[1], got
+
+
+def random_payload(rng):
+    kind = rng.randrange(4)
+    n = rng.choice([0, 1, 17, 255, 4096, 70000, rng.randrange(200000)])
+    if kind == 0:
+        return bytes(range(256)) * (n // 256 + 1)
+    if kind == 1:
+        return bytes(rng.randrange(32, 127) for _ in range(min(n, 5000))) + b"\n"
+    return rng.randbytes(n)
+
+
+def run_sessions(port, payloads, parallel=4):
+    """Runs the sessions, parallel at a time; returns [(local port, sent, received)]."""
+    out = [None] * len(payloads)
+
+    def one(i):
+        local, got = session(port, payloads[i], chunks=1 + i % 5)
+        out[i] = (local, payloads[i], got)
+
+    for start in range(0, len(payloads), parallel):
+        ts = [threading.Thread(target=one, args=(i,))
+              for i in range(start, min(start + parallel, len(payloads)))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60 * SLOW)
+    assert all(o is not None for o in out), "a session did not finish"
+    return out
+
+
+def list_json(*args):
+    rc, out, err = tool("list", "--json", *args)
+    assert rc == 0, err
+    return [json.loads(l) for l in out.decode().splitlines()]
+
+
+def conn_of(listing, local_port):
+    found = [c for c in listing if c["peer"] == f"127.0.0.1:{local_port}"]
+    assert len(found) == 1, (local_port, listing)
+    return found[0]
+
+
+@pytest.fixture
+def store(start_server):
+    """A store of 8 random sessions, the server stopped: (path, [(port, sent, received)])."""
+    srv = start_server()
+    rng = random.Random(7)
+    done = run_sessions(srv.port, [random_payload(rng) for _ in range(8)])
+    assert srv.stop() == 0
+    return srv.store_path, done
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_dump_check_and_list_agree_with_the_clients(start_server, seed):
+    srv = start_server()
+    rng = random.Random(seed)
+    done = run_sessions(srv.port, [random_payload(rng) for _ in range(12)])
+    assert srv.stop() == 0
+    for _, sent, got in done:
+        assert got == sent
+    listing = list_json(srv.store_path)
+    assert len(listing) == len(done)
+    for local, sent, got in done:
+        c = conn_of(listing, local)
+        assert (c["bytes"], c["reason"], c["life"], c["inst"]) == (len(got), "eof", 1, 1)
+        assert c["opened"] <= c["closed"] and c["duration"] >= 0
+        rc, out, err = tool("dump", c["id"], srv.store_path)
+        assert rc == 0, err
+        assert out == got, f"conn {c['id']}: dump gives {len(out)} bytes, client got {len(got)}"
+    rc, out, err = tool("check", srv.store_path)
+    assert (rc, out) == (0, b""), err
+    assert f"{len(done)} connections" in err and "0 violations" in err
+
+
+def test_dump_several_and_both(store):
+    path, done = store
+    listing = list_json(path)
+    ids = [conn_of(listing, local)["id"] for local, _, _ in done[:3]]
+    rc, out, err = tool("dump", *ids, path)
+    assert rc == 0, err
+    assert out == b"".join(got for _, _, got in done[:3])
+    rc, out, err = tool("dump", "--both", ids[0], path)
+    assert rc == 0, err
+    lines = out.split(b"\n")
+    assert lines[0].startswith(f"=== conn {ids[0]} open ".encode())
+    assert out.rstrip(b"\n").split(b"\n")[-1].startswith(f"=== conn {ids[0]} close ".encode())
+    assert b"reason eof bytes %d" % len(done[0][2]) in out
+    rc, out, err = tool("dump", "999", path)
+    assert rc == 1 and "no connection 999" in err
+
+
+def test_from_standard_input_and_reserialised_json(store, tmp_path):
+    path, done = store
+    raw = open(path, "rb").read()
+    local, _, got = done[1]
+    cid = conn_of(list_json(path), local)["id"]
+    rc, out, err = tool("dump", cid, "-", stdin=raw)
+    assert (rc, out) == (0, got), err
+    # Another tool's JSON: keys sorted, every non-ASCII character escaped, spaces.
+    other = tmp_path / "other.jsonl"
+    with open(other, "w") as f:
+        for line in raw.decode("utf-8").split("\n")[:-1]:
+            f.write(json.dumps(json.loads(line), sort_keys=True, ensure_ascii=True) + "\n")
+    rc, out, err = tool("dump", cid, other)
+    assert (rc, out) == (0, got), err
+    rc, out, err = tool("check", other)
+    assert rc == 0, out.decode() + err
+
+
+def corrupt(path, tmp_path, name, edit):
+    lines = open(path, "rb").read().split(b"\n")[:-1]
+    lines = edit(lines)
+    bad = tmp_path / name
+    bad.write_bytes(b"".join(l + b"\n" for l in lines))
+    return str(bad)
+
+
+def line_of(lines, pred):
+    return next(i for i, l in enumerate(lines) if pred(json.loads(l)))
+
+
+def check_fails(path, expect):
+    rc, out, err = tool("check", path)
+    out = out.decode()
+    assert rc == 1, f"check passed ({err})"
+    for line_no, text in expect:
+        assert any(l.startswith(f"{path}:{line_no}: ") and text in l for l in out.splitlines()), \
+            f"no '{path}:{line_no}: ...{text}...' in:\n{out}"
+    return out
+
+
+def test_check_catches_each_corruption(store, tmp_path):
+    path, _ = store
+    lines = open(path, "rb").read().split(b"\n")[:-1]
+    data_i = line_of(lines, lambda r: r["ev"] == "data")
+    close_i = line_of(lines, lambda r: r["ev"] == "close")
+    close_conn = json.loads(lines[close_i])["conn"]
+    open_i = line_of(lines, lambda r: r["ev"] == "open" and r["conn"] == close_conn)
+
+    def cut(ls):
+        ls[data_i] = ls[data_i][:len(ls[data_i]) // 2]
+        return ls
+    check_fails(corrupt(path, tmp_path, "cut.jsonl", cut), [(data_i + 1, "not JSON")])
+
+    def no_close(ls):
+        del ls[close_i]
+        return ls
+    check_fails(corrupt(path, tmp_path, "noclose.jsonl", no_close),
+                [(open_i + 1, f"conn {close_conn} opened here was never closed")])
+
+    def count(ls):
+        r = json.loads(ls[close_i])
+        r["bytes"] += 1
+        ls[close_i] = json.dumps(r).encode()
+        return ls
+    check_fails(corrupt(path, tmp_path, "count.jsonl", count),
+                [(close_i + 1, "the close says")])
+
+    # A conn number used twice in one life: an open written again, once right after itself
+    # (the connection still open), once at the end (after its close).  Conn 1 again would be a
+    # new server life, so the last connection opened is copied.
+    top_i = max(range(len(lines)), key=lambda i: json.loads(lines[i])["conn"])
+    top = json.loads(lines[top_i])["conn"]
+    top_i = line_of(lines, lambda r: r["conn"] == top)
+    assert top > 1 and json.loads(lines[top_i])["ev"] == "open"
+
+    def dup(ls):
+        return ls[:top_i + 1] + [ls[top_i]] + ls[top_i + 1:] + [ls[top_i]]
+    check_fails(corrupt(path, tmp_path, "dup.jsonl", dup),
+                [(top_i + 2, f"conn {top} opened again in the same server life "
+                  f"(first open at {tmp_path}/dup.jsonl:{top_i + 1})"),
+                 (len(lines) + 2, f"conn {top} opened after its close")])
+
+    def tail(ls):
+        ls[-1] = ls[-1][:-5]
+        return ls
+    bad = corrupt(path, tmp_path, "tail.jsonl", tail)
+    with open(bad, "r+b") as f:  # and no newline at the end
+        f.truncate(os.path.getsize(bad) - 1)
+    check_fails(bad, [(len(lines), "cut short")])
+    # The others read past a bad line with a warning.
+    rc, out, err = tool("list", corrupt(path, tmp_path, "cut2.jsonl", cut))
+    assert rc == 0 and f"cut2.jsonl:{data_i + 1}: not JSON" in err and "(skipped)" in err
+
+
+def test_gaps_are_reported_not_violations(store, tmp_path):
+    path, _ = store
+    lines = open(path, "rb").read().split(b"\n")[:-1]
+    data_i = line_of(lines, lambda r: r["ev"] == "data")
+    conn = json.loads(lines[data_i])["conn"]
+    gap = json.dumps({"ts": json.loads(lines[data_i])["ts"], "ev": "gap", "dropped_bytes": 123,
+                      "dropped_records": 1, "conns": [conn]}).encode()
+    # The data record was dropped and the gap says so; it comes after the close.
+    bad = corrupt(path, tmp_path, "gap.jsonl", lambda ls: ls[:data_i] + ls[data_i + 1:] + [gap])
+    rc, out, err = tool("check", bad)
+    out = out.decode()
+    assert rc == 0, out + err
+    assert f"{bad}:{len(lines)}: gap: 123 bytes in 1 records were dropped; conns {conn}" in out
+    assert f"gap: conn {conn}: the close says" in out and "1 gaps" in err
+
+
+def test_gzip_rotated_files_read_in_order(start_server, tmp_path):
+    srv = start_server()
+    rng = random.Random(11)
+    first = run_sessions(srv.port, [rng.randbytes(3000) for _ in range(3)])
+    os.rename(srv.store_path, srv.store_path + ".1")
+    srv.signal(signal.SIGHUP)
+    srv.wait_line("reopened")
+    second = run_sessions(srv.port, [rng.randbytes(3000) for _ in range(3)])
+    assert srv.stop() == 0
+    with open(srv.store_path + ".1", "rb") as f, gzip.open(srv.store_path + ".1.gz", "wb") as g:
+        g.write(f.read())
+    os.unlink(srv.store_path + ".1")
+    # The live file named first: still read after the rotated one.
+    files = [srv.store_path, srv.store_path + ".1.gz"]
+    listing = list_json(*files)
+    # Listed as they close: the rotated file's three first.
+    assert sorted(c["conn"] for c in listing[:3]) == [1, 2, 3]
+    assert sorted(c["conn"] for c in listing[3:]) == [4, 5, 6]
+    for local, _, got in first + second:
+        rc, out, err = tool("dump", conn_of(listing, local)["id"], *files)
+        assert (rc, out) == (0, got), err
+    rc, out, err = tool("check", *files)
+    assert (rc, out) == (0, b""), err
+    # The live file alone holds whole connections too.
+    rc, out, err = tool("check", srv.store_path)
+    assert (rc, out) == (0, b""), err
+
+
+def test_two_instances_merged_by_time(start_server):
+    a, b = start_server(), start_server()
+    sent = {}
+    for i in range(6):
+        srv = (a, b)[i % 2]
+        local, got = session(srv.port, b"%d" % i * 100)
+        sent[(i % 2 + 1, local)] = got
+    assert a.stop() == 0 and b.stop() == 0
+    listing = list_json(a.store_path, b.store_path)
+    assert sorted(c["id"] for c in listing) == ["1:1", "1:2", "1:3", "2:1", "2:2", "2:3"]
+    for (inst, local), got in sent.items():
+        c = conn_of([c for c in listing if c["inst"] == inst], local)
+        rc, out, err = tool("dump", c["id"], a.store_path, b.store_path)
+        assert (rc, out) == (0, got), err
+    rc, out, err = tool("check", a.store_path, b.store_path)
+    assert (rc, out) == (0, b""), err
+    rc, out, err = tool("stats", a.store_path, b.store_path)
+    assert rc == 0 and out.decode().startswith("connections 6, bytes 600\n"), out
+
+
+def test_a_restart_is_a_new_server_life(start_server, tmp_path):
+    path = str(tmp_path / "shared.jsonl")
+    for _ in range(2):
+        srv = start_server(store=path)
+        session(srv.port, b"x" * 10)
+        session(srv.port, b"y" * 20)
+        assert srv.stop() == 0
+    ids = [c["id"] for c in list_json(path)]
+    assert ids == ["1", "2", "2.1", "2.2"], ids
+    rc, out, err = tool("check", path)
+    assert (rc, out) == (0, b""), err
+    assert "2 server lives" in err
+    rc, out, err = tool("dump", "2.2", path)
+    assert (rc, out) == (0, b"y" * 20)
+
+
+def test_list_filters(store):
+    path, done = store
+    listing = list_json(path)
+    assert len(list_json("--peer", "127.0.0.0/8", path)) == len(done)
+    assert list_json("--peer", "10.0.0.0/8", path) == []
+    assert list_json("--peer", "::1", path) == []
+    assert [c["id"] for c in list_json("--conn", "3", "--conn", "5", path)] == ["3", "5"]
+    assert list_json("--reason", "reset", path) == []
+    assert len(list_json("--since", "2000-01-01", "--until", "now", path)) == len(done)
+    assert list_json("--until", "2000-01-01", path) == []
+    rc, out, err = tool("list", path)
+    assert rc == 0 and out.decode().splitlines()[0].split()[:3] == ["CONN", "PEER", "OPENED"]
+    assert len(out.decode().splitlines()) == len(listing) + 1
+
+
+def test_raw_store_refused(start_server):
+    srv = start_server("--store-format", "raw")
+    session(srv.port, b'{"not":"a record"}\nhello\n')
+    assert srv.stop() == 0
+    for cmd in ("list", "check"):
+        rc, out, err = tool(cmd, srv.store_path)
+        assert rc == 65 and out == b"", (cmd, rc, err)
+        assert len(err.splitlines()) == 1 and "raw store" in err, err
+
+
+@pytest.mark.parametrize("args,needle", [
+    ((), "no command"),
+    (("frobnicate", "x"), "unknown command"),
+    (("list",), "no store file"),
+    (("list", "--bogus", "x"), "unknown option"),
+    (("dump", "x.jsonl"), "needs a connection"),
+    (("list", "--peer", "300.1.1.1", "x"), "not an address"),
+    (("list", "--since", "tomorrow", "x"), "not a time"),
+    (("list", "--since", "now", "--until", "-1h", "x"), "--since is not before"),
+    (("stats", "--interval", "1y", "x"), "not a duration"),
+    (("follow", "a", "b"), "exactly one file"),
+    (("follow", "--poll", "1", "a"), "--poll"),
+    (("check", "--json", "x"), "not an option of check"),
+])
+def test_bad_arguments(args, needle):
+    rc, out, err = tool(*args)
+    assert rc == 64 and out == b"", (rc, err)
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_missing_file(tmp_path):
+    rc, out, err = tool("list", tmp_path / "nope.jsonl")
+    assert rc == 66 and "nope.jsonl" in err and len(err.splitlines()) == 1
+
+
+class Follow:
+    """mpecho-store follow as a subprocess, its output collected by a thread."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([TOOL, "follow"] + [str(a) for a in args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out = bytearray()
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while True:
+            b = self.proc.stdout.read1(1 << 16)
+            if not b:
+                return
+            with self.lock:
+                self.out += b
+
+    def output(self):
+        with self.lock:
+            return bytes(self.out)
+
+    def records(self):
+        return [json.loads(l) for l in self.output().split(b"\n")[:-1]]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        rc = self.proc.wait(10 * SLOW)
+        self.reader.join(10 * SLOW)
+        return rc
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def follow():
+    started = []
+
+    def start(*args):
+        f = Follow(*args)
+        started.append(f)
+        return f
+
+    yield start
+    for f in started:
+        f.cleanup()
+
+
+def test_follow_across_mv_and_hup(start_server, follow):
+    srv = start_server()
+    session(srv.port, b"before")
+    f = follow("--from-start", "--poll", "20", srv.store_path)
+    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 1 for r in f.records()), 10,
+               what="the first session in follow's output")
+    os.rename(srv.store_path, srv.store_path + ".1")
+    session(srv.port, b"between")  # written to the old file, after the mv
+    srv.signal(signal.SIGHUP)
+    srv.wait_line("reopened")
+    session(srv.port, b"after")
+    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 3 for r in f.records()), 10,
+               what="the session after the rotation in follow's output")
+    assert f.stop() == 0
+    data = {r["conn"]: r["data"] for r in f.records() if r["ev"] == "data"}
+    assert data == {1: "before", 2: "between", 3: "after"}
+    assert srv.stop() == 0
+
+
+def test_follow_one_connection_ends_at_its_close(start_server, follow):
+    srv = start_server()
+    with connect(srv.port) as s:
+        s.sendall(b"first part|")
+        got = b""
+        while len(got) < 11:
+            got += s.recv(100)
+        f = follow("--from-start", "--poll", "20", "1", srv.store_path)
+        wait_until(lambda: f.output() == b"first part|", 10, what="the first part")
+        s.sendall(bytes(range(256)))
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(1 << 16):
+            pass
+    f.proc.wait(10 * SLOW)
+    assert f.proc.returncode == 0
+    f.reader.join(10 * SLOW)
+    assert f.output() == b"first part|" + bytes(range(256))
+    assert srv.stop() == 0
+
+
+def test_follow_starts_at_the_end_by_default(start_server, follow):
+    srv = start_server()
+    session(srv.port, b"old")
+    wait_until(lambda: b'"ev":"close"' in open(srv.store_path, "rb").read(), 10,
+               what="the old session's close in the store")
+    f = follow("--poll", "20", srv.store_path)
+    # Nothing of the old session; a new one is printed.  Sessions go on until follow, which
+    # may still be starting, shows one.
+    deadline = time.monotonic() + 10 * SLOW
+    while not f.records():
+        assert time.monotonic() < deadline, "follow printed nothing"
+        session(srv.port, b"new")
+        time.sleep(0.05)
+    assert f.stop() == 0
+    assert all(r["conn"] != 1 for r in f.records())
+    assert srv.stop() == 0
