@@ -8,8 +8,9 @@
  * A gap record (the store could not write some records: disk full) is not a violation: it is
  * the store keeping its promise to say what it lost.  Each is reported, "FILE:LINE: gap: ...",
  * and so is each connection it names whose records do not add up (no open, no close, a byte
- * count that differs), as "gap:" instead of as a violation.  Since a gap may be written after
- * the close of a connection it names, such findings wait for the end of the server life.
+ * count that differs), as "gap:" instead of as a violation; after a gap whose list was cut
+ * ("conns_truncated"), any connection of that life.  Since a gap may be written after the
+ * close of a connection it names, such findings wait for the end of the server life.
  */
 #define _GNU_SOURCE
 #include "mstore.h"
@@ -33,6 +34,7 @@ struct mcheck {
 	struct mscan s;
 	struct mtab tab;
 	struct mranges *closed, *gapped; /* per instance, for its current life */
+	char *gapped_all;                /* per instance: a gap's list of conns was cut */
 	struct mdefer *defer;
 	size_t ndefer, capdefer;
 	unsigned long violations, gaps, records, conns, lives;
@@ -164,7 +166,9 @@ mcheck_gap(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 		if (mranges_add(&k->gapped[it->inst - 1], r->conns[i]) < 0)
 			k->oom = 1;
 	}
-	printf("%s\n", i > 20 ? " ..." : i == 0 ? " (none named)" : "");
+	printf("%s%s\n", i > 20 ? " ..." : i == 0 ? " (none named)" : "",
+	    r->conns_truncated ? " and more" : "");
+	k->gapped_all[it->inst - 1] |= (char)r->conns_truncated;
 	k->gaps++;
 }
 
@@ -222,7 +226,7 @@ mcheck_life_end(struct mcheck *k, unsigned inst, unsigned life)
 
 		if (d->inst != inst || d->life != life)
 			k->defer[j++] = *d;
-		else if (mranges_has(&k->gapped[inst - 1], d->conn))
+		else if (k->gapped_all[inst - 1] || mranges_has(&k->gapped[inst - 1], d->conn))
 			printf("%s:%lu: gap: %s (named in a gap)\n", d->path, d->line, d->msg);
 		else
 			mcheck_violation(k, d->path, d->line, d->msg);
@@ -230,6 +234,7 @@ mcheck_life_end(struct mcheck *k, unsigned inst, unsigned life)
 	k->ndefer = j;
 	mranges_free(&k->closed[inst - 1]);
 	mranges_free(&k->gapped[inst - 1]);
+	k->gapped_all[inst - 1] = 0;
 }
 
 static int
@@ -269,7 +274,8 @@ mcheck_run(const struct mopts *o)
 		return status;
 	k.closed = calloc(k.s.ninst + 1, sizeof(*k.closed));
 	k.gapped = calloc(k.s.ninst + 1, sizeof(*k.gapped));
-	if (k.closed == NULL || k.gapped == NULL)
+	k.gapped_all = calloc(k.s.ninst + 1, 1);
+	if (k.closed == NULL || k.gapped == NULL || k.gapped_all == NULL)
 		k.oom = 1;
 	status = mcheck_loop(&k);
 	if (status <= 1 && !o->quiet)
@@ -281,6 +287,7 @@ mcheck_run(const struct mopts *o)
 	}
 	free(k.closed);
 	free(k.gapped);
+	free(k.gapped_all);
 	free(k.defer);
 	mtab_free(&k.tab);
 	mscan_close(&k.s);

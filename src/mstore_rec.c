@@ -271,6 +271,7 @@ mrec_slow_gap(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char *err, size_t
 	}
 	r->conns = ctx->conns;
 	r->nconns = json_array_size(a);
+	r->conns_truncated = json_is_true(json_object_get(o, "conns_truncated"));
 	return 0;
 }
 

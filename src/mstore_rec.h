@@ -33,6 +33,7 @@ struct mrec {
 	uint64_t dropped_bytes, dropped_records; /* gap */
 	const uint64_t *conns;     /* gap: the connections whose records were dropped */
 	size_t nconns;
+	int conns_truncated;       /* gap: more connections lost records than conns lists */
 };
 
 /* Buffers the decoded strings live in; reused line after line, grown to the longest. */

@@ -251,6 +251,36 @@ def test_gaps_are_reported_not_violations(store, tmp_path):
     assert f"gap: conn {conn}: the close says" in out and "1 gaps" in err
 
 
+def test_a_real_gap_from_a_full_file(start_server):
+    """The store hits a file size limit and drops data; after mv + HUP the new file takes writes
+    again and begins with the gap record.  check reports the gap and the connections it names
+    that lost bytes, and passes."""
+    limit = 64 * 1024
+
+    def small_files():
+        import resource
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    srv = start_server(preexec_fn=small_files)
+    rng = random.Random(5)
+    run_sessions(srv.port, [rng.randbytes(100 * 1024) for _ in range(3)], parallel=1)
+    srv.wait_line("cannot write")
+    os.rename(srv.store_path, srv.store_path + ".1")
+    srv.signal(signal.SIGHUP)
+    srv.wait_line("reopened")
+    session(srv.port, b"after the rotation")
+    assert srv.stop() == 0
+    files = [srv.store_path + ".1", srv.store_path]
+    rc, out, err = tool("check", *files)
+    lines = out.decode().splitlines()
+    assert rc == 0, out.decode() + err
+    assert lines and all(": gap: " in l for l in lines), lines
+    assert any("bytes in" in l and "records were dropped" in l for l in lines), lines
+    assert "0 violations" in err
+    listing = list_json(*files)
+    assert [c["reason"] for c in listing] == ["eof"] * 4
+
+
 def test_gzip_rotated_files_read_in_order(start_server, tmp_path):
     srv = start_server()
     rng = random.Random(11)

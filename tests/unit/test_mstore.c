@@ -94,6 +94,10 @@ Test(rec, gap)
 	cr_assert_eq(r.dropped_bytes, 900);
 	cr_assert_eq(r.nconns, 2);
 	cr_assert_eq(r.conns[1], 9);
+	cr_assert(!r.conns_truncated);
+	cr_assert_eq(decode("{\"ts\":\"2026-11-21T10:00:00Z\",\"ev\":\"gap\",\"dropped_bytes\":9,"
+	    "\"dropped_records\":3,\"conns\":[],\"conns_truncated\":true}", &r), 0, "%s", err);
+	cr_assert(r.conns_truncated);
 }
 
 Test(rec, bad_lines_say_why)
