@@ -168,7 +168,8 @@ mcheck_gap(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 	}
 	printf("%s%s\n", i > 20 ? " ..." : i == 0 ? " (none named)" : "",
 	    r->conns_truncated ? " and more" : "");
-	k->gapped_all[it->inst - 1] |= (char)r->conns_truncated;
+	if (r->conns_truncated)
+		k->gapped_all[it->inst - 1] = 1;
 	k->gaps++;
 }
 
