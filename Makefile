@@ -126,8 +126,17 @@ $(BIN)/unit_test_procfs: $(OBJ)/unit_test_procfs.o $(OBJ)/procfs.o
 $(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(OBJ)/admit.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(OBJ)/dgguard.o $(OBJ)/admit.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -ljansson -lz
+
+$(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(OBJ)/sd.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(OBJ)/user.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 deps:
 	@scripts/deps.sh

@@ -43,8 +43,7 @@ admit_init(struct admit *a, int max_clients, int max_per_source, int max_rate)
 {
 	a->max_per_source = max_per_source;
 	a->max_rate = max_rate;
-	a->tokens = (int64_t)max_rate * 1000;
-	a->last_ms = -1;
+	admit_bucket_init(&a->rate, max_rate);
 	a->cap = admit_cap(max_clients, max_per_source);
 	memset(a->tab, 0, (size_t)a->cap * sizeof(a->tab[0]));
 }
@@ -78,18 +77,28 @@ admit_count(const struct admit *a, const struct admit_key *k)
 	return a->cap == 0 ? 0 : a->tab[admit_find(a, k)].count;
 }
 
-/* Refills the bucket for the time since the last call; it holds at most a second's worth. */
-static void
-admit_refill(struct admit *a, int64_t now_ms)
+void
+admit_bucket_init(struct admit_bucket *b, int rate)
 {
-	int64_t full = (int64_t)a->max_rate * 1000;
+	b->tokens = (int64_t)rate * 1000;
+	b->last_ms = -1;
+}
 
-	if (a->last_ms >= 0 && now_ms > a->last_ms)
-		a->tokens += (now_ms - a->last_ms) * a->max_rate;
-	if (a->tokens > full)
-		a->tokens = full;
-	if (a->last_ms < 0 || now_ms > a->last_ms)
-		a->last_ms = now_ms;
+int
+admit_bucket_take(struct admit_bucket *b, int rate, int64_t now_ms)
+{
+	int64_t full = (int64_t)rate * 1000;
+
+	if (b->last_ms >= 0 && now_ms > b->last_ms)
+		b->tokens += (now_ms - b->last_ms) * rate;
+	if (b->tokens > full)
+		b->tokens = full;
+	if (b->last_ms < 0 || now_ms > b->last_ms)
+		b->last_ms = now_ms;
+	if (b->tokens < 1000)
+		return 0;
+	b->tokens -= 1000;
+	return 1;
 }
 
 enum admit_verdict
@@ -102,12 +111,8 @@ admit_check(struct admit *a, const struct admit_key *k, int64_t now_ms)
 		if (a->tab[i].count >= (uint32_t)a->max_per_source)
 			return ADMIT_PER_SOURCE;
 	}
-	if (a->max_rate > 0) {
-		admit_refill(a, now_ms);
-		if (a->tokens < 1000)
-			return ADMIT_RATE;
-		a->tokens -= 1000;
-	}
+	if (a->max_rate > 0 && !admit_bucket_take(&a->rate, a->max_rate, now_ms))
+		return ADMIT_RATE;
 	if (a->cap > 0) {
 		a->tab[i].key = *k;
 		a->tab[i].count++;

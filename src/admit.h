@@ -32,6 +32,12 @@ struct admit_ratelog {
 
 enum admit_verdict { ADMIT_OK, ADMIT_PER_SOURCE, ADMIT_RATE };
 
+/* A token bucket: rate tokens a second, holding at most a second's worth; it starts full. */
+struct admit_bucket {
+	int64_t tokens;  /* in thousandths of a token */
+	int64_t last_ms; /* when it was last refilled; -1: never */
+};
+
 struct admit_src {
 	struct admit_key key;
 	uint32_t count; /* 0: the slot is empty */
@@ -40,8 +46,7 @@ struct admit_src {
 struct admit {
 	int max_per_source;     /* 0: no limit */
 	int max_rate;           /* sessions a second; 0: no limit */
-	int64_t tokens;         /* the bucket, in thousandths of a session */
-	int64_t last_ms;        /* when it was last refilled; -1: never */
+	struct admit_bucket rate;
 	uint32_t cap;           /* slots in tab: a power of two, at least twice the clients */
 	struct admit_src tab[]; /* open addressing, linear probing, no tombstones */
 };
@@ -59,6 +64,12 @@ enum admit_verdict admit_check(struct admit *a, const struct admit_key *k, int64
 void admit_release(struct admit *a, const struct admit_key *k);
 /* Concurrent sessions counted for k. */
 unsigned admit_count(const struct admit *a, const struct admit_key *k);
+
+/* Sets b full for rate tokens a second. */
+void admit_bucket_init(struct admit_bucket *b, int rate);
+/* Takes one token at now_ms: 1, or 0 when the bucket is empty (nothing taken).  A clock that
+ * steps back refills nothing. */
+int admit_bucket_take(struct admit_bucket *b, int rate, int64_t now_ms);
 
 /* Whether a line may be written at now_ms: 1, with *held set to the number of lines held back
  * since the last one written, or 0 (this one is held back and counted). */
