@@ -109,6 +109,19 @@ mdump_one(struct mdump *d)
 	return d->inst == 0;
 }
 
+/* The id as it was given. */
+static void
+mdump_id(char *dst, size_t len, const struct mfilt_conn *c)
+{
+	char in[16] = "", li[16] = "";
+
+	if (c->inst > 0)
+		snprintf(in, sizeof(in), "%u:", c->inst);
+	if (c->life > 0)
+		snprintf(li, sizeof(li), "%u.", c->life);
+	snprintf(dst, len, "%s%s%llu", in, li, (unsigned long long)c->conn);
+}
+
 int
 mdump_run(const struct mopts *o)
 {
@@ -130,7 +143,7 @@ mdump_run(const struct mopts *o)
 		}
 		rc = mdump_one(&d);
 		if (rc == 1) {
-			mout_conn_id(id, sizeof(id), &d.s, d.want->inst, d.want->life, d.want->conn);
+			mdump_id(id, sizeof(id), d.want);
 			fprintf(stderr, "%s: no connection %s in the store\n", MSTORE_PROG, id);
 		}
 		status = rc > status ? rc : status;

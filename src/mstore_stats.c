@@ -174,8 +174,6 @@ mstats_print(struct mstats *st)
 		    (unsigned long long)b->bytes);
 		mcounts_print(&b->reasons, "reasons", -1);
 		mcounts_print(&b->peers, "top peers", st->o->top);
-		free(b->reasons.v);
-		free(b->peers.v);
 	}
 }
 
@@ -194,6 +192,10 @@ mstats_run(const struct mopts *o)
 	}
 	if (status == 0)
 		mstats_print(&st);
+	for (size_t i = 0; i < st.nb; i++) {
+		free(st.b[i].reasons.v);
+		free(st.b[i].peers.v);
+	}
 	free(st.b);
 	mtab_free(&st.tab);
 	mscan_close(&st.s);
