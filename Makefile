@@ -132,10 +132,10 @@ $(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(OBJ)/dgguard.o $(OBJ)/adm
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -ljansson -lz
 
-$(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(OBJ)/sd.o
+$(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(OBJ)/sd.o $(OBJ)/opts.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(OBJ)/user.o
+$(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(OBJ)/user.o $(OBJ)/opts.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 deps:
