@@ -165,6 +165,9 @@ mstore_positional(struct mopts *o, int argc, char **argv, int i)
 		usage_error("no store file given (- for standard input)");
 	if (o->cmd == MCMD_DUMP && o->filt.nconns == 0)
 		usage_error("dump needs a connection (see list)");
+	for (size_t f = 0; o->cmd == MCMD_DUMP && o->filt.nconns > 1 && f < o->nfiles; f++)
+		if (strcmp(o->files[f], "-") == 0)
+			usage_error("standard input can be read once: dump one connection from it");
 	if (o->cmd == MCMD_FOLLOW && (o->nfiles != 1 || strcmp(o->files[0], "-") == 0 ||
 	    o->filt.nconns > 1))
 		usage_error("follow takes at most one connection and exactly one file");

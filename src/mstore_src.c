@@ -24,6 +24,7 @@ struct msrc_inst {
 	char *buf;
 	size_t cap, start, end;
 	int eof, skipping, done, life_ended;
+	int cut_said;          /* the file's gzip data was said to end early */
 	struct mrec_ctx ctx;
 	unsigned life;
 	uint64_t top;          /* the highest conn seen in this life; 0: none yet */
@@ -209,7 +210,7 @@ msrc_open_next(struct msrc_inst *in, struct mscan_item *it)
 	in->gz = NULL;
 	in->start = in->end = 0;
 	in->line = 0;
-	in->eof = in->skipping = 0;
+	in->eof = in->skipping = in->cut_said = 0;
 	if (++in->cur >= in->npaths)
 		return 0;
 	path = in->paths[in->cur];
@@ -324,6 +325,27 @@ msrc_decode(struct msrc_inst *in, struct mscan_item *it, int cut)
 	it->kind = MSCAN_REC;
 }
 
+/* At the end of a file: a gzip stream that ends early (a file cut short, or still being
+ * compressed) is one more bad line, said once. */
+static int
+msrc_cut_gzip(struct msrc_inst *in, struct mscan_item *it)
+{
+	int zerr;
+
+	gzerror(in->gz, &zerr);
+	if (zerr != Z_BUF_ERROR || in->cut_said)
+		return 0;
+	in->cut_said = 1;
+	it->kind = MSCAN_BAD;
+	it->path = in->paths[in->cur];
+	it->line = in->line + 1;
+	it->text = "";
+	it->len = 0;
+	it->life = in->life;
+	snprintf(it->err, sizeof(it->err), "the gzip data ends early: the file is cut short");
+	return 1;
+}
+
 /* Reads the instance's next item into in->next. */
 static void
 msrc_advance(struct msrc_inst *in)
@@ -353,6 +375,8 @@ msrc_advance(struct msrc_inst *in)
 			msrc_read_error(in, it);
 			return;
 		}
+		if (rc == 0 && msrc_cut_gzip(in, it))
+			return;
 		if (rc == 0) {
 			gzclose(in->gz);
 			in->gz = NULL;

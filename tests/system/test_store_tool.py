@@ -307,6 +307,12 @@ def test_gzip_rotated_files_read_in_order(start_server, tmp_path):
     # The live file alone holds whole connections too.
     rc, out, err = tool("check", srv.store_path)
     assert (rc, out) == (0, b""), err
+    # A gzip file cut short (still being compressed, a copy interrupted) is said, and fails.
+    cut = str(tmp_path / "cut.jsonl.1.gz")
+    with open(srv.store_path + ".1.gz", "rb") as f, open(cut, "wb") as g:
+        g.write(f.read()[:-100])
+    rc, out, err = tool("check", cut)
+    assert rc == 1 and "the gzip data ends early" in out.decode(), out.decode() + err
 
 
 def test_two_instances_merged_by_time(start_server):
@@ -376,6 +382,7 @@ def test_raw_store_refused(start_server):
     (("list",), "no store file"),
     (("list", "--bogus", "x"), "unknown option"),
     (("dump", "x.jsonl"), "needs a connection"),
+    (("dump", "1", "2", "-"), "standard input can be read once"),
     (("list", "--peer", "300.1.1.1", "x"), "not an address"),
     (("list", "--since", "tomorrow", "x"), "not a time"),
     (("list", "--since", "now", "--until", "-1h", "x"), "--since is not before"),
