@@ -4,8 +4,8 @@
  *
  * The strict decoder is a validator too: it accepts only lines that are valid JSON of the exact
  * shape record.c writes, so a line it takes needs no second look.  Its figures, on a 1 GB store
- * of random binary sessions (README, "Reading the store back"): Jansson alone reads about
- * 60 MB/s, the strict path several times that.
+ * of text and random binary sessions (README, "Reading the store back"): Jansson alone reads
+ * 73 MB/s, mpecho-store list with the strict decoder about 430 MB/s.
  */
 #define _GNU_SOURCE
 #include "mstore_rec.h"
