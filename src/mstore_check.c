@@ -11,6 +11,9 @@
  * count that differs), as "gap:" instead of as a violation; after a gap whose list was cut
  * ("conns_truncated"), any connection of that life.  Since a gap may be written after the
  * close of a connection it names, such findings wait for the end of the server life.
+ * A life whose first record read is not an open was joined mid-way: its start is in a rotated
+ * file not given.  Its connections without an open record and numbered below every conn it
+ * opens began in that file; they are counted in the summary, not reported.
  */
 #define _GNU_SOURCE
 #include "mstore.h"
@@ -21,24 +24,34 @@
 
 #define MCHECK_F_OPEN 1u /* the table entry came from an open record */
 
+/* A finding that waits for the end of its life. */
 struct mdefer {
 	unsigned inst, life;
 	uint64_t conn;
+	int noopen;            /* about a connection without an open record */
 	const char *path;
 	unsigned long line;
 	char msg[128];
+};
+
+/* What check keeps about the current life of each instance. */
+struct mlife {
+	struct mranges closed; /* conn numbers closed */
+	struct mranges gapped; /* conn numbers a gap names */
+	int gapped_all;        /* a gap's list of conns was cut */
+	int started, joined;   /* a record was read; the first was not an open */
+	uint64_t min_open;     /* the lowest conn with an open record; 0: none */
 };
 
 struct mcheck {
 	const struct mopts *o;
 	struct mscan s;
 	struct mtab tab;
-	struct mranges *closed, *gapped; /* per instance, for its current life */
-	char *gapped_all;                /* per instance: a gap's list of conns was cut */
+	struct mlife *lives;   /* per instance */
 	struct mdefer *defer;
 	size_t ndefer, capdefer;
-	unsigned long violations, gaps, records, conns, lives;
-	unsigned end_inst, end_life;     /* the life mcheck_life_end is closing */
+	unsigned long violations, gaps, records, conns, nlives, before;
+	unsigned end_inst, end_life; /* the life mcheck_life_end is closing */
 	int oom;
 };
 
@@ -69,6 +82,7 @@ mcheck_defer(struct mcheck *k, const struct mconn *c, const char *path, unsigned
 	d->inst = c->inst;
 	d->life = c->life;
 	d->conn = c->conn;
+	d->noopen = !(c->flags & MCHECK_F_OPEN);
 	d->path = path;
 	d->line = line;
 	snprintf(d->msg, sizeof(d->msg), "%s", msg);
@@ -86,7 +100,7 @@ mcheck_open(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 		mcheck_violation(k, it->path, it->line, msg);
 		return;
 	}
-	if (c != NULL || mranges_has(&k->closed[it->inst - 1], r->conn)) {
+	if (c != NULL || mranges_has(&k->lives[it->inst - 1].closed, r->conn)) {
 		snprintf(msg, sizeof(msg), "conn %llu opened after %s in the same server life",
 		    (unsigned long long)r->conn, c != NULL ? "records of it" : "its close");
 		mcheck_violation(k, it->path, it->line, msg);
@@ -113,7 +127,7 @@ mcheck_conn(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 
 	if (c != NULL)
 		return c;
-	if (mranges_has(&k->closed[it->inst - 1], r->conn)) {
+	if (mranges_has(&k->lives[it->inst - 1].closed, r->conn)) {
 		snprintf(msg, sizeof(msg), "%s for conn %llu after its close",
 		    r->ev == MREC_DATA ? "data" : "a second close", (unsigned long long)r->conn);
 		mcheck_violation(k, it->path, it->line, msg);
@@ -148,7 +162,7 @@ mcheck_close(struct mcheck *k, const struct mscan_item *it, const struct mrec *r
 		    (unsigned long long)c->sum);
 		mcheck_defer(k, c, it->path, it->line, msg);
 	}
-	if (mranges_add(&k->closed[it->inst - 1], r->conn) < 0)
+	if (mranges_add(&k->lives[it->inst - 1].closed, r->conn) < 0)
 		k->oom = 1;
 	mtab_del(&k->tab, c);
 }
@@ -163,13 +177,13 @@ mcheck_gap(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 	for (i = 0; i < r->nconns; i++) {
 		if (i < 20)
 			printf(" %llu", (unsigned long long)r->conns[i]);
-		if (mranges_add(&k->gapped[it->inst - 1], r->conns[i]) < 0)
+		if (mranges_add(&k->lives[it->inst - 1].gapped, r->conns[i]) < 0)
 			k->oom = 1;
 	}
 	printf("%s%s\n", i > 20 ? " ..." : i == 0 ? " (none named)" : "",
 	    r->conns_truncated ? " and more" : "");
 	if (r->conns_truncated)
-		k->gapped_all[it->inst - 1] = 1;
+		k->lives[it->inst - 1].gapped_all = 1;
 	k->gaps++;
 }
 
@@ -177,9 +191,16 @@ static void
 mcheck_record(struct mcheck *k, const struct mscan_item *it)
 {
 	const struct mrec *r = &it->rec;
+	struct mlife *l = &k->lives[it->inst - 1];
 	struct mconn *c;
 
 	k->records++;
+	if (!l->started && r->ev != MREC_GAP) {
+		l->started = 1;
+		l->joined = r->ev != MREC_OPEN;
+	}
+	if (r->ev == MREC_OPEN && (l->min_open == 0 || r->conn < l->min_open))
+		l->min_open = r->conn;
 	switch (r->ev) {
 	case MREC_OPEN:
 		mcheck_open(k, it, r);
@@ -211,31 +232,44 @@ mcheck_unclosed(struct mconn *c, void *arg)
 	mtab_del(&k->tab, c);
 }
 
+/* Whether a finding is about a connection that began in a file before the ones given. */
+static int
+mcheck_began_before(const struct mlife *l, const struct mdefer *d)
+{
+	return d->noopen && l->joined && (l->min_open == 0 || d->conn < l->min_open);
+}
+
 /* The end of a life: connections still open are violations, and the deferred findings are
  * given, as gaps for the connections a gap record names. */
 static void
 mcheck_life_end(struct mcheck *k, unsigned inst, unsigned life)
 {
+	struct mlife *l = &k->lives[inst - 1];
+	uint64_t last = 0;
 	size_t i, j;
 
-	k->lives++;
+	k->nlives++;
 	k->end_inst = inst;
 	k->end_life = life;
 	mtab_each(&k->tab, mcheck_unclosed, k);
 	for (i = 0, j = 0; i < k->ndefer; i++) {
 		const struct mdefer *d = &k->defer[i];
 
-		if (d->inst != inst || d->life != life)
+		if (d->inst != inst || d->life != life) {
 			k->defer[j++] = *d;
-		else if (k->gapped_all[inst - 1] || mranges_has(&k->gapped[inst - 1], d->conn))
+		} else if (mcheck_began_before(l, d)) {
+			k->before += d->conn != last; /* one connection's findings are together */
+			last = d->conn;
+		} else if (l->gapped_all || mranges_has(&l->gapped, d->conn)) {
 			printf("%s:%lu: gap: %s (named in a gap)\n", d->path, d->line, d->msg);
-		else
+		} else {
 			mcheck_violation(k, d->path, d->line, d->msg);
+		}
 	}
 	k->ndefer = j;
-	mranges_free(&k->closed[inst - 1]);
-	mranges_free(&k->gapped[inst - 1]);
-	k->gapped_all[inst - 1] = 0;
+	mranges_free(&l->closed);
+	mranges_free(&l->gapped);
+	memset(l, 0, sizeof(*l));
 }
 
 static int
@@ -269,26 +303,26 @@ int
 mcheck_run(const struct mopts *o)
 {
 	struct mcheck k = { .o = o };
+	char more[96] = "";
 	int status;
 
 	if ((status = mout_open(o, &k.s)) != 0)
 		return status;
-	k.closed = calloc(k.s.ninst + 1, sizeof(*k.closed));
-	k.gapped = calloc(k.s.ninst + 1, sizeof(*k.gapped));
-	k.gapped_all = calloc(k.s.ninst + 1, 1);
-	if (k.closed == NULL || k.gapped == NULL || k.gapped_all == NULL)
+	if ((k.lives = calloc(k.s.ninst + 1, sizeof(*k.lives))) == NULL)
 		k.oom = 1;
 	status = mcheck_loop(&k);
+	if (k.before > 0)
+		snprintf(more, sizeof(more), "; %lu connections began in a file before the first "
+		    "given", k.before);
 	if (status <= 1 && !o->quiet)
 		fprintf(stderr, "%s: %lu records, %lu connections, %lu server lives: %lu violations, "
-		    "%lu gaps\n", MSTORE_PROG, k.records, k.conns, k.lives, k.violations, k.gaps);
-	for (unsigned i = 0; k.closed && k.gapped && i < k.s.ninst; i++) {
-		mranges_free(&k.closed[i]);
-		mranges_free(&k.gapped[i]);
+		    "%lu gaps%s\n", MSTORE_PROG, k.records, k.conns, k.nlives, k.violations, k.gaps,
+		    more);
+	for (unsigned i = 0; k.lives != NULL && i < k.s.ninst; i++) {
+		mranges_free(&k.lives[i].closed);
+		mranges_free(&k.lives[i].gapped);
 	}
-	free(k.closed);
-	free(k.gapped);
-	free(k.gapped_all);
+	free(k.lives);
 	free(k.defer);
 	mtab_free(&k.tab);
 	mscan_close(&k.s);

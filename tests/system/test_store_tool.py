@@ -315,6 +315,33 @@ def test_gzip_rotated_files_read_in_order(start_server, tmp_path):
     assert rc == 1 and "the gzip data ends early" in out.decode(), out.decode() + err
 
 
+def test_check_of_the_live_file_alone_after_a_rotation(start_server):
+    """A connection open across mv + HUP has its open in the rotated file: checking the live
+    file alone counts it as begun before the files given, and is not a violation."""
+    srv = start_server()
+    with connect(srv.port) as s:
+        s.sendall(b"before|")
+        assert s.recv(100) == b"before|"
+        wait_until(lambda: b"before|" in open(srv.store_path, "rb").read(), 10,
+                   what="the first chunk in the store")
+        os.rename(srv.store_path, srv.store_path + ".1")
+        srv.signal(signal.SIGHUP)
+        srv.wait_line("reopened")
+        s.sendall(b"after")
+        s.shutdown(socket.SHUT_WR)
+        assert b"".join(iter(lambda: s.recv(100), b"")) == b"after"
+    session(srv.port, b"another")
+    assert srv.stop() == 0
+    rc, out, err = tool("check", srv.store_path)
+    assert (rc, out) == (0, b""), out.decode() + err
+    assert "1 connections began in a file before the first given" in err
+    rc, out, err = tool("check", srv.store_path, srv.store_path + ".1")
+    assert (rc, out) == (0, b""), out.decode() + err
+    assert "began" not in err
+    rc, out, err = tool("dump", "1", srv.store_path + ".1", srv.store_path)
+    assert (rc, out) == (0, b"before|after")
+
+
 def test_two_instances_merged_by_time(start_server):
     a, b = start_server(), start_server()
     sent = {}
