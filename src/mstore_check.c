@@ -50,7 +50,7 @@ struct mcheck {
 	struct mlife *lives;   /* per instance */
 	struct mdefer *defer;
 	size_t ndefer, capdefer;
-	unsigned long violations, gaps, records, conns, nlives, before;
+	unsigned long violations, gaps, records, conns, nlives, before, datagrams;
 	unsigned end_inst, end_life; /* the life mcheck_life_end is closing */
 	int oom;
 };
@@ -195,7 +195,7 @@ mcheck_record(struct mcheck *k, const struct mscan_item *it)
 	struct mconn *c;
 
 	k->records++;
-	if (!l->started && r->ev != MREC_GAP) {
+	if (!l->started && r->conn != 0) {
 		l->started = 1;
 		l->joined = r->ev != MREC_OPEN;
 	}
@@ -214,6 +214,9 @@ mcheck_record(struct mcheck *k, const struct mscan_item *it)
 		break;
 	case MREC_GAP:
 		mcheck_gap(k, it, r);
+		break;
+	case MREC_DGRAM:
+		k->datagrams++;
 		break;
 	}
 }
@@ -314,6 +317,8 @@ mcheck_run(const struct mopts *o)
 	if (k.before > 0)
 		snprintf(more, sizeof(more), "; %lu connections began in a file before the first "
 		    "given", k.before);
+	else if (k.datagrams > 0)
+		snprintf(more, sizeof(more), "; %lu datagrams", k.datagrams);
 	if (status <= 1 && !o->quiet)
 		fprintf(stderr, "%s: %lu records, %lu connections, %lu server lives: %lu violations, "
 		    "%lu gaps%s\n", MSTORE_PROG, k.records, k.conns, k.nlives, k.violations, k.gaps,

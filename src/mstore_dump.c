@@ -67,7 +67,7 @@ mdump_record(struct mdump *d, const struct mscan_item *it)
 {
 	const struct mrec *r = &it->rec;
 
-	if (r->ev == MREC_GAP || !mfilt_conn_matches(d->want, it->inst, it->life, r->conn))
+	if (r->conn == 0 || !mfilt_conn_matches(d->want, it->inst, it->life, r->conn))
 		return 0;
 	if (d->inst == 0) {
 		d->inst = it->inst;

@@ -85,7 +85,7 @@ mfollow_line(struct mfollow *f, const char *line, size_t len)
 		putchar('\n');
 		return 0;
 	}
-	if (r.ev == MREC_GAP || r.conn != want->conn)
+	if (r.conn == 0 || r.conn != want->conn)
 		return 0;
 	if (r.ev == MREC_DATA)
 		fwrite(r.data.p, 1, r.data.len, stdout);

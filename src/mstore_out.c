@@ -93,7 +93,7 @@ mout_track(struct mtab *tab, const struct mscan_item *it, int *oom)
 	const struct mrec *r = &it->rec;
 	struct mconn *c;
 
-	if (r->ev == MREC_GAP)
+	if (r->conn == 0) /* a gap or a datagram */
 		return NULL;
 	if ((c = mtab_add(tab, it->inst, it->life, r->conn)) == NULL) {
 		*oom = 1;

@@ -296,6 +296,10 @@ mrec_slow_ev(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char **out, char *
 		return mrec_get_uint(o, "bytes", &r->bytes, err, el);
 	case MREC_GAP:
 		return mrec_slow_gap(ctx, o, r, err, el);
+	case MREC_DGRAM:
+		if (mrec_get_str(o, "peer", &r->peer, out, err, el) < 0)
+			return -1;
+		return mrec_get_str(o, "data", &r->data, out, err, el);
 	}
 	return -1;
 }
@@ -303,7 +307,7 @@ mrec_slow_ev(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char **out, char *
 static int
 mrec_slow_head(json_t *o, struct mrec *r, char **out, char *err, size_t el)
 {
-	static const char *const evs[] = { "open", "data", "close", "gap" };
+	static const char *const evs[] = { "open", "data", "close", "gap", "datagram" };
 	struct mrec_str ev, ts;
 
 	if (mrec_get_str(o, "ev", &ev, out, err, el) < 0 ||
@@ -321,7 +325,7 @@ mrec_slow_head(json_t *o, struct mrec *r, char **out, char *err, size_t el)
 		snprintf(err, el, "unknown event \"%.*s\"", (int)(ev.len < 20 ? ev.len : 20), ev.p);
 		return -1;
 	}
-	if (r->ev == MREC_GAP)
+	if (r->ev == MREC_GAP || r->ev == MREC_DGRAM)
 		return 0;
 	if (mrec_get_uint(o, "conn", &r->conn, err, el) < 0)
 		return -1;

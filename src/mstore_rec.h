@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum mrec_ev { MREC_OPEN = 1, MREC_DATA, MREC_CLOSE, MREC_GAP };
+/* A gap says what the store could not write; a datagram is one UDP datagram echoed, with its
+ * peer and data (mpechod's UDP echo).  Neither belongs to a connection: their conn is 0. */
+enum mrec_ev { MREC_OPEN = 1, MREC_DATA, MREC_CLOSE, MREC_GAP, MREC_DGRAM };
 
 /* Text decoded from a JSON string; for data, the bytes (code point N is byte N). */
 struct mrec_str {
@@ -24,10 +26,10 @@ struct mrec_str {
 struct mrec {
 	enum mrec_ev ev;
 	int64_t ts_us;             /* microseconds since the epoch, UTC */
-	uint64_t conn;             /* 0 for a gap */
+	uint64_t conn;             /* 0 for a gap or a datagram */
 	long pid;                  /* open; -1 when absent */
-	struct mrec_str peer, via; /* open; via only behind a proxy */
-	struct mrec_str data;      /* data: the echoed bytes */
+	struct mrec_str peer, via; /* open, datagram; via only behind a proxy */
+	struct mrec_str data;      /* data, datagram: the echoed bytes */
 	struct mrec_str reason;    /* close */
 	uint64_t bytes;            /* close */
 	uint64_t dropped_bytes, dropped_records; /* gap */

@@ -281,6 +281,8 @@ msrc_new_life(struct msrc_inst *in, const struct mrec *r)
 				mtab_del(&in->open, c);
 		return 0;
 	}
+	if (r->conn == 0) /* a datagram */
+		return 0;
 	if (r->ev == MREC_OPEN && r->conn == 1 && in->top > 0 && (in->seen_one || in->joined ||
 	    (in->open.live == 0 && in->top > 64))) {
 		mtab_free(&in->open);

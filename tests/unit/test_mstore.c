@@ -100,6 +100,19 @@ Test(rec, gap)
 	cr_assert(r.conns_truncated);
 }
 
+Test(rec, datagram)
+{
+	struct mrec r;
+
+	cr_assert_eq(decode("{\"ts\":\"2026-11-21T10:00:00Z\",\"ev\":\"datagram\","
+	    "\"peer\":\"127.0.0.1:40000\",\"data\":\"hi\\u00ff\"}", &r), 0, "%s", err);
+	cr_assert_eq(r.ev, MREC_DGRAM);
+	cr_assert_eq(r.conn, 0);
+	cr_assert_eq(r.data.len, 3);
+	cr_assert_arr_eq(r.data.p, "hi\xff", 3);
+	cr_assert_eq(r.peer.len, 15);
+}
+
 Test(rec, bad_lines_say_why)
 {
 	static const struct { const char *line, *why; } bad[] = {
