@@ -13,6 +13,10 @@ PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR  ?= $(PREFIX)/share/man
+# Where make install puts contrib/'s service files (install-contrib).
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
 CC      ?= cc
 PYTEST  ?= /usr/bin/python3 -m pytest
 
@@ -40,7 +44,7 @@ OBJ  := $(OUT)/obj
 BIN  := $(OUT)/bin
 
 COMMON  := log io net sig
-SERVER  := master session store record opts admit
+SERVER  := master session store record opts admit datagram dgguard
 CLIENT  := client
 BENCHM  := bench bench_worker bench_flood bench_report hist procfs
 
@@ -126,6 +130,12 @@ $(BIN)/unit_test_procfs: $(OBJ)/unit_test_procfs.o $(OBJ)/procfs.o
 $(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(OBJ)/admit.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_proxy: $(OBJ)/unit_test_proxy.o $(OBJ)/proxy.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_cidr: $(OBJ)/unit_test_cidr.o $(OBJ)/cidr.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 $(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(OBJ)/dgguard.o $(OBJ)/admit.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
@@ -155,13 +165,22 @@ build-fuzz/fuzz_record: fuzz/fuzz_record.c src/record.c src/record.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_record.c src/record.c
 
+build-fuzz/fuzz_proxy: fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_proxy.c src/proxy.c
+
+build-fuzz/fuzz_cidr: fuzz/fuzz_cidr.c src/cidr.c src/cidr.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_cidr.c src/cidr.c
+
 MSTORE_FUZZ_SRC := $(patsubst %,src/%.c,mstore_rec mstore_filt mstore_tab record)
 build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mstore_rec.h src/mstore_filt.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) -ljansson
 
-fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record build-fuzz/fuzz_mstore
-	@for t in opts record mstore; do \
+fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record build-fuzz/fuzz_mstore build-fuzz/fuzz_proxy \
+		build-fuzz/fuzz_cidr
+	@for t in opts record mstore proxy cidr; do \
 		mkdir -p build-fuzz/new-$$t; \
 		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=0 \
 			build-fuzz/new-$$t fuzz/corpus/$$t 2>build-fuzz/$$t.log \
@@ -196,12 +215,27 @@ examples:
 bench: all
 	bench/compare.sh
 
-install: all
+install: all install-contrib
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(BIN)/mpechod $(DESTDIR)$(SBINDIR)/mpechod
 	for p in $(filter-out mpechod mpechod-dynamic,$(notdir $(PROGS))); do install -m 755 $(BIN)/$$p $(DESTDIR)$(BINDIR)/$$p; done
 	install -m 644 man/mpechod.8 $(DESTDIR)$(MANDIR)/man8/mpechod.8
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+
+# systemd units, the logrotate snippet, the xinetd service and the sysusers.d line, with the
+# server's installed path filled in for @SBINDIR@.
+CONTRIB_UNITS := mpechod.service mpechod.socket mpechod-inetd.socket mpechod-inetd@.service
+.PHONY: install-contrib
+install-contrib:
+	@mkdir -p $(OUT)/contrib
+	for f in $(CONTRIB_UNITS) mpecho.logrotate mpecho.xinetd; do \
+		sed 's|@SBINDIR@|$(SBINDIR)|g' contrib/$$f >$(OUT)/contrib/$$f || exit 1; done
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
+		$(DESTDIR)$(SYSCONFDIR)/xinetd.d $(DESTDIR)$(SYSUSERSDIR)
+	install -m 644 $(CONTRIB_UNITS:%=$(OUT)/contrib/%) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 644 $(OUT)/contrib/mpecho.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/mpecho
+	install -m 644 $(OUT)/contrib/mpecho.xinetd $(DESTDIR)$(SYSCONFDIR)/xinetd.d/mpecho
+	install -m 644 contrib/mpecho.sysusers $(DESTDIR)$(SYSUSERSDIR)/mpecho.conf
 
 clean:
 	rm -rf build build-san build-fuzz bin

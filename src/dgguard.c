@@ -13,7 +13,7 @@ static const uint16_t dg_loop_ports[] = { 1900, 3702, 5353, 5355, 11211, 0 };
 
 static const char *const dg_reasons[DG_NVERDICTS] = {
 	[DG_OK] = "ok",
-	[DG_BAD_PORT] = "source port of a service that answers",
+	[DG_BAD_PORT] = "source port that could loop (below 1024, ours, or a service that answers)",
 	[DG_BAD_ADDR] = "broadcast, multicast or unspecified source",
 	[DG_RATE_SOURCE] = "over the per-source rate",
 	[DG_RATE_ALL] = "over the global rate",

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "admit.h"
+#include "datagram.h"
 #include "io.h"
 #include "log.h"
 #include "net.h"
@@ -78,6 +79,12 @@ struct master {
 	struct settings set;
 	int lfd[MASTER_MAX_LISTEN];
 	int nlfd;
+	int ufd[MASTER_MAX_LISTEN];  /* --udp: bound UDP sockets, served by the datagram process */
+	int nufd;
+	uint16_t port;               /* the port served */
+	pid_t dgram_pid;
+	int64_t dgram_started_ms;
+	struct datagram_stats dgstats; /* written by the datagram process */
 	int pipe_rd, pipe_wr;        /* the store pipe; -1 without a store */
 	int lock_fd;                 /* holds the master's lock on the store; -1 without one */
 	pid_t store_pid;
@@ -164,20 +171,31 @@ master_listen(void)
 
 	for (tries = 0; tries < 16; tries++) {
 		port = master->set.port;
-		master->nlfd = 0;
+		master->nlfd = master->nufd = 0;
 		for (i = 0; i < (master->set.nbinds ? master->set.nbinds : 1); i++) {
 			const char *host = master->set.nbinds ? master->set.binds[i] : NULL;
 
-			n = net_listen(host, &port, master->lfd + master->nlfd, MASTER_MAX_LISTEN - master->nlfd, err,
-			    sizeof(err));
+			n = net_listen(host, SOCK_STREAM, &port, master->lfd + master->nlfd,
+			    MASTER_MAX_LISTEN - master->nlfd, err, sizeof(err));
 			if (n < 0)
 				break;
 			master->nlfd += n;
+			if (!master->set.udp)
+				continue;
+			n = net_listen(host, SOCK_DGRAM, &port, master->ufd + master->nufd,
+			    MASTER_MAX_LISTEN - master->nufd, err, sizeof(err));
+			if (n < 0)
+				break;
+			master->nufd += n;
 		}
-		if (n >= 0)
+		if (n >= 0) {
+			master->port = (uint16_t)port;
 			return;
+		}
 		while (master->nlfd > 0)
 			close(master->lfd[--master->nlfd]);
+		while (master->nufd > 0)
+			close(master->ufd[--master->nufd]);
 		if (!(master->set.port == 0 && errno == EADDRINUSE))
 			break;
 	}
@@ -197,20 +215,44 @@ master_announce(void)
 		net_local_addr(master->lfd[i], addr, sizeof(addr));
 		log_info("listening on %s", addr);
 	}
+	for (int i = 0; i < master->nufd; i++) {
+		net_local_addr(master->ufd[i], addr, sizeof(addr));
+		log_info("serving UDP on %s", addr);
+	}
 }
 
-/* In a new child: closes the listeners, the master's store lock and the pipe end it does not
- * use, as the master had them at the fork (the shared state may have changed since).  A child
- * that kept the lock's descriptor would make its master look alive after its death. */
+/* The master's own descriptors that a child must close: listeners, UDP sockets (but in the
+ * datagram process), the master's store lock, and the pipe end it does not use.  Collected
+ * before the fork, as the master has them then: the shared state may change before the child
+ * reads it.  A child that kept the lock's descriptor would make its master look alive after
+ * its death. */
+struct master_fds {
+	int fd[2 * MASTER_MAX_LISTEN + 3];
+	int n;
+};
+
 static void
-master_close_inherited(const int *lfd, int nlfd, int lock_fd, int other)
+master_fds_to_close(struct master_fds *c, int keep_pipe_end, int keep_udp)
 {
-	for (int i = 0; i < nlfd; i++)
-		close(lfd[i]);
-	if (lock_fd >= 0)
-		close(lock_fd);
-	if (other >= 0)
-		close(other);
+	c->n = 0;
+	for (int i = 0; i < master->nlfd; i++)
+		c->fd[c->n++] = master->lfd[i];
+	for (int i = 0; !keep_udp && i < master->nufd; i++)
+		c->fd[c->n++] = master->ufd[i];
+	if (master->lock_fd >= 0)
+		c->fd[c->n++] = master->lock_fd;
+	if (master->pipe_rd >= 0 && master->pipe_rd != keep_pipe_end)
+		c->fd[c->n++] = master->pipe_rd;
+	if (master->pipe_wr >= 0 && master->pipe_wr != keep_pipe_end)
+		c->fd[c->n++] = master->pipe_wr;
+}
+
+/* In a new child. */
+static void
+master_close_inherited(const struct master_fds *c)
+{
+	for (int i = 0; i < c->n; i++)
+		close(c->fd[i]);
 }
 
 static void
@@ -221,18 +263,17 @@ master_start_store(int filefd)
 		.format = master->set.format, .fsync = master->set.fsync, .master = getpid(),
 		.full = master->set.store_full,
 	};
-	int lfd[MASTER_MAX_LISTEN], nlfd = master->nlfd, pipe_wr = master->pipe_wr;
-	int lock_fd = master->lock_fd;
+	struct master_fds c;
 	pid_t pid;
 
-	memcpy(lfd, master->lfd, sizeof(lfd));
+	master_fds_to_close(&c, master->pipe_rd, 0);
 	pid = fork();
 	if (pid < 0) {
 		log_warn("cannot fork the store");
 		return;
 	}
 	if (pid == 0) {
-		master_close_inherited(lfd, nlfd, lock_fd, pipe_wr);
+		master_close_inherited(&c);
 		store_run(&a);
 	}
 	master->store_pid = pid;
@@ -252,6 +293,59 @@ master_restart_store(void)
 	master_start_store(-1);
 	if (master->store_pid > 0)
 		log_warnx("restarted the store as %d", (int)master->store_pid);
+}
+
+/* The datagram process (--udp), supervised like the store: started after it, restarted at most
+ * once a second if it dies, told to stop (SIGTERM) at shutdown. */
+static void
+master_start_dgram(void)
+{
+	struct datagram_args a = {
+		.fds = master->ufd, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
+		.port = master->port, .per_source = master->set.udp_per_source,
+		.global = master->set.udp_rate, .master = getpid(), .stats = &master->dgstats,
+	};
+	struct master_fds c;
+	pid_t pid;
+
+	if (master->nufd == 0 || master->stopping)
+		return;
+	master_fds_to_close(&c, master->pipe_wr, 1);
+	master->dgram_started_ms = io_now_ms();
+	pid = fork();
+	if (pid < 0) {
+		log_warn("cannot fork the datagram process");
+		return;
+	}
+	if (pid == 0) {
+		/* The UDP sockets in a's array are the master's: the same numbers in the child. */
+		master_close_inherited(&c);
+		datagram_run(&a);
+	}
+	master->dgram_pid = pid;
+}
+
+static void
+master_dgram_died(int status)
+{
+	if (WIFSIGNALED(status))
+		log_warnx("datagram process %d killed by signal %d", (int)master->dgram_pid,
+		    WTERMSIG(status));
+	else if (!master->stopping || WEXITSTATUS(status) != 0)
+		log_warnx("datagram process %d exited %d", (int)master->dgram_pid,
+		    WEXITSTATUS(status));
+	master->dgram_pid = 0;
+}
+
+static void
+master_restart_dgram(void)
+{
+	if (master->dgram_pid > 0 || master->nufd == 0 || master->stopping ||
+	    io_now_ms() - master->dgram_started_ms < 1000)
+		return;
+	master_start_dgram();
+	if (master->dgram_pid > 0)
+		log_warnx("restarted the datagram process as %d", (int)master->dgram_pid);
 }
 
 /* A store file that a live mpechod owns is refused.  One whose master died while its store
@@ -448,6 +542,10 @@ master_child_died(pid_t pid, int status)
 		master_store_died(status);
 		return;
 	}
+	if (pid == master->dgram_pid) {
+		master_dgram_died(status);
+		return;
+	}
 	for (i = 0; i < master->nkids && master->kids[i].pid != pid; i++)
 		;
 	if (i == master->nkids)
@@ -489,6 +587,26 @@ master_reap(void)
 }
 
 static void
+master_stats_udp(void)
+{
+	const struct datagram_stats *d = &master->dgstats;
+	uint64_t dropped = __atomic_load_n(&d->dropped_store, __ATOMIC_RELAXED);
+
+	for (int v = 0; v < DG_NVERDICTS; v++)
+		dropped += __atomic_load_n(&d->dropped[v], __ATOMIC_RELAXED);
+	log_info("stats: udp echoed %llu, udp bytes %llu, udp dropped %llu (source port %llu, "
+	    "address %llu, source rate %llu, global rate %llu, store %llu)",
+	    (unsigned long long)__atomic_load_n(&d->echoed, __ATOMIC_RELAXED),
+	    (unsigned long long)__atomic_load_n(&d->bytes, __ATOMIC_RELAXED),
+	    (unsigned long long)dropped,
+	    (unsigned long long)__atomic_load_n(&d->dropped[DG_BAD_PORT], __ATOMIC_RELAXED),
+	    (unsigned long long)__atomic_load_n(&d->dropped[DG_BAD_ADDR], __ATOMIC_RELAXED),
+	    (unsigned long long)__atomic_load_n(&d->dropped[DG_RATE_SOURCE], __ATOMIC_RELAXED),
+	    (unsigned long long)__atomic_load_n(&d->dropped[DG_RATE_ALL], __ATOMIC_RELAXED),
+	    (unsigned long long)__atomic_load_n(&d->dropped_store, __ATOMIC_RELAXED));
+}
+
+static void
 master_stats(void)
 {
 	uint64_t bytes = master->bytes_done;
@@ -503,6 +621,8 @@ master_stats(void)
 	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
 	    (unsigned long long)master->refused_source, (unsigned long long)master->refused_rate,
 	    (unsigned long long)master->culled);
+	if (master->set.udp)
+		master_stats_udp();
 }
 
 static uint16_t
@@ -519,11 +639,10 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 	struct session_args a;
 	pid_t pid;
 	int slot = master->free_slots[--master->nfree];
-	int lfd[MASTER_MAX_LISTEN], nlfd = master->nlfd, pipe_rd = master->pipe_rd;
-	int lock_fd = master->lock_fd;
+	struct master_fds c;
 
 	master->board[slot] = (struct session_slot){ 0 };
-	memcpy(lfd, master->lfd, sizeof(lfd));
+	master_fds_to_close(&c, master->pipe_wr, 0);
 	a.fd = cfd;
 	a.conn = master->next_conn;
 	a.peer = *peer;
@@ -537,7 +656,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 	 * three pages of libc data in every session, 12 KiB per held connection. */
 	pid = _Fork();
 	if (pid == 0) {
-		master_close_inherited(lfd, nlfd, lock_fd, pipe_rd);
+		master_close_inherited(&c);
 		session_run(&a);
 	}
 	close(cfd);
@@ -640,6 +759,11 @@ master_begin_shutdown(void)
 		for (int i = 0; i < master->nlfd; i++)
 			close(master->lfd[i]);
 		master->nlfd = 0;
+		for (int i = 0; i < master->nufd; i++)
+			close(master->ufd[i]);
+		master->nufd = 0;
+		if (master->dgram_pid > 0)
+			kill(master->dgram_pid, SIGTERM);
 		log_info("shutting down: %d sessions get %d s to finish", master->nkids, master->set.grace);
 		master->stopping = 1;
 		master->phase_deadline_ms = io_now_ms() + (int64_t)master->set.grace * 1000;
@@ -678,7 +802,8 @@ master_poll_timeout(int64_t now)
 		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
-	if (master->store_pid == 0 && master->pipe_wr >= 0 && (t < 0 || t > 1000))
+	if (((master->store_pid == 0 && master->pipe_wr >= 0) ||
+	    (master->dgram_pid == 0 && master->nufd > 0)) && (t < 0 || t > 1000))
 		t = 1000;
 	if (t > 3600000)
 		t = 3600000;
@@ -831,8 +956,9 @@ master_loop(void)
 			master_stats();
 		master_serve();
 		master_restart_store();
+		master_restart_dgram();
 		master_shutdown_step();
-		if (master->stopping && master->nkids == 0)
+		if (master->stopping && master->nkids == 0 && master->dgram_pid == 0)
 			master_finish();
 	}
 }
@@ -876,6 +1002,7 @@ main(int argc, char **argv)
 	master_signals();
 	master_listen();
 	master_open_store();
+	master_start_dgram();
 	master_announce();
 	master_loop();
 }

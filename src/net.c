@@ -58,23 +58,28 @@ net_error(char *err, size_t errlen, const char *what, const struct sockaddr *sa,
 	return -1;
 }
 
+/* SO_REUSEADDR only for TCP: it lets a restarted server bind past old connections in
+ * TIME_WAIT, while for UDP it would let a second server share the port unnoticed. */
 static int
-net_listen_sa(struct sockaddr *sa, socklen_t salen, int *port, char *err, size_t errlen)
+net_listen_sa(struct sockaddr *sa, socklen_t salen, int type, int *port, char *err,
+    size_t errlen)
 {
+	const char *what = type == SOCK_DGRAM ? "cannot bind UDP" : "cannot listen on";
 	char addr[NET_ADDRLEN];
 	int fd, one = 1;
 
 	if (*port != 0)
 		net_set_port(sa, *port);
 
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(sa->sa_family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return net_error(err, errlen, "cannot listen on", sa, -1);
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		return net_error(err, errlen, what, sa, -1);
+	if ((type == SOCK_STREAM &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) ||
 	    (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    bind(fd, sa, salen) < 0 || listen(fd, NET_BACKLOG) < 0)
-		return net_error(err, errlen, "cannot listen on", sa, fd);
+	    bind(fd, sa, salen) < 0 || (type == SOCK_STREAM && listen(fd, NET_BACKLOG) < 0))
+		return net_error(err, errlen, what, sa, fd);
 	if (*port == 0)
 		*port = net_local_addr(fd, addr, sizeof(addr));
 	return fd;
@@ -104,7 +109,7 @@ net_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len)
 }
 
 int
-net_listen(const char *host, int *port, int *fds, int max, char *err, size_t errlen)
+net_listen(const char *host, int type, int *port, int *fds, int max, char *err, size_t errlen)
 {
 	static const char *const wildcard[] = { "::", "0.0.0.0", NULL };
 	static const char *const loopback[] = { "127.0.0.1", "::1", NULL };
@@ -124,7 +129,7 @@ net_listen(const char *host, int *port, int *fds, int max, char *err, size_t err
 			    "address", *list);
 			goto error;
 		}
-		fd = net_listen_sa((struct sockaddr *)&ss, len, port, err, errlen);
+		fd = net_listen_sa((struct sockaddr *)&ss, len, type, port, err, errlen);
 		if (fd < 0) {
 			/* A host without IPv6 (or IPv4) still serves on the other family. */
 			if (host == NULL || strcmp(host, "localhost") == 0) {

@@ -13,13 +13,15 @@
 /* "[" + IPv6 text + "]:" + port + NUL */
 #define NET_ADDRLEN 64
 
-/* Binds and listens on host, a numeric IPv4 or IPv6 address (no name is looked up), or
- * "localhost" (127.0.0.1 and ::1), or NULL (the IPv6 and IPv4 wildcards; IPv6 sockets are made
- * IPv6-only so the IPv4 wildcard binds beside them).  When *port is 0, the port the kernel gives
- * the first socket is stored in *port and used for the rest.  Fills fds, up to max, and returns
- * their number, or -1 with err filled and errno set.  Nonblocking listeners with a backlog of
- * at least 511.  (net.c) */
-int net_listen(const char *host, int *port, int *fds, int max, char *err, size_t errlen);
+/* Binds (and for SOCK_STREAM listens) on host, a numeric IPv4 or IPv6 address (no name is
+ * looked up), or "localhost" (127.0.0.1 and ::1), or NULL (the IPv6 and IPv4 wildcards; IPv6
+ * sockets are made IPv6-only so the IPv4 wildcard binds beside them).  type is SOCK_STREAM or
+ * SOCK_DGRAM.  When *port is 0, the port the kernel gives the first socket is stored in *port
+ * and used for the rest.  Fills fds, up to max, and returns their number, or -1 with err
+ * filled and errno set.  Nonblocking sockets; listeners with a backlog of at least 511.
+ * (net.c) */
+int net_listen(const char *host, int type, int *port, int *fds, int max, char *err,
+    size_t errlen);
 /* Strips the brackets of "[::1]" into buf; returns host itself otherwise. */
 const char *net_strip_brackets(const char *host, char *buf, size_t len);
 /* Connects to the first address of host:port that answers, waiting at most timeout_ms for each.

@@ -14,7 +14,7 @@
 
 enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
-	OPT_RATE, OPT_STORE_FULL
+	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE
 };
 
 static const struct option opts_long[] = {
@@ -30,6 +30,9 @@ static const struct option opts_long[] = {
 	{ "grace", required_argument, NULL, OPT_GRACE },
 	{ "max-per-source", required_argument, NULL, OPT_PER_SOURCE },
 	{ "max-rate", required_argument, NULL, OPT_RATE },
+	{ "udp", no_argument, NULL, OPT_UDP },
+	{ "udp-per-source", required_argument, NULL, OPT_UDP_PER_SOURCE },
+	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -46,6 +49,8 @@ opts_defaults(struct settings *s)
 	s->max_clients = 1024;
 	s->idle_timeout = 0;
 	s->grace = 10;
+	s->udp_per_source = 100;
+	s->udp_rate = 10000;
 }
 
 /* Copies at most 64 bytes of a user's argument for an error message, non-printable bytes made
@@ -181,6 +186,14 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		    errlen);
 	case OPT_RATE:
 		return opts_int("--max-rate", arg, 0, 1000000, &s->max_rate, err, errlen);
+	case OPT_UDP:
+		s->udp = 1;
+		return 0;
+	case OPT_UDP_PER_SOURCE:
+		return opts_int("--udp-per-source", arg, 0, 10000000, &s->udp_per_source, err,
+		    errlen);
+	case OPT_UDP_RATE:
+		return opts_int("--udp-rate", arg, 0, 10000000, &s->udp_rate, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -260,6 +273,13 @@ opts_usage(void)
 	    "      --max-per-source N   concurrent sessions from one address; 0 = no limit\n"
 	    "      --max-rate N         new sessions per second, overall; 0 = no limit\n"
 	    "                           (over either limit a connection is closed at once)\n"
+	    "      --udp                also serve UDP echo on the same addresses and port\n"
+	    "      --udp-per-source N   UDP replies a second per source address (default 100;\n"
+	    "                           0 = no limit)\n"
+	    "      --udp-rate N         UDP replies a second in all (default 10000; 0 = no\n"
+	    "                           limit).  No reply ever goes to a source port below\n"
+	    "                           1024, our own port, ports of services that answer\n"
+	    "                           datagrams, or broadcast and multicast addresses\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

@@ -30,6 +30,9 @@ struct settings {
 	int grace;                         /* seconds sessions get to finish at shutdown */
 	int max_per_source;                /* concurrent sessions from one address; 0: any */
 	int max_rate;                      /* new sessions per second; 0: any */
+	int udp;                           /* also serve UDP echo */
+	int udp_per_source;                /* UDP replies a second per source address; 0: any */
+	int udp_rate;                      /* UDP replies a second in all; 0: any */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

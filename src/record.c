@@ -53,6 +53,37 @@ rec_close_payload(unsigned char *dst, uint64_t bytes, const char *reason)
 	return sizeof(bytes) + n;
 }
 
+size_t
+rec_dgram_prefix(unsigned char *dst, size_t total, const char *peer)
+{
+	uint32_t t = (uint32_t)total;
+	size_t n = strnlen(peer, 255);
+
+	memcpy(dst, &t, sizeof(t));
+	dst[4] = (unsigned char)n;
+	memcpy(dst + REC_DGRAM_HDR, peer, n);
+	return REC_DGRAM_HDR + n;
+}
+
+/* Splits a datagram's first payload into its size, peer and first data bytes. */
+static int
+rec_decode_dgram(struct rec *r)
+{
+	uint32_t total;
+
+	if (r->len < REC_DGRAM_HDR || r->len < REC_DGRAM_HDR + (size_t)r->data[4])
+		return -1;
+	memcpy(&total, r->data, sizeof(total));
+	r->peerlen = r->data[4];
+	r->peer = r->data + REC_DGRAM_HDR;
+	r->data += REC_DGRAM_HDR + r->peerlen;
+	r->len -= REC_DGRAM_HDR + r->peerlen;
+	r->total = total;
+	if (r->total > REC_DGRAM_MAX || r->len > r->total)
+		return -1;
+	return 0;
+}
+
 ssize_t
 rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 {
@@ -62,7 +93,7 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 		return 0;
 	memcpy(&h, buf, sizeof(h));
 	if (h.magic != REC_MAGIC || h.key != rec_key || h.len > REC_PAYLOAD_MAX ||
-	    h.type < REC_OPEN || h.type > REC_CLOSE || h.conn == 0 || h.conn == UINT64_MAX)
+	    h.type < REC_OPEN || h.type > REC_DGRAM_MORE || h.conn == 0 || h.conn == UINT64_MAX)
 		return -1;
 	if (h.type == REC_CLOSE && (h.len < sizeof(uint64_t) ||
 	    h.len > sizeof(uint64_t) + REC_REASON_MAX))
@@ -77,10 +108,14 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 	out->data = buf + sizeof(h);
 	out->len = h.len;
 	out->bytes = 0;
+	out->peer = NULL;
+	out->peerlen = out->total = 0;
 	if (h.type == REC_CLOSE) {
 		memcpy(&out->bytes, out->data, sizeof(uint64_t));
 		out->data += sizeof(uint64_t);
 		out->len -= sizeof(uint64_t);
+	} else if (h.type == REC_DGRAM && rec_decode_dgram(out) < 0) {
+		return -1;
 	}
 	return (ssize_t)(sizeof(h) + h.len);
 }
@@ -200,6 +235,14 @@ rec_format_json(char *dst, const struct rec *r)
 	p = rec_put(p, "{\"ts\":\"");
 	rec_format_ts(p, r->ts_us);
 	p += REC_TS_LEN;
+	if (r->type == REC_DGRAM) {
+		p = rec_put(p, "\",\"ev\":\"datagram\",\"peer\":\"");
+		p += rec_json_escape(p, r->peer, r->peerlen);
+		p = rec_put(p, "\",\"data\":\"");
+		p += rec_json_escape(p, r->data, r->len);
+		p = rec_put(p, "\"}\n");
+		return (size_t)(p - dst);
+	}
 	p += sprintf(p, "\",\"conn\":%llu,", (unsigned long long)r->conn);
 	switch (r->type) {
 	case REC_OPEN:
@@ -217,6 +260,9 @@ rec_format_json(char *dst, const struct rec *r)
 		p += rec_json_escape(p, r->data, r->len);
 		p += sprintf(p, "\",\"bytes\":%llu}\n", (unsigned long long)r->bytes);
 		break;
+	case REC_DGRAM:
+	case REC_DGRAM_MORE: /* the store formats a datagram once it has all of it */
+		return 0;
 	}
 	return (size_t)(p - dst);
 }

@@ -7,6 +7,7 @@
  *   {"ts":"2026-11-21T10:00:00.123456Z","conn":17,"pid":4242,"ev":"open","peer":"127.0.0.1:50312"}
  *   {"ts":"...","conn":17,"ev":"data","data":"hello\n"}
  *   {"ts":"...","conn":17,"ev":"close","reason":"eof","bytes":6}
+ *   {"ts":"...","ev":"datagram","peer":"127.0.0.1:40000","data":"hello\n"}
  * Data bytes map to the code points of the same value (latin-1), JSON-escaped, so
  * json.loads(line)["data"].encode("latin-1") gives back the exact bytes.
  */
@@ -20,7 +21,15 @@
 
 #define REC_MAGIC 0x4d45u /* "ME" */
 
-enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3 };
+enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DGRAM_MORE = 5 };
+
+/* A UDP datagram is one REC_DGRAM frame, then as many REC_DGRAM_MORE frames as its size needs,
+ * all with the same conn (the datagram's number, unique for the server's life).  The first
+ * payload is the datagram's total size (4 bytes), the peer text's length (1 byte), the peer
+ * text, then the first bytes of the data; the others carry the rest of the data. */
+#define REC_DGRAM_HDR 5
+/* The largest UDP payload. */
+#define REC_DGRAM_MAX 65535
 
 /* The close record was written by the master for a session that could not (it died by a
  * signal); the store then counts the bytes itself. */
@@ -57,6 +66,9 @@ struct rec {
 	const unsigned char *data; /* open: the peer text; data: the bytes; close: the reason */
 	size_t len;
 	uint64_t bytes;            /* close only */
+	const unsigned char *peer; /* datagram (first frame) only: the peer text */
+	size_t peerlen;
+	size_t total;              /* datagram (first frame) only: its whole size */
 };
 
 /* Sets the key every frame carries and rec_decode requires.  The master draws it at random
@@ -79,8 +91,13 @@ void rec_format_ts(char *dst, int64_t ts_us);
  * time); returns the length. */
 size_t rec_json_escape(char *dst, const unsigned char *src, size_t n);
 /* Formats r as one JSON line ending in '\n' into dst (room for REC_JSON_MAX); returns its
- * length. */
+ * length.  A REC_DGRAM is formatted whole: r->data and r->len are then the whole datagram
+ * (room for REC_DGRAM_JSON_LEN(r->len)). */
 size_t rec_format_json(char *dst, const struct rec *r);
+#define REC_DGRAM_JSON_LEN(n) (6 * (size_t)(n) + 256)
+/* Fills the first frame's payload prefix for a datagram of total bytes from peer; returns its
+ * length (REC_DGRAM_HDR + the peer's, at most 255 bytes of it). */
+size_t rec_dgram_prefix(unsigned char *dst, size_t total, const char *peer);
 
 /* What the store could not write, said in the file when it can write again:
  *   {"ts":"...","ev":"gap","dropped_bytes":N,"dropped_records":N,"conns":[3,17]}

@@ -79,8 +79,17 @@ static struct {
 	int failing, fail_reported;
 	int64_t fail_logged_ms;
 	uint64_t dropped_writes;
-	int corrupt_logged;
+	int corrupt_logged, dg_lost_logged;
 } store;
+
+/* The datagram being put together from its frames (store_dgram). */
+static struct {
+	uint64_t seq; /* its number; 0: none */
+	int64_t ts_us;
+	size_t total, got, peerlen;
+	unsigned char peer[255];
+	unsigned char data[REC_DGRAM_MAX];
+} store_dg;
 
 static volatile sig_atomic_t store_hup, store_orphaned, store_giveup;
 
@@ -303,9 +312,12 @@ store_divert(void)
 		const struct store_outrec *o = &store.recs[i];
 		size_t end = i + 1 < store.nrecs ? store.recs[i + 1].off : store.outlen;
 
-		if (o->type == REC_DATA)
+		if (o->type == REC_DATA) {
 			store_gap_add(o->conn, o->len);
-		else
+		} else if (o->type == REC_DGRAM) {
+			store.gap.dropped_bytes += o->len;
+			store.gap.dropped_records++;
+		} else
 			store_hold(o, store.out + o->off, end - o->off);
 	}
 }
@@ -475,11 +487,79 @@ store_track(struct rec *r)
 	return keep;
 }
 
+/* Formats a whole datagram, which may need more room than one frame's record. */
+static void
+store_emit_dgram(const struct rec *r)
+{
+	if (store.outlen + REC_DGRAM_JSON_LEN(r->len) > sizeof(store.out) ||
+	    store.nrecs == STORE_OUTRECS)
+		store_flush();
+	store.recs[store.nrecs++] = (struct store_outrec){ .off = (uint32_t)store.outlen,
+	    .len = (uint32_t)r->len, .type = REC_DGRAM };
+	if (store.args->format == STORE_RAW) {
+		memcpy(store.out + store.outlen, r->data, r->len);
+		store.outlen += r->len;
+		return;
+	}
+	store.outlen += rec_format_json(store.out + store.outlen, r);
+}
+
+static void
+store_dgram_lost(void)
+{
+	if (!store.dg_lost_logged)
+		log_warnx("a datagram's frames did not all arrive (its writer died mid-way); "
+		    "dropped it");
+	store.dg_lost_logged = 1;
+	store_dg.seq = 0;
+}
+
+/* A datagram larger than one frame comes in several, from the datagram process alone and in
+ * order: they are put together here and formatted as one record. */
+static void
+store_dgram(const struct rec *r)
+{
+	if (r->type == REC_DGRAM) {
+		if (store_dg.seq != 0)
+			store_dgram_lost();
+		if (r->len == r->total) {
+			store_emit_dgram(r);
+			return;
+		}
+		store_dg.seq = r->conn;
+		store_dg.ts_us = r->ts_us;
+		store_dg.total = r->total;
+		store_dg.peerlen = r->peerlen;
+		memcpy(store_dg.peer, r->peer, r->peerlen);
+		memcpy(store_dg.data, r->data, r->len);
+		store_dg.got = r->len;
+		return;
+	}
+	if (store_dg.seq == 0 || r->conn != store_dg.seq ||
+	    store_dg.got + r->len > store_dg.total) {
+		store_dgram_lost();
+		return;
+	}
+	memcpy(store_dg.data + store_dg.got, r->data, r->len);
+	store_dg.got += r->len;
+	if (store_dg.got == store_dg.total) {
+		struct rec d = { .type = REC_DGRAM, .ts_us = store_dg.ts_us, .peer = store_dg.peer,
+		    .peerlen = store_dg.peerlen, .data = store_dg.data, .len = store_dg.total };
+
+		store_dg.seq = 0;
+		store_emit_dgram(&d);
+	}
+}
+
 static void
 store_emit(struct rec *r)
 {
 	struct store_outrec *o;
 
+	if (r->type == REC_DGRAM || r->type == REC_DGRAM_MORE) {
+		store_dgram(r);
+		return;
+	}
 	if (!store_track(r))
 		return;
 	if (store.outlen + REC_JSON_MAX > sizeof(store.out) || store.nrecs == STORE_OUTRECS)
@@ -506,8 +586,10 @@ store_consume(void)
 	ssize_t n;
 
 	while (off < store.inlen) {
-		/* Blocking: a full output buffer must be written before anything more is taken. */
-		if (store.block && (store.outlen + REC_JSON_MAX > sizeof(store.out) ||
+		/* Blocking: a full output buffer must be written before anything more is taken
+		 * (room for the largest record: a whole datagram). */
+		if (store.block && (store.outlen + REC_DGRAM_JSON_LEN(REC_DGRAM_MAX) >
+		    sizeof(store.out) ||
 		    store.nrecs == STORE_OUTRECS)) {
 			store_flush();
 			if (store_blocked())

@@ -1,0 +1,255 @@
+/*
+ * datagram.c - the UDP echo process: receive a batch, check each source, record, echo the batch.
+ *
+ * Datagrams come and go in batches (recvmmsg, sendmmsg): one system call for up to DG_BATCH of
+ * them each way, plus one pipe write per frame of each datagram recorded.  A datagram larger
+ * than one frame is recorded only when the pipe has room for all of its frames, so a datagram
+ * is either recorded whole and echoed, or dropped and counted.  Signals are blocked except
+ * inside ppoll, as in the master and the store; SIGTERM (shutdown) and the master's death end
+ * the process after the batch in hand.
+ */
+#define _GNU_SOURCE
+#include "datagram.h"
+#include "io.h"
+#include "log.h"
+#include "net.h"
+#include "record.h"
+#include "sig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#define DG_BATCH 32
+#define DG_ROUNDS 8 /* batches per socket per wakeup, so that one socket cannot starve another */
+#define DG_MAX_FDS 32
+#define DG_FRAME_WAIT_MS 100
+
+static struct {
+	const struct datagram_args *args;
+	struct dg_guard guard;
+	int pipe_cap;
+	uint64_t seq;
+	struct admit_ratelog log_drop;
+	struct mmsghdr in[DG_BATCH], out[DG_BATCH];
+	struct iovec iov[DG_BATCH], oiov[DG_BATCH];
+	struct sockaddr_storage from[DG_BATCH];
+	unsigned char buf[DG_BATCH][REC_DGRAM_MAX];
+} dg;
+
+static volatile sig_atomic_t dg_stop;
+
+static void
+datagram_sigstop(int signo)
+{
+	(void)signo;
+	dg_stop = 1;
+}
+
+/* A drop is counted always and logged at most once a second, with how many were held back. */
+static void
+datagram_dropped(const struct sockaddr *sa, const char *why)
+{
+	char addr[NET_ADDRLEN];
+	uint64_t held;
+
+	if (!admit_ratelog(&dg.log_drop, io_now_ms(), 1000, &held))
+		return;
+	net_addr_str(sa, addr, sizeof(addr));
+	if (held > 0)
+		log_warnx("dropped a datagram from %s: %s (and %llu more in the last second)", addr,
+		    why, (unsigned long long)held);
+	else
+		log_warnx("dropped a datagram from %s: %s", addr, why);
+}
+
+/* One frame into the pipe; with wait, waits (bounded) for room.  0, or -1 with errno. */
+static int
+datagram_frame(enum rec_type type, const void *pre, size_t prelen, const void *data, size_t n,
+    int wait)
+{
+	struct rec_hdr h;
+	struct iovec iov[3] = {
+		{ .iov_base = &h, .iov_len = sizeof(h) },
+		{ .iov_base = (void *)(uintptr_t)pre, .iov_len = prelen },
+		{ .iov_base = (void *)(uintptr_t)data, .iov_len = n },
+	};
+	struct pollfd pfd = { .fd = dg.args->pipe_wr, .events = POLLOUT };
+
+	rec_header(&h, type, 0, dg.seq, getpid(), prelen + n);
+	while (writev(dg.args->pipe_wr, iov, 3) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN || !wait || poll(&pfd, 1, DG_FRAME_WAIT_MS) <= 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Records a datagram: all its frames, or (no room in the pipe) none.  0, or -1. */
+static int
+datagram_record(const struct sockaddr *sa, const unsigned char *data, size_t n)
+{
+	unsigned char pre[REC_DGRAM_HDR + 255];
+	char peer[NET_ADDRLEN];
+	size_t prelen, first, frames;
+	int used = 0;
+
+	net_addr_str(sa, peer, sizeof(peer));
+	prelen = rec_dgram_prefix(pre, n, peer);
+	first = n < REC_PAYLOAD_MAX - prelen ? n : REC_PAYLOAD_MAX - prelen;
+	frames = 1 + (n - first + REC_PAYLOAD_MAX - 1) / REC_PAYLOAD_MAX;
+	/* Several frames: only when the pipe has room for all of them now (sessions may take
+	 * some of it meanwhile: the rest then waits a little, and a datagram cut short is
+	 * dropped by the store as incomplete, and not echoed here). */
+	if (frames > 1 && (ioctl(dg.args->pipe_wr, FIONREAD, &used) < 0 ||
+	    (size_t)(dg.pipe_cap - used) < frames * REC_FRAME_MAX))
+		return -1;
+	dg.seq++;
+	if (datagram_frame(REC_DGRAM, pre, prelen, data, first, 0) < 0)
+		return -1;
+	for (size_t off = first; off < n; off += REC_PAYLOAD_MAX) {
+		size_t k = n - off < REC_PAYLOAD_MAX ? n - off : REC_PAYLOAD_MAX;
+
+		if (datagram_frame(REC_DGRAM_MORE, NULL, 0, data + off, k, 1) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Decides on datagram i of a batch: queues its echo in out, or drops it.  Returns 1 if queued. */
+static int
+datagram_one(int i, unsigned int len, int nout)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&dg.from[i];
+	enum dg_verdict v = dg_check(&dg.guard, sa, io_now_ms());
+
+	if (v != DG_OK) {
+		__atomic_add_fetch(&dg.args->stats->dropped[v], 1, __ATOMIC_RELAXED);
+		datagram_dropped(sa, dg_reason(v));
+		return 0;
+	}
+	if (dg.args->pipe_wr >= 0 && datagram_record(sa, dg.buf[i], len) < 0) {
+		__atomic_add_fetch(&dg.args->stats->dropped_store, 1, __ATOMIC_RELAXED);
+		datagram_dropped(sa, "the store pipe is full");
+		return 0;
+	}
+	dg.oiov[nout] = (struct iovec){ .iov_base = dg.buf[i], .iov_len = len };
+	dg.out[nout].msg_hdr = (struct msghdr){ .msg_name = &dg.from[i],
+	    .msg_namelen = dg.in[i].msg_hdr.msg_namelen, .msg_iov = &dg.oiov[nout],
+	    .msg_iovlen = 1 };
+	return 1;
+}
+
+/* Sends the queued echoes; a socket that cannot take them (full send buffer) loses the rest,
+ * as UDP may, and they are counted as dropped. */
+static void
+datagram_send(int fd, int nout)
+{
+	int sent = 0, n;
+
+	while (sent < nout) {
+		n = sendmmsg(fd, dg.out + sent, (unsigned int)(nout - sent), MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (int i = sent; i < sent + n; i++)
+			__atomic_add_fetch(&dg.args->stats->bytes, dg.oiov[i].iov_len,
+			    __ATOMIC_RELAXED);
+		sent += n;
+	}
+	__atomic_add_fetch(&dg.args->stats->echoed, (uint64_t)sent, __ATOMIC_RELAXED);
+	if (sent < nout) {
+		__atomic_add_fetch(&dg.args->stats->dropped_store, (uint64_t)(nout - sent),
+		    __ATOMIC_RELAXED);
+		datagram_dropped((const struct sockaddr *)dg.out[sent].msg_hdr.msg_name,
+		    "the socket's send buffer is full");
+	}
+}
+
+static void
+datagram_serve(int fd)
+{
+	for (int round = 0; round < DG_ROUNDS && !dg_stop; round++) {
+		int n, nout = 0;
+
+		for (int i = 0; i < DG_BATCH; i++) {
+			dg.iov[i] = (struct iovec){ .iov_base = dg.buf[i], .iov_len = REC_DGRAM_MAX };
+			dg.in[i].msg_hdr = (struct msghdr){ .msg_name = &dg.from[i],
+			    .msg_namelen = sizeof(dg.from[i]), .msg_iov = &dg.iov[i],
+			    .msg_iovlen = 1 };
+		}
+		n = recvmmsg(fd, dg.in, DG_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0) {
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				log_warn("recvmmsg");
+			return;
+		}
+		for (int i = 0; i < n; i++)
+			nout += datagram_one(i, dg.in[i].msg_len, nout);
+		datagram_send(fd, nout);
+		if (n < DG_BATCH)
+			return;
+	}
+}
+
+static void
+datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
+{
+	static const int blocked[] = { SIGTERM, SIGUSR2, 0 };
+
+	dg.args = a;
+	dg_init(&dg.guard, a->port, a->per_source, a->global);
+	if (a->pipe_wr >= 0)
+		dg.pipe_cap = fcntl(a->pipe_wr, F_GETPIPE_SZ);
+	sig_default(SIGCHLD);
+	sig_ignore(SIGINT);
+	sig_ignore(SIGHUP);
+	sig_ignore(SIGUSR1);
+	sig_handle(SIGTERM, datagram_sigstop, 0);
+	sig_handle(SIGUSR2, datagram_sigstop, 0);
+	sig_setmask(blocked);
+	sigprocmask(SIG_SETMASK, NULL, waitmask);
+	sigdelset(waitmask, SIGTERM);
+	sigdelset(waitmask, SIGUSR2);
+	/* Unlike sessions, nothing is left to finish when the master dies: the process must not
+	 * hold the store pipe open for ever, so it ends at once. */
+	prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	if (getppid() != a->master)
+		dg_stop = 1;
+}
+
+void
+datagram_run(const struct datagram_args *a)
+{
+	struct pollfd pfd[DG_MAX_FDS];
+	sigset_t waitmask;
+	int n = a->nfds < DG_MAX_FDS ? a->nfds : DG_MAX_FDS;
+
+	log_init(NULL, "datagram");
+	log_guard(1);
+	datagram_setup(a, &waitmask);
+	for (int i = 0; i < n; i++)
+		pfd[i] = (struct pollfd){ .fd = a->fds[i], .events = POLLIN };
+	while (!dg_stop) {
+		if (ppoll(pfd, (nfds_t)n, NULL, &waitmask) < 0) {
+			if (errno != EINTR)
+				fatal(EX_OSERR, "ppoll");
+			continue;
+		}
+		sig_deliver_pending(&waitmask);
+		for (int i = 0; i < n; i++)
+			if (pfd[i].revents & POLLIN)
+				datagram_serve(pfd[i].fd);
+	}
+	_exit(0);
+}
