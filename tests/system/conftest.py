@@ -98,14 +98,20 @@ def alive(pid):
     return st is not None and st != "Z"
 
 
-def caught_signals(pid):
-    """The signals pid has a handler for (SigCgt in /proc/<pid>/status)."""
+def signal_set(pid, field):
+    """The signals in a mask of /proc/<pid>/status: "SigCgt" (caught), "ShdPnd" (pending for the
+    process), "SigBlk" (blocked)..."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("SigCgt:"):
+            if line.startswith(field + ":"):
                 mask = int(line.split()[1], 16)
                 return {s for s in range(1, 65) if mask & (1 << (s - 1))}
     return set()
+
+
+def caught_signals(pid):
+    """The signals pid has a handler for."""
+    return signal_set(pid, "SigCgt")
 
 
 def pipe_fds(pid):

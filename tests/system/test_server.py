@@ -10,7 +10,8 @@ import threading
 import pytest
 
 from conftest import (SLOW, Server, binary, connect, echo, fd_count, proc_children,
-                      read_store, recv_exact, scaled, store_by_conn, wait_until, zombies_of)
+                      read_store, recv_exact, scaled, signal_set, store_by_conn, wait_until,
+                      zombies_of)
 
 
 def run_mpechod(args, timeout=10):
@@ -264,24 +265,50 @@ def test_sigterm_lets_session_finish_within_grace(start_server):
     assert bytes(c["data"]) == b"ab" and c["close"][0]["reason"] == "eof"
 
 
+def assert_split_at_the_reopen(srv, rotated):
+    """Stops srv; conn 1 ("before") must be whole in the rotated file, conn 2 ("after") whole in
+    the new one."""
+    assert srv.stop() == 0
+
+    def summary(path):
+        return {n: (bytes(c["data"]), c["opens"], [r["reason"] for r in c["close"]])
+                for n, c in store_by_conn(read_store(path)).items()}
+
+    assert summary(rotated) == {1: (b"before", 1, ["eof"])}
+    assert summary(srv.store_path) == {2: (b"after", 1, ["eof"])}
+
+
 def test_sighup_reopens_store(start_server, tmp_path):
     """Every record of a session that ended before the SIGHUP is in the old file, even when the
     store had not read them all from its pipe yet; everything after the reopen is in the new."""
     srv = start_server()
+    # The session writes its close record before it closes the connection: once the echo has
+    # ended, all of conn 1 is in the store pipe, if not yet in the file.
     assert echo(srv.port, b"before") == b"before"
-    # Reaped: the session has written all its records (its close record after the echo).
-    srv.wait_line(" conn 1 exited ")
     os.rename(srv.store_path, str(tmp_path / "rotated.jsonl"))
     srv.signal(signal.SIGHUP)
     srv.wait_line("reopened")
     assert echo(srv.port, b"after") == b"after"
-    assert srv.stop() == 0
-    old = store_by_conn(read_store(str(tmp_path / "rotated.jsonl")))
-    new = store_by_conn(read_store(srv.store_path))
-    assert {n: (bytes(c["data"]), c["opens"], [r["reason"] for r in c["close"]])
-            for n, c in old.items()} == {1: (b"before", 1, ["eof"])}
-    assert {n: (bytes(c["data"]), c["opens"], [r["reason"] for r in c["close"]])
-            for n, c in new.items()} == {2: (b"after", 1, ["eof"])}
+    assert_split_at_the_reopen(srv, str(tmp_path / "rotated.jsonl"))
+
+
+def test_sighup_drains_the_pipe_into_the_old_file(start_server, tmp_path):
+    """The records are still in the store pipe when the SIGHUP arrives (the store is stopped
+    until then): the store writes them to the old file before it reopens."""
+    srv = start_server()
+    store = wait_until(srv.store_pid, 10, what="the store")
+    os.kill(store, signal.SIGSTOP)
+    try:
+        assert echo(srv.port, b"before") == b"before"
+        os.rename(srv.store_path, str(tmp_path / "rotated.jsonl"))
+        srv.signal(signal.SIGHUP)
+        wait_until(lambda: signal.SIGHUP in signal_set(store, "ShdPnd"), 10,
+                   what="the master to pass the SIGHUP on to the stopped store")
+    finally:
+        os.kill(store, signal.SIGCONT)
+    srv.wait_line("reopened")
+    assert echo(srv.port, b"after") == b"after"
+    assert_split_at_the_reopen(srv, str(tmp_path / "rotated.jsonl"))
 
 
 def test_killed_session_is_reaped_logged_and_closed_in_store(start_server):
