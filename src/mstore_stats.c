@@ -190,6 +190,9 @@ mstats_run(const struct mopts *o)
 		fprintf(stderr, "%s: out of memory\n", MSTORE_PROG);
 		status = EX_OSERR;
 	}
+	/* The whole store has one line even with no connection in it. */
+	if (status == 0 && o->interval == 0 && st.nb == 0 && mstats_bucket(&st, 0) == NULL)
+		status = EX_OSERR;
 	if (status == 0)
 		mstats_print(&st);
 	for (size_t i = 0; i < st.nb; i++) {

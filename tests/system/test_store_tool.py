@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -391,6 +392,22 @@ def test_list_filters(store):
     rc, out, err = tool("list", path)
     assert rc == 0 and out.decode().splitlines()[0].split()[:3] == ["CONN", "PEER", "OPENED"]
     assert len(out.decode().splitlines()) == len(listing) + 1
+
+
+def test_stats(store):
+    path, done = store
+    rc, out, err = tool("stats", "--interval", "1h", "--top", "1", path)
+    lines = out.decode().splitlines()
+    assert rc == 0, err
+    # One hour (or two, across an hour's end), every connection in them, one peer address.
+    heads = [l for l in lines if not l.startswith("  ")]
+    assert 1 <= len(heads) <= 2, lines
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:00:00\.000000Z  connections ", h) for h in heads)
+    assert sum(int(h.split("connections ")[1].split(",")[0]) for h in heads) == len(done)
+    assert sum(int(h.split("bytes ")[1]) for h in heads) == sum(len(g) for _, _, g in done)
+    assert any(l == f"  top peers: 127.0.0.1 {len(done)}" for l in lines) or len(heads) == 2
+    rc, out, err = tool("stats", "--reason", "eof", "--peer", "10.0.0.0/8", path)
+    assert (rc, out.decode()) == (0, "connections 0, bytes 0\n  reasons:\n  top peers:\n"), err
 
 
 def test_raw_store_refused(start_server):
