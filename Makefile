@@ -46,7 +46,7 @@ BIN  := $(OUT)/bin
 COMMON  := log io net sig
 SERVER  := master session store record opts admit datagram dgguard
 CLIENT  := client
-BENCHM  := bench bench_worker bench_flood bench_report hist procfs
+BENCHM  := bench bench_worker bench_flood bench_udp bench_report hist procfs
 
 COMMON_O := $(COMMON:%=$(OBJ)/%.o)
 SERVER_O := $(SERVER:%=$(OBJ)/%.o)

@@ -4,7 +4,7 @@
  *
  * The parent parses the options, resolves the address (numerically: it never looks up a name),
  * and forks the workers (bench_worker.c; in flood mode the flood workers and one probe process,
- * bench_flood.c).  Each worker keeps its counters and latency histogram in a page shared with
+ * bench_flood.c; in udp mode UDP clients, bench_udp.c).  Each worker keeps its counters and latency histogram in a page shared with
  * the parent, which reads them for the progress line and, once the workers have exited, merges
  * them into the report (bench_report.c).  The parent and the workers talk through two pipes
  * besides: a worker writes one byte on "ready" when its connections are set up, and the parent
@@ -37,7 +37,8 @@
 
 #define PROC_ROOT "/proc"
 
-const char *const bench_mode_names[MODE_MAX] = { "connect", "rr", "stream", "hold", "flood" };
+const char *const bench_mode_names[MODE_MAX] = { "connect", "rr", "stream", "hold", "flood",
+	"udp" };
 const char *const bench_err_names[E_MAX] = {
 	"connect", "reset", "eof", "mismatch", "extra", "timeout", "local"
 };
@@ -52,9 +53,9 @@ unsigned char *bench_pattern;
 
 static const char bench_usage_text[] =
 "usage: mpecho-bench [options] MODE [HOST [PORT]]\n"
-"Drives a TCP echo server and checks every byte it echoes.  HOST is an IP\n"
-"address, or localhost for 127.0.0.1 (no name is ever looked up); the default\n"
-"is localhost 7007.\n"
+"Drives a TCP echo server (udp mode: a UDP one) and checks every byte it\n"
+"echoes.  HOST is an IP address, or localhost for 127.0.0.1 (no name is ever\n"
+"looked up); the default is localhost 7007.\n"
 "\n"
 "Modes:\n"
 "  connect   each connection: connect, send SIZE bytes, read them back, close;\n"
@@ -74,18 +75,28 @@ static const char bench_usage_text[] =
 "            bytes.  Reports the flood's connections/s, the probes' latency\n"
 "            (p50 p90 p99 max) and probe errors (a failure, a wrong echo, or no\n"
 "            echo within the timeout)\n"
+"  udp       N UDP clients (sockets) ping-pong SIZE-byte datagrams (12-65507\n"
+"            bytes: a request number and a pattern, checked): reports\n"
+"            requests/s, latency percentiles, and requests lost (no echo within\n"
+"            the timeout: the client goes on with the next).  A wrong echo, a\n"
+"            second one or an ICMP port unreachable is an error; a loss is not,\n"
+"            but a run in which no request is answered fails\n"
 "\n"
 "Options:\n"
-"  -c, --connections N  concurrent connections, 1-100000 (default 1; flood: 16)\n"
+"  -c, --connections N  concurrent connections (udp: clients), 1-100000\n"
+"                       (default 1; flood: 16)\n"
 "  -d, --duration SEC   seconds measured, e.g. 2 or 0.5 (default 5)\n"
 "  -s, --size BYTES     message size, 1-16777216 (default 64; stream: 65536,\n"
-"                       the size of each write; flood: 16384, the chunk)\n"
+"                       the size of each write; flood: 16384, the chunk;\n"
+"                       udp: 12-65507)\n"
 "  -w, --workers N      worker processes, each with an epoll loop over its share\n"
 "                       of the connections (default: one per CPU, at most N)\n"
 "  -t, --timeout MS     a connect, an echo or a stalled stream counts as an\n"
-"                       error after MS milliseconds (default 5000)\n"
+"                       error after MS milliseconds (default 5000); udp: a\n"
+"                       request counts as lost\n"
 "      --pid PID        the server's pid, for its memory and CPU figures\n"
-"                       (default: the process listening on PORT, from /proc)\n"
+"                       (default: the process listening on TCP PORT, from\n"
+"                       /proc; udp: none unless given)\n"
 "      --rst            close with a reset (SO_LINGER 0): no TIME_WAIT is left,\n"
 "                       which otherwise caps a loopback client near 14,000 conn/s\n"
 "      --flood-close rst|fin  flood: how each connection ends (default rst)\n"
@@ -97,8 +108,9 @@ static const char bench_usage_text[] =
 "Every byte that comes back is compared with the byte sent (a pseudo-random\n"
 "pattern at an offset of each connection's own): wrong bytes, short echoes,\n"
 "extra bytes, resets and timeouts are errors; they are reported and the exit\n"
-"status is 1.  A fast result from a broken server is a failure.  Exit status 64\n"
-"for bad usage, 71 for a local failure.\n"
+"status is 1 (udp: losses alone are not, unless nothing was answered).  A fast\n"
+"result from a broken server is a failure.  Exit status 64 for bad usage, 71\n"
+"for a local failure.\n"
 "\n"
 "On one machine the client and the server share the CPUs: the report gives\n"
 "both sides' CPU use, so a saturated client shows.  A progress line is drawn\n"
@@ -174,6 +186,9 @@ bench_defaults(void)
 		    flood ? BENCH_FLOOD_CHUNK : 64;
 	if (flood)
 		bench_cfg.rst = !flood_fin;
+	if (bench_cfg.mode == MODE_UDP &&
+	    (bench_cfg.size < BENCH_UDP_HDR || bench_cfg.size > BENCH_UDP_MAX))
+		usage_error("size: a udp datagram is %d to %d bytes", BENCH_UDP_HDR, BENCH_UDP_MAX);
 }
 
 static void
@@ -202,11 +217,11 @@ bench_parse(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "c:d:s:w:t:hV", longopts, NULL)) != -1)
 		bench_option(ch, optarg, argv);
 	if (optind >= argc)
-		usage_error("no MODE given: connect, rr, stream, hold or flood");
+		usage_error("no MODE given: connect, rr, stream, hold, flood or udp");
 	for (m = 0; m < MODE_MAX && strcmp(argv[optind], bench_mode_names[m]) != 0; m++)
 		;
 	if (m == MODE_MAX)
-		usage_error("unknown mode '%.64s': connect, rr, stream, hold or flood",
+		usage_error("unknown mode '%.64s': connect, rr, stream, hold, flood or udp",
 		    argv[optind]);
 	bench_cfg.mode = (enum bench_mode)m;
 	bench_cfg.host = optind + 1 < argc ? argv[optind + 1] : "localhost";
@@ -330,6 +345,8 @@ bench_fork_workers(void)
 				flood_probe_main(i, run_state.sh, ready[1], go[0], parent);
 			if (bench_cfg.mode == MODE_FLOOD)
 				flood_worker_main(i, share, nw, run_state.sh, ready[1], go[0], parent);
+			if (bench_cfg.mode == MODE_UDP)
+				udp_worker_main(i, share, nw, run_state.sh, ready[1], go[0], parent);
 			worker_main(i, share, nw, run_state.sh, ready[1], go[0], parent);
 		}
 		run_state.wpid[i] = pid;
@@ -490,7 +507,9 @@ static void
 bench_locate_server(void)
 {
 	run_state.server = bench_cfg.pid;
-	if (run_state.server == 0) {
+	/* The listener found would be TCP's: a UDP server need not have one, and another
+	 * process may listen on the same port number. */
+	if (run_state.server == 0 && bench_cfg.mode != MODE_UDP) {
 		run_state.server = procfs_find_listener(PROC_ROOT, bench_cfg.portnum);
 		run_state.server_found = run_state.server != 0;
 	}

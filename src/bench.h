@@ -3,8 +3,8 @@
  * parsing, read-only afterwards and inherited by every worker), the results each worker keeps
  * in memory shared with the parent, the payload pattern, and the entry points of each role:
  * bench.c (options, forking, watching, main), bench_worker.c (the event loop of the connect,
- * rr, stream and hold modes), bench_flood.c (the flood mode's workers and its probe) and
- * bench_report.c (the text and JSON reports).
+ * rr, stream and hold modes), bench_flood.c (the flood mode's workers and its probe),
+ * bench_udp.c (the udp mode's workers) and bench_report.c (the text and JSON reports).
  */
 #ifndef MPECHO_BENCH_H
 #define MPECHO_BENCH_H
@@ -33,7 +33,10 @@
 #define BENCH_FLOOD_CHUNK 16384          /* flood: the chunk, unless -s says */
 #define BENCH_FLOOD_EVERY 10             /* flood: one connection in ten sends the chunk */
 
-enum bench_mode { MODE_CONNECT, MODE_RR, MODE_STREAM, MODE_HOLD, MODE_FLOOD, MODE_MAX };
+#define BENCH_UDP_HDR 12                 /* udp: the request's number and the client's id */
+#define BENCH_UDP_MAX 65507              /* udp: the largest IPv4 datagram's payload */
+
+enum bench_mode { MODE_CONNECT, MODE_RR, MODE_STREAM, MODE_HOLD, MODE_FLOOD, MODE_UDP, MODE_MAX };
 extern const char *const bench_mode_names[MODE_MAX];
 
 enum err_kind { E_CONNECT, E_RESET, E_EOF, E_MISMATCH, E_EXTRA, E_TIMEOUT, E_LOCAL, E_MAX };
@@ -45,6 +48,8 @@ struct bench_stats {
 	uint64_t done;           /* connect: cycles, rr: requests, completed in the window */
 	uint64_t bytes;          /* echoed bytes verified in the window */
 	uint64_t held;           /* hold: connections that echoed at setup */
+	uint64_t lost;           /* udp: requests whose echo did not come within the timeout */
+	uint64_t late;           /* udp: echoes of lost requests that came after all */
 	uint64_t err[E_MAX];
 	struct hist lat;         /* nanoseconds */
 	int finished;            /* the worker got to the end */
@@ -143,6 +148,11 @@ _Noreturn void flood_worker_main(int index, int nconns, int nworkers, struct ben
  * into slot index (bench_flood.c). */
 _Noreturn void flood_probe_main(int index, struct bench_shared *sh, int ready_wr, int go_rd,
     pid_t parent);
+
+/* The udp mode's worker: nclients UDP clients, each sending a datagram, waiting for its echo
+ * (or the timeout), then the next, until the end of the window (bench_udp.c). */
+_Noreturn void udp_worker_main(int index, int nclients, int nworkers, struct bench_shared *sh,
+    int ready_wr, int go_rd, pid_t parent);
 
 /* Prints the report (text, or JSON with --json) from the workers' shared results; returns the
  * number of errors (bench_report.c). */

@@ -2,7 +2,8 @@
  * bench_report.c - mpecho-bench's report, printed by the parent once the workers have exited:
  * it merges the workers' shared results and prints them as text or, with --json, as one JSON
  * object whose keys bench/report.py and the tests read.  Errors are always reported; a run with
- * any is a failure.
+ * any is a failure, and so is a udp run in which not one request was answered (its losses
+ * alone are not).
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -14,7 +15,7 @@
 
 /* The workers' results added up. */
 struct totals {
-	uint64_t done, bytes, held, errors;
+	uint64_t done, bytes, held, lost, late, errors;
 	uint64_t err[E_MAX];
 	struct hist lat;
 	const char *first_error;
@@ -36,6 +37,8 @@ report_merge(struct totals *t, int first, int end)
 		t->done += s->done;
 		t->bytes += s->bytes;
 		t->held += s->held;
+		t->lost += s->lost;
+		t->late += s->late;
 		for (int k = 0; k < E_MAX; k++)
 			t->err[k] += s->err[k];
 		hist_merge(&t->lat, &s->lat);
@@ -65,7 +68,8 @@ static const char *
 report_rate_key(void)
 {
 	static const char *const keys[MODE_MAX] = {
-		"conn_per_sec", "req_per_sec", "mib_per_sec", NULL, "flood_conn_per_sec"
+		"conn_per_sec", "req_per_sec", "mib_per_sec", NULL, "flood_conn_per_sec",
+		"req_per_sec"
 	};
 	return keys[bench_cfg.mode];
 }
@@ -168,19 +172,30 @@ report_json_flood(const struct totals *t)
 		fputs("null", stdout);
 }
 
+/* The modes that time one request after another: connect, rr and udp. */
+static int
+report_requests(void)
+{
+	return bench_cfg.mode == MODE_CONNECT || bench_cfg.mode == MODE_RR ||
+	    bench_cfg.mode == MODE_UDP;
+}
+
 static void
 report_json(const struct totals *t)
 {
 	double pss = report_pss_per_conn(t);
 
 	report_json_common(t);
-	if (bench_cfg.mode == MODE_CONNECT || bench_cfg.mode == MODE_RR) {
-		printf(",\"%s\":%llu,\"%s\":%.1f", bench_cfg.mode == MODE_RR ? "requests" : "connects",
+	if (report_requests()) {
+		printf(",\"%s\":%llu,\"%s\":%.1f", bench_cfg.mode == MODE_CONNECT ? "connects" : "requests",
 		    (unsigned long long)t->done, report_rate_key(), report_rate(t));
 		printf(",\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
 		    "\"max\":%.1f,\"mean\":%.1f}", report_quantile(t, 0.5), report_quantile(t, 0.9),
 		    report_quantile(t, 0.99), report_quantile(t, 0.999), (double)t->lat.max / 1000,
 		    t->done ? (double)t->lat.sum / (double)t->done / 1000 : 0);
+		if (bench_cfg.mode == MODE_UDP)
+			printf(",\"lost\":%llu,\"late\":%llu", (unsigned long long)t->lost,
+			    (unsigned long long)t->late);
 	} else if (bench_cfg.mode == MODE_STREAM) {
 		printf(",\"bytes\":%llu,\"mib_per_sec\":%.1f", (unsigned long long)t->bytes,
 		    report_rate(t));
@@ -233,12 +248,16 @@ report_text_mode(const struct totals *t)
 {
 	double pss = report_pss_per_conn(t);
 
-	if (bench_cfg.mode == MODE_CONNECT || bench_cfg.mode == MODE_RR) {
-		printf("  %-12s %llu (%.1f/s)\n", bench_cfg.mode == MODE_RR ? "requests" : "connections",
-		    (unsigned long long)t->done, report_rate(t));
+	if (report_requests()) {
+		printf("  %-12s %llu (%.1f/s)\n", bench_cfg.mode == MODE_CONNECT ? "connections" :
+		    "requests", (unsigned long long)t->done, report_rate(t));
 		printf("  latency us   p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
 		    report_quantile(t, 0.5), report_quantile(t, 0.9), report_quantile(t, 0.99),
 		    report_quantile(t, 0.999), (double)t->lat.max / 1000);
+		if (bench_cfg.mode == MODE_UDP)
+			printf("  lost         %llu (no echo within %d ms), %llu of them echoed late\n",
+			    (unsigned long long)t->lost, bench_cfg.timeout_ms,
+			    (unsigned long long)t->late);
 	} else if (bench_cfg.mode == MODE_STREAM) {
 		printf("  echoed       %.1f MiB (%.1f MiB/s)\n", (double)t->bytes / 1048576.0,
 		    report_rate(t));
@@ -276,10 +295,12 @@ report_text(const struct totals *t)
 	char addr[NET_ADDRLEN];
 
 	net_addr_str((const struct sockaddr *)&bench_cfg.addr, addr, sizeof(addr));
-	printf("mpecho-bench %s %s: %d connection%s, %zu-byte %s, %g s, %d worker%s%s\n",
-	    bench_mode_names[bench_cfg.mode], addr, bench_cfg.conns, bench_cfg.conns == 1 ? "" : "s",
+	printf("mpecho-bench %s %s: %d %s%s, %zu-byte %s, %g s, %d worker%s%s\n",
+	    bench_mode_names[bench_cfg.mode], addr, bench_cfg.conns,
+	    bench_cfg.mode == MODE_UDP ? "client" : "connection", bench_cfg.conns == 1 ? "" : "s",
 	    bench_cfg.size, bench_cfg.mode == MODE_STREAM ? "writes" :
-	    bench_cfg.mode == MODE_FLOOD ? "chunks" : "messages",
+	    bench_cfg.mode == MODE_FLOOD ? "chunks" : bench_cfg.mode == MODE_UDP ? "datagrams" :
+	    "messages",
 	    bench_cfg.duration, run->nworkers, run->nworkers == 1 ? "" : "s",
 	    bench_cfg.rst ? ", reset on close" : "");
 	report_text_mode(t);
@@ -304,10 +325,14 @@ report_print(const struct bench_run *r)
 	report_merge(&t, 0, run->nworkers);
 	t.errors += (uint64_t)run->worker_failures;
 	report_merge(&probe, run->nworkers, run->nprocs);
+	/* UDP may drop, but a server that answers nothing has failed, as a TCP one would. */
+	if (bench_cfg.mode == MODE_UDP && t.done == 0 && t.first_error[0] == '\0' &&
+	    !run->worker_failures)
+		t.first_error = "no request was answered in the window";
 	if (bench_cfg.json)
 		report_json(&t);
 	else
 		report_text(&t);
 	fflush(stdout);
-	return t.errors + probe.errors;
+	return t.errors + probe.errors + (bench_cfg.mode == MODE_UDP && t.done == 0);
 }

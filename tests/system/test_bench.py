@@ -105,10 +105,11 @@ class BrokenServer:
 
 @pytest.fixture
 def broken():
+    """broken(handler) starts a BrokenServer; broken(answer, BrokenUdpServer) a UDP one."""
     servers = []
 
-    def start(handler):
-        s = BrokenServer(handler)
+    def start(handler, kind=None):
+        s = (kind or BrokenServer)(handler)
         servers.append(s)
         return s
 
@@ -247,3 +248,160 @@ def test_flood_text_report_and_help(start_server):
     p = subprocess.run([binary("mpecho-bench"), "--flood-close", "maybe", "flood"],
                        capture_output=True, timeout=10 * SLOW)
     assert p.returncode == 64 and b"flood-close" in p.stderr, (p.returncode, p.stderr)
+
+
+# --- udp ----------------------------------------------------------------------------------------
+
+UDP_KEYS = {"mode", "requests", "req_per_sec", "latency_us", "lost", "late", "errors",
+            "error_kinds", "first_error"}
+
+
+def udp_mpechod(start_server, *args, store=True):
+    srv = start_server("--udp", *args, store=store)
+    srv.wait_line("serving UDP on")
+    return srv
+
+
+def test_udp_against_mpechod(start_server):
+    srv = udp_mpechod(start_server, "--udp-per-source", "0", "--udp-rate", "0")
+    rc, r, err = bench("-d", "0.5", "-c", "4", "-s", "300", "--pid", srv.pid, "udp", "127.0.0.1",
+                       srv.port)
+    assert rc == 0, f"exit {rc}: {r} {err}"
+    assert r["mode"] == "udp" and set(r) >= UDP_KEYS, r
+    assert r["errors"] == 0 and r["first_error"] is None, r
+    assert r["requests"] > 0 and r["req_per_sec"] > 0 and r["size"] == 300, r
+    lat = r["latency_us"]
+    assert set(lat) >= {"p50", "p90", "p99", "max"}, lat
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], lat
+    assert r["server_pid"] == srv.pid, r
+
+
+def test_udp_text_report_and_the_largest_datagram(start_server):
+    srv = udp_mpechod(start_server, "--udp-per-source", "0", "--udp-rate", "0", store=False)
+    p = subprocess.run([binary("mpecho-bench"), "-d", "0.3", "-s", "65507", "udp", "127.0.0.1",
+                        str(srv.port)], capture_output=True, timeout=30 * SLOW)
+    out = p.stdout.decode()
+    assert p.returncode == 0, (p.returncode, out, p.stderr.decode())
+    for word in ("udp 127.0.0.1:", "1 client,", "65507-byte datagrams", "requests", "lost",
+                 "errors       0"):
+        assert word in out, (word, out)
+
+
+def test_udp_losses_to_a_rate_limit_are_not_errors(start_server):
+    # 5 replies a second to our address: most requests go unanswered, which UDP allows.
+    srv = udp_mpechod(start_server, "--udp-per-source", "5", "--udp-rate", "0", store=False)
+    rc, r, err = bench("-d", "1", "-c", "4", "-t", "100", "udp", "127.0.0.1", srv.port)
+    assert rc == 0, f"losses alone must not fail the run: exit {rc}: {r} {err}"
+    assert r["errors"] == 0, r
+    assert r["lost"] > 0 and r["requests"] > 0, r
+
+
+class BrokenUdpServer:
+    """A UDP server on 127.0.0.1 whose answer(data) returns [(delay in s, datagram), ...]."""
+
+    def __init__(self, answer):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.answer = answer
+        self.stop = threading.Event()
+        self.timers = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _send(self, data, peer):
+        try:
+            self.sock.sendto(data, peer)
+        except OSError:
+            pass
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(70000)
+            except OSError:
+                continue
+            for delay, out in self.answer(data):
+                if delay:
+                    t = threading.Timer(delay, self._send, (out, peer))
+                    t.daemon = True
+                    self.timers.append(t)
+                    t.start()
+                else:
+                    self._send(out, peer)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        for t in self.timers:
+            t.cancel()
+        self.sock.close()
+
+
+def udp_seq(data):
+    """The request number mpecho-bench puts first in each datagram (host order)."""
+    return int.from_bytes(data[:8], "little")
+
+
+def flips_the_last_byte(data):
+    return [(0, data[:-1] + bytes([data[-1] ^ 0x01]))]
+
+
+def answers_short(data):
+    return [(0, data[:len(data) // 2])]
+
+
+def answers_twice(data):
+    return [(0, data), (0, data)]
+
+
+def answers_another_request(data):
+    n = udp_seq(data)
+    return [(0, (n + 1).to_bytes(8, "little") + data[8:])]
+
+
+@pytest.mark.parametrize("answer, kind", [
+    (flips_the_last_byte, "mismatch"),
+    (answers_short, "mismatch"),
+    (answers_another_request, "mismatch"),
+    (answers_twice, "extra"),
+])
+def test_udp_errors_from_a_broken_server_are_reported(broken, answer, kind):
+    srv = broken(answer, BrokenUdpServer)
+    rc, r, err = bench("-d", "0.5", "-t", "100", "-c", "2", "udp", "127.0.0.1", srv.port)
+    assert rc == 1, f"a broken server must fail the run: exit {rc}: {r} {err}"
+    assert r["errors"] > 0 and r["error_kinds"][kind] > 0, r
+    assert r["first_error"], r
+
+
+def test_udp_late_echoes_are_losses_not_errors(broken):
+    # One request in four is answered 0.3 s late, past the 100 ms timeout: lost, then late.
+    srv = broken(lambda d: [(0.3 if udp_seq(d) % 4 == 1 else 0, d)], BrokenUdpServer)
+    rc, r, err = bench("-d", "1", "-t", "100", "-c", "2", "udp", "127.0.0.1", srv.port)
+    assert rc == 0, f"exit {rc}: {r} {err}"
+    assert r["errors"] == 0, r
+    assert r["lost"] > 0 and r["late"] > 0 and r["late"] <= r["lost"], r
+    assert r["requests"] > 0, r
+
+
+def test_udp_fails_when_nothing_is_answered_or_nothing_serves(broken):
+    srv = broken(lambda d: [], BrokenUdpServer)
+    rc, r, err = bench("-d", "0.3", "-t", "100", "udp", "127.0.0.1", srv.port)
+    assert rc == 1, f"a server that answers nothing must fail the run: exit {rc}: {r} {err}"
+    assert r["errors"] == 0 and r["lost"] > 0 and r["requests"] == 0, r
+    assert "no request was answered" in r["first_error"], r
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing serves the port: ICMP port unreachable
+    rc, r, err = bench("-d", "0.3", "-t", "100", "udp", "127.0.0.1", port)
+    assert rc == 1 and r["error_kinds"]["connect"] > 0, (rc, r, err)
+
+
+@pytest.mark.parametrize("args", [["-s", "11", "udp"], ["-s", "65508", "udp"]])
+def test_udp_bad_size_exits_64(args):
+    p = subprocess.run([binary("mpecho-bench")] + args, capture_output=True, timeout=10 * SLOW)
+    assert p.returncode == 64 and b"size" in p.stderr, (p.returncode, p.stderr)
+    p = subprocess.run([binary("mpecho-bench"), "--help"], capture_output=True, timeout=10 * SLOW)
+    assert b"udp" in p.stdout, p.stdout
