@@ -1,17 +1,24 @@
 """Tests of what a package ships: the systemd units of contrib/ pass `systemd-analyze verify`
-as `make install` writes them, and the Debian package builds, passes lintian, installs, serves,
-and purges cleanly (scripts/package-check.sh, which needs root and dpkg-buildpackage).
+as `make install` writes them, the logrotate snippet moves the store and never copies it,
+the xinetd service runs under a real xinetd, and the Debian package builds, passes lintian,
+installs, serves, and purges cleanly (scripts/package-check.sh, which needs root and
+dpkg-buildpackage).
 
 package-check builds its own binaries from a copy of the tree, so it runs in the normal pass
 only, not again in the sanitized one.
 """
+import grp
+import json
 import os
+import pathlib
 import shutil
+import socket
 import subprocess
+import tempfile
 
 import pytest
 
-from conftest import ROOT, SANITIZED, binary
+from conftest import ROOT, SANITIZED, Process, binary, wait_until
 
 UNITS = ["mpechod.socket", "mpechod.service", "mpechod-inetd.socket", "mpechod-inetd@.service"]
 
@@ -92,6 +99,97 @@ def test_logrotate_renames_the_store_and_never_copies(installed_contrib):
     assert rotated.stat().st_ino == ino, "the store was copied, not moved"
     assert rotated.read_text() == '{"ev":"open"}\n'
     assert not store.exists(), "logrotate created the new store itself"
+
+
+def mpechod_has(option):
+    try:
+        return option in run([binary("mpechod"), "--help"], 10).stdout
+    except OSError:
+        return False
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def echo_once(port, data):
+    """Sends data on a new connection, half-closes, and returns all that comes back."""
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        while chunk := c.recv(65536):
+            got += chunk
+    return got
+
+
+def store_data(store):
+    """The bytes of every data record of a JSON Lines store, in file order."""
+    if not store.exists():
+        return b""
+    recs = [json.loads(line) for line in store.read_text().splitlines()]
+    return b"".join(r["data"].encode("latin-1") for r in recs if r.get("ev") == "data")
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory that the user nobody can enter (pytest's are root's alone)."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="mpecho-xinetd."))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def xinetd_config(installed_contrib, open_dir, port, server, store):
+    """contrib's xinetd service as make install wrote it, enabled, on 127.0.0.1:port, as
+    nobody, running server with the store given."""
+    text = (installed_contrib / "etc" / "xinetd.d" / "mpecho").read_text()
+    sbin = installed_contrib / "usr" / "sbin" / "mpechod"
+    edits = [("disable\t\t= yes", "disable\t\t= no"),
+             ("port\t\t= 7\n", f"port\t\t= {port}\n\tbind\t\t= 127.0.0.1\n"),
+             ("\tflags\t\t= IPv6\n", ""),
+             ("user\t\t= mpecho", "user\t\t= nobody"),
+             ("group\t\t= mpecho", f"group\t\t= {grp.getgrgid(65534).gr_name}"),
+             (f"server\t\t= {sbin}\n", f"server\t\t= {server}\n"),
+             ("/var/lib/mpecho/echomsg.jsonl", str(store))]
+    for old, new in edits:
+        assert old in text, f"the xinetd file has no '{old}'"
+        text = text.replace(old, new)
+    conf = open_dir / "xinetd.conf"
+    conf.write_text("defaults\n{\n}\n" + text)
+    return conf
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="xinetd switches to the service's user: needs root")
+@pytest.mark.skipif(shutil.which("xinetd") is None, reason="xinetd is not installed")
+@pytest.mark.skipif(not mpechod_has("--inetd"), reason="mpechod has no --inetd yet")
+def test_xinetd_runs_mpechod_inetd_per_connection(installed_contrib, open_dir):
+    """contrib's xinetd service under a real xinetd: each connection is echoed by its own
+    mpechod --inetd running as the service's user, and lands in the one store."""
+    port = free_port()
+    shutil.copy(binary("mpechod"), open_dir / "mpechod")
+    (open_dir / "store").mkdir()
+    os.chown(open_dir / "store", 65534, 65534)
+    store = open_dir / "store" / "echomsg.jsonl"
+    conf = xinetd_config(installed_contrib, open_dir, port, open_dir / "mpechod", store)
+    log = open_dir / "xinetd.log"
+    xi = Process(["xinetd", "-dontfork", "-stayalive", "-filelog", log, "-f", conf,
+                  "-pidfile", open_dir / "xinetd.pid"])
+    try:
+        # xinetd says so in its log once it listens; "1 available service" means it took ours.
+        wait_until(lambda: log.exists() and "Started working" in log.read_text(), 10,
+                   what="xinetd's readiness")
+        assert "Started working: 1 available service" in log.read_text(), log.read_text()
+        sent = b""
+        for data in (b"hello xinetd\n", bytes(range(256)) * 8):
+            assert echo_once(port, data) == data
+            sent += data
+        wait_until(lambda: store_data(store) == sent, 10, what="both sessions in the store")
+        assert store.stat().st_uid == 65534, "the store was not written as the service's user"
+    finally:
+        xi.cleanup()
 
 
 def package_check_skip_reason():
