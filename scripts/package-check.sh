@@ -42,7 +42,7 @@ trap 'exit 130' INT TERM HUP
 if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q "ok installed"; then
 	fail "$PKG is installed already; this check would replace and purge it"
 fi
-"$ROOT/scripts/deps.sh"
+timeout 1200 "$ROOT/scripts/deps.sh"
 TMP=$(mktemp -d /tmp/mpecho-package.XXXXXX)
 
 # The source: the tree's files (not build products, which git ignores) copied under $TMP/src.
