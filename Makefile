@@ -55,8 +55,8 @@ PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho \
 	$(BIN)/mpecho-bench
 # mpecho-store, the store read back (src/mstore*.c).
 MSTORE  := mstore mstore_out mstore_list mstore_dump mstore_check mstore_follow mstore_stats \
-	mstore_src mstore_rec mstore_tab mstore_filt
-MSTORE_LIB_O := $(patsubst %,$(OBJ)/%.o,mstore_src mstore_rec mstore_tab mstore_filt) $(OBJ)/record.o
+	mstore_src mstore_rec mstore_tab mstore_filt cidr
+MSTORE_LIB_O := $(patsubst %,$(OBJ)/%.o,mstore_src mstore_rec mstore_tab mstore_filt cidr) $(OBJ)/record.o
 PROGS += $(BIN)/mpecho-store
 
 .PHONY: all clean install test unit system system-san examples bench deps lint fuzz
@@ -173,7 +173,7 @@ build-fuzz/fuzz_cidr: fuzz/fuzz_cidr.c src/cidr.c src/cidr.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_cidr.c src/cidr.c
 
-MSTORE_FUZZ_SRC := $(patsubst %,src/%.c,mstore_rec mstore_filt mstore_tab record)
+MSTORE_FUZZ_SRC := $(patsubst %,src/%.c,mstore_rec mstore_filt mstore_tab record cidr)
 build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mstore_rec.h src/mstore_filt.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) -ljansson

@@ -68,7 +68,8 @@ static void
 check_args(const uint8_t *data, size_t size)
 {
 	char s[128], back[REC_TS_LEN + 1];
-	struct mfilt_net net;
+	struct cidr net;
+	char cerr[256];
 	struct mfilt_conn conn;
 	int64_t us;
 
@@ -76,7 +77,7 @@ check_args(const uint8_t *data, size_t size)
 		return;
 	memcpy(s, data, size);
 	s[size] = '\0';
-	if (mfilt_parse_net(s, &net) == 0)
+	if (cidr_parse(s, &net, cerr, sizeof(cerr)) == 0)
 		(void)mfilt_net_matches(&net, s);
 	(void)mfilt_parse_conn(s, &conn);
 	(void)mfilt_parse_duration(s, &us);

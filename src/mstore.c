@@ -92,10 +92,12 @@ mstore_add_conn(struct mopts *o, const char *s)
 static void
 mstore_add_peer(struct mopts *o, const char *s)
 {
+	char err[256];
+
 	if (o->filt.nnets == MFILT_MAX)
 		usage_error("at most %d peers", MFILT_MAX);
-	if (mfilt_parse_net(s, &o->filt.nets[o->filt.nnets]) < 0)
-		usage_error("'%s' is not an address or a CIDR block", s);
+	if (cidr_parse(s, &o->filt.nets[o->filt.nnets], err, sizeof(err)) < 0)
+		usage_error("--peer %s", err);
 	o->filt.nnets++;
 }
 

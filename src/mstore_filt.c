@@ -1,5 +1,6 @@
 /*
- * mstore_filt.c - connection, peer, time and reason filters (see mstore_filt.h).
+ * mstore_filt.c - connection, peer, time and reason filters (see mstore_filt.h).  Address
+ * blocks are cidr.c's, the server's own for --allow and --deny.
  */
 #define _GNU_SOURCE
 #include "mstore_filt.h"
@@ -74,44 +75,6 @@ mfilt_conn_matches(const struct mfilt_conn *c, unsigned inst, unsigned life, uin
 	    (c->life == 0 || c->life == life);
 }
 
-int
-mfilt_parse_net(const char *s, struct mfilt_net *n)
-{
-	char host[64];
-	const char *slash = strchr(s, '/');
-	size_t len = slash ? (size_t)(slash - s) : strlen(s);
-	uint64_t bits;
-	const char *end;
-
-	memset(n, 0, sizeof(*n));
-	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-		s++;
-		len -= 2;
-	}
-	if (len == 0 || len >= sizeof(host))
-		return -1;
-	memcpy(host, s, len);
-	host[len] = '\0';
-	if (inet_pton(AF_INET, host, n->addr) == 1) {
-		n->bits = 32;
-	} else if (inet_pton(AF_INET6, host, n->addr) == 1) {
-		n->v6 = 1;
-		n->bits = 128;
-	} else {
-		return -1;
-	}
-	if (slash == NULL)
-		return 0;
-	if (strcmp(slash + 1, "0") == 0) {
-		n->bits = 0;
-		return 0;
-	}
-	if (mfilt_number(slash + 1, (uint64_t)n->bits, "", &bits, &end) < 0)
-		return -1;
-	n->bits = (int)bits;
-	return 0;
-}
-
 size_t
 mfilt_peer_host(const char *peer, char *dst, size_t dstlen)
 {
@@ -129,31 +92,19 @@ mfilt_peer_host(const char *peer, char *dst, size_t dstlen)
 	return len;
 }
 
-static int
-mfilt_prefix_eq(const unsigned char *a, const unsigned char *b, int bits)
-{
-	int whole = bits / 8, rest = bits % 8;
-
-	if (memcmp(a, b, (size_t)whole) != 0)
-		return 0;
-	return rest == 0 || ((a[whole] ^ b[whole]) & (0xff00 >> rest) & 0xff) == 0;
-}
-
 int
-mfilt_net_matches(const struct mfilt_net *n, const char *peer)
+mfilt_net_matches(const struct cidr *n, const char *peer)
 {
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	unsigned char a[16];
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
 	char host[64];
 
 	mfilt_peer_host(peer, host, sizeof(host));
-	if (inet_pton(AF_INET, host, a) == 1)
-		return !n->v6 && mfilt_prefix_eq(a, n->addr, n->bits);
-	if (inet_pton(AF_INET6, host, a) != 1)
-		return 0;
-	if (n->v6)
-		return mfilt_prefix_eq(a, n->addr, n->bits);
-	return memcmp(a, mapped, sizeof(mapped)) == 0 && mfilt_prefix_eq(a + 12, n->addr, n->bits);
+	if (inet_pton(AF_INET, host, &in.sin_addr) == 1)
+		return cidr_match(n, (const struct sockaddr *)&in);
+	if (inet_pton(AF_INET6, host, &in6.sin6_addr) == 1)
+		return cidr_match(n, (const struct sockaddr *)&in6);
+	return 0;
 }
 
 int

@@ -6,6 +6,7 @@
 #ifndef MPECHO_MSTORE_FILT_H
 #define MPECHO_MSTORE_FILT_H
 
+#include "cidr.h"
 #include "mstore_tab.h"
 
 #include <stddef.h>
@@ -17,18 +18,12 @@ struct mfilt_conn {
 	uint64_t conn;
 };
 
-struct mfilt_net {
-	int v6;
-	unsigned char addr[16];
-	int bits;
-};
-
 #define MFILT_MAX 64
 
 struct mfilt {
 	struct mfilt_conn conns[MFILT_MAX];
 	size_t nconns;
-	struct mfilt_net nets[MFILT_MAX];
+	struct cidr nets[MFILT_MAX];
 	size_t nnets;
 	const char *reasons[MFILT_MAX];
 	size_t nreasons;
@@ -38,11 +33,9 @@ struct mfilt {
 void mfilt_init(struct mfilt *f);
 int mfilt_parse_conn(const char *s, struct mfilt_conn *c);
 int mfilt_conn_matches(const struct mfilt_conn *c, unsigned inst, unsigned life, uint64_t conn);
-/* An address ("10.0.0.1", "::1", "[::1]") or a block ("10.0.0.0/8", "fe80::/10"). */
-int mfilt_parse_net(const char *s, struct mfilt_net *n);
-/* Whether a peer as the store writes it ("10.0.0.1:50312", "[::1]:50312") is in the block; an
- * IPv4-mapped IPv6 peer matches IPv4 blocks. */
-int mfilt_net_matches(const struct mfilt_net *n, const char *peer);
+/* Whether a peer as the store writes it ("10.0.0.1:50312", "[::1]:50312") is in the block
+ * (cidr.c: an IPv4-mapped IPv6 peer matches IPv4 blocks). */
+int mfilt_net_matches(const struct cidr *n, const char *peer);
 /* The host part of a peer: "10.0.0.1" of "10.0.0.1:5", "::1" of "[::1]:5". */
 size_t mfilt_peer_host(const char *peer, char *dst, size_t dstlen);
 /* "90", "90s", "500ms", "15m", "1h", "2d", "1w" into microseconds (> 0). */
