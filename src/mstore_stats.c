@@ -97,7 +97,8 @@ mcounts_print(struct mcounts *t, const char *label, int top)
 	for (size_t i = 0; i < t->cap; i++)
 		if (t->v[i].n > 0)
 			t->v[k++] = t->v[i];
-	qsort(t->v, k, sizeof(*t->v), mcount_desc);
+	if (k > 1)
+		qsort(t->v, k, sizeof(*t->v), mcount_desc);
 	printf("  %s:", label);
 	for (size_t i = 0; i < k && (top < 0 || i < (size_t)top); i++)
 		printf("%s %s %llu", i ? "," : "", t->v[i].key, (unsigned long long)t->v[i].n);
@@ -163,7 +164,8 @@ mstats_print(struct mstats *st)
 {
 	char ts[32];
 
-	qsort(st->b, st->nb, sizeof(*st->b), mbucket_cmp);
+	if (st->nb > 1)
+		qsort(st->b, st->nb, sizeof(*st->b), mbucket_cmp);
 	for (size_t i = 0; i < st->nb; i++) {
 		struct mbucket *b = &st->b[i];
 
