@@ -285,8 +285,8 @@ class Server(Process):
         return self.wait_lines(self.lines, lambda l: l if needle in l else None, count, timeout,
                                f"line with {needle!r}")
 
-    def wait_ready(self, nsockets=1):
-        for l in self.wait_line("listening on ", count=nsockets):
+    def wait_ready(self, nsockets=1, timeout=10):
+        for l in self.wait_line("listening on ", timeout=timeout, count=nsockets):
             addr = l.split("listening on ", 1)[1]
             self.addrs.append(addr)
             self.ports.append(int(addr.rsplit(":", 1)[1]))

@@ -9,6 +9,9 @@ from conftest import SANITIZED, Server, connect, echo, read_store, recv_exact, s
 VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
             "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
             "--child-silent-after-fork=yes", "--trace-children=no"]
+# The master and its children run on valgrind's synthetic CPU, tens of times slower: every wait
+# on them gets this many times the usual deadline.
+VG_SLOW = 6
 
 
 @pytest.mark.skipif(SANITIZED, reason="valgrind cannot run AddressSanitizer binaries; "
@@ -20,17 +23,17 @@ def test_master_under_valgrind(tmp_path):
     srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", store, "--grace", "1"], wrapper=VALGRIND,
                  program="mpechod-dynamic")
     try:
-        srv.wait_ready()
+        srv.wait_ready(timeout=10 * VG_SLOW)
         for i in range(5):
             assert echo(srv.port, b"valgrind %d" % i) == b"valgrind %d" % i
         held = connect(srv.port)
         held.sendall(b"held")
         assert recv_exact(held, 4) == b"held"
         srv.signal(signal.SIGUSR1)
-        srv.wait_line("stats:")
+        srv.wait_line("stats:", timeout=10 * VG_SLOW)
         srv.signal(signal.SIGHUP)
-        srv.wait_line("reopened")
-        rc = srv.stop(timeout=60)
+        srv.wait_line("reopened", timeout=10 * VG_SLOW)
+        rc = srv.stop(timeout=20 * VG_SLOW)
         held.close()
         assert rc == 0, "valgrind reported errors:\n" + "\n".join(srv.lines)
         assert not [l for l in srv.lines if l.startswith("==")], "\n".join(srv.lines)
