@@ -44,7 +44,7 @@ OBJ  := $(OUT)/obj
 BIN  := $(OUT)/bin
 
 COMMON  := log io net sig
-SERVER  := master session store record opts admit datagram dgguard
+SERVER  := master session store record opts admit datagram dgguard pool spare
 CLIENT  := client
 BENCHM  := bench bench_worker bench_flood bench_udp bench_report hist procfs
 
@@ -137,6 +137,9 @@ $(BIN)/unit_test_cidr: $(OBJ)/unit_test_cidr.o $(OBJ)/cidr.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(OBJ)/dgguard.o $(OBJ)/admit.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_spare: $(OBJ)/unit_test_spare.o $(OBJ)/spare.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)

@@ -71,16 +71,17 @@ datagram_dropped(const struct sockaddr *sa, const char *why)
 		log_warnx("dropped a datagram from %s: %s", addr, why);
 }
 
-/* One frame into the pipe; with wait, waits (bounded) for room.  0, or -1 with errno. */
+/* One frame into the pipe; with wait, waits (bounded) for room.  0, or -1 with errno.  The
+ * buffers are not changed (struct iovec's base is simply not const). */
 static int
-datagram_frame(enum rec_type type, const void *pre, size_t prelen, const void *data, size_t n,
-    int wait)
+datagram_frame(enum rec_type type, unsigned char *pre, size_t prelen, unsigned char *data,
+    size_t n, int wait)
 {
 	struct rec_hdr h;
 	struct iovec iov[3] = {
 		{ .iov_base = &h, .iov_len = sizeof(h) },
-		{ .iov_base = (void *)(uintptr_t)pre, .iov_len = prelen },
-		{ .iov_base = (void *)(uintptr_t)data, .iov_len = n },
+		{ .iov_base = pre, .iov_len = prelen },
+		{ .iov_base = data, .iov_len = n },
 	};
 	struct pollfd pfd = { .fd = dg.args->pipe_wr, .events = POLLOUT };
 
@@ -96,7 +97,7 @@ datagram_frame(enum rec_type type, const void *pre, size_t prelen, const void *d
 
 /* Records a datagram: all its frames, or (no room in the pipe) none.  0, or -1. */
 static int
-datagram_record(const struct sockaddr *sa, const unsigned char *data, size_t n)
+datagram_record(const struct sockaddr *sa, unsigned char *data, size_t n)
 {
 	unsigned char pre[REC_DGRAM_HDR + 255];
 	char peer[NET_ADDRLEN];

@@ -24,10 +24,12 @@
 #include "log.h"
 #include "net.h"
 #include "opts.h"
+#include "pool.h"
 #include "version.h"
 #include "record.h"
 #include "session.h"
 #include "sig.h"
+#include "spare.h"
 #include "store.h"
 
 #include <errno.h>
@@ -103,6 +105,11 @@ struct master {
 	struct admit_ratelog log_refused, log_culled, log_accept, log_fork;
 	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
+	struct pool_shared pool;     /* --prefork: shared with the pool processes */
+	struct pool_slot *pslots;    /* one per pool process, indexed like the scoreboard */
+	int wake_rd, wake_wr;        /* pool processes wake the master when none is idle */
+	int spawn_rate, burst_rate;  /* spare.c's doubling */
+	int64_t next_tick_ms;        /* the pool's next maintenance */
 	int64_t phase_deadline_ms;
 	sigset_t waitmask;
 	struct pollfd pfd[MASTER_MAX_LISTEN + 1]; /* what the last ppoll watched */
@@ -227,20 +234,26 @@ master_announce(void)
  * reads it.  A child that kept the lock's descriptor would make its master look alive after
  * its death. */
 struct master_fds {
-	int fd[2 * MASTER_MAX_LISTEN + 3];
+	int fd[2 * MASTER_MAX_LISTEN + 4];
 	int n;
 };
 
+enum { KEEP_NONE = 0, KEEP_UDP = 1, KEEP_LISTENERS = 2 };
+
 static void
-master_fds_to_close(struct master_fds *c, int keep_pipe_end, int keep_udp)
+master_fds_to_close(struct master_fds *c, int keep_pipe_end, int keep)
 {
 	c->n = 0;
-	for (int i = 0; i < master->nlfd; i++)
+	for (int i = 0; !(keep & KEEP_LISTENERS) && i < master->nlfd; i++)
 		c->fd[c->n++] = master->lfd[i];
-	for (int i = 0; !keep_udp && i < master->nufd; i++)
+	for (int i = 0; !(keep & KEEP_UDP) && i < master->nufd; i++)
 		c->fd[c->n++] = master->ufd[i];
 	if (master->lock_fd >= 0)
 		c->fd[c->n++] = master->lock_fd;
+	if (master->wake_rd >= 0)
+		c->fd[c->n++] = master->wake_rd;
+	if (master->wake_wr >= 0 && !(keep & KEEP_LISTENERS))
+		c->fd[c->n++] = master->wake_wr;
 	if (master->pipe_rd >= 0 && master->pipe_rd != keep_pipe_end)
 		c->fd[c->n++] = master->pipe_rd;
 	if (master->pipe_wr >= 0 && master->pipe_wr != keep_pipe_end)
@@ -266,7 +279,7 @@ master_start_store(int filefd)
 	struct master_fds c;
 	pid_t pid;
 
-	master_fds_to_close(&c, master->pipe_rd, 0);
+	master_fds_to_close(&c, master->pipe_rd, KEEP_NONE);
 	pid = fork();
 	if (pid < 0) {
 		log_warn("cannot fork the store");
@@ -310,7 +323,7 @@ master_start_dgram(void)
 
 	if (master->nufd == 0 || master->stopping)
 		return;
-	master_fds_to_close(&c, master->pipe_wr, 1);
+	master_fds_to_close(&c, master->pipe_wr, KEEP_UDP);
 	master->dgram_started_ms = io_now_ms();
 	pid = fork();
 	if (pid < 0) {
@@ -397,6 +410,22 @@ master_shared(size_t len)
 }
 
 static void
+master_alloc_pool(size_t n)
+{
+	int p[2];
+
+	master->pslots = master_shared(n * sizeof(*master->pslots));
+	if (pool_shared_init(&master->pool) < 0)
+		fatal(EX_OSERR, "pool lock");
+	master->pool.next_conn = 1;
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		fatal(EX_OSERR, "pipe");
+	master->wake_rd = p[0];
+	master->wake_wr = p[1];
+	master->spawn_rate = master->burst_rate = 1;
+}
+
+static void
 master_alloc(void)
 {
 	size_t n = (size_t)master->set.max_clients;
@@ -410,6 +439,9 @@ master_alloc(void)
 	for (int i = 0; i < master->set.max_clients; i++)
 		master->free_slots[master->nfree++] = master->set.max_clients - 1 - i;
 	master->next_conn = 1;
+	master->wake_rd = master->wake_wr = -1;
+	if (master->set.prefork)
+		master_alloc_pool(n);
 }
 
 static void
@@ -462,7 +494,7 @@ master_pay_owed(void)
 
 /* Queues one frame for the store and writes what the pipe takes now. */
 static void
-master_owe(enum rec_type type, const struct child *c, const void *payload, size_t len)
+master_owe(enum rec_type type, uint64_t conn, pid_t pid, const void *payload, size_t len)
 {
 	struct owed *o;
 
@@ -470,7 +502,7 @@ master_owe(enum rec_type type, const struct child *c, const void *payload, size_
 		int cap = master->capowed ? master->capowed * 2 : 16;
 		struct owed *p = realloc(master->owed, (size_t)cap * sizeof(*p));
 		if (p == NULL) {
-			log_warn("cannot queue a record of conn %llu", (unsigned long long)c->conn);
+			log_warn("cannot queue a record of conn %llu", (unsigned long long)conn);
 			return;
 		}
 		master->owed = p;
@@ -478,7 +510,7 @@ master_owe(enum rec_type type, const struct child *c, const void *payload, size_
 	}
 	o = &master->owed[master->nowed++];
 	memcpy(o->payload, payload, len);
-	rec_header(&o->h, type, REC_F_BEHALF, c->conn, c->pid, len);
+	rec_header(&o->h, type, REC_F_BEHALF, conn, pid, len);
 	master_pay_owed();
 }
 
@@ -504,19 +536,27 @@ master_peer_str(const struct child *c, char *buf, size_t len)
  * store at shutdown) gets it from the master, once; and its open record first if that did not
  * make it either, so that every accepted connection is in the store, opened and closed. */
 static void
-master_owe_close(const struct child *c, const char *reason)
+master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, const char *peer,
+    const char *reason)
 {
-	struct session_slot *slot = &master->board[c->slot];
 	unsigned char payload[8 + REC_REASON_MAX];
-	char peer[NET_ADDRLEN];
 
 	if (master->pipe_wr < 0 || slot->closed)
 		return;
-	if (!slot->opened) {
-		master_peer_str(c, peer, sizeof(peer));
-		master_owe(REC_OPEN, c, peer, strlen(peer));
-	}
-	master_owe(REC_CLOSE, c, payload, rec_close_payload(payload, slot->bytes, reason));
+	if (!slot->opened)
+		master_owe(REC_OPEN, conn, pid, peer, strlen(peer));
+	master_owe(REC_CLOSE, conn, pid, payload, rec_close_payload(payload, slot->bytes, reason));
+}
+
+/* How a child ended, as a close record's reason. */
+static const char *
+master_end_reason(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, len, "%s", session_reason(WEXITSTATUS(status)));
+	return buf;
 }
 
 static void
@@ -531,6 +571,63 @@ master_store_died(int status)
 		log_info("store %d finished", (int)master->store_pid);
 	master->store_pid = 0;
 	master_restart_store();
+}
+
+static void
+master_session_died(const struct child *c, int status)
+{
+	uint64_t bytes = __atomic_load_n(&master->board[c->slot].bytes, __ATOMIC_RELAXED);
+	char reason[32], peer[NET_ADDRLEN];
+
+	admit_release(master->admit, &c->src);
+	master->bytes_done += bytes;
+	master_end_reason(status, reason, sizeof(reason));
+	if (WIFSIGNALED(status))
+		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)c->pid,
+		    (unsigned long long)c->conn, WTERMSIG(status), (unsigned long long)bytes);
+	else
+		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)c->pid,
+		    (unsigned long long)c->conn, WEXITSTATUS(status), reason,
+		    (unsigned long long)bytes);
+	master_peer_str(c, peer, sizeof(peer));
+	master_owe_close(c->conn, c->pid, &master->board[c->slot], peer, reason);
+}
+
+/* A pool process ended.  One that left by itself has put everything right; one that died
+ * otherwise leaves its counts, its source's admission and, when it died in a connection, the
+ * records of that connection to the master. */
+static void
+master_pool_died(const struct child *c, int status)
+{
+	struct pool_slot *slot = &master->pslots[c->slot];
+	struct pool_shared *sh = &master->pool;
+	char reason[32], peer[NET_ADDRLEN];
+	int state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
+
+	if (state == POOL_STARTING)
+		__atomic_sub_fetch(&sh->starting, 1, __ATOMIC_ACQ_REL);
+	else if (state == POOL_IDLE)
+		__atomic_sub_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL);
+	pool_lock(sh);
+	if (slot->admitted)
+		admit_release(master->admit, &slot->src);
+	pool_unlock(sh);
+	if (state == POOL_BUSY && slot->conn != 0 && !slot->s.closed) {
+		master_end_reason(status, reason, sizeof(reason));
+		log_info("session %d conn %llu %s %d after %llu bytes", (int)c->pid,
+		    (unsigned long long)slot->conn, WIFSIGNALED(status) ? "killed by signal" :
+		    "exited", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+		    (unsigned long long)slot->s.bytes);
+		__atomic_add_fetch(&sh->bytes_done, slot->s.bytes, __ATOMIC_RELAXED);
+		net_addr_str((const struct sockaddr *)&slot->peer, peer, sizeof(peer));
+		master_owe_close(slot->conn, c->pid, &slot->s, peer, reason);
+	} else if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0) {
+		log_warnx("pool process %d %s %d after %llu connections", (int)c->pid,
+		    WIFSIGNALED(status) ? "killed by signal" : "exited",
+		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+		    (unsigned long long)slot->served);
+	}
+	__atomic_store_n(&slot->state, POOL_FREE, __ATOMIC_RELEASE);
 }
 
 static void
@@ -551,26 +648,17 @@ master_child_died(pid_t pid, int status)
 	if (i == master->nkids)
 		return;
 	struct child c = master->kids[i];
-	uint64_t bytes = __atomic_load_n(&master->board[c.slot].bytes, __ATOMIC_RELAXED);
-	char reason[32];
 
 	master->kids[i] = master->kids[--master->nkids];
 	master->free_slots[master->nfree++] = c.slot;
-	admit_release(master->admit, &c.src);
-	master->bytes_done += bytes;
-	if (WIFSIGNALED(status)) {
+	if (WIFSIGNALED(status))
 		master->reaped_signal++;
-		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)pid,
-		    (unsigned long long)c.conn, WTERMSIG(status), (unsigned long long)bytes);
-		snprintf(reason, sizeof(reason), "signal %d", WTERMSIG(status));
-	} else {
+	else
 		master->reaped_exit++;
-		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)pid,
-		    (unsigned long long)c.conn, WEXITSTATUS(status),
-		    session_reason(WEXITSTATUS(status)), (unsigned long long)bytes);
-		snprintf(reason, sizeof(reason), "%s", session_reason(WEXITSTATUS(status)));
-	}
-	master_owe_close(&c, reason);
+	if (master->set.prefork)
+		master_pool_died(&c, status);
+	else
+		master_session_died(&c, status);
 }
 
 /* One SIGCHLD for any number of dead children: collect until none is left (sshd's
@@ -584,6 +672,20 @@ master_reap(void)
 	got_chld = 0;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 		master_child_died(pid, status);
+}
+
+/* Sessions in progress: every child in fork mode, the busy pool processes in prefork mode. */
+static int
+master_active(void)
+{
+	int n = 0;
+
+	if (!master->set.prefork)
+		return master->nkids;
+	for (int i = 0; i < master->nkids; i++)
+		n += __atomic_load_n(&master->pslots[master->kids[i].slot].state,
+		    __ATOMIC_ACQUIRE) == POOL_BUSY;
+	return n;
 }
 
 static void
@@ -609,18 +711,37 @@ master_stats_udp(void)
 static void
 master_stats(void)
 {
-	uint64_t bytes = master->bytes_done;
+	struct pool_shared *sh = &master->pool;
+	uint64_t bytes = master->bytes_done, v[4];
+	int active = master->nkids;
 
 	got_usr1 = 0;
-	for (int i = 0; i < master->nkids; i++)
-		bytes += __atomic_load_n(&master->board[master->kids[i].slot].bytes, __ATOMIC_RELAXED);
+	v[0] = master->accepted + __atomic_load_n(&sh->accepted, __ATOMIC_RELAXED);
+	v[1] = master->refused_source + __atomic_load_n(&sh->refused_source, __ATOMIC_RELAXED);
+	v[2] = master->refused_rate + __atomic_load_n(&sh->refused_rate, __ATOMIC_RELAXED);
+	v[3] = master->culled + __atomic_load_n(&sh->culled, __ATOMIC_RELAXED);
+	bytes += __atomic_load_n(&sh->bytes_done, __ATOMIC_RELAXED);
+	if (master->set.prefork) {
+		active = master_active();
+		for (int i = 0; i < master->nkids; i++) {
+			struct pool_slot *p = &master->pslots[master->kids[i].slot];
+			if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_BUSY)
+				bytes += __atomic_load_n(&p->s.bytes, __ATOMIC_RELAXED);
+		}
+	} else {
+		for (int i = 0; i < master->nkids; i++)
+			bytes += __atomic_load_n(&master->board[master->kids[i].slot].bytes,
+			    __ATOMIC_RELAXED);
+	}
 	log_info("stats: active %d, accepted %llu, bytes echoed %llu, reaped %llu by exit, "
-	    "%llu by signal, refused %llu per source, %llu over rate, culled %llu dead",
-	    master->nkids,
-	    (unsigned long long)master->accepted, (unsigned long long)bytes,
+	    "%llu by signal, refused %llu per source, %llu over rate, culled %llu dead", active,
+	    (unsigned long long)v[0], (unsigned long long)bytes,
 	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
-	    (unsigned long long)master->refused_source, (unsigned long long)master->refused_rate,
-	    (unsigned long long)master->culled);
+	    (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3]);
+	if (master->set.prefork)
+		log_info("stats: pool %d processes, %d idle, %d starting", master->nkids,
+		    __atomic_load_n(&sh->idle, __ATOMIC_RELAXED),
+		    __atomic_load_n(&sh->starting, __ATOMIC_RELAXED));
 	if (master->set.udp)
 		master_stats_udp();
 }
@@ -642,7 +763,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 	struct master_fds c;
 
 	master->board[slot] = (struct session_slot){ 0 };
-	master_fds_to_close(&c, master->pipe_wr, 0);
+	master_fds_to_close(&c, master->pipe_wr, KEEP_NONE);
 	a.fd = cfd;
 	a.conn = master->next_conn;
 	a.peer = *peer;
@@ -671,6 +792,110 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 	master->kids[master->nkids++] = (struct child){ .pid = pid, .slot = slot,
 	    .conn = master->next_conn++, .src = *src, .port = master_peer_port(peer) };
 	master->accepted++;
+}
+
+/* Starts n pool processes (--prefork), each in a free slot. */
+static void
+master_spawn_pool(int n)
+{
+	for (; n > 0 && master->nfree > 0 && !master->stopping; n--) {
+		int slot = master->free_slots[master->nfree - 1];
+		struct pool_args a = {
+			.lfd = master->lfd, .nlfd = master->nlfd, .wake_wr = master->wake_wr,
+			.max_conns = master->set.max_conns_per_child,
+			.max_per_source = master->set.max_per_source, .max_rate = master->set.max_rate,
+			.sh = &master->pool, .slot = &master->pslots[slot], .admit = master->admit,
+			.sess = { .fd = -1, .pipe_wr = master->pipe_wr,
+			    .idle_timeout = master->set.idle_timeout, .grace = master->set.grace,
+			    .master = getpid() },
+		};
+		struct master_fds c;
+		pid_t pid;
+
+		/* A pool process keeps the listeners (and the wake pipe's write end, which is not
+		 * in the list): everything else of the master's goes. */
+		master_fds_to_close(&c, master->pipe_wr, KEEP_LISTENERS);
+		master->pslots[slot] = (struct pool_slot){ .state = POOL_STARTING };
+		__atomic_add_fetch(&master->pool.starting, 1, __ATOMIC_ACQ_REL);
+		pid = _Fork();
+		if (pid == 0) {
+			master_close_inherited(&c);
+			pool_run(&a);
+		}
+		if (pid < 0) {
+			__atomic_sub_fetch(&master->pool.starting, 1, __ATOMIC_ACQ_REL);
+			master->pslots[slot].state = POOL_FREE;
+			master_ratelog(&master->log_fork, 1, "fork failed; the pool does not grow now");
+			return;
+		}
+		master->nfree--;
+		master->kids[master->nkids++] = (struct child){ .pid = pid, .slot = slot };
+	}
+}
+
+static struct spare_view
+master_pool_view(void)
+{
+	return (struct spare_view){
+		.total = master->nkids,
+		.idle = __atomic_load_n(&master->pool.idle, __ATOMIC_ACQUIRE),
+		.starting = __atomic_load_n(&master->pool.starting, __ATOMIC_ACQUIRE),
+		.max_clients = master->set.max_clients,
+		.min_spare = master->set.min_spare, .max_spare = master->set.max_spare,
+	};
+}
+
+/* The master watches the listeners only when a connection could wait for nobody: no pool
+ * process idle or starting, and room to start one.  Otherwise a pool process takes it. */
+static int
+master_pool_watch(void)
+{
+	struct spare_view v = master_pool_view();
+
+	return !master->stopping && v.idle == 0 && v.starting == 0 && v.total < v.max_clients;
+}
+
+static int
+master_pool_burst(void)
+{
+	struct spare_view v = master_pool_view();
+
+	return spare_burst(&v, &master->burst_rate);
+}
+
+/* A pool process took the last idle place: drain the wake pipe; the next wait then watches
+ * the listeners if nobody is idle any more. */
+static void
+master_pool_woken(void)
+{
+	char buf[64];
+
+	while (read(master->wake_rd, buf, sizeof(buf)) > 0)
+		;
+}
+
+/* Once a second: Apache's idle maintenance (spare.c). */
+static void
+master_pool_tick(void)
+{
+	struct spare_view v;
+	struct spare_plan p;
+
+	if (!master->set.prefork || master->stopping || io_now_ms() < master->next_tick_ms)
+		return;
+	master->next_tick_ms = io_now_ms() + 1000;
+	v = master_pool_view();
+	p = spare_tick(&v, &master->spawn_rate);
+	if (p.spawn == 0 && v.idle > 0)
+		master->burst_rate = 1;
+	master_spawn_pool(p.spawn);
+	for (int i = 0; p.retire > 0 && i < master->nkids; i++) {
+		if (__atomic_load_n(&master->pslots[master->kids[i].slot].state,
+		    __ATOMIC_ACQUIRE) == POOL_IDLE) {
+			kill(master->kids[i].pid, SIGUSR1);
+			p.retire--;
+		}
+	}
 }
 
 /* Closes a connection that is already over when it is accepted: reset by the peer, or closed
@@ -764,7 +989,14 @@ master_begin_shutdown(void)
 		master->nufd = 0;
 		if (master->dgram_pid > 0)
 			kill(master->dgram_pid, SIGTERM);
-		log_info("shutting down: %d sessions get %d s to finish", master->nkids, master->set.grace);
+		if (master->set.prefork) {
+			/* Idle pool processes leave at once; busy ones after their connection. */
+			__atomic_store_n(&master->pool.stopping, 1, __ATOMIC_RELEASE);
+			for (int i = 0; i < master->nkids; i++)
+				kill(master->kids[i].pid, SIGUSR1);
+		}
+		log_info("shutting down: %d sessions get %d s to finish", master_active(),
+		    master->set.grace);
 		master->stopping = 1;
 		master->phase_deadline_ms = io_now_ms() + (int64_t)master->set.grace * 1000;
 	} else if (master->stopping == 1) {
@@ -798,6 +1030,10 @@ master_poll_timeout(int64_t now)
 
 	if (master->accept_resume_ms > now)
 		t = master->accept_resume_ms - now;
+	if (master->set.prefork && !master->stopping) {
+		int64_t d = master->next_tick_ms > now ? master->next_tick_ms - now : 0;
+		t = (t < 0 || d < t) ? d : t;
+	}
 	if (master->stopping && master->stopping < 3 && master->nkids > 0) {
 		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
@@ -818,7 +1054,13 @@ master_wait(void)
 	int accepting, t;
 
 	master->npfd = 0;
-	accepting = !master->stopping && master->nkids < master->set.max_clients && now >= master->accept_resume_ms;
+	if (master->set.prefork)
+		accepting = master_pool_watch();
+	else
+		accepting = !master->stopping && master->nkids < master->set.max_clients &&
+		    now >= master->accept_resume_ms;
+	if (master->wake_rd >= 0)
+		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->wake_rd, .events = POLLIN };
 	for (int i = 0; accepting && i < master->nlfd; i++)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->lfd[i], .events = POLLIN };
 	if (master->nowed > 0)
@@ -843,6 +1085,10 @@ master_serve(void)
 	for (int i = 0; i < master->npfd; i++) {
 		if (master->pfd[i].fd == master->pipe_wr && (master->pfd[i].revents & (POLLOUT | POLLERR)))
 			master_pay_owed();
+		else if (master->pfd[i].fd == master->wake_rd)
+			master_pool_woken();
+		else if ((master->pfd[i].revents & POLLIN) && !master->stopping && master->set.prefork)
+			master_spawn_pool(master_pool_burst());
 		else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
 			master_accept(master->pfd[i].fd);
 	}
@@ -914,7 +1160,8 @@ master_finish(void)
 	if (master_pipe_unread() > 0 || master->nowed > 0)
 		log_warnx("%zu bytes of records and %d close records were never stored",
 		    master_pipe_unread(), master->nowed);
-	log_info("stopped after %llu connections", (unsigned long long)master->accepted);
+	log_info("stopped after %llu connections", (unsigned long long)master->accepted +
+	    (unsigned long long)__atomic_load_n(&master->pool.accepted, __ATOMIC_RELAXED));
 	free(master->owed);
 	/* The store could not write everything (it said what in the log): so does the status. */
 	exit(master->store_lost ? EX_IOERR : 0);
@@ -957,6 +1204,7 @@ master_loop(void)
 		master_serve();
 		master_restart_store();
 		master_restart_dgram();
+		master_pool_tick();
 		master_shutdown_step();
 		if (master->stopping && master->nkids == 0 && master->dgram_pid == 0)
 			master_finish();
@@ -1004,5 +1252,10 @@ main(int argc, char **argv)
 	master_open_store();
 	master_start_dgram();
 	master_announce();
+	if (master->set.prefork) {
+		/* Apache's StartServers: the spares at once. */
+		master_spawn_pool(master->set.min_spare);
+		master->next_tick_ms = io_now_ms() + 1000;
+	}
 	master_loop();
 }

@@ -14,7 +14,8 @@
 
 enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
-	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE
+	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
+	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD
 };
 
 static const struct option opts_long[] = {
@@ -31,6 +32,10 @@ static const struct option opts_long[] = {
 	{ "max-per-source", required_argument, NULL, OPT_PER_SOURCE },
 	{ "max-rate", required_argument, NULL, OPT_RATE },
 	{ "udp", no_argument, NULL, OPT_UDP },
+	{ "prefork", no_argument, NULL, OPT_PREFORK },
+	{ "min-spare", required_argument, NULL, OPT_MIN_SPARE },
+	{ "max-spare", required_argument, NULL, OPT_MAX_SPARE },
+	{ "max-conns-per-child", required_argument, NULL, OPT_MAX_CONNS_CHILD },
 	{ "udp-per-source", required_argument, NULL, OPT_UDP_PER_SOURCE },
 	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
 	{ "help", no_argument, NULL, 'h' },
@@ -49,6 +54,8 @@ opts_defaults(struct settings *s)
 	s->max_clients = 1024;
 	s->idle_timeout = 0;
 	s->grace = 10;
+	s->min_spare = 5;
+	s->max_spare = 10;
 	s->udp_per_source = 100;
 	s->udp_rate = 10000;
 }
@@ -189,6 +196,16 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 	case OPT_UDP:
 		s->udp = 1;
 		return 0;
+	case OPT_PREFORK:
+		s->prefork = 1;
+		return 0;
+	case OPT_MIN_SPARE:
+		return opts_int("--min-spare", arg, 1, 100000, &s->min_spare, err, errlen);
+	case OPT_MAX_SPARE:
+		return opts_int("--max-spare", arg, 1, 100000, &s->max_spare, err, errlen);
+	case OPT_MAX_CONNS_CHILD:
+		return opts_int("--max-conns-per-child", arg, 0, 2000000000, &s->max_conns_per_child,
+		    err, errlen);
 	case OPT_UDP_PER_SOURCE:
 		return opts_int("--udp-per-source", arg, 0, 10000000, &s->udp_per_source, err,
 		    errlen);
@@ -243,6 +260,11 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 		snprintf(err, errlen, "unexpected argument '%s'", opts_quote(argv[optind], q));
 		return OPTS_ERROR;
 	}
+	if (s->min_spare > s->max_spare) {
+		snprintf(err, errlen, "--min-spare %d is more than --max-spare %d", s->min_spare,
+		    s->max_spare);
+		return OPTS_ERROR;
+	}
 	return OPTS_RUN;
 }
 
@@ -273,6 +295,13 @@ opts_usage(void)
 	    "      --max-per-source N   concurrent sessions from one address; 0 = no limit\n"
 	    "      --max-rate N         new sessions per second, overall; 0 = no limit\n"
 	    "                           (over either limit a connection is closed at once)\n"
+	    "      --prefork            serve from a pool of processes that accept connections\n"
+	    "                           themselves, one at a time each, instead of a fork per\n"
+	    "                           connection; -c bounds the pool\n"
+	    "      --min-spare N        idle pool processes kept at least (default 5)\n"
+	    "      --max-spare N        idle pool processes kept at most (default 10)\n"
+	    "      --max-conns-per-child N  connections a pool process serves before it is\n"
+	    "                           replaced; 0 = never (default 0)\n"
 	    "      --udp                also serve UDP echo on the same addresses and port\n"
 	    "      --udp-per-source N   UDP replies a second per source address (default 100;\n"
 	    "                           0 = no limit)\n"

@@ -30,6 +30,9 @@ struct settings {
 	int grace;                         /* seconds sessions get to finish at shutdown */
 	int max_per_source;                /* concurrent sessions from one address; 0: any */
 	int max_rate;                      /* new sessions per second; 0: any */
+	int prefork;                       /* a pool of processes instead of a fork each */
+	int min_spare, max_spare;          /* idle pool processes kept (Apache's terms) */
+	int max_conns_per_child;           /* connections a pool process serves; 0: any */
 	int udp;                           /* also serve UDP echo */
 	int udp_per_source;                /* UDP replies a second per source address; 0: any */
 	int udp_rate;                      /* UDP replies a second in all; 0: any */

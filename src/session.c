@@ -149,14 +149,12 @@ session_record_data(int pipe_wr, uint64_t conn, int pid, unsigned char *p, size_
 	return 0;
 }
 
-static void
-session_setup(const struct session_args *a)
+void
+session_init(const struct session_args *a)
 {
-	struct timeval tv = { .tv_sec = a->idle_timeout, .tv_usec = 0 };
-
 	static const int none[] = { 0 };
 
-	session.fd = a->fd;
+	session.fd = -1;
 	session.grace = a->grace;
 	session.idle_ms = a->idle_timeout * 1000;
 	sig_default(SIGCHLD);
@@ -174,10 +172,12 @@ session_setup(const struct session_args *a)
 	sig_ignore(SIGHUP);
 	sig_ignore(SIGUSR1);
 	sig_setmask(none);
-	if (a->idle_timeout > 0) {
-		setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	}
+}
+
+int
+session_stopping(void)
+{
+	return session.stopping;
 }
 
 /* Maps a failed write to the store pipe to how the session ends. */
@@ -229,28 +229,49 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 	}
 }
 
-void
-session_run(const struct session_args *a)
+enum session_end
+session_serve(const struct session_args *a)
 {
+	struct timeval tv = { .tv_sec = a->idle_timeout, .tv_usec = 0 };
 	unsigned char close_rec[8 + REC_REASON_MAX];
 	char peer[NET_ADDRLEN];
 	enum session_end end;
 	uint64_t bytes = 0;
 	int pid = (int)getpid();
 
-	session_setup(a);
+	session.fd = a->fd;
+	session.stop_deadline_ms = 0;
+	/* SIGTERM may have come before the descriptor was known: it is shut down now. */
+	if (session.stopping)
+		shutdown(a->fd, SHUT_RDWR);
+	if (a->idle_timeout > 0) {
+		setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+	end = SESSION_EOF;
 	if (a->pipe_wr >= 0) {
 		net_addr_str((const struct sockaddr *)&a->peer, peer, sizeof(peer));
 		if (session_record(a->pipe_wr, REC_OPEN, 0, a->conn, pid, peer, strlen(peer)) < 0)
-			_exit(session_store_end(errno));
-		a->slot->opened = 1;
+			end = session_store_end(errno);
+		else
+			__atomic_store_n(&a->slot->opened, 1, __ATOMIC_RELEASE);
 	}
-	end = session_echo(a, pid, &bytes);
-	if (a->pipe_wr >= 0 && end != SESSION_STORE && end != SESSION_STORE_WAIT) {
+	if (a->pipe_wr < 0 || a->slot->opened)
+		end = session_echo(a, pid, &bytes);
+	if (a->pipe_wr >= 0 && a->slot->opened && end != SESSION_STORE &&
+	    end != SESSION_STORE_WAIT) {
 		size_t n = rec_close_payload(close_rec, bytes, session_reason((int)end));
 		if (session_record(a->pipe_wr, REC_CLOSE, 0, a->conn, pid, close_rec, n) == 0)
-			a->slot->closed = 1;
+			__atomic_store_n(&a->slot->closed, 1, __ATOMIC_RELEASE);
 	}
+	session.fd = -1;
 	close(a->fd);
-	_exit((int)end);
+	return end;
+}
+
+void
+session_run(const struct session_args *a)
+{
+	session_init(a);
+	_exit((int)session_serve(a));
 }

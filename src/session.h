@@ -49,7 +49,15 @@ struct session_args {
 };
 
 const char *session_reason(int status);
-/* Serves the connection to its end and leaves with _exit(enum session_end). */
+/* A forked session: session_init, then session_serve, then _exit(enum session_end). */
 _Noreturn void session_run(const struct session_args *a);
+/* Once per process: the signals (SIGTERM ends the connection in hand by shutdown(2); the
+ * master's death starts the grace, SIGUSR2 from PR_SET_PDEATHSIG).  a->fd is not used. */
+void session_init(const struct session_args *a);
+/* Serves the connection a->fd to its end, writes its records, closes it and says how it
+ * ended.  A pool process calls it once per connection. */
+enum session_end session_serve(const struct session_args *a);
+/* SIGTERM (or the end of the grace after the master's death) has come. */
+int session_stopping(void);
 
 #endif

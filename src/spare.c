@@ -1,0 +1,43 @@
+/*
+ * spare.c - the pool's size decisions (see spare.h).
+ */
+#include "spare.h"
+
+static int
+spare_room(const struct spare_view *v, int want)
+{
+	int room = v->max_clients - v->total;
+
+	return want < room ? (want > 0 ? want : 0) : (room > 0 ? room : 0);
+}
+
+struct spare_plan
+spare_tick(const struct spare_view *v, int *rate)
+{
+	struct spare_plan p = { 0, 0 };
+	int have = v->idle + v->starting;
+
+	if (have < v->min_spare) {
+		p.spawn = spare_room(v, v->min_spare - have < *rate ? v->min_spare - have : *rate);
+		if (*rate < SPARE_RATE_MAX)
+			*rate *= 2;
+		return p;
+	}
+	*rate = 1;
+	if (v->idle > v->max_spare)
+		p.retire = 1;
+	return p;
+}
+
+int
+spare_burst(const struct spare_view *v, int *rate)
+{
+	int n;
+
+	if (v->idle > 0 || v->starting > 0)
+		return 0;
+	n = spare_room(v, *rate);
+	if (n > 0 && *rate < SPARE_RATE_MAX)
+		*rate *= 2;
+	return n;
+}
