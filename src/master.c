@@ -688,24 +688,25 @@ master_active(void)
 	return n;
 }
 
+/* The stats line's part for --udp, appended to buf. */
 static void
-master_stats_udp(void)
+master_stats_udp(char *buf, size_t len)
 {
 	const struct datagram_stats *d = &master->dgstats;
-	uint64_t dropped = __atomic_load_n(&d->dropped_store, __ATOMIC_RELAXED);
+	uint64_t drop[DG_NVERDICTS + 1], all = 0;
+	size_t n = strlen(buf);
 
 	for (int v = 0; v < DG_NVERDICTS; v++)
-		dropped += __atomic_load_n(&d->dropped[v], __ATOMIC_RELAXED);
-	log_info("stats: udp echoed %llu, udp bytes %llu, udp dropped %llu (source port %llu, "
-	    "address %llu, source rate %llu, global rate %llu, store %llu)",
+		all += drop[v] = __atomic_load_n(&d->dropped[v], __ATOMIC_RELAXED);
+	all += drop[DG_NVERDICTS] = __atomic_load_n(&d->dropped_store, __ATOMIC_RELAXED);
+	snprintf(buf + n, len - n, ", udp echoed %llu, udp bytes %llu, udp dropped %llu, "
+	    "udp dropped for source port %llu, for address %llu, over source rate %llu, over "
+	    "global rate %llu, for store %llu",
 	    (unsigned long long)__atomic_load_n(&d->echoed, __ATOMIC_RELAXED),
 	    (unsigned long long)__atomic_load_n(&d->bytes, __ATOMIC_RELAXED),
-	    (unsigned long long)dropped,
-	    (unsigned long long)__atomic_load_n(&d->dropped[DG_BAD_PORT], __ATOMIC_RELAXED),
-	    (unsigned long long)__atomic_load_n(&d->dropped[DG_BAD_ADDR], __ATOMIC_RELAXED),
-	    (unsigned long long)__atomic_load_n(&d->dropped[DG_RATE_SOURCE], __ATOMIC_RELAXED),
-	    (unsigned long long)__atomic_load_n(&d->dropped[DG_RATE_ALL], __ATOMIC_RELAXED),
-	    (unsigned long long)__atomic_load_n(&d->dropped_store, __ATOMIC_RELAXED));
+	    (unsigned long long)all, (unsigned long long)drop[DG_BAD_PORT],
+	    (unsigned long long)drop[DG_BAD_ADDR], (unsigned long long)drop[DG_RATE_SOURCE],
+	    (unsigned long long)drop[DG_RATE_ALL], (unsigned long long)drop[DG_NVERDICTS]);
 }
 
 static void
@@ -714,6 +715,7 @@ master_stats(void)
 	struct pool_shared *sh = &master->pool;
 	uint64_t bytes = master->bytes_done, v[4];
 	int active = master->nkids;
+	char line[768];
 
 	got_usr1 = 0;
 	v[0] = master->accepted + __atomic_load_n(&sh->accepted, __ATOMIC_RELAXED);
@@ -733,17 +735,19 @@ master_stats(void)
 			bytes += __atomic_load_n(&master->board[master->kids[i].slot].bytes,
 			    __ATOMIC_RELAXED);
 	}
-	log_info("stats: active %d, accepted %llu, bytes echoed %llu, reaped %llu by exit, "
-	    "%llu by signal, refused %llu per source, %llu over rate, culled %llu dead", active,
-	    (unsigned long long)v[0], (unsigned long long)bytes,
+	snprintf(line, sizeof(line), "active %d, accepted %llu, bytes echoed %llu, reaped %llu by "
+	    "exit, %llu by signal, refused %llu per source, %llu over rate, culled %llu dead",
+	    active, (unsigned long long)v[0], (unsigned long long)bytes,
 	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
 	    (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3]);
 	if (master->set.prefork)
-		log_info("stats: pool %d processes, %d idle, %d starting", master->nkids,
+		snprintf(line + strlen(line), sizeof(line) - strlen(line),
+		    ", pool %d processes, %d idle, %d starting", master->nkids,
 		    __atomic_load_n(&sh->idle, __ATOMIC_RELAXED),
 		    __atomic_load_n(&sh->starting, __ATOMIC_RELAXED));
 	if (master->set.udp)
-		master_stats_udp();
+		master_stats_udp(line, sizeof(line));
+	log_info("stats: %s", line);
 }
 
 static uint16_t
