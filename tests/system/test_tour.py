@@ -519,8 +519,8 @@ def test_functions_named_exist_in_src(lang):
     missing = sorted(n for n in names if n not in defs)
     assert not missing, f"{DOCS[lang]} names functions src/ does not define: {missing}"
     # "`name()` in `src/file.c`", and the Korean "`src/file.c`의 `name()`".
-    pairs = re.findall(r"`([a-z_][a-z0-9_]*)\(\)` in `src/([a-z_]+\.c)`", text) + \
-        [(n, p) for p, n in re.findall(r"`src/([a-z_]+\.c)`의 `([a-z_][a-z0-9_]*)\(\)`", text)]
+    pairs = re.findall(r"`([a-z_][a-z0-9_]*)\(\)`\s+in\s+`src/([a-z_]+\.c)`", text) + \
+        [(n, p) for p, n in re.findall(r"`src/([a-z_]+\.c)`의\s+`([a-z_][a-z0-9_]*)\(\)`", text)]
     assert len(pairs) >= 10, pairs
     for name, path in pairs:
         assert path in defs.get(name, ()), f"{name}() is not defined in src/{path}"
