@@ -3,24 +3,28 @@
 #
 # Starts socat, ncat, tcpserver, xinetd (its internal echo service) and mpechod with and without
 # its store, all on 127.0.0.1, and runs the same mpecho-bench matrix against each: connect/s at
-# C=1 and C=32, rr at C=1 and C=32, stream, and memory per held connection at C=HOLD_C.  The
-# cells are interleaved (one cell against every server, in an order that rotates, before the
-# next cell) and the whole matrix is repeated ROUNDS times; report.py turns the raw results
-# into bench/results/DATE.md and the plot of ratios to mpechod (DATE.png, DATE.svg).  A bare
-# fork+_exit+waitpid loop (bench/forkrate.c) is measured in every round too.
+# C=1 and C=32, rr at C=1 and C=32, stream, and memory per held connection at C=HOLD_C.  The UDP
+# cells (mpecho-bench udp at C=1 and C=32, with a timeout of UDP_TMO) run against the servers
+# that serve UDP echo: xinetd (its internal dgram echo, on the same port), mpechod (--udp, no
+# rate limits) with and without its store, and one more socat, UDP-RECVFROM with fork and PIPE,
+# that serves UDP only.  The cells are interleaved (one cell against every server, in an order
+# that rotates, before the next cell) and the whole matrix is repeated ROUNDS times; report.py
+# turns the raw results into bench/results/DATE.md and the plot of ratios to mpechod (DATE.png,
+# DATE.svg).  A bare fork+_exit+waitpid loop (bench/forkrate.c) is measured in every round too.
 #
-# After the rounds, the flood cells: mpecho-bench flood for FLOOD_DUR seconds against every server
-# but mpechod --no-store (mpechod runs with its store), once with resets and once with FINs: 32
-# connections in flight that close as soon as they connect, one in ten after a 16 KiB chunk, and
-# a probe client every 200 ms whose echo is timed.
+# After the rounds, the flood cells: mpecho-bench flood for FLOOD_DUR seconds against every TCP
+# server but mpechod --no-store (mpechod runs with its store), once with resets and once with
+# FINs: 32 connections in flight that close as soon as they connect, one in ten after a 16 KiB
+# chunk, and a probe client every 200 ms whose echo is timed.
 #
 # Every process started here is stopped by pid, with its descendants, when the script exits.
 # Nothing but 127.0.0.1 is used, and nothing looks up a name.
 #
 # Environment: ROUNDS (3), DUR (seconds per cell, 2), TMO (per-request timeout in ms, 5000),
-# HOLD_C (1000), BUDGET (seconds after which the cells left are skipped, 660), OUT (the results
-# directory, bench/results), SERVERS (a subset, e.g. "tcpserver mpechod"), CELLS (a subset of
-# the round's cells, e.g. "" for none), FLOOD_CELLS ("flood_rst flood_fin", or "" for none),
+# UDP_TMO (the udp cells' timeout in ms, after which a request is lost, 200), HOLD_C (1000),
+# BUDGET (seconds after which the cells left are skipped, 660), OUT (the results directory,
+# bench/results), SERVERS (a subset, e.g. "tcpserver mpechod"), CELLS (a subset of the round's
+# cells, e.g. "" for none), FLOOD_CELLS ("flood_rst flood_fin", or "" for none),
 # FLOOD_DUR (8).
 set -u
 
@@ -32,14 +36,15 @@ PYTHON=${PYTHON:-python3}
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-2}
 TMO=${TMO:-5000}
+UDP_TMO=${UDP_TMO:-200}
 HOLD_C=${HOLD_C:-1000}
 BUDGET=${BUDGET:-660}
 FLOOD_DUR=${FLOOD_DUR:-8}
 OUT=${OUT:-$ROOT/bench/results}
 DATE=$(date -u +%F)
-ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store"
+ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store socat_udp"
 SERVERS=${SERVERS:-$ALL_SERVERS}
-CELLS=${CELLS-conn1 conn32 rr1 rr32 stream hold}
+CELLS=${CELLS-conn1 conn32 rr1 rr32 stream hold udp1 udp32}
 FLOOD_CELLS=${FLOOD_CELLS-flood_rst flood_fin}
 
 WORK=$(mktemp -d /tmp/mpecho-compare.XXXXXX)
@@ -147,28 +152,32 @@ free_port() {
 	echo "$NEXT_PORT"
 }
 
-write_xinetd_conf() {
-	cat >"$WORK/xinetd.conf" <<EOF
-# xinetd's internal stream echo on a port of its own; no limits that a benchmark would trip.
-defaults
-{
-	instances	= UNLIMITED
-	per_source	= UNLIMITED
-	cps		= 1000000 1
-	log_type	= FILE $WORK/xinetd.service.log
-	log_on_success	=
-	log_on_failure	=
+# Which servers serve UDP echo, and which TCP (socat_udp serves UDP only).
+UDP_SERVERS="xinetd mpechod mpechod_store socat_udp"
+serves_udp() { case " $UDP_SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
+serves_tcp() { [ "$1" != socat_udp ]; }
+# Whether server $1 has the protocol of cell $2; a cell is not run against one that has not.
+serves_cell() {
+	case $2 in
+	udp*) serves_udp "$1" ;;
+	*) serves_tcp "$1" ;;
+	esac
 }
+
+# One xinetd service block: the internal echo of socket type $1 (stream or dgram), protocol $2,
+# wait $3, on port $4.
+xinetd_echo() {
+	cat <<EOF
 
 service echo
 {
 	type		= INTERNAL UNLISTED
-	id		= echo-stream
-	socket_type	= stream
-	protocol	= tcp
-	wait		= no
+	id		= echo-$1
+	socket_type	= $1
+	protocol	= $2
+	wait		= $3
 	user		= root
-	port		= $1
+	port		= $4
 	bind		= 127.0.0.1
 	only_from	= 127.0.0.1
 	instances	= UNLIMITED
@@ -178,6 +187,32 @@ service echo
 }
 EOF
 }
+
+# xinetd's internal stream and dgram echo on a port of their own; no limits that a benchmark
+# would trip.  The dgram echo runs in xinetd itself (its builtins are NO_FORK for datagrams),
+# wait = yes as for any datagram service (no changes nothing: xinetd empties the socket after
+# each datagram either way).
+write_xinetd_conf() {
+	{
+		cat <<EOF
+defaults
+{
+	instances	= UNLIMITED
+	per_source	= UNLIMITED
+	cps		= 1000000 1
+	log_type	= FILE $WORK/xinetd.service.log
+	log_on_success	=
+	log_on_failure	=
+}
+EOF
+		xinetd_echo stream tcp no "$1"
+		xinetd_echo dgram udp yes "$1"
+	} >"$WORK/xinetd.conf"
+}
+
+# mpechod serves UDP echo too, on the same port, with no rate limits (its defaults, 100 replies
+# a second per source and 10000 in all, would measure the limits).
+MPECHOD_UDP=(--udp --udp-per-source 0 --udp-rate 0)
 
 server_argv() {
 	local name=$1 port=$2 max=$((HOLD_C * 2))
@@ -189,17 +224,27 @@ server_argv() {
 	xinetd)
 		write_xinetd_conf "$port"
 		ARGV=(xinetd -dontfork -filelog "$WORK/xinetd.log" -f "$WORK/xinetd.conf") ;;
-	mpechod) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store -c "$max") ;;
-	mpechod_store) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.jsonl" -c "$max") ;;
+	mpechod) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store -c "$max" "${MPECHOD_UDP[@]}") ;;
+	mpechod_store) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.jsonl" -c "$max"
+	    "${MPECHOD_UDP[@]}") ;;
+	# One process per datagram, echoing through a pipe to itself: the lighter of socat's
+	# two echoes (EXEC:cat forks and execs a cat for each datagram besides).
+	socat_udp) ARGV=(socat "UDP-RECVFROM:$port,bind=127.0.0.1,fork" PIPE) ;;
 	esac
 }
 
-# Ready when a short rr run gets its echoes back; 5 s at most.
+# Ready when a short rr run gets its echoes back, and a short udp run some (xinetd drops what
+# comes while it echoes); 5 s at most.
 wait_ready() {
 	local name=$1 i
 	for i in $(seq 50); do
 		alive "${PID[$name]}" || return 1
-		"$BENCH" -d 0.1 -t 1000 rr 127.0.0.1 "${PORT[$name]}" >/dev/null 2>&1 && return 0
+		if { ! serves_tcp "$name" ||
+		    "$BENCH" -d 0.1 -t 1000 rr 127.0.0.1 "${PORT[$name]}" >/dev/null 2>&1; } &&
+		    { ! serves_udp "$name" ||
+		    "$BENCH" -d 0.1 -t 100 udp 127.0.0.1 "${PORT[$name]}" >/dev/null 2>&1; }; then
+			return 0
+		fi
 		sleep 0.1
 	done
 	return 1
@@ -242,9 +287,11 @@ settle() {
 
 # ---- the matrix ----
 
-# The cell's mpecho-bench arguments in ARGS, and its duration in CELL_DUR.
+# The cell's mpecho-bench arguments in ARGS, its duration in CELL_DUR and its timeout in
+# CELL_TMO.
 cell_args() {
 	CELL_DUR=$DUR
+	CELL_TMO=$TMO
 	case $1 in
 	conn1) ARGS=(-c 1 --rst connect) ;;
 	conn32) ARGS=(-c 32 --rst connect) ;;
@@ -252,6 +299,8 @@ cell_args() {
 	rr32) ARGS=(-c 32 rr) ;;
 	stream) ARGS=(-c 1 stream) ;;
 	hold) ARGS=(-c "$HOLD_C" hold) ;;
+	udp1) ARGS=(-c 1 udp); CELL_TMO=$UDP_TMO ;;
+	udp32) ARGS=(-c 32 udp); CELL_TMO=$UDP_TMO ;;
 	flood_rst) ARGS=(-c 32 --flood-close rst flood); CELL_DUR=$FLOOD_DUR ;;
 	flood_fin) ARGS=(-c 32 --flood-close fin flood); CELL_DUR=$FLOOD_DUR ;;
 	esac
@@ -271,8 +320,8 @@ run_cell() {
 	fi
 	cell_args "$cell"
 	# mpecho-bench bounds itself by the duration + 3 timeouts + 10 s; this is only a backstop.
-	limit=$((CELL_DUR + 3 * TMO / 1000 + 15))
-	out=$(timeout -k 2 "$limit" "$BENCH" --json -d "$CELL_DUR" -t "$TMO" --pid "${PID[$name]}" \
+	limit=$((CELL_DUR + 3 * CELL_TMO / 1000 + 15))
+	out=$(timeout -k 2 "$limit" "$BENCH" --json -d "$CELL_DUR" -t "$CELL_TMO" --pid "${PID[$name]}" \
 	    "${ARGS[@]}" 127.0.0.1 "${PORT[$name]}" 2>>"$WORK/bench.err")
 	rc=$?
 	printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$cell" "$rc" "${out:-null}" >>"$RAW"
@@ -311,6 +360,7 @@ environment() {
 		echo "rounds=$ROUNDS"
 		echo "dur=$DUR"
 		echo "tmo=$TMO"
+		echo "udp_tmo=$UDP_TMO"
 		echo "hold_c=$HOLD_C"
 		echo "flood_dur=$FLOOD_DUR"
 		echo "socat=$(socat -V 2>/dev/null | awk '/socat version/ { print $3; exit }')"
@@ -334,6 +384,7 @@ floods() {
 		# shellcheck disable=SC2086
 		for name in $(rotate "$k" $SERVERS); do
 			[ "$name" = mpechod ] && continue
+			serves_tcp "$name" || continue
 			if [ $((SECONDS - STARTED)) -ge "$BUDGET" ]; then
 				printf '1\t%s\t%s\tskipped\tnull\n' "$name" "$cell" >>"$RAW"
 				continue
@@ -372,6 +423,7 @@ main() {
 		for cell in $CELLS; do
 			k=$((k + 1))
 			for name in $(rotate "$k" $SERVERS); do
+				serves_cell "$name" "$cell" || continue
 				if [ $((SECONDS - STARTED)) -ge "$BUDGET" ]; then
 					printf '%s\t%s\t%s\tskipped\tnull\n' "$round" "$name" "$cell" >>"$RAW"
 					continue

@@ -6,6 +6,10 @@ Input: the .tsv compare.sh writes: "#env<TAB>key=value" and "#note<TAB>text" lin
 min-max over rounds, failures, CPU use, memory, fork cost, targets) and OUT.ratios.dat (every
 figure as a ratio to mpechod --no-store, for bench/plot.gp).
 
+The udp cells count losses (no echo within the timeout) apart from errors: UDP may drop, and
+xinetd's dgram echo drops by design, so a udp cell fails only on errors, and its losses get a
+table of their own.
+
 A cell fails when any of its rounds exited non-zero, printed no JSON or counted an error: a
 server that is fast but wrong, or fast only sometimes, gets no number.  The flood cells (run
 once, not in every round) are the exception: their probes' errors are what they measure, so a
@@ -25,6 +29,7 @@ SERVERS = [
     ("xinetd", "xinetd echo"),
     ("mpechod", "mpechod --no-store"),
     ("mpechod_store", "mpechod -s FILE"),
+    ("socat_udp", "socat UDP PIPE"),
 ]
 LABEL = dict(SERVERS)
 REF = "mpechod"
@@ -42,6 +47,10 @@ METRICS = [
     ("rr32_rate", "rr32", ("req_per_sec",), "rr req/s C=32", True, "{:,.0f}"),
     ("stream", "stream", ("mib_per_sec",), "stream MiB/s", True, "{:,.0f}"),
     ("pss", "hold", ("pss_kib_per_conn",), "PSS KiB per held conn", False, "{:,.1f}"),
+    ("udp1_p50", "udp1", ("latency_us", "p50"), "udp p50 µs C=1", False, "{:,.1f}"),
+    ("udp1_p99", "udp1", ("latency_us", "p99"), "udp p99 µs C=1", False, "{:,.1f}"),
+    ("udp32_p50", "udp32", ("latency_us", "p50"), "udp p50 µs C=32", False, "{:,.0f}"),
+    ("udp32_rate", "udp32", ("req_per_sec",), "udp req/s C=32", True, "{:,.0f}"),
     ("flood_rst", "flood_rst", ("flood_conn_per_sec",), "rst flood conn/s", True, "{:,.0f}"),
     ("flood_rst_p90", "flood_rst", ("probe_latency_us", "p90"), "rst flood probe p90 µs",
      False, "{:,.0f}"),
@@ -55,17 +64,28 @@ METRICS = [
 ]
 MET = {m[0]: m for m in METRICS}
 FLOOD_CELLS = ("flood_rst", "flood_fin")
-ROUND_CELLS = ("conn1", "conn32", "rr1", "rr32", "stream", "hold")
+ROUND_CELLS = ("conn1", "conn32", "rr1", "rr32", "stream", "hold", "udp1", "udp32")
+UDP_CELLS = ("udp1", "udp32")
 
-# name, metric, against (None: the best peer), goal, "ge" or "le"
+# name, (server, metric), (against: a server, or None for the best peer, metric), goal, "ge"
+# or "le"
 TARGETS = [
-    ("connect/s at C=32 ≥ 3× the best peer", "conn32", None, 3.0, "ge"),
-    ("rr p50 at C=1 ≤ 1.1× the best peer's", "rr1_p50", None, 1.1, "le"),
-    ("rr req/s at C=32 ≥ the best peer's", "rr32_rate", None, 1.0, "ge"),
-    ("stream MiB/s ≥ the best peer's", "stream", None, 1.0, "ge"),
-    ("PSS per held connection ≤ half the best peer's", "pss", None, 0.5, "le"),
-    ("store on: connect/s at C=32 ≥ 0.8× store off", "conn32", STORE, 0.8, "ge"),
-    ("store on: stream ≥ 0.5× store off", "stream", STORE, 0.5, "ge"),
+    ("connect/s at C=32 ≥ 3× the best peer", (REF, "conn32"), (None, "conn32"), 3.0, "ge"),
+    ("rr p50 at C=1 ≤ 1.1× the best peer's", (REF, "rr1_p50"), (None, "rr1_p50"), 1.1, "le"),
+    ("rr req/s at C=32 ≥ the best peer's", (REF, "rr32_rate"), (None, "rr32_rate"), 1.0, "ge"),
+    ("stream MiB/s ≥ the best peer's", (REF, "stream"), (None, "stream"), 1.0, "ge"),
+    ("PSS per held connection ≤ half the best peer's", (REF, "pss"), (None, "pss"), 0.5, "le"),
+    ("store on: connect/s at C=32 ≥ 0.8× store off", (STORE, "conn32"), (REF, "conn32"), 0.8,
+     "ge"),
+    ("store on: stream ≥ 0.5× store off", (STORE, "stream"), (REF, "stream"), 0.5, "ge"),
+    ("udp p50 at C=1 ≤ 1.1× its TCP rr p50 at C=1", (REF, "udp1_p50"), (REF, "rr1_p50"), 1.1,
+     "le"),
+    ("udp req/s at C=32 ≥ xinetd's udp echo", (REF, "udp32_rate"), ("xinetd", "udp32_rate"), 1.0,
+     "ge"),
+    ("store on: udp p50 at C=1 ≤ 1.1× its TCP rr p50 at C=1", (STORE, "udp1_p50"),
+     (STORE, "rr1_p50"), 1.1, "le"),
+    ("store on: udp req/s at C=32 ≥ xinetd's udp echo", (STORE, "udp32_rate"),
+     ("xinetd", "udp32_rate"), 1.0, "ge"),
 ]
 
 
@@ -215,6 +235,8 @@ def failures(t, servers, out):
 def cpu_table(t, servers, out):
     cells = [("conn1", "connect C=1"), ("conn32", "connect C=32"), ("rr1", "rr C=1"),
              ("rr32", "rr C=32"), ("stream", "stream")]
+    if udp_run(t):
+        cells += [("udp1", "udp C=1"), ("udp32", "udp C=32")]
     out.append("| Server | " + " | ".join(c[1] for c in cells) + " |")
     out.append("|---|" + "---:|" * len(cells))
     for s in servers:
@@ -227,6 +249,48 @@ def cpu_table(t, servers, out):
             row.append(f"{statistics.median(sv):.0f} / {statistics.median(cv):.0f} / "
                        f"{statistics.median(mv):.0f}" if sv and cv and mv else "–")
         out.append(f"| {LABEL[s]} | " + " | ".join(row) + " |")
+
+
+def udp_run(t):
+    return any(k[1] in UDP_CELLS for k in t.cells)
+
+
+def udp_section(t, env, servers, out):
+    """What the udp cells lost: medians over the rounds of the requests answered in the window,
+    those lost (no echo within the timeout) and those of them echoed later."""
+    if not udp_run(t):
+        return
+    tmo = env.get("udp_tmo", "200")
+    out.append("## UDP echo")
+    out.append("")
+    out.append("`mpecho-bench udp`: each client sends a 64-byte datagram, waits for its echo, then "
+               f"sends the next; a request with no echo within {tmo} ms is lost (not an error: "
+               "the client goes on with the next one, so each loss costs its client "
+               f"{tmo} ms), and an echo that comes later still is late.  Wrong bytes, a "
+               "datagram never sent or a second echo would be errors and fail the cell.  The "
+               "servers: xinetd's internal dgram echo (`wait = yes`, in the xinetd process); "
+               "socat `UDP-RECVFROM:P,fork PIPE` (a process per datagram, echoing through a "
+               "pipe to itself; `EXEC:cat` would fork and exec a cat per datagram besides); "
+               "mpechod `--udp --udp-per-source 0 --udp-rate 0` (one datagram process, "
+               "batches of recvmmsg/sendmmsg; with its store, each datagram recorded before it "
+               "is echoed).  xinetd empties its socket after each datagram it echoes (its "
+               "`drain()`, there to stop a looping service), so every request that arrives "
+               "meanwhile is lost: its figures are what a client of it gets.")
+    out.append("")
+    out.append("| Server | requests C=1 | lost C=1 | late C=1 | requests C=32 | lost C=32 | "
+               "late C=32 |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    for s in servers:
+        if not any(t.rounds(s, c) for c in UDP_CELLS):
+            continue
+        row = []
+        for cell in UDP_CELLS:
+            rs = [r for ok, r, _ in t.rounds(s, cell).values() if r]
+            for key in ("requests", "lost", "late"):
+                xs = [r[key] for r in rs if key in r]
+                row.append(f"{statistics.median(xs):,.0f}" if xs else "–")
+        out.append(f"| {LABEL[s]} | " + " | ".join(row) + " |")
+    out.append("")
 
 
 def memory_table(t, servers, out):
@@ -254,24 +318,32 @@ def memory_table(t, servers, out):
         out.append(f"| {LABEL[s]} | " + " | ".join(cells) + " |")
 
 
+def target_label(server, metric, mine_metric):
+    """The column "Compared with": the server, and the figure when it is another one."""
+    if metric == mine_metric:
+        return LABEL[server]
+    return f"{LABEL[server]}, {MET[metric][3]}"
+
+
 def target_rows(t, out):
     summary = []
     out.append("| Target | Compared with | Ratio, median (min–max) | Goal | Result |")
     out.append("|---|---|---:|---:|---|")
-    for name, metric, against, goal, way in TARGETS:
-        if against is None:
-            mine_s, other = REF, t.best_peer(metric)
-        else:
-            mine_s, other = against, REF
+    for name, (mine_s, metric), (other, other_metric), goal, way in TARGETS:
+        if other is None:
+            other = t.best_peer(other_metric)
         mine = t.values(mine_s, metric)
-        theirs = t.values(other, metric) if other else None
+        theirs = t.values(other, other_metric) if other else None
         sign = "≥" if way == "ge" else "≤"
         if other is None:
             vs, rng, res = "no peer passed", "–", "n/a"
-        elif not t.rounds(mine_s, MET[metric][1]):
-            vs, rng, res = LABEL[other], "–", f"n/a ({LABEL[mine_s]} was not run)"
+        elif not t.rounds(mine_s, MET[metric][1]) or not t.rounds(other, MET[other_metric][1]):
+            missing, cell = (mine_s, MET[metric][1]) if not t.rounds(mine_s, MET[metric][1]) \
+                else (other, MET[other_metric][1])
+            vs, rng = target_label(other, other_metric, metric), "–"
+            res = f"n/a ({cell} was not run against {LABEL[missing]})"
         elif mine is None or theirs is None:
-            vs, rng = LABEL[other], "–"
+            vs, rng = target_label(other, other_metric, metric), "–"
             res = f"**missed** ({LABEL[mine_s if mine is None else other]} failed the cell)"
         else:
             ratios = [mine[r] / theirs[r] for r in mine if r in theirs and theirs[r]]
@@ -279,7 +351,7 @@ def target_rows(t, out):
             met = med >= goal if way == "ge" else med <= goal
             rng = f"{med:.3f} ({min(ratios):.3f}–{max(ratios):.3f})" if len(ratios) > 1 \
                 else f"{med:.3f}"
-            vs, res = LABEL[other], ("met" if met else "**missed**")
+            vs, res = target_label(other, other_metric, metric), ("met" if met else "**missed**")
         out.append(f"| {name} | {vs} | {rng} | {sign} {goal:g} | {res} |")
         summary.append(f"{res.replace('**', ''):8} {rng:>20}  {name} (vs {vs})")
     return summary
@@ -377,6 +449,10 @@ def commands(env, servers, out):
                        ("rr1", "-c 1 rr"), ("rr32", "-c 32 rr"), ("stream", "-c 1 stream"),
                        ("hold", f"-c {hold} hold")):
         out.append(f"{cell:14} {args}")
+    udp_tmo = env.get("udp_tmo")
+    for cell, args in (("udp1", f"-t {udp_tmo} -c 1 udp"), ("udp32", f"-t {udp_tmo} -c 32 udp")) \
+            if udp_tmo else ():
+        out.append(f"{cell:14} {args}")
     for cell in FLOOD_CELLS if env.get("flood_dur") else ():
         out.append(f"{cell:14} -d {env['flood_dur']} -c 32 --flood-close {cell[6:]} flood")
     out.append("```")
@@ -403,20 +479,24 @@ def main():
     out = []
     header(env, out)
     out += ["", "## Results", ""]
-    results_table(t, servers, out, METRICS if flood_run(t) else
-                  [m for m in METRICS if m[1] not in FLOOD_CELLS])
+    results_table(t, servers, out, [m for m in METRICS if
+                                    (flood_run(t) or m[1] not in FLOOD_CELLS) and
+                                    (udp_run(t) or m[1] not in UDP_CELLS)])
     failures(t, servers, out)
     if notes:
         out += ["", "Notes from the run:", ""] + ["- " + n for n in notes]
     out += ["", "## Targets", "",
             "mpechod --no-store against the best peer of each figure (the best median among "
             "socat, ncat, tcpserver and xinetd cells that did not fail), as the median of the "
-            "per-round ratios; then mpechod with its store against itself without.", ""]
+            "per-round ratios; then mpechod with its store against itself without; then "
+            "mpechod's udp (issue 17), without and with its store, against its own TCP rr and "
+            "against xinetd's udp echo.", ""]
     summary = target_rows(t, out)
     out += ["", f"![Ratios to mpechod --no-store]({a.out.rsplit('/', 1)[-1]}.png)", "",
             "The plot shows each server's medians over mpechod --no-store's, on a log scale: "
             "above 1 is more connections, requests or MiB/s, but also more latency or "
             "memory.", ""]
+    udp_section(t, env, servers, out)
     flood_section(t, env, out)
     forks_section(forks, t, out)
     out += ["", "## CPU use in the measured window", "",

@@ -85,13 +85,14 @@ udp_settle(struct uclient *c, enum ustate next)
 /* Sends the client's request seq, the next one or the same again (after a refusal, or when
  * the socket had no room for it).  Outside the window nothing more is sent. */
 static void
-udp_send(struct uclient *c, int64_t now)
+udp_send(struct uclient *c)
 {
 	unsigned char hdr[BENCH_UDP_HDR];
 	struct iovec iov[2];
 	ssize_t k;
 
-	if (!udp_ctx.running) {
+	c->t0 = bench_now_ns();
+	if (!udp_ctx.running || c->t0 >= udp_ctx.end_ns) {
 		c->state = U_DONE;
 		return;
 	}
@@ -111,18 +112,17 @@ udp_send(struct uclient *c, int64_t now)
 		return;
 	}
 	c->state = U_WAITING;
-	c->t0 = now;
-	c->deadline = now + udp_ctx.timeout_ns;
+	c->deadline = c->t0 + udp_ctx.timeout_ns;
 	udp_ctx.waiting++;
 }
 
 /* The next request, after one answered (lost 0) or lost (1). */
 static void
-udp_next(struct uclient *c, int64_t now, int lost)
+udp_next(struct uclient *c, int lost)
 {
 	c->lost_mask = c->lost_mask << 1 | (uint64_t)lost;
 	c->seq++;
-	udp_send(c, now);
+	udp_send(c);
 }
 
 /* A late echo of a lost request is taken once; 0 when seq was not lost, or was taken. */
@@ -195,7 +195,7 @@ udp_reply(struct uclient *c, size_t n, int64_t now)
 			stat_add(&udp_ctx.st->bytes, n);
 			hist_add(&udp_ctx.st->lat, (uint64_t)(now - c->t0));
 		}
-		udp_next(c, now, 0);
+		udp_next(c, 0);
 	} else if (bad) {
 		return;
 	} else if (udp_late(c, seq)) {
@@ -205,9 +205,10 @@ udp_reply(struct uclient *c, size_t n, int64_t now)
 	}
 }
 
-/* Reads every datagram waiting on the client's socket. */
+/* Reads every datagram waiting on the client's socket, each timed as it is read (an echo of
+ * the request sent after the one before may be there already). */
 static void
-udp_event(struct uclient *c, int64_t now)
+udp_event(struct uclient *c)
 {
 	ssize_t k;
 
@@ -227,7 +228,7 @@ udp_event(struct uclient *c, int64_t now)
 				udp_settle(c, U_RETRY);
 			continue;
 		}
-		udp_reply(c, (size_t)k, now);
+		udp_reply(c, (size_t)k, bench_now_ns());
 	}
 }
 
@@ -241,9 +242,9 @@ udp_tick(int64_t now)
 		if (c->state == U_WAITING && now > c->deadline) {
 			udp_settle(c, U_RETRY);
 			stat_add(&udp_ctx.st->lost, 1);
-			udp_next(c, now, 1);
+			udp_next(c, 1);
 		} else if (c->state == U_RETRY) {
-			udp_send(c, now);
+			udp_send(c);
 		}
 	}
 }
@@ -265,9 +266,9 @@ udp_loop(void)
 		    wake > now ? (int)((wake - now + 999999) / 1000000) : 0);
 		if (n < 0 && errno != EINTR)
 			fatal(EX_OSERR, "epoll_wait");
-		now = bench_now_ns();
 		for (int i = 0; i < n; i++)
-			udp_event(ev[i].data.ptr, now);
+			udp_event(ev[i].data.ptr);
+		now = bench_now_ns();
 		if (now >= udp_ctx.end_ns)
 			udp_ctx.running = 0;
 		if (now >= next_tick) {
@@ -314,16 +315,13 @@ _Noreturn void
 udp_worker_main(int index, int nclients, int nworkers, struct bench_shared *sh, int ready_wr,
     int go_rd, pid_t parent)
 {
-	int64_t now;
-
 	worker_attach(parent, "udp");
 	udp_init(index, nclients, nworkers, sh);
 	worker_sync(ready_wr, go_rd);
 	udp_ctx.end_ns = sh->start_ns + (int64_t)(bench_cfg.duration * NS);
 	udp_ctx.running = 1;
-	now = bench_now_ns();
 	for (int i = 0; i < nclients; i++)
-		udp_next(&udp_ctx.c[i], now, 0);
+		udp_next(&udp_ctx.c[i], 0);
 	udp_loop();
 	udp_ctx.st->finished = 1;
 	_exit(0);
