@@ -10,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <syslog.h>
 #include <unistd.h>
 
 static const char *log_prog = "mpecho";
 static const char *log_role;
 static int log_guarded;
+static int log_to_syslog;
 static unsigned long log_dropped;
 
 void
@@ -31,6 +33,13 @@ log_guard(int on)
 	log_guarded = on;
 }
 
+void
+log_syslog(void)
+{
+	openlog(log_prog, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	log_to_syslog = 1;
+}
+
 /* With the guard on, a line that could block (stderr a full pipe nobody reads) is counted and
  * dropped; the next line that goes out says how many were. */
 static int
@@ -44,14 +53,25 @@ log_writable(void)
 	return 0;
 }
 
-/* Formats one line and writes it with a single write(2); errno is preserved for the caller. */
+/* Formats one line and writes it with a single write(2), or hands it to syslog; errno is
+ * preserved for the caller. */
 static void
-log_emit(int with_errno, const char *fmt, va_list ap)
+log_emit(int prio, int with_errno, const char *fmt, va_list ap)
 {
 	char line[1024];
 	int saved = errno;
 	int n, m;
 
+	if (log_to_syslog) {
+		vsnprintf(line, sizeof(line), fmt, ap);
+		if (with_errno)
+			syslog(prio, "%s%s%s: %s", log_role ? log_role : "", log_role ? ": " : "",
+			    line, strerror(saved));
+		else
+			syslog(prio, "%s%s%s", log_role ? log_role : "", log_role ? ": " : "", line);
+		errno = saved;
+		return;
+	}
 	if (!log_writable()) {
 		errno = saved;
 		return;
@@ -99,7 +119,7 @@ log_info(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(0, fmt, ap);
+	log_emit(LOG_INFO, 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -109,7 +129,7 @@ log_warn(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(1, fmt, ap);
+	log_emit(LOG_WARNING, 1, fmt, ap);
 	va_end(ap);
 }
 
@@ -119,7 +139,7 @@ log_warnx(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(0, fmt, ap);
+	log_emit(LOG_WARNING, 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -129,7 +149,7 @@ fatal(int status, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(1, fmt, ap);
+	log_emit(LOG_ERR, 1, fmt, ap);
 	va_end(ap);
 	log_exit(status);
 }
@@ -140,7 +160,7 @@ fatalx(int status, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_emit(0, fmt, ap);
+	log_emit(LOG_ERR, 0, fmt, ap);
 	va_end(ap);
 	log_exit(status);
 }

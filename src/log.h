@@ -20,6 +20,9 @@ void log_init(const char *prog, const char *role);
  * and the count is shown on the next line written.  The master logs every connection and must
  * never stall on a stderr nobody reads. */
 void log_guard(int on);
+/* From now on, lines go to syslog (LOG_DAEMON, tagged with the program and pid) instead of
+ * stderr: for --inetd, where stderr may be the client's socket. */
+void log_syslog(void);
 void log_info(const char *fmt, ...) PRINTFLIKE(1, 2);
 void log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
 void log_warnx(const char *fmt, ...) PRINTFLIKE(1, 2);

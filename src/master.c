@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include "admit.h"
 #include "datagram.h"
+#include "inetd.h"
 #include "io.h"
 #include "log.h"
 #include "net.h"
@@ -27,12 +28,15 @@
 #include "pool.h"
 #include "version.h"
 #include "record.h"
+#include "sd.h"
 #include "session.h"
 #include "sig.h"
 #include "spare.h"
 #include "store.h"
+#include "user.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -54,6 +58,7 @@
 #define MASTER_PIPE_SIZE (1024 * 1024)
 #define MASTER_KILL_WAIT_MS ((int64_t)2 * SESSION_STOP_WAIT_MS)
 #define MASTER_STORE_WAIT_MS 60000
+#define MASTER_STATUS_MS 5000
 /* --store-full block: how long the end of a shutdown waits for a full disk. */
 #define MASTER_STORE_GIVEUP_MS 5000
 
@@ -110,6 +115,9 @@ struct master {
 	int wake_rd, wake_wr;        /* pool processes wake the master when none is idle */
 	int spawn_rate, burst_rate;  /* spare.c's doubling */
 	int64_t next_tick_ms;        /* the pool's next maintenance */
+	int notify_fd;               /* NOTIFY_SOCKET (systemd); -1 without */
+	char notify_addr[128];
+	int64_t next_status_ms;      /* STATUS= at most every MASTER_STATUS_MS */
 	int64_t phase_deadline_ms;
 	sigset_t waitmask;
 	struct pollfd pfd[MASTER_MAX_LISTEN + 1]; /* what the last ppoll watched */
@@ -364,7 +372,7 @@ master_restart_dgram(void)
 /* A store file that a live mpechod owns is refused.  One whose master died while its store
  * still drains the old sessions is taken over: this master serves at once, and its store
  * waits for the old one to finish before it writes (store.c). */
-static void
+static int
 master_open_store(void)
 {
 	char msg[OPTS_ERRLEN + 64];
@@ -373,7 +381,7 @@ master_open_store(void)
 	master->lock_fd = -1;
 	if (master->set.store == NULL) {
 		master->pipe_rd = master->pipe_wr = -1;
-		return;
+		return -1;
 	}
 	master->lock_fd = store_master_lock(master->set.store, -1);
 	if (master->lock_fd >= 0)
@@ -394,8 +402,101 @@ master_open_store(void)
 	/* A larger pipe absorbs bursts, so sessions seldom wait for the store. */
 	fcntl(master->pipe_wr, F_SETPIPE_SZ, MASTER_PIPE_SIZE);
 	io_set_nonblock(master->pipe_wr, 1);
-	master_start_store(fd);
-	close(fd);
+	return fd;
+}
+
+/* -u USER[:GROUP]: resolved before anything is opened, so that a bad name is a usage error. */
+static struct user_ids master_user;
+
+static void
+master_resolve_user(void)
+{
+	char err[256];
+
+	if (master->set.user != NULL && user_resolve(master->set.user, "/", &master_user, err,
+	    sizeof(err)) < 0)
+		usage_error("%s", err);
+}
+
+/* After binding and opening the store, before any child: the store and every session run as
+ * the user.  The store file becomes the user's, so a restarted store can open it again. */
+static void
+master_drop_user(int store_fd)
+{
+	char err[256];
+
+	if (master->set.user == NULL)
+		return;
+	if (store_fd >= 0 && fchown(store_fd, master_user.uid, master_user.gid) < 0)
+		log_warn("cannot give %s to %s", master->set.store, master_user.name);
+	if (user_drop(&master_user, err, sizeof(err)) < 0)
+		fatalx(EX_NOPERM, "%s", err);
+}
+
+/* Socket activation: the listeners systemd passed (LISTEN_FDS), checked, instead of binding;
+ * datagram ones too with --udp (ListenDatagram=). */
+static void
+master_sockets(void)
+{
+	char err[NET_ERRLEN], addr[NET_ADDRLEN];
+	int n = sd_listen_fds(1, err, sizeof(err));
+
+	if (n < 0)
+		usage_error("%s", err);
+	if (n == 0) {
+		master_listen();
+		return;
+	}
+	if (master->set.port_given || master->set.nbinds > 0)
+		usage_error("-p and -b do not apply to the sockets systemd passed (LISTEN_FDS=%d)", n);
+	for (int fd = SD_FDS_START; fd < SD_FDS_START + n; fd++) {
+		if (sd_check_listener(fd, err, sizeof(err)) == 0)
+			master->lfd[master->nlfd++] = fd;
+		else if (master->set.udp && sd_check_datagram(fd, err, sizeof(err)) == 0)
+			master->ufd[master->nufd++] = fd;
+		else
+			usage_error("%s", err);
+	}
+	if (master->nlfd == 0)
+		usage_error("systemd passed no listening TCP socket");
+	if (master->set.udp && master->nufd == 0)
+		usage_error("--udp: systemd passed no datagram socket (ListenDatagram=)");
+	master->port = (uint16_t)net_local_addr(master->lfd[0], addr, sizeof(addr));
+}
+
+/* NOTIFY_SOCKET: the master alone reports to systemd; the variable goes, so that no child
+ * sees it. */
+static void
+master_notify_open(void)
+{
+	const char *ns = getenv("NOTIFY_SOCKET");
+
+	master->notify_fd = -1;
+	if (ns == NULL || *ns == '\0')
+		return;
+	snprintf(master->notify_addr, sizeof(master->notify_addr), "%s", ns);
+	master->notify_fd = sd_notify_open(master->notify_addr);
+	if (master->notify_fd < 0)
+		log_warn("NOTIFY_SOCKET %s", master->notify_addr);
+	unsetenv("NOTIFY_SOCKET");
+}
+
+static void
+master_notify(const char *fmt, ...) PRINTFLIKE(1, 2);
+
+static void
+master_notify(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (master->notify_fd < 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (sd_notify_send(master->notify_fd, master->notify_addr, msg) < 0 && errno != EAGAIN)
+		log_warn("cannot notify %s", master->notify_addr);
 }
 
 /* Zeroed memory shared with every child (see struct master). */
@@ -440,6 +541,7 @@ master_alloc(void)
 		master->free_slots[master->nfree++] = master->set.max_clients - 1 - i;
 	master->next_conn = 1;
 	master->wake_rd = master->wake_wr = -1;
+	master->notify_fd = -1;
 	if (master->set.prefork)
 		master_alloc_pool(n);
 }
@@ -709,15 +811,14 @@ master_stats_udp(char *buf, size_t len)
 	    (unsigned long long)drop[DG_RATE_ALL], (unsigned long long)drop[DG_NVERDICTS]);
 }
 
+/* The stats figures as one line (the USR1 line, and systemd's STATUS=). */
 static void
-master_stats(void)
+master_stats_line(char *line, size_t len)
 {
 	struct pool_shared *sh = &master->pool;
 	uint64_t bytes = master->bytes_done, v[4];
 	int active = master->nkids;
-	char line[768];
 
-	got_usr1 = 0;
 	v[0] = master->accepted + __atomic_load_n(&sh->accepted, __ATOMIC_RELAXED);
 	v[1] = master->refused_source + __atomic_load_n(&sh->refused_source, __ATOMIC_RELAXED);
 	v[2] = master->refused_rate + __atomic_load_n(&sh->refused_rate, __ATOMIC_RELAXED);
@@ -735,19 +836,41 @@ master_stats(void)
 			bytes += __atomic_load_n(&master->board[master->kids[i].slot].bytes,
 			    __ATOMIC_RELAXED);
 	}
-	snprintf(line, sizeof(line), "active %d, accepted %llu, bytes echoed %llu, reaped %llu by "
+	snprintf(line, len, "active %d, accepted %llu, bytes echoed %llu, reaped %llu by "
 	    "exit, %llu by signal, refused %llu per source, %llu over rate, culled %llu dead",
 	    active, (unsigned long long)v[0], (unsigned long long)bytes,
 	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
 	    (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3]);
 	if (master->set.prefork)
-		snprintf(line + strlen(line), sizeof(line) - strlen(line),
+		snprintf(line + strlen(line), len - strlen(line),
 		    ", pool %d processes, %d idle, %d starting", master->nkids,
 		    __atomic_load_n(&sh->idle, __ATOMIC_RELAXED),
 		    __atomic_load_n(&sh->starting, __ATOMIC_RELAXED));
 	if (master->set.udp)
-		master_stats_udp(line, sizeof(line));
+		master_stats_udp(line, len);
+}
+
+static void
+master_stats(void)
+{
+	char line[768];
+
+	got_usr1 = 0;
+	master_stats_line(line, sizeof(line));
 	log_info("stats: %s", line);
+}
+
+/* systemd's status line, at most every MASTER_STATUS_MS. */
+static void
+master_status(void)
+{
+	char line[768];
+
+	if (master->notify_fd < 0 || io_now_ms() < master->next_status_ms)
+		return;
+	master->next_status_ms = io_now_ms() + MASTER_STATUS_MS;
+	master_stats_line(line, sizeof(line));
+	master_notify("STATUS=%s", line);
 }
 
 static uint16_t
@@ -1001,6 +1124,7 @@ master_begin_shutdown(void)
 		}
 		log_info("shutting down: %d sessions get %d s to finish", master_active(),
 		    master->set.grace);
+		master_notify("STOPPING=1");
 		master->stopping = 1;
 		master->phase_deadline_ms = io_now_ms() + (int64_t)master->set.grace * 1000;
 	} else if (master->stopping == 1) {
@@ -1036,6 +1160,10 @@ master_poll_timeout(int64_t now)
 		t = master->accept_resume_ms - now;
 	if (master->set.prefork && !master->stopping) {
 		int64_t d = master->next_tick_ms > now ? master->next_tick_ms - now : 0;
+		t = (t < 0 || d < t) ? d : t;
+	}
+	if (master->notify_fd >= 0 && !master->stopping) {
+		int64_t d = master->next_status_ms > now ? master->next_status_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
 	if (master->stopping && master->stopping < 3 && master->nkids > 0) {
@@ -1178,15 +1306,17 @@ master_hup(void)
 	int fd;
 
 	got_hup = 0;
+	master_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)io_now_ms() * 1000);
 	if (master->store_pid > 0)
 		kill(master->store_pid, SIGHUP);
-	if (master->lock_fd < 0)
-		return;
-	fd = store_master_lock(master->set.store, master->lock_fd);
-	if (fd < 0)
-		log_warn("cannot lock the new %s", master->set.store);
-	else
-		master->lock_fd = fd;
+	if (master->lock_fd >= 0) {
+		fd = store_master_lock(master->set.store, master->lock_fd);
+		if (fd < 0)
+			log_warn("cannot lock the new %s", master->set.store);
+		else
+			master->lock_fd = fd;
+	}
+	master_notify("READY=1");
 }
 
 static void
@@ -1209,6 +1339,7 @@ master_loop(void)
 		master_restart_store();
 		master_restart_dgram();
 		master_pool_tick();
+		master_status();
 		master_shutdown_step();
 		if (master->stopping && master->nkids == 0 && master->dgram_pid == 0)
 			master_finish();
@@ -1226,6 +1357,27 @@ master_std_fds(void)
 		;
 	if (fd > STDERR_FILENO)
 		close(fd);
+}
+
+/* Everything after the sockets and the store file are open: drop privileges, start the store,
+ * the datagram process and the pool, say so, and tell systemd. */
+static void
+master_start(int store_fd)
+{
+	master_drop_user(store_fd);
+	if (store_fd >= 0) {
+		master_start_store(store_fd);
+		close(store_fd);
+	}
+	master_notify_open();
+	master_start_dgram();
+	master_announce();
+	if (master->set.prefork) {
+		/* Apache's StartServers: the spares at once. */
+		master_spawn_pool(master->set.min_spare);
+		master->next_tick_ms = io_now_ms() + 1000;
+	}
+	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
 }
 
 int
@@ -1249,17 +1401,13 @@ main(int argc, char **argv)
 	case OPTS_RUN:
 		break;
 	}
+	master_resolve_user();
+	if (master->set.inetd)
+		inetd_run(&master->set, master->set.user ? &master_user : NULL);
 	master_alloc();
 	master_key();
 	master_signals();
-	master_listen();
-	master_open_store();
-	master_start_dgram();
-	master_announce();
-	if (master->set.prefork) {
-		/* Apache's StartServers: the spares at once. */
-		master_spawn_pool(master->set.min_spare);
-		master->next_tick_ms = io_now_ms() + 1000;
-	}
+	master_sockets();
+	master_start(master_open_store());
 	master_loop();
 }

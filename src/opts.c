@@ -15,12 +15,14 @@
 enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
-	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD
+	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD
 };
 
 static const struct option opts_long[] = {
 	{ "port", required_argument, NULL, 'p' },
 	{ "bind", required_argument, NULL, 'b' },
+	{ "user", required_argument, NULL, 'u' },
+	{ "inetd", no_argument, NULL, OPT_INETD },
 	{ "store", required_argument, NULL, 's' },
 	{ "no-store", no_argument, NULL, OPT_NO_STORE },
 	{ "store-format", required_argument, NULL, OPT_STORE_FORMAT },
@@ -155,7 +157,13 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 
 	switch (c) {
 	case 'p':
+		s->port_given = 1;
 		return opts_int("--port", arg, 0, 65535, &s->port, err, errlen);
+	case 'u':
+		return opts_path("--user", arg, &s->user, err, errlen);
+	case OPT_INETD:
+		s->inetd = 1;
+		return 0;
 	case 'b':
 		if (s->nbinds == OPTS_MAX_BINDS) {
 			snprintf(err, errlen, "--bind: at most %d addresses", OPTS_MAX_BINDS);
@@ -242,7 +250,7 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 	opts_defaults(s);
 	optind = 0; /* glibc: reset getopt's state completely */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":p:b:s:c:hV", opts_long, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:b:s:c:u:hV", opts_long, NULL)) != -1) {
 		if (c == 'h')
 			return OPTS_HELP;
 		if (c == 'V')
@@ -258,6 +266,11 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 		char q[OPTS_QUOTE_LEN];
 
 		snprintf(err, errlen, "unexpected argument '%s'", opts_quote(argv[optind], q));
+		return OPTS_ERROR;
+	}
+	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp)) {
+		snprintf(err, errlen, "--inetd serves the one connection on standard input: -p, -b, "
+		    "--prefork and --udp do not apply");
 		return OPTS_ERROR;
 	}
 	if (s->min_spare > s->max_spare) {
@@ -309,9 +322,17 @@ opts_usage(void)
 	    "                           limit).  No reply ever goes to a source port below\n"
 	    "                           1024, our own port, ports of services that answer\n"
 	    "                           datagrams, or broadcast and multicast addresses\n"
+	    "  -u, --user USER[:GROUP]  after binding and opening the store, run as USER (and\n"
+	    "                           GROUP, or USER's group): names from /etc/passwd and\n"
+	    "                           /etc/group, or numbers\n"
+	    "      --inetd              serve the one connection on standard input, as started\n"
+	    "                           by inetd, xinetd or systemd (Accept=yes); logs go to\n"
+	    "                           syslog; the store file may be shared by many of them\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"
+	    "Sockets passed by systemd (LISTEN_PID, LISTEN_FDS) are served instead of binding;\n"
+	    "with NOTIFY_SOCKET set, readiness, status and stopping are reported to it.\n"
 	    "Signals: TERM/INT shut down gracefully, HUP reopens the store file,\n"
 	    "USR1 prints one stats line.  Exit status 64 for a bad option, an unusable\n"
 	    "address or port, or a store that cannot be opened; 74 when the store could\n"

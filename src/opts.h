@@ -19,6 +19,7 @@ enum store_full { STORE_FULL_DROP, STORE_FULL_BLOCK };
 
 struct settings {
 	int port;                          /* TCP port; 0 lets the kernel choose */
+	int port_given;                    /* -p was given */
 	const char *binds[OPTS_MAX_BINDS]; /* addresses to listen on; none: every address */
 	int nbinds;
 	const char *store;                 /* store file; NULL with --no-store */
@@ -34,6 +35,8 @@ struct settings {
 	int min_spare, max_spare;          /* idle pool processes kept (Apache's terms) */
 	int max_conns_per_child;           /* connections a pool process serves; 0: any */
 	int udp;                           /* also serve UDP echo */
+	int inetd;                         /* serve the one connection on standard input */
+	const char *user;                  /* -u USER[:GROUP] to run as; NULL: stay */
 	int udp_per_source;                /* UDP replies a second per source address; 0: any */
 	int udp_rate;                      /* UDP replies a second in all; 0: any */
 };

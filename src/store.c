@@ -36,6 +36,7 @@
 #define STORE_TOMB UINT64_MAX
 #define STORE_DRAIN_MAX ((size_t)1024 * 1024)
 #define STORE_LOCK_WAIT_MS 120000
+#define STORE_SHARED_WAIT_MS 5000
 #define STORE_OUTRECS 16384
 #define STORE_HELD_MAX ((size_t)4 * 1024 * 1024)
 #define STORE_GAP_CONNS 256
@@ -226,10 +227,44 @@ store_conn_close(struct store_conn *e)
 
 static void store_sync(int force);
 
+/* --inetd: each process of many holds the file's lock only while it writes, so their lines
+ * never interleave.  Waits at most STORE_SHARED_WAIT_MS for it (a daemon's store holds it for
+ * its whole life); then the write fails and the records count as dropped. */
+static int
+store_shared_lock(void)
+{
+	int64_t deadline = io_now_ms() + STORE_SHARED_WAIT_MS;
+
+	while (store_lock(store.fd) < 0) {
+		if (errno != EWOULDBLOCK || io_now_ms() >= deadline)
+			return -1;
+		poll(NULL, 0, 10);
+	}
+	return 0;
+}
+
+static int store_write_locked(const char *buf, size_t len);
+
 /* Writes len bytes at the end of the file; on failure cuts off what got in, so the file always
  * ends with a whole line.  Returns 0 or -1. */
 static int
 store_write(const char *buf, size_t len)
+{
+	int r;
+
+	if (!store.args->shared || len == 0)
+		return store_write_locked(buf, len);
+	if (store_shared_lock() < 0) {
+		log_warn("cannot lock %s", store.args->path);
+		return -1;
+	}
+	r = store_write_locked(buf, len);
+	flock(store.fd, LOCK_UN);
+	return r;
+}
+
+static int
+store_write_locked(const char *buf, size_t len)
 {
 	size_t done = 0;
 	ssize_t n;
@@ -271,6 +306,25 @@ store_gap_add(uint64_t conn, uint64_t bytes)
 		store.gap_conns[store.gap.nconns++] = conn;
 }
 
+/* Makes room for len more bytes of held lines; 0, or -1 when memory is short. */
+static int
+store_held_room(size_t len)
+{
+	size_t cap = store.heldcap ? store.heldcap : 65536;
+	char *p;
+
+	if (store.heldlen + len <= store.heldcap)
+		return 0;
+	while (cap < store.heldlen + len)
+		cap *= 2;
+	p = realloc(store.held, cap);
+	if (p == NULL)
+		return -1;
+	store.held = p;
+	store.heldcap = cap;
+	return 0;
+}
+
 /* Keeps an open or close line for when the file can be written again.  Close lines are always
  * kept (every open in the file gets its close); past STORE_HELD_MAX an open line is dropped
  * with its connection's close, and the gap names the connection. */
@@ -285,19 +339,9 @@ store_hold(const struct store_outrec *o, const char *line, size_t len)
 		store_gap_add(o->conn, 0);
 		return;
 	}
-	if (store.heldlen + len > store.heldcap) {
-		size_t cap = store.heldcap ? store.heldcap * 2 : 65536;
-		char *p;
-
-		while (cap < store.heldlen + len)
-			cap *= 2;
-		p = realloc(store.held, cap);
-		if (p == NULL) {
-			store_gap_add(o->conn, 0);
-			return;
-		}
-		store.held = p;
-		store.heldcap = cap;
+	if (store_held_room(len) < 0) {
+		store_gap_add(o->conn, 0);
+		return;
 	}
 	memcpy(store.held + store.heldlen, line, len);
 	store.heldlen += len;
@@ -339,12 +383,14 @@ store_recover(int force)
 		store.gap.conns = store.gap_conns;
 		n = rec_format_gap(line, &store.gap);
 	}
-	if (store_write(line, n) < 0)
+	/* One write: the gap record and the held lines go in together or not at all (with
+	 * --inetd another process may append between two writes). */
+	if (store_held_room(n) < 0)
 		return 0;
-	if (store_write(store.held, store.heldlen) < 0) {
-		off_t end = lseek(store.fd, 0, SEEK_END);
-		if (end >= (off_t)n && ftruncate(store.fd, end - (off_t)n) < 0)
-			log_warn("cannot cut the gap record off %s", store.args->path);
+	memmove(store.held + n, store.held, store.heldlen);
+	memcpy(store.held, line, n);
+	if (store_write(store.held, store.heldlen + n) < 0) {
+		memmove(store.held, store.held + n, store.heldlen);
 		return 0;
 	}
 	if (store.fail_reported)
@@ -780,7 +826,8 @@ store_setup(const struct store_args *a)
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
 	if (store.fd < 0)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
-	store_take_lock(store.fd, a->path);
+	if (!a->shared)
+		store_take_lock(store.fd, a->path);
 	store.cap = 1024;
 	store.tab = calloc(store.cap, sizeof(*store.tab));
 	if (store.tab == NULL)

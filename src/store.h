@@ -20,6 +20,7 @@ struct store_args {
 	enum store_format format;
 	enum fsync_policy fsync;
 	enum store_full full;
+	int shared;        /* --inetd: many processes append to the file; lock each write */
 	pid_t master;      /* the master's pid, to notice its death */
 };
 
