@@ -245,7 +245,7 @@ pool_run(const struct pool_args *a)
 	socklen_t len;
 	int ep, cfd;
 
-	log_init(NULL, NULL);
+	log_init(NULL, "pool");
 	pool.a = a;
 	pool.nlfd = a->nlfd < POOL_MAX_LISTEN ? a->nlfd : POOL_MAX_LISTEN;
 	memcpy(pool.lfd, a->lfd, (size_t)pool.nlfd * sizeof(int));
