@@ -142,6 +142,29 @@ admit_remove(struct admit *a, uint32_t hole)
 	}
 }
 
+enum admit_verdict
+admit_take_rate(struct admit *a, int64_t now_ms)
+{
+	if (a->max_rate > 0 && !admit_bucket_take(&a->rate, a->max_rate, now_ms))
+		return ADMIT_RATE;
+	return ADMIT_OK;
+}
+
+enum admit_verdict
+admit_take_source(struct admit *a, const struct admit_key *k)
+{
+	uint32_t i;
+
+	if (a->cap == 0)
+		return ADMIT_OK;
+	i = admit_find(a, k);
+	if (a->tab[i].count >= (uint32_t)a->max_per_source)
+		return ADMIT_PER_SOURCE;
+	a->tab[i].key = *k;
+	a->tab[i].count++;
+	return ADMIT_OK;
+}
+
 void
 admit_release(struct admit *a, const struct admit_key *k)
 {

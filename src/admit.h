@@ -62,6 +62,11 @@ void admit_init(struct admit *a, int max_clients, int max_per_source, int max_ra
  * takes no token from the bucket and is not counted. */
 enum admit_verdict admit_check(struct admit *a, const struct admit_key *k, int64_t now_ms);
 void admit_release(struct admit *a, const struct admit_key *k);
+/* The two halves of admit_check, for a client whose address is known only later (from a PROXY
+ * header): the rate when the connection is accepted, the source once its address is known.
+ * admit_take_source counts k on ADMIT_OK, as admit_check does. */
+enum admit_verdict admit_take_rate(struct admit *a, int64_t now_ms);
+enum admit_verdict admit_take_source(struct admit *a, const struct admit_key *k);
 /* Concurrent sessions counted for k. */
 unsigned admit_count(const struct admit *a, const struct admit_key *k);
 

@@ -66,7 +66,8 @@ struct child {
 	pid_t pid;
 	int slot;       /* scoreboard index */
 	uint64_t conn;
-	struct admit_key src; /* the peer's address, counted by admission control */
+	struct admit_key src; /* the peer's address */
+	int admitted;         /* src is counted for --max-per-source */
 	uint16_t port;  /* the peer's, in host order: with src, its open record if the master owes it */
 };
 
@@ -105,12 +106,12 @@ struct master {
 	struct owed *owed;           /* close records not yet in the pipe */
 	int nowed, capowed;
 	uint64_t next_conn, accepted, reaped_exit, reaped_signal, bytes_done;
-	uint64_t refused_source, refused_rate, culled;
 	struct admit *admit;         /* --max-per-source and --max-rate */
-	struct admit_ratelog log_refused, log_culled, log_accept, log_fork;
+	struct admit_ratelog log_accept, log_fork;
 	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
-	struct pool_shared pool;     /* --prefork: shared with the pool processes */
+	struct shared shared;        /* updated by pool processes and sessions too */
+	struct gate gate;            /* the questions before a connection is served */
 	struct pool_slot *pslots;    /* one per pool process, indexed like the scoreboard */
 	int wake_rd, wake_wr;        /* pool processes wake the master when none is idle */
 	int spawn_rate, burst_rate;  /* spare.c's doubling */
@@ -510,15 +511,49 @@ master_shared(size_t len)
 	return p;
 }
 
+/* Adds each CIDR of list to l; a bad one is a usage error. */
+static void
+master_rules(const char *opt, const char *const *list, int n, struct cidr_list *l)
+{
+	char err[NET_ERRLEN];
+	struct cidr c;
+
+	for (int i = 0; i < n; i++) {
+		if (cidr_parse(list[i], &c, err, sizeof(err)) < 0)
+			usage_error("%s: %s", opt, err);
+		if (cidr_list_add(l, &c) < 0)
+			usage_error("%s: too many rules", opt);
+	}
+}
+
+static void
+master_gate(void)
+{
+	static const char *const loopback[] = { "127.0.0.0/8", "::1" };
+	struct gate *g = &master->gate;
+	const struct settings *s = &master->set;
+
+	g->proxy = s->proxy;
+	g->proxy_timeout_ms = s->proxy_timeout * 1000;
+	g->max_per_source = s->max_per_source;
+	g->max_rate = s->max_rate;
+	g->admit = master->admit;
+	g->sh = &master->shared;
+	master_rules("--allow", s->allow, s->nallow, &g->rules.allow);
+	master_rules("--deny", s->deny, s->ndeny, &g->rules.deny);
+	if (s->nproxy_from > 0)
+		master_rules("--proxy-from", s->proxy_from, s->nproxy_from, &g->proxy_from);
+	else
+		master_rules("--proxy-from", loopback, 2, &g->proxy_from);
+}
+
 static void
 master_alloc_pool(size_t n)
 {
 	int p[2];
 
 	master->pslots = master_shared(n * sizeof(*master->pslots));
-	if (pool_shared_init(&master->pool) < 0)
-		fatal(EX_OSERR, "pool lock");
-	master->pool.next_conn = 1;
+	master->shared.next_conn = 1;
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
 		fatal(EX_OSERR, "pipe");
 	master->wake_rd = p[0];
@@ -537,6 +572,9 @@ master_alloc(void)
 	master->admit = master_shared(admit_size(master->set.max_clients, master->set.max_per_source));
 	admit_init(master->admit, master->set.max_clients, master->set.max_per_source,
 	    master->set.max_rate);
+	if (shared_init(&master->shared) < 0)
+		fatal(EX_OSERR, "shared lock");
+	master_gate();
 	for (int i = 0; i < master->set.max_clients; i++)
 		master->free_slots[master->nfree++] = master->set.max_clients - 1 - i;
 	master->next_conn = 1;
@@ -675,13 +713,26 @@ master_store_died(int status)
 	master_restart_store();
 }
 
+/* Gives back what a child that died had counted for --max-per-source: at accept, and for the
+ * client a PROXY header named (a session that ended normally gave that back itself). */
+static void
+master_release(int admitted, const struct admit_key *src, struct session_slot *slot)
+{
+	if (admitted)
+		gate_release(&master->gate, src);
+	if (slot->admitted) {
+		gate_release(&master->gate, &slot->src);
+		slot->admitted = 0;
+	}
+}
+
 static void
 master_session_died(const struct child *c, int status)
 {
 	uint64_t bytes = __atomic_load_n(&master->board[c->slot].bytes, __ATOMIC_RELAXED);
 	char reason[32], peer[NET_ADDRLEN];
 
-	admit_release(master->admit, &c->src);
+	master_release(c->admitted, &c->src, &master->board[c->slot]);
 	master->bytes_done += bytes;
 	master_end_reason(status, reason, sizeof(reason));
 	if (WIFSIGNALED(status))
@@ -702,7 +753,7 @@ static void
 master_pool_died(const struct child *c, int status)
 {
 	struct pool_slot *slot = &master->pslots[c->slot];
-	struct pool_shared *sh = &master->pool;
+	struct shared *sh = &master->shared;
 	char reason[32], peer[NET_ADDRLEN];
 	int state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
 
@@ -710,10 +761,7 @@ master_pool_died(const struct child *c, int status)
 		__atomic_sub_fetch(&sh->starting, 1, __ATOMIC_ACQ_REL);
 	else if (state == POOL_IDLE)
 		__atomic_sub_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL);
-	pool_lock(sh);
-	if (slot->admitted)
-		admit_release(master->admit, &slot->src);
-	pool_unlock(sh);
+	master_release(slot->admitted, &slot->src, &slot->s);
 	if (state == POOL_BUSY && slot->conn != 0 && !slot->s.closed) {
 		master_end_reason(status, reason, sizeof(reason));
 		log_info("session %d conn %llu %s %d after %llu bytes", (int)c->pid,
@@ -815,14 +863,14 @@ master_stats_udp(char *buf, size_t len)
 static void
 master_stats_line(char *line, size_t len)
 {
-	struct pool_shared *sh = &master->pool;
+	struct shared *sh = &master->shared;
 	uint64_t bytes = master->bytes_done, v[4];
 	int active = master->nkids;
 
 	v[0] = master->accepted + __atomic_load_n(&sh->accepted, __ATOMIC_RELAXED);
-	v[1] = master->refused_source + __atomic_load_n(&sh->refused_source, __ATOMIC_RELAXED);
-	v[2] = master->refused_rate + __atomic_load_n(&sh->refused_rate, __ATOMIC_RELAXED);
-	v[3] = master->culled + __atomic_load_n(&sh->culled, __ATOMIC_RELAXED);
+	v[1] = __atomic_load_n(&sh->refused_source, __ATOMIC_RELAXED);
+	v[2] = __atomic_load_n(&sh->refused_rate, __ATOMIC_RELAXED);
+	v[3] = __atomic_load_n(&sh->culled, __ATOMIC_RELAXED);
 	bytes += __atomic_load_n(&sh->bytes_done, __ATOMIC_RELAXED);
 	if (master->set.prefork) {
 		active = master_active();
@@ -837,10 +885,13 @@ master_stats_line(char *line, size_t len)
 			    __ATOMIC_RELAXED);
 	}
 	snprintf(line, len, "active %d, accepted %llu, bytes echoed %llu, reaped %llu by "
-	    "exit, %llu by signal, refused %llu per source, %llu over rate, culled %llu dead",
+	    "exit, %llu by signal, refused %llu per source, %llu over rate, culled %llu dead, "
+	    "denied %llu, proxy errors %llu",
 	    active, (unsigned long long)v[0], (unsigned long long)bytes,
 	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
-	    (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3]);
+	    (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3],
+	    (unsigned long long)__atomic_load_n(&sh->denied, __ATOMIC_RELAXED),
+	    (unsigned long long)__atomic_load_n(&sh->proxy_errors, __ATOMIC_RELAXED));
 	if (master->set.prefork)
 		snprintf(line + strlen(line), len - strlen(line),
 		    ", pool %d processes, %d idle, %d starting", master->nkids,
@@ -882,7 +933,8 @@ master_peer_port(const struct sockaddr_storage *ss)
 }
 
 static void
-master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct admit_key *src)
+master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct admit_key *src,
+    int admitted)
 {
 	struct session_args a;
 	pid_t pid;
@@ -896,6 +948,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 	a.peer = *peer;
 	a.pipe_wr = master->pipe_wr;
 	a.idle_timeout = master->set.idle_timeout;
+	a.gate = master->set.proxy ? &master->gate : NULL;
 	a.grace = master->set.grace;
 	a.master = getpid();
 	a.slot = &master->board[slot];
@@ -912,12 +965,14 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 		master_ratelog(&master->log_fork, 1, "fork failed; closed the connection, pausing accepts "
 		    "for 100 ms");
 		master->free_slots[master->nfree++] = slot;
-		admit_release(master->admit, src);
+		if (admitted)
+			gate_release(&master->gate, src);
 		master->accept_resume_ms = io_now_ms() + 100;
 		return;
 	}
 	master->kids[master->nkids++] = (struct child){ .pid = pid, .slot = slot,
-	    .conn = master->next_conn++, .src = *src, .port = master_peer_port(peer) };
+	    .conn = master->next_conn++, .src = *src, .admitted = admitted,
+	    .port = master_peer_port(peer) };
 	master->accepted++;
 }
 
@@ -930,11 +985,10 @@ master_spawn_pool(int n)
 		struct pool_args a = {
 			.lfd = master->lfd, .nlfd = master->nlfd, .wake_wr = master->wake_wr,
 			.max_conns = master->set.max_conns_per_child,
-			.max_per_source = master->set.max_per_source, .max_rate = master->set.max_rate,
-			.sh = &master->pool, .slot = &master->pslots[slot], .admit = master->admit,
+			.sh = &master->shared, .slot = &master->pslots[slot], .gate = &master->gate,
 			.sess = { .fd = -1, .pipe_wr = master->pipe_wr,
 			    .idle_timeout = master->set.idle_timeout, .grace = master->set.grace,
-			    .master = getpid() },
+			    .master = getpid(), .gate = master->set.proxy ? &master->gate : NULL },
 		};
 		struct master_fds c;
 		pid_t pid;
@@ -943,14 +997,14 @@ master_spawn_pool(int n)
 		 * in the list): everything else of the master's goes. */
 		master_fds_to_close(&c, master->pipe_wr, KEEP_LISTENERS);
 		master->pslots[slot] = (struct pool_slot){ .state = POOL_STARTING };
-		__atomic_add_fetch(&master->pool.starting, 1, __ATOMIC_ACQ_REL);
+		__atomic_add_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
 		pid = _Fork();
 		if (pid == 0) {
 			master_close_inherited(&c);
 			pool_run(&a);
 		}
 		if (pid < 0) {
-			__atomic_sub_fetch(&master->pool.starting, 1, __ATOMIC_ACQ_REL);
+			__atomic_sub_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
 			master->pslots[slot].state = POOL_FREE;
 			master_ratelog(&master->log_fork, 1, "fork failed; the pool does not grow now");
 			return;
@@ -965,8 +1019,8 @@ master_pool_view(void)
 {
 	return (struct spare_view){
 		.total = master->nkids,
-		.idle = __atomic_load_n(&master->pool.idle, __ATOMIC_ACQUIRE),
-		.starting = __atomic_load_n(&master->pool.starting, __ATOMIC_ACQUIRE),
+		.idle = __atomic_load_n(&master->shared.idle, __ATOMIC_ACQUIRE),
+		.starting = __atomic_load_n(&master->shared.starting, __ATOMIC_ACQUIRE),
 		.max_clients = master->set.max_clients,
 		.min_spare = master->set.min_spare, .max_spare = master->set.max_spare,
 	};
@@ -1025,56 +1079,19 @@ master_pool_tick(void)
 	}
 }
 
-/* Closes a connection that is already over when it is accepted: reset by the peer, or closed
- * by the peer with nothing sent (nothing to echo).  Under a flood of such connections a fork for
- * each would keep a live client waiting behind them in the listen queue.  A peer that sent data
- * and then half-closed is served: its data is echoed.  Returns 1 when it closed the connection. */
-static int
-master_cull(int cfd, const struct sockaddr_storage *ss)
-{
-	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 96];
-	enum net_peer_state st = net_peer_state(cfd);
-
-	if (st == NET_PEER_LIVE)
-		return 0;
-	master->culled++;
-	close(cfd);
-	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
-	snprintf(msg, sizeof(msg), "closed %s unserved: %s before it was accepted", addr,
-	    st == NET_PEER_RESET ? "reset by the peer" : "closed by the peer with no data");
-	master_ratelog(&master->log_culled, 0, msg);
-	return 1;
-}
-
-/* Forks a session for the connection, or closes it at once when it is over a limit (xinetd's
- * per_source and cps): a refused connection costs no fork. */
+/* Forks a session for the connection, or closes it at once when it is already over or refused
+ * (gate.c): a connection that is not served costs no fork. */
 static void
 master_admit(int cfd, const struct sockaddr_storage *ss)
 {
 	struct admit_key key;
-	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 64];
-	enum admit_verdict v;
+	int admitted;
 
-	if (master_cull(cfd, ss))
-		return;
-	admit_key(ss, &key);
-	v = admit_check(master->admit, &key, io_now_ms());
-	if (v == ADMIT_OK) {
-		master_fork_session(cfd, ss, &key);
+	if (gate_accept(&master->gate, cfd, ss, &key, &admitted) != GATE_SERVE) {
+		close(cfd);
 		return;
 	}
-	close(cfd);
-	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
-	if (v == ADMIT_PER_SOURCE) {
-		master->refused_source++;
-		snprintf(msg, sizeof(msg), "refused %s: --max-per-source %d reached", addr,
-		    master->set.max_per_source);
-	} else {
-		master->refused_rate++;
-		snprintf(msg, sizeof(msg), "refused %s: --max-rate %d reached", addr,
-		    master->set.max_rate);
-	}
-	master_ratelog(&master->log_refused, 0, msg);
+	master_fork_session(cfd, ss, &key, admitted);
 }
 
 /* Accepts what is waiting on one listener, up to a burst and never past --max-clients. */
@@ -1118,7 +1135,7 @@ master_begin_shutdown(void)
 			kill(master->dgram_pid, SIGTERM);
 		if (master->set.prefork) {
 			/* Idle pool processes leave at once; busy ones after their connection. */
-			__atomic_store_n(&master->pool.stopping, 1, __ATOMIC_RELEASE);
+			__atomic_store_n(&master->shared.stopping, 1, __ATOMIC_RELEASE);
 			for (int i = 0; i < master->nkids; i++)
 				kill(master->kids[i].pid, SIGUSR1);
 		}
@@ -1293,7 +1310,7 @@ master_finish(void)
 		log_warnx("%zu bytes of records and %d close records were never stored",
 		    master_pipe_unread(), master->nowed);
 	log_info("stopped after %llu connections", (unsigned long long)master->accepted +
-	    (unsigned long long)__atomic_load_n(&master->pool.accepted, __ATOMIC_RELAXED));
+	    (unsigned long long)__atomic_load_n(&master->shared.accepted, __ATOMIC_RELAXED));
 	free(master->owed);
 	/* The store could not write everything (it said what in the log): so does the status. */
 	exit(master->store_lost ? EX_IOERR : 0);

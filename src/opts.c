@@ -15,7 +15,8 @@
 enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
-	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD
+	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
+	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY
 };
 
 static const struct option opts_long[] = {
@@ -23,6 +24,11 @@ static const struct option opts_long[] = {
 	{ "bind", required_argument, NULL, 'b' },
 	{ "user", required_argument, NULL, 'u' },
 	{ "inetd", no_argument, NULL, OPT_INETD },
+	{ "proxy-protocol", no_argument, NULL, OPT_PROXY },
+	{ "proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT },
+	{ "proxy-from", required_argument, NULL, OPT_PROXY_FROM },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "deny", required_argument, NULL, OPT_DENY },
 	{ "store", required_argument, NULL, 's' },
 	{ "no-store", no_argument, NULL, OPT_NO_STORE },
 	{ "store-format", required_argument, NULL, OPT_STORE_FORMAT },
@@ -56,6 +62,7 @@ opts_defaults(struct settings *s)
 	s->max_clients = 1024;
 	s->idle_timeout = 0;
 	s->grace = 10;
+	s->proxy_timeout = 3;
 	s->min_spare = 5;
 	s->max_spare = 10;
 	s->udp_per_source = 100;
@@ -147,6 +154,18 @@ opts_path(const char *name, const char *arg, const char **dst, char *err, size_t
 }
 
 /* Handles one option; returns -1 with err filled when its value is bad. */
+/* One more address rule (its text: the master parses it, cidr.c, and refuses a bad one). */
+static int
+opts_rule(const char *name, const char *arg, const char **list, int *n, char *err,
+    size_t errlen)
+{
+	if (*n == OPTS_MAX_RULES) {
+		snprintf(err, errlen, "%s: at most %d rules", name, OPTS_MAX_RULES);
+		return -1;
+	}
+	return opts_path(name, arg, &list[(*n)++], err, errlen);
+}
+
 static int
 opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 {
@@ -164,6 +183,17 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 	case OPT_INETD:
 		s->inetd = 1;
 		return 0;
+	case OPT_PROXY:
+		s->proxy = 1;
+		return 0;
+	case OPT_PROXY_TIMEOUT:
+		return opts_int("--proxy-timeout", arg, 1, 3600, &s->proxy_timeout, err, errlen);
+	case OPT_PROXY_FROM:
+		return opts_rule("--proxy-from", arg, s->proxy_from, &s->nproxy_from, err, errlen);
+	case OPT_ALLOW:
+		return opts_rule("--allow", arg, s->allow, &s->nallow, err, errlen);
+	case OPT_DENY:
+		return opts_rule("--deny", arg, s->deny, &s->ndeny, err, errlen);
 	case 'b':
 		if (s->nbinds == OPTS_MAX_BINDS) {
 			snprintf(err, errlen, "--bind: at most %d addresses", OPTS_MAX_BINDS);
@@ -268,9 +298,13 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 		snprintf(err, errlen, "unexpected argument '%s'", opts_quote(argv[optind], q));
 		return OPTS_ERROR;
 	}
-	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp)) {
+	if ((s->nproxy_from > 0 || s->proxy_timeout != 3) && !s->proxy) {
+		snprintf(err, errlen, "--proxy-from and --proxy-timeout need --proxy-protocol");
+		return OPTS_ERROR;
+	}
+	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp || s->proxy)) {
 		snprintf(err, errlen, "--inetd serves the one connection on standard input: -p, -b, "
-		    "--prefork and --udp do not apply");
+		    "--prefork, --udp and --proxy-protocol do not apply");
 		return OPTS_ERROR;
 	}
 	if (s->min_spare > s->max_spare) {
@@ -281,10 +315,8 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 	return OPTS_RUN;
 }
 
-const char *
-opts_usage(void)
-{
-	return
+/* In parts: one string literal may be at most 4095 bytes in ISO C. */
+static const char *const opts_usage_parts[] = {
 	    "usage: mpechod [options]\n"
 	    "A TCP echo server that forks one process per connection and keeps every\n"
 	    "byte it echoes in a store file.\n"
@@ -308,6 +340,7 @@ opts_usage(void)
 	    "      --max-per-source N   concurrent sessions from one address; 0 = no limit\n"
 	    "      --max-rate N         new sessions per second, overall; 0 = no limit\n"
 	    "                           (over either limit a connection is closed at once)\n"
+	    ,
 	    "      --prefork            serve from a pool of processes that accept connections\n"
 	    "                           themselves, one at a time each, instead of a fork per\n"
 	    "                           connection; -c bounds the pool\n"
@@ -322,6 +355,18 @@ opts_usage(void)
 	    "                           limit).  No reply ever goes to a source port below\n"
 	    "                           1024, our own port, ports of services that answer\n"
 	    "                           datagrams, or broadcast and multicast addresses\n"
+	    ,
+	    "      --allow CIDR         serve only clients in these blocks (repeatable; an\n"
+	    "                           address alone is /32 or /128)\n"
+	    "      --deny CIDR          refuse clients in these blocks (repeatable); a refused\n"
+	    "                           connection is closed at once, never forked\n"
+	    "      --proxy-protocol     every connection begins with a PROXY header (v1 or v2,\n"
+	    "                           HAProxy's): the client's address comes from it, the\n"
+	    "                           balancer's is kept as via; rules and --max-per-source\n"
+	    "                           apply to the client\n"
+	    "      --proxy-timeout SEC  seconds the header may take (default 3)\n"
+	    "      --proxy-from CIDR    who may send headers (repeatable; default 127.0.0.0/8\n"
+	    "                           and ::1); other connections are refused unread\n"
 	    "  -u, --user USER[:GROUP]  after binding and opening the store, run as USER (and\n"
 	    "                           GROUP, or USER's group): names from /etc/passwd and\n"
 	    "                           /etc/group, or numbers\n"
@@ -336,5 +381,17 @@ opts_usage(void)
 	    "Signals: TERM/INT shut down gracefully, HUP reopens the store file,\n"
 	    "USR1 prints one stats line.  Exit status 64 for a bad option, an unusable\n"
 	    "address or port, or a store that cannot be opened; 74 when the store could\n"
-	    "not write every record by the end.\n";
+	    "not write every record by the end.\n",
+	NULL
+};
+
+const char *
+opts_usage(void)
+{
+	static char text[8192];
+
+	if (text[0] == '\0')
+		for (int i = 0; opts_usage_parts[i] != NULL; i++)
+			strncat(text, opts_usage_parts[i], sizeof(text) - strlen(text) - 1);
+	return text;
 }

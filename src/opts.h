@@ -10,6 +10,7 @@
 #include "version.h" /* TEMP: until bench includes it itself */
 
 #define OPTS_MAX_BINDS 16
+#define OPTS_MAX_RULES 64 /* each of --allow, --deny, --proxy-from (cidr.h's CIDR_LIST_MAX) */
 #define OPTS_ERRLEN 256
 
 enum store_format { STORE_JSONL, STORE_RAW };
@@ -36,6 +37,13 @@ struct settings {
 	int max_conns_per_child;           /* connections a pool process serves; 0: any */
 	int udp;                           /* also serve UDP echo */
 	int inetd;                         /* serve the one connection on standard input */
+	int proxy;                         /* every connection begins with a PROXY header */
+	int proxy_timeout;                 /* seconds the header may take */
+	const char *proxy_from[OPTS_MAX_RULES]; /* who may send one (CIDR text; checked by
+	                                         * the master); none given: loopback */
+	int nproxy_from;
+	const char *allow[OPTS_MAX_RULES], *deny[OPTS_MAX_RULES]; /* CIDR text */
+	int nallow, ndeny;
 	const char *user;                  /* -u USER[:GROUP] to run as; NULL: stay */
 	int udp_per_source;                /* UDP replies a second per source address; 0: any */
 	int udp_rate;                      /* UDP replies a second in all; 0: any */

@@ -27,36 +27,6 @@ static struct {
 	volatile sig_atomic_t leave;
 } pool;
 
-int
-pool_shared_init(struct pool_shared *sh)
-{
-	pthread_mutexattr_t at;
-	int r;
-
-	if ((r = pthread_mutexattr_init(&at)) != 0 ||
-	    (r = pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED)) != 0 ||
-	    (r = pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST)) != 0 ||
-	    (r = pthread_mutex_init(&sh->lock, &at)) != 0) {
-		errno = r;
-		return -1;
-	}
-	pthread_mutexattr_destroy(&at);
-	return 0;
-}
-
-void
-pool_lock(struct pool_shared *sh)
-{
-	if (pthread_mutex_lock(&sh->lock) == EOWNERDEAD)
-		pthread_mutex_consistent(&sh->lock);
-}
-
-void
-pool_unlock(struct pool_shared *sh)
-{
-	pthread_mutex_unlock(&sh->lock);
-}
-
 /* Stop accepting: the listeners are closed here, in the handler (close is async-signal-safe),
  * so that a pool process that outlives its master never holds the port. */
 static void
@@ -98,7 +68,7 @@ pool_sigusr2(int signo)
 static void
 pool_set_state(int from, int to)
 {
-	struct pool_shared *sh = pool.a->sh;
+	struct shared *sh = pool.a->sh;
 
 	__atomic_store_n(&pool.a->slot->state, to, __ATOMIC_RELEASE);
 	if (from == POOL_STARTING)
@@ -116,59 +86,6 @@ pool_set_state(int from, int to)
 	}
 }
 
-static void
-pool_log_limited(struct admit_ratelog *rl, const char *msg)
-{
-	uint64_t held;
-	int now;
-
-	pool_lock(pool.a->sh);
-	now = admit_ratelog(rl, io_now_ms(), 1000, &held);
-	pool_unlock(pool.a->sh);
-	if (now && held > 0)
-		log_warnx("%s (and %llu more in the last second)", msg, (unsigned long long)held);
-	else if (now)
-		log_warnx("%s", msg);
-}
-
-/* The fork mode's two questions before serving (master_cull, master_admit): 1 to serve. */
-static int
-pool_admit(int cfd, const struct sockaddr_storage *ss, struct admit_key *key)
-{
-	const struct pool_args *a = pool.a;
-	enum net_peer_state st = net_peer_state(cfd);
-	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 96];
-	enum admit_verdict v;
-
-	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
-	if (st != NET_PEER_LIVE) {
-		__atomic_add_fetch(&a->sh->culled, 1, __ATOMIC_RELAXED);
-		snprintf(msg, sizeof(msg), "closed %s unserved: %s before it was accepted", addr,
-		    st == NET_PEER_RESET ? "reset by the peer" : "closed by the peer with no data");
-		pool_log_limited(&a->sh->log_culled, msg);
-		return 0;
-	}
-	admit_key(ss, key);
-	pool_lock(a->sh);
-	v = admit_check(a->admit, key, io_now_ms());
-	/* Under the lock, with the count: if this process dies now, the master gives it back. */
-	a->slot->src = *key;
-	a->slot->admitted = v == ADMIT_OK;
-	pool_unlock(a->sh);
-	if (v == ADMIT_OK)
-		return 1;
-	if (v == ADMIT_PER_SOURCE) {
-		__atomic_add_fetch(&a->sh->refused_source, 1, __ATOMIC_RELAXED);
-		snprintf(msg, sizeof(msg), "refused %s: --max-per-source %d reached", addr,
-		    a->max_per_source);
-	} else {
-		__atomic_add_fetch(&a->sh->refused_rate, 1, __ATOMIC_RELAXED);
-		snprintf(msg, sizeof(msg), "refused %s: --max-rate %d reached", addr, a->max_rate);
-	}
-	pool_log_limited(&a->sh->log_refused, msg);
-	return 0;
-}
-
 /* Serves one accepted connection, as a forked session would, and logs how it ended as the
  * fork mode's master logs a reaped session. */
 static void
@@ -180,14 +97,19 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	struct admit_key key;
 	enum session_end end;
 	uint64_t bytes;
+	int admitted;
 
 	/* No connection in hand until its number is set (the master reads the slot if this
 	 * process dies). */
 	__atomic_store_n(&slot->conn, 0, __ATOMIC_RELEASE);
-	if (!pool_admit(cfd, ss, &key)) {
+	/* Under the lock with the count, in gate_accept: if this process dies right after, the
+	 * master gives the count back. */
+	if (gate_accept(a->gate, cfd, ss, &key, &admitted) != GATE_SERVE) {
 		close(cfd);
 		return;
 	}
+	slot->src = key;
+	__atomic_store_n(&slot->admitted, admitted, __ATOMIC_RELEASE);
 	slot->peer = *ss;
 	slot->s = (struct session_slot){ 0 };
 	__atomic_store_n(&slot->conn, __atomic_fetch_add(&a->sh->next_conn, 1, __ATOMIC_RELAXED),
@@ -204,10 +126,10 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	    (unsigned long long)bytes);
 	__atomic_add_fetch(&a->sh->bytes_done, bytes, __ATOMIC_RELAXED);
 	slot->served++;
-	pool_lock(a->sh);
-	admit_release(a->admit, &key);
-	slot->admitted = 0;
-	pool_unlock(a->sh);
+	if (slot->admitted) {
+		gate_release(a->gate, &key);
+		__atomic_store_n(&slot->admitted, 0, __ATOMIC_RELEASE);
+	}
 	if (session_stopping())
 		pool.leave = 1;
 }
@@ -217,7 +139,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 static void
 pool_accept_failed(void)
 {
-	pool_log_limited(&pool.a->sh->log_refused, "accept failed; pausing 100 ms");
+	shared_log(pool.a->sh, &pool.a->sh->log_refused, "accept failed; pausing 100 ms");
 	poll(NULL, 0, 100);
 }
 

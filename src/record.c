@@ -227,6 +227,22 @@ rec_format_gap(char *dst, const struct rec_gap *g)
 	return (size_t)(p - dst);
 }
 
+/* An open record's payload is the peer's address, or (behind a load balancer) the client's,
+ * a space and the balancer's: "peer", or "peer","via". */
+static char *
+rec_format_peer(char *p, const unsigned char *text, size_t n)
+{
+	const unsigned char *sp = memchr(text, ' ', n);
+	size_t k = sp ? (size_t)(sp - text) : n;
+
+	p += rec_json_escape(p, text, k);
+	if (sp != NULL) {
+		p = rec_put(p, "\",\"via\":\"");
+		p += rec_json_escape(p, sp + 1, n - k - 1);
+	}
+	return p;
+}
+
 size_t
 rec_format_json(char *dst, const struct rec *r)
 {
@@ -247,7 +263,7 @@ rec_format_json(char *dst, const struct rec *r)
 	switch (r->type) {
 	case REC_OPEN:
 		p += sprintf(p, "\"pid\":%ld,\"ev\":\"open\",\"peer\":\"", (long)r->pid);
-		p += rec_json_escape(p, r->data, r->len);
+		p = rec_format_peer(p, r->data, r->len);
 		p = rec_put(p, "\"}\n");
 		break;
 	case REC_DATA:

@@ -5,6 +5,7 @@
  * write(2) so that frames from different sessions never interleave (PostgreSQL's syslogger
  * frames its pipe the same way).  The store turns frames into JSON Lines:
  *   {"ts":"2026-11-21T10:00:00.123456Z","conn":17,"pid":4242,"ev":"open","peer":"127.0.0.1:50312"}
+ *   (behind a load balancer: ..."peer":"203.0.113.7:50312","via":"127.0.0.1:41000"})
  *   {"ts":"...","conn":17,"ev":"data","data":"hello\n"}
  *   {"ts":"...","conn":17,"ev":"close","reason":"eof","bytes":6}
  *   {"ts":"...","ev":"datagram","peer":"127.0.0.1:40000","data":"hello\n"}

@@ -13,12 +13,14 @@
 #include "io.h"
 #include "log.h"
 #include "net.h"
+#include "proxy.h"
 #include "record.h"
 #include "sig.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -49,6 +51,8 @@ static const char *const session_reasons[] = {
 	[SESSION_SHUTDOWN] = "shutdown",
 	[SESSION_STORE] = "store-gone",
 	[SESSION_STORE_WAIT] = "store-timeout",
+	[SESSION_REFUSED] = "refused",
+	[SESSION_PROXY_ERROR] = "proxy-error",
 };
 
 const char *
@@ -229,12 +233,97 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 	}
 }
 
+/* Reads the PROXY header, never a byte past it: each read asks for no more than proxy_parse
+ * says the shortest valid header could still need.  0 with *res filled, or -1 with *why: an
+ * invalid header, none in time, or the peer gone first. */
+static int
+session_proxy_read(int fd, int timeout_ms, struct proxy_result *res, const char **why)
+{
+	unsigned char buf[PROXY_HDR_MAX];
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	int64_t deadline = io_now_ms() + timeout_ms, left;
+	size_t have = 0;
+	ssize_t n;
+
+	for (;;) {
+		enum proxy_status st = proxy_parse(buf, have, res);
+
+		if (st == PROXY_OK)
+			return 0;
+		if (st == PROXY_INVALID) {
+			*why = res->reason;
+			return -1;
+		}
+		left = deadline - io_now_ms();
+		*why = "no header in time";
+		if (left <= 0 || session.stopping || res->need <= have || res->need > sizeof(buf))
+			return -1;
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		n = read(fd, buf + have, res->need - have);
+		if (n == 0) {
+			*why = "closed before the end of the header";
+			return -1;
+		}
+		if (n < 0 && errno != EINTR && errno != EAGAIN) {
+			*why = "reset before the end of the header";
+			return -1;
+		}
+		if (n > 0)
+			have += (size_t)n;
+	}
+}
+
+/* --proxy-protocol: the header, then the rules and --max-per-source on the client it names.
+ * Fills peer with the open record's text ("client balancer", or the real peer for LOCAL and
+ * for a proxy error); SESSION_EOF means go on. */
+static enum session_end
+session_gate(const struct session_args *a, char *peer, size_t len)
+{
+	const struct gate *g = a->gate;
+	char real[NET_ADDRLEN], client[NET_ADDRLEN], msg[NET_ADDRLEN + 128];
+	struct proxy_result res;
+	struct admit_key k;
+	const char *why;
+	int admitted;
+
+	net_addr_str((const struct sockaddr *)&a->peer, real, sizeof(real));
+	snprintf(peer, len, "%s", real);
+	if (session_proxy_read(a->fd, g->proxy_timeout_ms, &res, &why) < 0) {
+		__atomic_add_fetch(&g->sh->proxy_errors, 1, __ATOMIC_RELAXED);
+		snprintf(msg, sizeof(msg), "no valid PROXY header from %s: %s", real, why);
+		shared_log(g->sh, &g->sh->log_proxy, msg);
+		return SESSION_PROXY_ERROR;
+	}
+	/* LOCAL (the balancer's health check): the real addresses, and nothing to apply. */
+	if (res.src.ss_family == AF_UNSPEC)
+		return SESSION_EOF;
+	if (gate_client(g, &res.src, &k, &admitted) != GATE_SERVE)
+		return SESSION_REFUSED;
+	/* The master gives the count back if this process dies before session_release. */
+	a->slot->src = k;
+	__atomic_store_n(&a->slot->admitted, (uint32_t)admitted, __ATOMIC_RELEASE);
+	net_addr_str((const struct sockaddr *)&res.src, client, sizeof(client));
+	snprintf(peer, len, "%s %s", client, real);
+	return SESSION_EOF;
+}
+
+/* Gives back the client's count taken by session_gate. */
+static void
+session_release(const struct session_args *a)
+{
+	if (a->gate == NULL || !a->slot->admitted)
+		return;
+	gate_release(a->gate, &a->slot->src);
+	__atomic_store_n(&a->slot->admitted, 0, __ATOMIC_RELEASE);
+}
+
 enum session_end
 session_serve(const struct session_args *a)
 {
 	struct timeval tv = { .tv_sec = a->idle_timeout, .tv_usec = 0 };
 	unsigned char close_rec[8 + REC_REASON_MAX];
-	char peer[NET_ADDRLEN];
+	char peer[2 * NET_ADDRLEN];
 	enum session_end end;
 	uint64_t bytes = 0;
 	int pid = (int)getpid();
@@ -249,14 +338,24 @@ session_serve(const struct session_args *a)
 		setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	end = SESSION_EOF;
-	if (a->pipe_wr >= 0) {
+	if (a->gate != NULL)
+		end = session_gate(a, peer, sizeof(peer));
+	else
 		net_addr_str((const struct sockaddr *)&a->peer, peer, sizeof(peer));
+	if (end == SESSION_REFUSED) {
+		/* Not served, so not in the store: nothing is owed for it either. */
+		__atomic_store_n(&a->slot->closed, 1, __ATOMIC_RELEASE);
+		session.fd = -1;
+		close(a->fd);
+		return end;
+	}
+	if (a->pipe_wr >= 0) {
 		if (session_record(a->pipe_wr, REC_OPEN, 0, a->conn, pid, peer, strlen(peer)) < 0)
 			end = session_store_end(errno);
 		else
 			__atomic_store_n(&a->slot->opened, 1, __ATOMIC_RELEASE);
 	}
-	if (a->pipe_wr < 0 || a->slot->opened)
+	if (end == SESSION_EOF && (a->pipe_wr < 0 || a->slot->opened))
 		end = session_echo(a, pid, &bytes);
 	if (a->pipe_wr >= 0 && a->slot->opened && end != SESSION_STORE &&
 	    end != SESSION_STORE_WAIT) {
@@ -264,6 +363,7 @@ session_serve(const struct session_args *a)
 		if (session_record(a->pipe_wr, REC_CLOSE, 0, a->conn, pid, close_rec, n) == 0)
 			__atomic_store_n(&a->slot->closed, 1, __ATOMIC_RELEASE);
 	}
+	session_release(a);
 	session.fd = -1;
 	close(a->fd);
 	return end;

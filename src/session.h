@@ -9,6 +9,8 @@
 #ifndef MPECHO_SESSION_H
 #define MPECHO_SESSION_H
 
+#include "gate.h"
+
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -23,7 +25,9 @@ enum session_end {
 	SESSION_SHUTDOWN = 5, /* the server shut down */
 	SESSION_STORE = 6,    /* the store pipe is gone; nothing unrecorded is echoed */
 	SESSION_STORE_WAIT = 7, /* the store took no record for --idle-timeout seconds */
-	SESSION_END_MAX = SESSION_STORE_WAIT
+	SESSION_REFUSED = 8,  /* the client named by the PROXY header is refused: no record */
+	SESSION_PROXY_ERROR = 9, /* no valid PROXY header in time */
+	SESSION_END_MAX = SESSION_PROXY_ERROR
 };
 
 /* After SIGTERM, how long a session waits for room in a full store pipe before it gives up
@@ -34,8 +38,11 @@ enum session_end {
 struct session_slot {
 	uint64_t bytes;  /* bytes recorded and echoed so far */
 	uint32_t opened; /* its open record is in the pipe */
-	uint32_t closed; /* its close record is in the pipe */
+	uint32_t closed; /* its close record is in the pipe, or no record is owed */
+	uint32_t admitted; /* src is counted by admission control (behind a PROXY header) */
+	struct admit_key src;
 };
+
 
 struct session_args {
 	int fd;                       /* the connection */
@@ -43,6 +50,8 @@ struct session_args {
 	struct sockaddr_storage peer; /* the address accept(2) returned */
 	int pipe_wr;                  /* the store pipe, nonblocking; -1: no store */
 	int idle_timeout;             /* seconds; 0: none */
+	const struct gate *gate;      /* --proxy-protocol: the session reads the PROXY header and
+	                               * applies the rules to the client it names; NULL: none */
 	int grace;                    /* seconds to finish in when the master dies */
 	pid_t master;                 /* the master's pid, to notice its death */
 	struct session_slot *slot;

@@ -203,3 +203,19 @@ Test(ratelog, one_line_a_period_with_the_count_held_back)
 	cr_assert_eq(admit_ratelog(&rl, 50000, 1000, &held), 1);
 	cr_assert_eq(held, 0u);
 }
+
+Test(halves, rate_at_accept_and_source_later_match_admit_check)
+{
+	struct admit *a = new_admit(16, 1, 2);
+	struct admit_key k = key("192.0.2.1");
+
+	cr_assert_eq(admit_take_rate(a, 0), ADMIT_OK);
+	cr_assert_eq(admit_take_source(a, &k), ADMIT_OK);
+	cr_assert_eq(admit_take_rate(a, 0), ADMIT_OK);
+	cr_assert_eq(admit_take_source(a, &k), ADMIT_PER_SOURCE, "one per source");
+	cr_assert_eq(admit_take_rate(a, 0), ADMIT_RATE, "two a second");
+	cr_assert_eq(admit_count(a, &k), 1u);
+	admit_release(a, &k);
+	cr_assert_eq(admit_take_source(a, &k), ADMIT_OK);
+	free(a);
+}

@@ -1,0 +1,117 @@
+/*
+ * gate.c - the questions before a connection is served (see gate.h).
+ */
+#include "gate.h"
+#include "io.h"
+#include "net.h"
+
+#include <stdio.h>
+
+static enum gate_verdict
+gate_refuse(const struct gate *g, uint64_t *counter, const struct sockaddr_storage *ss,
+    const char *why)
+{
+	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 96];
+
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
+	snprintf(msg, sizeof(msg), "refused %s: %s", addr, why);
+	shared_log(g->sh, &g->sh->log_refused, msg);
+	return GATE_REFUSED;
+}
+
+/* A connection the peer reset, or closed with nothing to echo, before it was accepted. */
+static int
+gate_over(const struct gate *g, int fd, const struct sockaddr_storage *ss)
+{
+	enum net_peer_state st = net_peer_state(fd);
+	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 96];
+
+	if (st == NET_PEER_LIVE)
+		return 0;
+	__atomic_add_fetch(&g->sh->culled, 1, __ATOMIC_RELAXED);
+	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
+	snprintf(msg, sizeof(msg), "closed %s unserved: %s before it was accepted", addr,
+	    st == NET_PEER_RESET ? "reset by the peer" : "closed by the peer with no data");
+	shared_log(g->sh, &g->sh->log_culled, msg);
+	return 1;
+}
+
+static enum gate_verdict
+gate_rules(const struct gate *g, const struct sockaddr_storage *ss)
+{
+	switch (cidr_rules_check(&g->rules, (const struct sockaddr *)ss)) {
+	case CIDR_DENIED:
+		return gate_refuse(g, &g->sh->denied, ss, "matches --deny");
+	case CIDR_NOT_ALLOWED:
+		return gate_refuse(g, &g->sh->denied, ss, "not in --allow");
+	case CIDR_ALLOWED:
+		break;
+	}
+	return GATE_SERVE;
+}
+
+/* --max-per-source for ss (skipped with per_source 0) and --max-rate (skipped with rate 0). */
+static enum gate_verdict
+gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_source, int rate,
+    struct admit_key *key, int *admitted)
+{
+	enum admit_verdict v = ADMIT_OK;
+	char why[64];
+
+	*admitted = 0;
+	admit_key(ss, key);
+	shared_lock(g->sh);
+	if (rate)
+		v = admit_take_rate(g->admit, io_now_ms());
+	if (v == ADMIT_OK && per_source && g->max_per_source > 0) {
+		v = admit_take_source(g->admit, key);
+		*admitted = v == ADMIT_OK;
+	}
+	shared_unlock(g->sh);
+	if (v == ADMIT_OK)
+		return GATE_SERVE;
+	if (v == ADMIT_PER_SOURCE)
+		snprintf(why, sizeof(why), "--max-per-source %d reached", g->max_per_source);
+	else
+		snprintf(why, sizeof(why), "--max-rate %d reached", g->max_rate);
+	return gate_refuse(g, v == ADMIT_PER_SOURCE ? &g->sh->refused_source :
+	    &g->sh->refused_rate, ss, why);
+}
+
+enum gate_verdict
+gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
+    struct admit_key *key, int *admitted)
+{
+	*admitted = 0;
+	if (gate_over(g, fd, ss))
+		return GATE_CULLED;
+	if (g->proxy) {
+		/* Only the balancer's address is known: it must be one that may send headers;
+		 * the rules and the per-source limit wait for the client's (gate_client). */
+		if (!cidr_list_match(&g->proxy_from, (const struct sockaddr *)ss))
+			return gate_refuse(g, &g->sh->denied, ss, "not in --proxy-from");
+		return gate_admit(g, ss, 0, 1, key, admitted);
+	}
+	if (gate_rules(g, ss) != GATE_SERVE)
+		return GATE_REFUSED;
+	return gate_admit(g, ss, 1, 1, key, admitted);
+}
+
+enum gate_verdict
+gate_client(const struct gate *g, const struct sockaddr_storage *client, struct admit_key *key,
+    int *admitted)
+{
+	*admitted = 0;
+	if (gate_rules(g, client) != GATE_SERVE)
+		return GATE_REFUSED;
+	return gate_admit(g, client, 1, 0, key, admitted);
+}
+
+void
+gate_release(const struct gate *g, const struct admit_key *key)
+{
+	shared_lock(g->sh);
+	admit_release(g->admit, key);
+	shared_unlock(g->sh);
+}

@@ -1,0 +1,44 @@
+/*
+ * gate.h - the questions a connection answers before it is served, wherever they are asked:
+ * by the master before it forks, by a pool process after its accept, and (behind a load
+ * balancer) by the session once the PROXY header has named the client.
+ *
+ * At accept: is the connection already over (reset, or closed with nothing sent: culled, no
+ * fork spent on it)?  May its address connect at all (--proxy-from with --proxy-protocol,
+ * else --allow/--deny)?  Does admission control let it in (--max-rate, and --max-per-source
+ * unless the address is only the balancer's)?  Refusals are closed at once, counted in shared.h's
+ * counters and logged at most once a second.
+ */
+#ifndef MPECHO_GATE_H
+#define MPECHO_GATE_H
+
+#include "admit.h"
+#include "cidr.h"
+#include "shared.h"
+
+#include <sys/socket.h>
+
+/* Read-only once the master has set it up; in its shared mapping. */
+struct gate {
+	int proxy;                  /* --proxy-protocol */
+	int proxy_timeout_ms;
+	struct cidr_list proxy_from;
+	struct cidr_rules rules;    /* --allow, --deny */
+	int max_per_source, max_rate;
+	struct admit *admit;        /* counted under sh's lock */
+	struct shared *sh;
+};
+
+enum gate_verdict { GATE_SERVE, GATE_CULLED, GATE_REFUSED };
+
+/* The questions at accept, for the connection fd from ss.  On GATE_SERVE, *admitted says
+ * whether key was counted for --max-per-source (then gate_release it when the session ends). */
+enum gate_verdict gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
+    struct admit_key *key, int *admitted);
+/* Behind a load balancer: the rules and --max-per-source for the client the header names.
+ * GATE_SERVE with *admitted as above, or GATE_REFUSED (counted and logged). */
+enum gate_verdict gate_client(const struct gate *g, const struct sockaddr_storage *client,
+    struct admit_key *key, int *admitted);
+void gate_release(const struct gate *g, const struct admit_key *key);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * shared.h - what the master shares with the children that update it: a lock, counters and
+ * the rate-limited logs of refusals.
+ *
+ * It lives in the master's shared mapping.  Pool processes (--prefork) admit their own
+ * connections, and sessions behind a load balancer (--proxy-protocol) learn their client's
+ * address only from the PROXY header, after the fork: both then consult admission control and
+ * count what they refused here.  The lock is robust and process-shared: a process that dies
+ * holding it cannot wedge the others (each update under it is a few stores that leave the
+ * state usable at every step).
+ */
+#ifndef MPECHO_SHARED_H
+#define MPECHO_SHARED_H
+
+#include "admit.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct shared {
+	pthread_mutex_t lock;        /* admission control and the logs below */
+	struct admit_ratelog log_refused, log_culled, log_proxy;
+	uint64_t next_conn;          /* atomic, as every counter here */
+	uint64_t accepted, culled, refused_source, refused_rate, denied, proxy_errors;
+	uint64_t bytes_done;
+	int idle, starting;          /* --prefork: pool processes in those states */
+	int stopping;                /* the master is shutting down: accept no more */
+};
+
+/* Sets up the lock; 0 or -1 with errno. */
+int shared_init(struct shared *sh);
+/* Takes the lock, recovering it from a holder that died. */
+void shared_lock(struct shared *sh);
+void shared_unlock(struct shared *sh);
+/* A warning that could repeat at a flood's rate, at most once a second across every process
+ * that shares rl, with the count of those held back. */
+void shared_log(struct shared *sh, struct admit_ratelog *rl, const char *msg);
+
+#endif
