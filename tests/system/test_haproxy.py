@@ -248,8 +248,8 @@ def echo_at_once(port, payloads, while_held):
                             b = c.sock.recv(1 << 16)
                         except BlockingIOError:
                             continue
-                        assert b or len(c.got) == len(c.payload), (f"{c.me}: closed after {len(c.got)} of "
-                                              f"{len(c.payload)} bytes")
+                        assert b or len(c.got) == len(c.payload), \
+                            f"{c.me}: closed after {len(c.got)} of {len(c.payload)} bytes"
                         if not b:
                             c.eof = True
                             sel.unregister(c.sock)
