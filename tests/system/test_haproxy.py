@@ -1,13 +1,13 @@
 """Scale-out behind HAProxy (docs/scale-out.md): mpechod --proxy-protocol behind a real haproxy
 in TCP mode, and the PROXY header, --proxy-from, --allow and --deny driven by hand.
 
-The balancer test starts three mpechod --proxy-protocol, each with its own store, and one
-haproxy with a private configuration: its listening socket is made here and inherited
-(`bind fd@N`), so no port is guessed; its resolvers section is empty, so it opens no socket
-towards the system's nameserver; its stats socket is a Unix socket in tmp_path, through which
-the test waits until every server has passed a health check.  Then 300 connections at once
-carry random bytes through it, and each store must say, for each of them, the client's own
-address as peer and one of haproxy's sockets as via.
+The balancer test starts three mpechod --proxy-protocol (forking, or --prefork), each with
+its own store, and one haproxy with a private configuration: its listening socket is made here
+and inherited (`bind fd@N`), so no port is guessed; its resolvers section is empty, so it opens
+no socket towards the system's nameserver; its stats socket is a Unix socket in tmp_path,
+through which the test waits until every server has passed a health check.  Then 300
+connections at once carry random bytes through it, and each store must say, for each of them,
+the client's own address as peer and one of haproxy's sockets as via.
 
 HAProxy 2.6's health checks with check-send-proxy: with send-proxy-v2 a check sends a v2 LOCAL
 header (the store shows the real peer and no via); with send-proxy (v1) it sends a TCP4 line
@@ -271,10 +271,13 @@ def echo_at_once(port, payloads, while_held):
 
 @needs_proxy
 @needs_haproxy
-@pytest.mark.parametrize("send,balance", [("send-proxy-v2", "roundrobin"),
-                                          ("send-proxy", "leastconn")])
-def test_three_instances_behind_haproxy(start_server, tmp_path, send, balance):
-    servers = [start_server("--proxy-protocol") for _ in range(3)]
+@pytest.mark.parametrize("send,balance,mode", [("send-proxy-v2", "roundrobin", ()),
+                                               ("send-proxy", "leastconn", ()),
+                                               ("send-proxy-v2", "leastconn", ("--prefork",))])
+def test_three_instances_behind_haproxy(start_server, tmp_path, send, balance, mode):
+    if mode and not all(o in HELP for o in mode):
+        pytest.skip(f"needs {' '.join(mode)}")
+    servers = [start_server("--proxy-protocol", *mode) for _ in range(3)]
     ports = [srv.port for srv in servers]
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
@@ -354,8 +357,8 @@ def test_three_instances_behind_haproxy(start_server, tmp_path, send, balance):
 @needs_proxy
 def test_valid_headers_give_the_client_address(start_server):
     """v1 and v2, IPv4 and IPv6, LOCAL and UNKNOWN: the header is neither echoed nor stored;
-    the open record's peer is the header's client and via our own socket, or for LOCAL and
-    UNKNOWN our own socket as peer and no via.  What follows the header is data even when it
+    the open record's peer is the header's client and via our own socket, or, when the header
+    names no TCP client (LOCAL, UNKNOWN, UNSPEC, UDP), our own socket as peer and no via.  What follows the header is data even when it
     looks like another header."""
     srv = start_server("--proxy-protocol")
     again = v1("192.0.2.99", 1) + bytes(range(256))
@@ -370,6 +373,8 @@ def test_valid_headers_give_the_client_address(start_server):
             tlvs=b"\x02\x00\x0bexample.com" + b"\x04\x00\x02\x00\x00"), "[2001:db8::9]:40004"),
         (v2(0), None),
         (v2(0, "203.0.113.1", 1, "203.0.113.2", 2), None),  # LOCAL: the block is discarded
+        (v2(1), None),  # PROXY with family UNSPEC: no client named
+        (v2(1, "203.0.113.3", 3, "203.0.113.4", 4, fam=0x12), None),  # UDP: taken as UNSPEC
     ]
     mine = {}
     for header, peer in cases:
