@@ -201,8 +201,11 @@ lint:
 unit: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do $$t --jobs 1 || exit 1; done
 
+# The suite runs again with every test server in prefork mode (MPECHO_SERVER_ARGS; the tests
+# that are about fork mode's processes are marked fork_only and skipped there).
 system: all
 	MPECHO_BIN=$(CURDIR)/$(BIN) $(PYTEST) -q tests/system
+	MPECHO_BIN=$(CURDIR)/$(BIN) MPECHO_SERVER_ARGS=--prefork $(PYTEST) -q tests/system
 
 system-san:
 	$(MAKE) SANITIZE=1 all

@@ -110,12 +110,19 @@ datagram_record(const struct sockaddr *sa, unsigned char *data, size_t n)
 	frames = 1 + (n - first + REC_PAYLOAD_MAX - 1) / REC_PAYLOAD_MAX;
 	/* Several frames: only when the pipe has room for all of them now (sessions may take
 	 * some of it meanwhile: the rest then waits a little, and a datagram cut short is
-	 * dropped by the store as incomplete, and not echoed here). */
+	 * dropped by the store as incomplete, and not echoed here).  A full pipe is waited for,
+	 * DG_FRAME_WAIT_MS at most, before the datagram is dropped. */
 	if (frames > 1 && (ioctl(dg.args->pipe_wr, FIONREAD, &used) < 0 ||
-	    (size_t)(dg.pipe_cap - used) < frames * REC_FRAME_MAX))
-		return -1;
+	    (size_t)(dg.pipe_cap - used) < frames * REC_FRAME_MAX)) {
+		struct pollfd pfd = { .fd = dg.args->pipe_wr, .events = POLLOUT };
+
+		if (poll(&pfd, 1, DG_FRAME_WAIT_MS) <= 0 ||
+		    ioctl(dg.args->pipe_wr, FIONREAD, &used) < 0 ||
+		    (size_t)(dg.pipe_cap - used) < frames * REC_FRAME_MAX)
+			return -1;
+	}
 	dg.seq++;
-	if (datagram_frame(REC_DGRAM, pre, prelen, data, first, 0) < 0)
+	if (datagram_frame(REC_DGRAM, pre, prelen, data, first, 1) < 0)
 		return -1;
 	for (size_t off = first; off < n; off += REC_PAYLOAD_MAX) {
 		size_t k = n - off < REC_PAYLOAD_MAX ? n - off : REC_PAYLOAD_MAX;

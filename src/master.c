@@ -762,7 +762,13 @@ master_pool_died(const struct child *c, int status)
 	else if (state == POOL_IDLE)
 		__atomic_sub_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL);
 	master_release(slot->admitted, &slot->src, &slot->s);
-	if (state == POOL_BUSY && slot->conn != 0 && !slot->s.closed) {
+	/* A connection without its close record: the process died in it, or finished it (a
+	 * shutdown with the store stuck) without getting the record in. */
+	if (slot->conn != 0 && !slot->s.closed && slot->end >= 0) {
+		snprintf(reason, sizeof(reason), "%s", session_reason(slot->end));
+		net_addr_str((const struct sockaddr *)&slot->peer, peer, sizeof(peer));
+		master_owe_close(slot->conn, c->pid, &slot->s, peer, reason);
+	} else if (state == POOL_BUSY && slot->conn != 0 && !slot->s.closed) {
 		master_end_reason(status, reason, sizeof(reason));
 		log_info("session %d conn %llu %s %d after %llu bytes", (int)c->pid,
 		    (unsigned long long)slot->conn, WIFSIGNALED(status) ? "killed by signal" :
@@ -1324,8 +1330,8 @@ master_hup(void)
 
 	got_hup = 0;
 	master_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)io_now_ms() * 1000);
-	if (master->store_pid > 0)
-		kill(master->store_pid, SIGHUP);
+	/* The master's lock first: once the store has reopened, a second mpechod on the path
+	 * must find a live master there. */
 	if (master->lock_fd >= 0) {
 		fd = store_master_lock(master->set.store, master->lock_fd);
 		if (fd < 0)
@@ -1333,6 +1339,8 @@ master_hup(void)
 		else
 			master->lock_fd = fd;
 	}
+	if (master->store_pid > 0)
+		kill(master->store_pid, SIGHUP);
 	master_notify("READY=1");
 }
 

@@ -102,6 +102,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	/* No connection in hand until its number is set (the master reads the slot if this
 	 * process dies). */
 	__atomic_store_n(&slot->conn, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&slot->end, -1, __ATOMIC_RELEASE);
 	/* Under the lock with the count, in gate_accept: if this process dies right after, the
 	 * master gives the count back. */
 	if (gate_accept(a->gate, cfd, ss, &key, &admitted) != GATE_SERVE) {
@@ -120,6 +121,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	s.peer = *ss;
 	s.slot = &slot->s;
 	end = session_serve(&s);
+	__atomic_store_n(&slot->end, (int)end, __ATOMIC_RELEASE);
 	bytes = __atomic_load_n(&slot->s.bytes, __ATOMIC_RELAXED);
 	log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)getpid(),
 	    (unsigned long long)s.conn, (int)end, session_reason((int)end),

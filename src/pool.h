@@ -29,7 +29,8 @@ enum pool_state { POOL_FREE, POOL_STARTING, POOL_IDLE, POOL_BUSY, POOL_LEAVING }
 /* One pool process's slot, written by it (the master clears it before the fork). */
 struct pool_slot {
 	int state;                   /* enum pool_state, atomic */
-	uint64_t conn;               /* the connection in hand */
+	uint64_t conn;               /* the connection in hand; 0: none */
+	int end;                     /* how it ended (enum session_end); -1 while in it */
 	uint64_t served;             /* connections served so far */
 	struct sockaddr_storage peer;
 	struct admit_key src;

@@ -48,6 +48,7 @@ def test_rr_with_store(start_server):
     assert r["requests"] > 0 and r["size"] == 300
 
 
+@pytest.mark.fork_only("counts one server process per held connection")
 def test_hold_reports_memory_per_connection(start_server):
     srv = start_server(store=False)
     rc, r, err = bench("-d", "1", "-c", "20", "--pid", srv.pid, "hold", "127.0.0.1", srv.port)

@@ -175,7 +175,8 @@ def test_user_runs_every_process_unprivileged(start_server, state_dir):
     s = connect(srv.port)
     s.sendall(b"x")
     assert recv_exact(s, 1) == b"x"
-    kids = wait_until(lambda: (lambda k: k if len(k) == 2 else None)(
+    # The store and the session (or, with --prefork, the pool processes).
+    kids = wait_until(lambda: (lambda k: k if len(k) >= 2 and srv.active() == 1 else None)(
         [k for k in proc_children(srv.pid) if alive(k)]), 10, what="store and session")
     for pid in [srv.pid] + kids:
         assert uid_of(pid) == [65534] * 4, (pid, uid_of(pid))

@@ -113,6 +113,7 @@ def test_rate_limits_drop_the_excess(udp_server, opt, counter):
     assert len([r for r in read_store(srv.store_path) if r["ev"] == "datagram"]) == len(got)
 
 
+@pytest.mark.fork_only("tells the datagram process apart by counting the master's children")
 def test_datagram_process_is_restarted_and_stopped(udp_server):
     srv = udp_server()
     kids = [k for k in proc_children(srv.pid) if alive(k)]
