@@ -121,11 +121,13 @@ SCENARIOS = {}
 
 def uses(*names):
     """Declares the tour blocks a scenario runs (checked against the tour by
-    test_every_block_is_run)."""
+    test_every_block_is_run).  The tour's server is the one its server block starts, in fork
+    mode, whatever MPECHO_SERVER_ARGS says: the prefork pass of the suite skips the scenarios
+    rather than run them twice."""
     def deco(f):
         SCENARIOS[f.__name__] = names
         f.tour_blocks = names
-        return f
+        return pytest.mark.fork_only("the tour runs its own server, as the reader does")(f)
     return deco
 
 
