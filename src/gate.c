@@ -22,12 +22,15 @@ gate_refuse(const struct gate *g, uint64_t *counter, const struct sockaddr_stora
 
 /* A connection the peer reset, or closed with nothing to echo, before it was accepted. */
 static int
-gate_over(const struct gate *g, int fd, const struct sockaddr_storage *ss)
+gate_over(const struct gate *g, int fd, const struct sockaddr_storage *ss,
+    enum net_peer_state *state)
 {
 	enum net_peer_state st = net_peer_state(fd);
 	char addr[NET_ADDRLEN], msg[NET_ADDRLEN + 96];
 
-	if (st == NET_PEER_LIVE)
+	if (state != NULL)
+		*state = st;
+	if (st == NET_PEER_LIVE || st == NET_PEER_HALF)
 		return 0;
 	__atomic_add_fetch(&g->sh->culled, 1, __ATOMIC_RELAXED);
 	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
@@ -81,10 +84,10 @@ gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_sour
 
 enum gate_verdict
 gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
-    struct admit_key *key, int *admitted)
+    struct admit_key *key, int *admitted, enum net_peer_state *state)
 {
 	*admitted = 0;
-	if (gate_over(g, fd, ss))
+	if (gate_over(g, fd, ss, state))
 		return GATE_CULLED;
 	if (g->proxy) {
 		/* Only the balancer's address is known: it must be one that may send headers;

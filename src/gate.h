@@ -14,6 +14,7 @@
 
 #include "admit.h"
 #include "cidr.h"
+#include "net.h"
 #include "shared.h"
 
 #include <sys/socket.h>
@@ -32,9 +33,10 @@ struct gate {
 enum gate_verdict { GATE_SERVE, GATE_CULLED, GATE_REFUSED };
 
 /* The questions at accept, for the connection fd from ss.  On GATE_SERVE, *admitted says
- * whether key was counted for --max-per-source (then gate_release it when the session ends). */
+ * whether key was counted for --max-per-source (then gate_release it when the session ends),
+ * and *state (unless NULL) how the connection stands (live, or half-closed with data). */
 enum gate_verdict gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
-    struct admit_key *key, int *admitted);
+    struct admit_key *key, int *admitted, enum net_peer_state *state);
 /* Behind a load balancer: the rules and --max-per-source for the client the header names.
  * GATE_SERVE with *admitted as above, or GATE_REFUSED (counted and logged). */
 enum gate_verdict gate_client(const struct gate *g, const struct sockaddr_storage *client,

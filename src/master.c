@@ -55,6 +55,10 @@
 
 #define MASTER_MAX_LISTEN 32
 #define MASTER_ACCEPT_BURST 32
+/* Half-closed connections with data put aside while the listen queue is worked through. */
+#define MASTER_DEFER_MAX 256
+#define MASTER_DEFER_BATCH 16
+#define MASTER_DEFER_AGE_MS 50
 #define MASTER_PIPE_SIZE (1024 * 1024)
 #define MASTER_KILL_WAIT_MS ((int64_t)2 * SESSION_STOP_WAIT_MS)
 #define MASTER_STORE_WAIT_MS 60000
@@ -109,6 +113,13 @@ struct master {
 	struct admit *admit;         /* --max-per-source and --max-rate */
 	struct admit_ratelog log_accept, log_fork;
 	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
+	struct deferred {            /* accepted, admitted, not yet forked (a FIFO ring) */
+		int fd, admitted;
+		int64_t since_ms;
+		struct sockaddr_storage ss;
+		struct admit_key key;
+	} defer[MASTER_DEFER_MAX];
+	int defer_head, ndefer;
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
 	struct shared shared;        /* updated by pool processes and sessions too */
 	struct gate gate;            /* the questions before a connection is served */
@@ -228,6 +239,10 @@ master_announce(void)
 		/* Accepted sockets inherit TCP_NODELAY from their listener, which saves every
 		 * session a setsockopt: echoes go out at once, whatever their size. */
 		setsockopt(master->lfd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (master->set.defer_accept > 0 &&
+		    setsockopt(master->lfd[i], IPPROTO_TCP, TCP_DEFER_ACCEPT,
+		    &master->set.defer_accept, sizeof(master->set.defer_accept)) < 0)
+			log_warn("TCP_DEFER_ACCEPT");
 		net_local_addr(master->lfd[i], addr, sizeof(addr));
 		log_info("listening on %s", addr);
 	}
@@ -1090,41 +1105,75 @@ master_pool_tick(void)
 static void
 master_admit(int cfd, const struct sockaddr_storage *ss)
 {
+	enum net_peer_state st;
 	struct admit_key key;
 	int admitted;
 
-	if (gate_accept(&master->gate, cfd, ss, &key, &admitted) != GATE_SERVE) {
+	if (gate_accept(&master->gate, cfd, ss, &key, &admitted, &st) != GATE_SERVE) {
 		close(cfd);
+		return;
+	}
+	/* A peer that sent everything and half-closed is not waiting to type: under a flood its
+	 * fork waits until the listen queue has been worked through, so that a live client
+	 * behind it in the queue is not held up by forks (bounded: MASTER_DEFER_AGE_MS). */
+	if (st == NET_PEER_HALF && master->ndefer < MASTER_DEFER_MAX) {
+		struct deferred *d = &master->defer[(master->defer_head + master->ndefer++) %
+		    MASTER_DEFER_MAX];
+
+		*d = (struct deferred){ .fd = cfd, .admitted = admitted, .since_ms = io_now_ms(),
+		    .ss = *ss, .key = key };
 		return;
 	}
 	master_fork_session(cfd, ss, &key, admitted);
 }
 
-/* Accepts what is waiting on one listener, up to a burst and never past --max-clients. */
+/* Forks put-aside connections: a batch once the listen queue is empty, and any that waited
+ * MASTER_DEFER_AGE_MS whatever the queue. */
 static void
+master_fork_deferred(int queue_empty)
+{
+	int64_t now = io_now_ms();
+
+	for (int n = 0; n < MASTER_DEFER_BATCH && master->ndefer > 0 &&
+	    master->nkids < master->set.max_clients; n++) {
+		struct deferred d = master->defer[master->defer_head];
+
+		if (!queue_empty && now - d.since_ms < MASTER_DEFER_AGE_MS)
+			return;
+		master->defer_head = (master->defer_head + 1) % MASTER_DEFER_MAX;
+		master->ndefer--;
+		master_fork_session(d.fd, &d.ss, &d.key, d.admitted);
+	}
+}
+
+/* Accepts what is waiting on one listener, up to a burst and never past --max-clients (the
+ * connections put aside count).  Returns 1 when the listen queue is empty. */
+static int
 master_accept(int lfd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int cfd;
 
-	for (int n = 0; n < MASTER_ACCEPT_BURST && master->nkids < master->set.max_clients; n++) {
+	for (int n = 0; n < MASTER_ACCEPT_BURST &&
+	    master->nkids + master->ndefer < master->set.max_clients; n++) {
 		len = sizeof(ss);
 		cfd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
+				return 1;
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the backlog keeps the connection;
 			 * pause instead of spinning on a listener that stays readable, and try
 			 * again by ourselves (nginx and sshd back off the same way). */
 			master_ratelog(&master->log_accept, 1, "accept failed; pausing accepts for 100 ms");
 			master->accept_resume_ms = io_now_ms() + 100;
-			return;
+			return 1;
 		}
 		master_admit(cfd, &ss);
 	}
+	return 0;
 }
 
 static void
@@ -1181,6 +1230,9 @@ master_poll_timeout(int64_t now)
 
 	if (master->accept_resume_ms > now)
 		t = master->accept_resume_ms - now;
+	/* Connections put aside are forked as soon as there is room for them. */
+	if (master->ndefer > 0 && master->nkids < master->set.max_clients)
+		t = 0;
 	if (master->set.prefork && !master->stopping) {
 		int64_t d = master->next_tick_ms > now ? master->next_tick_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
@@ -1237,6 +1289,8 @@ master_wait(void)
 static void
 master_serve(void)
 {
+	int empty = 1;
+
 	for (int i = 0; i < master->npfd; i++) {
 		if (master->pfd[i].fd == master->pipe_wr && (master->pfd[i].revents & (POLLOUT | POLLERR)))
 			master_pay_owed();
@@ -1245,8 +1299,10 @@ master_serve(void)
 		else if ((master->pfd[i].revents & POLLIN) && !master->stopping && master->set.prefork)
 			master_spawn_pool(master_pool_burst());
 		else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
-			master_accept(master->pfd[i].fd);
+			empty &= master_accept(master->pfd[i].fd);
 	}
+	if (master->ndefer > 0)
+		master_fork_deferred(empty);
 }
 
 static size_t
@@ -1366,7 +1422,8 @@ master_loop(void)
 		master_pool_tick();
 		master_status();
 		master_shutdown_step();
-		if (master->stopping && master->nkids == 0 && master->dgram_pid == 0)
+		if (master->stopping && master->nkids == 0 && master->ndefer == 0 &&
+		    master->dgram_pid == 0)
 			master_finish();
 	}
 }

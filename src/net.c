@@ -198,7 +198,7 @@ net_peer_state(int fd)
 		return NET_PEER_LIVE;
 	if (ti.tcpi_state == TCP_CLOSE)
 		return NET_PEER_RESET;
-	if (ti.tcpi_state == TCP_CLOSE_WAIT && ioctl(fd, SIOCINQ, &queued) == 0 && queued == 0)
-		return NET_PEER_CLOSED;
+	if (ti.tcpi_state == TCP_CLOSE_WAIT && ioctl(fd, SIOCINQ, &queued) == 0)
+		return queued == 0 ? NET_PEER_CLOSED : NET_PEER_HALF;
 	return NET_PEER_LIVE;
 }

@@ -37,7 +37,8 @@ int net_error(char *err, size_t errlen, const char *what, const struct sockaddr 
 
 /* How an accepted TCP connection stands before anything was read from it. */
 enum net_peer_state {
-	NET_PEER_LIVE,   /* open, or half-closed by the peer after it sent data */
+	NET_PEER_LIVE,   /* open */
+	NET_PEER_HALF,   /* half-closed by the peer after it sent data, which waits for its echo */
 	NET_PEER_RESET,  /* the peer reset it (or it is otherwise fully closed) */
 	NET_PEER_CLOSED  /* the peer closed its side with nothing left to read */
 };

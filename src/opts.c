@@ -16,7 +16,7 @@ enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
-	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY
+	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT
 };
 
 static const struct option opts_long[] = {
@@ -28,6 +28,7 @@ static const struct option opts_long[] = {
 	{ "proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT },
 	{ "proxy-from", required_argument, NULL, OPT_PROXY_FROM },
 	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "defer-accept", required_argument, NULL, OPT_DEFER_ACCEPT },
 	{ "deny", required_argument, NULL, OPT_DENY },
 	{ "store", required_argument, NULL, 's' },
 	{ "no-store", no_argument, NULL, OPT_NO_STORE },
@@ -190,6 +191,8 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		return opts_int("--proxy-timeout", arg, 1, 3600, &s->proxy_timeout, err, errlen);
 	case OPT_PROXY_FROM:
 		return opts_rule("--proxy-from", arg, s->proxy_from, &s->nproxy_from, err, errlen);
+	case OPT_DEFER_ACCEPT:
+		return opts_int("--defer-accept", arg, 0, 3600, &s->defer_accept, err, errlen);
 	case OPT_ALLOW:
 		return opts_rule("--allow", arg, s->allow, &s->nallow, err, errlen);
 	case OPT_DENY:
@@ -340,6 +343,10 @@ static const char *const opts_usage_parts[] = {
 	    "      --max-per-source N   concurrent sessions from one address; 0 = no limit\n"
 	    "      --max-rate N         new sessions per second, overall; 0 = no limit\n"
 	    "                           (over either limit a connection is closed at once)\n"
+	    "      --defer-accept SEC   TCP_DEFER_ACCEPT: a connection reaches the server only\n"
+	    "                           once its first data has come (or SEC seconds have\n"
+	    "                           passed); cheaper floods, but a client that waits for\n"
+	    "                           the server to speak first waits SEC (default 0: off)\n"
 	    ,
 	    "      --prefork            serve from a pool of processes that accept connections\n"
 	    "                           themselves, one at a time each, instead of a fork per\n"

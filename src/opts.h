@@ -32,6 +32,7 @@ struct settings {
 	int grace;                         /* seconds sessions get to finish at shutdown */
 	int max_per_source;                /* concurrent sessions from one address; 0: any */
 	int max_rate;                      /* new sessions per second; 0: any */
+	int defer_accept;                  /* TCP_DEFER_ACCEPT seconds; 0: off */
 	int prefork;                       /* a pool of processes instead of a fork each */
 	int min_spare, max_spare;          /* idle pool processes kept (Apache's terms) */
 	int max_conns_per_child;           /* connections a pool process serves; 0: any */

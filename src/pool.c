@@ -105,7 +105,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	__atomic_store_n(&slot->end, -1, __ATOMIC_RELEASE);
 	/* Under the lock with the count, in gate_accept: if this process dies right after, the
 	 * master gives the count back. */
-	if (gate_accept(a->gate, cfd, ss, &key, &admitted) != GATE_SERVE) {
+	if (gate_accept(a->gate, cfd, ss, &key, &admitted, NULL) != GATE_SERVE) {
 		close(cfd);
 		return;
 	}
