@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it names what is missing and fails.
 set -eu
 
-PKGS="gcc make libc6-dev libcriterion-dev python3 python3-pytest procps cppcheck clang-tidy valgrind clang libclang-rt-14-dev libjansson-dev zlib1g-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy"
+PKGS="gcc make libc6-dev libcriterion-dev python3 python3-pytest procps cppcheck clang-tidy valgrind clang libclang-rt-14-dev libjansson-dev zlib1g-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy xinetd"
 [ $# -gt 0 ] && PKGS="$PKGS $*"
 
 missing=""
