@@ -7,7 +7,6 @@
 
 #include <stddef.h>
 
-#include "version.h" /* TEMP: until bench includes it itself */
 
 #define OPTS_MAX_BINDS 16
 #define OPTS_MAX_RULES 64 /* each of --allow, --deny, --proxy-from (cidr.h's CIDR_LIST_MAX) */
