@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mstore.h"
 #include "opts.h"
+#include "version.h"
 
 #include <getopt.h>
 #include <stdio.h>
