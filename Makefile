@@ -44,8 +44,8 @@ OBJ  := $(OUT)/obj
 BIN  := $(OUT)/bin
 
 COMMON  := log io net sig
-SERVER  := master session store record opts admit datagram dgguard pool spare inetd sd user \
-	shared gate proxy cidr
+SERVER  := master master_setup master_store master_pool session store record opts admit datagram \
+	dgguard pool spare inetd sd user shared gate proxy cidr
 CLIENT  := client
 BENCHM  := bench bench_worker bench_flood bench_udp bench_report hist procfs
 

@@ -1,0 +1,269 @@
+/*
+ * master_store.c - the master's helper processes: the store (started before the accept loop,
+ * restarted if it dies, given up on at the end of a shutdown with --store-full block) and the
+ * datagram process (--udp); and the records the master owes the store for sessions that could
+ * not write their own, queued in memory while the pipe is full, so that the master never
+ * blocks on it.
+ */
+#define _GNU_SOURCE
+#include "master.h"
+
+void
+master_start_store(int filefd)
+{
+	struct store_args a = {
+		.pipe_rd = master->pipe_rd, .filefd = filefd, .path = master->set.store,
+		.format = master->set.format, .fsync = master->set.fsync, .master = getpid(),
+		.full = master->set.store_full,
+	};
+	struct master_fds c;
+	pid_t pid;
+
+	master_fds_to_close(&c, master->pipe_rd, KEEP_NONE);
+	pid = fork();
+	if (pid < 0) {
+		log_warn("cannot fork the store");
+		return;
+	}
+	if (pid == 0) {
+		master_close_inherited(&c);
+		store_run(&a);
+	}
+	master->store_pid = pid;
+	master->store_started_ms = io_now_ms();
+}
+
+/* The master keeps the pipe's read end, so what sessions wrote while no store ran stays in the
+ * pipe for the next one.  Restarts come at most once a second, so a store that cannot open its
+ * file does not spin. */
+void
+master_restart_store(void)
+{
+	if (master->store_pid > 0 || master->pipe_rd < 0 || master->pipe_wr < 0)
+		return;
+	if (io_now_ms() - master->store_started_ms < 1000)
+		return;
+	master_start_store(-1);
+	if (master->store_pid > 0)
+		log_warnx("restarted the store as %d", (int)master->store_pid);
+}
+
+/* The datagram process (--udp), supervised like the store: started after it, restarted at most
+ * once a second if it dies, told to stop (SIGTERM) at shutdown. */
+void
+master_start_dgram(void)
+{
+	struct datagram_args a = {
+		.fds = master->ufd, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
+		.port = master->port, .per_source = master->set.udp_per_source,
+		.global = master->set.udp_rate, .master = getpid(), .stats = &master->dgstats,
+	};
+	struct master_fds c;
+	pid_t pid;
+
+	if (master->nufd == 0 || master->stopping)
+		return;
+	master_fds_to_close(&c, master->pipe_wr, KEEP_UDP);
+	master->dgram_started_ms = io_now_ms();
+	pid = fork();
+	if (pid < 0) {
+		log_warn("cannot fork the datagram process");
+		return;
+	}
+	if (pid == 0) {
+		/* The UDP sockets in a's array are the master's: the same numbers in the child. */
+		master_close_inherited(&c);
+		datagram_run(&a);
+	}
+	master->dgram_pid = pid;
+}
+
+void
+master_dgram_died(int status)
+{
+	if (WIFSIGNALED(status))
+		log_warnx("datagram process %d killed by signal %d", (int)master->dgram_pid,
+		    WTERMSIG(status));
+	else if (!master->stopping || WEXITSTATUS(status) != 0)
+		log_warnx("datagram process %d exited %d", (int)master->dgram_pid,
+		    WEXITSTATUS(status));
+	master->dgram_pid = 0;
+}
+
+void
+master_restart_dgram(void)
+{
+	if (master->dgram_pid > 0 || master->nufd == 0 || master->stopping ||
+	    io_now_ms() - master->dgram_started_ms < 1000)
+		return;
+	master_start_dgram();
+	if (master->dgram_pid > 0)
+		log_warnx("restarted the datagram process as %d", (int)master->dgram_pid);
+}
+
+/* A store file that a live mpechod owns is refused.  One whose master died while its store
+ * still drains the old sessions is taken over: this master serves at once, and its store
+ * waits for the old one to finish before it writes (store.c). */
+int
+master_open_store(void)
+{
+	char msg[OPTS_ERRLEN + 64];
+	int fd = -1;
+
+	master->lock_fd = -1;
+	if (master->set.store == NULL) {
+		master->pipe_rd = master->pipe_wr = -1;
+		return -1;
+	}
+	master->lock_fd = store_master_lock(master->set.store, -1);
+	if (master->lock_fd >= 0)
+		fd = store_open(master->set.store);
+	if (fd < 0) {
+		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", master->set.store,
+		    errno == EAGAIN ? "another mpechod is writing it" : strerror(errno));
+		usage_error("%s", msg);
+	}
+	if (store_lock(fd) < 0 && errno == EWOULDBLOCK)
+		log_warnx("store %s: the store of an mpechod that ended is still writing it; taking "
+		    "over when it has finished", master->set.store);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fatal(EX_OSERR, "pipe");
+	master->pipe_rd = p[0];
+	master->pipe_wr = p[1];
+	/* A larger pipe absorbs bursts, so sessions seldom wait for the store. */
+	fcntl(master->pipe_wr, F_SETPIPE_SZ, MASTER_PIPE_SIZE);
+	io_set_nonblock(master->pipe_wr, 1);
+	return fd;
+}
+
+/* Puts owed close records into the pipe, as many as fit now. */
+void
+master_pay_owed(void)
+{
+	int i;
+
+	for (i = 0; i < master->nowed; i++) {
+		struct owed *o = &master->owed[i];
+		ssize_t n;
+
+		do
+			n = write(master->pipe_wr, o, sizeof(o->h) + o->h.len);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			if (errno != EAGAIN)
+				log_warn("store pipe");
+			break;
+		}
+	}
+	memmove(master->owed, master->owed + i, (size_t)(master->nowed - i) * sizeof(*master->owed));
+	master->nowed -= i;
+}
+
+/* Queues one frame for the store and writes what the pipe takes now. */
+static void
+master_owe(enum rec_type type, uint64_t conn, pid_t pid, const void *payload, size_t len)
+{
+	struct owed *o;
+
+	if (master->nowed == master->capowed) {
+		int cap = master->capowed ? master->capowed * 2 : 16;
+		struct owed *p = realloc(master->owed, (size_t)cap * sizeof(*p));
+		if (p == NULL) {
+			log_warn("cannot queue a record of conn %llu", (unsigned long long)conn);
+			return;
+		}
+		master->owed = p;
+		master->capowed = cap;
+	}
+	o = &master->owed[master->nowed++];
+	memcpy(o->payload, payload, len);
+	rec_header(&o->h, type, REC_F_BEHALF, conn, pid, len);
+	master_pay_owed();
+}
+
+/* The peer's address as the session would have written it, from the child table. */
+void
+master_peer_str(const struct child *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = c->src.b[0];
+	if (ss.ss_family == AF_INET6) {
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->src.b + 1, 16);
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->port);
+	} else {
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->src.b + 1, 4);
+		((struct sockaddr_in *)&ss)->sin_port = htons(c->port);
+	}
+	net_addr_str((struct sockaddr *)&ss, buf, len);
+}
+
+/* A session that did not write its close record (killed by a signal, or gave up on a stuck
+ * store at shutdown) gets it from the master, once; and its open record first if that did not
+ * make it either, so that every accepted connection is in the store, opened and closed. */
+void
+master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, const char *peer,
+    const char *reason)
+{
+	unsigned char payload[8 + REC_REASON_MAX];
+
+	if (master->pipe_wr < 0 || slot->closed)
+		return;
+	if (!slot->opened)
+		master_owe(REC_OPEN, conn, pid, peer, strlen(peer));
+	master_owe(REC_CLOSE, conn, pid, payload, rec_close_payload(payload, slot->bytes, reason));
+}
+
+/* How a child ended, as a close record's reason. */
+const char *
+master_end_reason(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, len, "%s", session_reason(WEXITSTATUS(status)));
+	return buf;
+}
+
+void
+master_store_died(int status)
+{
+	master->store_lost = WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR;
+	if (WIFSIGNALED(status))
+		log_warnx("store %d killed by signal %d", (int)master->store_pid, WTERMSIG(status));
+	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)
+		log_warnx("store %d exited %d", (int)master->store_pid, WEXITSTATUS(status));
+	else
+		log_info("store %d finished", (int)master->store_pid);
+	master->store_pid = 0;
+	master_restart_store();
+}
+
+size_t
+master_pipe_unread(void)
+{
+	int n = 0;
+
+	if (master->pipe_rd < 0 || ioctl(master->pipe_rd, FIONREAD, &n) < 0)
+		return 0;
+	return (size_t)n;
+}
+
+/* After the last session: hand the store everything owed, close the pipe so the store reads
+ * EOF, and wait for it to write, fsync and exit. */
+/* With --store-full block, a store still waiting for its disk when the last session has ended
+ * is told (SIGUSR1) to drop what it cannot write, once, so that the shutdown ends in bounded
+ * time; what is lost is said in the log and the exit status. */
+void
+master_store_giveup(int64_t at, pid_t *told)
+{
+	if (master->set.store_full != STORE_FULL_BLOCK || master->store_pid <= 0 ||
+	    *told == master->store_pid || io_now_ms() < at)
+		return;
+	log_warnx("the store has not finished %d s after the last session; telling it to stop "
+	    "waiting for the disk", MASTER_STORE_GIVEUP_MS / 1000);
+	kill(master->store_pid, SIGUSR1);
+	*told = master->store_pid;
+}
