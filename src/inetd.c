@@ -25,7 +25,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -107,16 +106,6 @@ inetd_wait_store(pid_t pid)
 	return WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR ? EX_IOERR : 0;
 }
 
-static void
-inetd_key(void)
-{
-	uint64_t key;
-
-	if (getrandom(&key, sizeof(key), 0) != (ssize_t)sizeof(key))
-		key = (uint64_t)rec_now_us() ^ ((uint64_t)getpid() << 32);
-	rec_set_key(key);
-}
-
 void
 inetd_run(const struct settings *set, const struct user_ids *user)
 {
@@ -131,7 +120,7 @@ inetd_run(const struct settings *set, const struct user_ids *user)
 	inetd_check_socket(&a.peer);
 	inetd_quiet();
 	sig_ignore(SIGPIPE);
-	inetd_key();
+	rec_new_key();
 	a.conn = (uint64_t)(rec_now_us() / 1000) * 1000 + (uint64_t)(getpid() % 1000);
 	if (set->store != NULL)
 		store = inetd_start_store(set, &a.pipe_wr);

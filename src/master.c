@@ -660,7 +660,7 @@ main(int argc, char **argv)
 	if (master->set.inetd)
 		inetd_run(&master->set, user);
 	master_alloc();
-	master_key();
+	rec_new_key();
 	master_signals();
 	master_sockets();
 	master_start(master_open_store());

@@ -148,7 +148,6 @@ void master_stats_line(char *line, size_t len);
 /* master_setup.c: sockets, privileges, systemd, the gate */
 void master_std_fds(void);
 void *master_shared(size_t len);
-void master_key(void);
 void master_gate(void);
 void master_sockets(void);
 void master_announce(void);

@@ -240,16 +240,6 @@ master_gate(void)
 		master_rules("--proxy-from", loopback, 2, &g->proxy_from);
 }
 
-void
-master_key(void)
-{
-	uint64_t key;
-
-	if (getrandom(&key, sizeof(key), 0) != (ssize_t)sizeof(key))
-		key = (uint64_t)rec_now_us() ^ ((uint64_t)getpid() << 32);
-	rec_set_key(key);
-}
-
 /* systemd's status line, at most every MASTER_STATUS_MS. */
 void
 master_status(void)

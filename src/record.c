@@ -6,7 +6,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 _Static_assert(sizeof(struct rec_hdr) == 40, "the frame header is 40 bytes");
 
@@ -18,6 +20,16 @@ rec_set_key(uint64_t key)
 	rec_key = key;
 }
 _Static_assert(REC_FRAME_MAX >= 512, "PIPE_BUF is at least 512 bytes");
+
+void
+rec_new_key(void)
+{
+	uint64_t key;
+
+	if (getrandom(&key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		key = (uint64_t)rec_now_us() ^ ((uint64_t)getpid() << 32);
+	rec_set_key(key);
+}
 
 int64_t
 rec_now_us(void)

@@ -1,5 +1,6 @@
 /*
- * record.h - the store's record format, on the pipe and in the file.  Pure code: no I/O.
+ * record.h - the store's record format, on the pipe and in the file.  Pure code but for the
+ * clock and the random key: no I/O.
  *
  * On the pipe, a record is one binary frame of at most PIPE_BUF bytes, written with one
  * write(2) so that frames from different sessions never interleave (PostgreSQL's syslogger
@@ -77,6 +78,8 @@ struct rec {
  * a frame its predecessor half read, and resynchronises on the next valid header: client data
  * cannot pass for one without the key. */
 void rec_set_key(uint64_t key);
+/* Draws a random key (getrandom; the clock and pid if that fails) and sets it. */
+void rec_new_key(void);
 int64_t rec_now_us(void);
 /* Fills a header for a payload of len bytes (at most REC_PAYLOAD_MAX). */
 void rec_header(struct rec_hdr *h, enum rec_type type, unsigned flags, uint64_t conn, pid_t pid,
