@@ -524,5 +524,8 @@ def test_functions_named_exist_in_src(lang):
     pairs = re.findall(r"`([a-z_][a-z0-9_]*)\(\)`\s+in\s+`src/([a-z_]+\.c)`", text) + \
         [(n, p) for p, n in re.findall(r"`src/([a-z_]+\.c)`의\s+`([a-z_][a-z0-9_]*)\(\)`", text)]
     assert len(pairs) >= 10, pairs
+    files = set(re.findall(r"`(src/[a-z_]+\.[ch])`", text))
+    gone = sorted(f for f in files if not os.path.exists(os.path.join(ROOT, f)))
+    assert not gone, f"{DOCS[lang]} names files src/ does not have: {gone}"
     for name, path in pairs:
         assert path in defs.get(name, ()), f"{name}() is not defined in src/{path}"
