@@ -378,7 +378,7 @@ class Server(Process):
     def active(self):
         """Sessions in progress: the session processes (fork mode), or the busy pool processes
         (--prefork, from the stats line)."""
-        if PREFORK:
+        if "--prefork" in self.argv:
             return self.stats()[0]["active"]
         return len(self.sessions())
 

@@ -5,6 +5,9 @@ import os
 import signal
 import socket
 import threading
+import time
+
+import pytest
 
 from conftest import (SLOW, Server, alive, connect, echo, proc_children, read_store,
                       recv_exact, store_by_conn, wait_until, zombies_of)
@@ -133,9 +136,20 @@ def test_master_death_closes_the_port_at_once_and_busy_ones_finish(tmp_path):
         kids = live_children(old)
         os.kill(old.pid, signal.SIGKILL)
         old.proc.wait(10 * SLOW)
-        # No orphan keeps the listener: a new server binds the same port at once.
-        new = Server(["-p", str(old.port), "-b", "127.0.0.1", "-s",
-                      str(tmp_path / "new.jsonl")])
+        # No orphan keeps the listener: each pool process closes it as soon as it learns of
+        # the death (PR_SET_PDEATHSIG), so a new server binds the same port within a second.
+        deadline = time.monotonic() + 1 * SLOW
+        while True:
+            new = Server(["-p", str(old.port), "-b", "127.0.0.1", "-s",
+                          str(tmp_path / "new.jsonl")])
+            try:
+                new.wait_line("listening on ", timeout=5)
+                break
+            except AssertionError:
+                new.cleanup()
+                assert "Address already in use" in new.output(), new.output()
+                assert time.monotonic() < deadline, "the port was still held after a second"
+                time.sleep(0.02)  # the period of the retry, not a synchronisation
         new.wait_ready()
         assert echo(new.port, b"new") == b"new"
         held.sendall(b"b")
@@ -173,4 +187,73 @@ def test_culled_and_refused_in_the_pool(start_server):
     wait_until(lambda: srv.stats()[0]["refused per source"] + srv.stats()[0]["culled dead"]
                >= 2, 10, what="both counted")
     held.close()
+    assert srv.stop() == 0
+
+
+def test_both_families_served_without_starving_one(start_server):
+    """Every pool process waits on the IPv6 and the IPv4 listener at once (EPOLLEXCLUSIVE):
+    clients of both, at the same time, are all served."""
+    srv = start_server("--prefork", "--min-spare", "2", bind=False)
+    try:
+        socket.create_connection(("::1", srv.port), timeout=1).close()
+    except OSError:
+        srv.stop()
+        pytest.skip("no IPv6 loopback here")
+    results = {}
+
+    def client(i, host):
+        results[(i, host)] = echo(srv.port, b"%s %d" % (host.encode(), i), host=host)
+
+    threads = [threading.Thread(target=client, args=(i, h)) for i in range(40)
+               for h in ("127.0.0.1", "::1")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60 * SLOW)
+    assert len(results) == 80
+    assert all(v == b"%s %d" % (h.encode(), i) for (i, h), v in results.items())
+    assert srv.stop() == 0
+    peers = [c["open"]["peer"] for c in store_by_conn(read_store(srv.store_path)).values()]
+    assert sum(p.startswith("127.0.0.1:") for p in peers) == 40
+    assert sum(p.startswith("[::1]:") for p in peers) == 40
+
+
+def test_pool_processes_killed_under_load_wedge_nothing(start_server):
+    """Pool processes SIGKILLed at random while others take the shared lock (--max-per-source
+    counts every connection under it): the service goes on, and the counts come back."""
+    srv = start_server("--prefork", "--min-spare", "4", "--max-per-source", "1000")
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                echo(srv.port, b"x" * 100)
+            except OSError:
+                pass  # a connection whose process was killed: reset, as expected
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(20):
+            kids = [k for k in live_children(srv) if k != srv.store_pid()]
+            if kids:
+                try:
+                    os.kill(kids[len(kids) // 2], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            wait_until(lambda: pool_stats(srv)[1] >= 1, 10, what="an idle pool process")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30 * SLOW)
+    assert echo(srv.port, b"after") == b"after"
+    wait_until(srv.quiet, 10, what="no session in progress")
+    # Every count taken was given back: as many new connections as the limit allow are served.
+    held = [connect(srv.port) for _ in range(10)]
+    for s in held:
+        s.sendall(b"h")
+        assert recv_exact(s, 1) == b"h"
+    for s in held:
+        s.close()
     assert srv.stop() == 0
