@@ -2,7 +2,9 @@
 # bench/compare.sh - mpechod beside the classic forking echo servers, on loopback only.
 #
 # Starts socat, ncat, tcpserver, xinetd (its internal echo service) and mpechod with and without
-# its store, all on 127.0.0.1, and runs the same mpecho-bench matrix against each: connect/s at
+# its store, in fork mode and with --prefork (its pool of processes that accept for themselves,
+# issue 12), and a yardstick (bench/epoll_echo.c, one process with an epoll loop, built here),
+# all on 127.0.0.1, and runs the same mpecho-bench matrix against each: connect/s at
 # C=1 and C=32, rr at C=1 and C=32, stream, and memory per held connection at C=HOLD_C.  The UDP
 # cells (mpecho-bench udp at C=1 and C=32, with a timeout of UDP_TMO) run against the servers
 # that serve UDP echo: xinetd (its internal dgram echo, on the same port), mpechod (--udp, no
@@ -13,16 +15,19 @@
 # DATE.svg).  A bare fork+_exit+waitpid loop (bench/forkrate.c) is measured in every round too.
 #
 # After the rounds, the flood cells: mpecho-bench flood for FLOOD_DUR seconds against every TCP
-# server but mpechod --no-store (mpechod runs with its store), once with resets and once with
-# FINs: 32 connections in flight that close as soon as they connect, one in ten after a 16 KiB
-# chunk, and a probe client every 200 ms whose echo is timed.
+# server but the mpechods with --no-store (mpechod runs with its store, in both modes), once with
+# resets and once with FINs: 32 connections in flight that close as soon as they connect, one in
+# ten after a 16 KiB chunk, and a probe client every 200 ms whose echo is timed.
+#
+# A prefork server starts afresh before and after its hold cell (its pool retires one idle process
+# a second, so the processes a hold grows stay for a quarter of an hour).
 #
 # Every process started here is stopped by pid, with its descendants, when the script exits.
 # Nothing but 127.0.0.1 is used, and nothing looks up a name.
 #
 # Environment: ROUNDS (3), DUR (seconds per cell, 2), TMO (per-request timeout in ms, 5000),
 # UDP_TMO (the udp cells' timeout in ms, after which a request is lost, 200), HOLD_C (1000),
-# BUDGET (seconds after which the cells left are skipped, 660), OUT (the results directory,
+# BUDGET (seconds after which the cells left are skipped, 900), OUT (the results directory,
 # bench/results), SERVERS (a subset, e.g. "tcpserver mpechod"), CELLS (a subset of the round's
 # cells, e.g. "" for none), FLOOD_CELLS ("flood_rst flood_fin", or "" for none),
 # FLOOD_DUR (8).
@@ -38,11 +43,12 @@ DUR=${DUR:-2}
 TMO=${TMO:-5000}
 UDP_TMO=${UDP_TMO:-200}
 HOLD_C=${HOLD_C:-1000}
-BUDGET=${BUDGET:-660}
+BUDGET=${BUDGET:-900}
 FLOOD_DUR=${FLOOD_DUR:-8}
 OUT=${OUT:-$ROOT/bench/results}
 DATE=$(date -u +%F)
-ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store socat_udp"
+ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store mpechod_prefork
+    mpechod_prefork_store epoll socat_udp"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 CELLS=${CELLS-conn1 conn32 rr1 rr32 stream hold udp1 udp32}
 FLOOD_CELLS=${FLOOD_CELLS-flood_rst flood_fin}
@@ -152,6 +158,9 @@ free_port() {
 	echo "$NEXT_PORT"
 }
 
+# The mpechod --prefork servers.
+is_prefork() { case $1 in mpechod_prefork*) return 0 ;; esac; return 1; }
+
 # Which servers serve UDP echo, and which TCP (socat_udp serves UDP only).
 UDP_SERVERS="xinetd mpechod mpechod_store socat_udp"
 serves_udp() { case " $UDP_SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -227,6 +236,14 @@ server_argv() {
 	mpechod) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store -c "$max" "${MPECHOD_UDP[@]}") ;;
 	mpechod_store) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.jsonl" -c "$max"
 	    "${MPECHOD_UDP[@]}") ;;
+	# The same two with a pool of processes that accept for themselves (issue 12); -c bounds
+	# the pool.  They serve UDP as the others do, but are measured on TCP only.
+	mpechod_prefork) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store --prefork -c "$max"
+	    "${MPECHOD_UDP[@]}") ;;
+	mpechod_prefork_store) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/pstore.jsonl"
+	    --prefork -c "$max" "${MPECHOD_UDP[@]}") ;;
+	# The yardstick: one process, one epoll loop, no store (bench/epoll_echo.c).
+	epoll) ARGV=("$WORK/epoll_echo" 127.0.0.1 "$port") ;;
 	# One process per datagram, echoing through a pipe to itself: the lighter of socat's
 	# two echoes (EXEC:cat forks and execs a cat for each datagram besides).
 	socat_udp) ARGV=(socat "UDP-RECVFROM:$port,bind=127.0.0.1,fork" PIPE) ;;
@@ -275,6 +292,12 @@ start_server() {
 # does not pay for the last one's exits.
 settle() {
 	local name=$1 i
+	# A prefork pool does not shrink back within seconds, and its processes do not exit after
+	# a connection: there is nothing to wait for.
+	if is_prefork "$name"; then
+		sleep 0.2
+		return 0
+	fi
 	for i in $(seq 50); do
 		[ "$(descendants "${PID[$name]}" | wc -l)" -le "${BASEKIDS[$name]}" ] && return 0
 		sleep 0.1
@@ -313,6 +336,8 @@ run_cell() {
 		log "$name died; restarting it"
 		stop_tree "${PID[$name]}"
 		start_server "$name" || PID[$name]=
+	elif [ -n "${PID[$name]:-}" ] && is_prefork "$name" && [ "$cell" = hold ]; then
+		restart "$name"
 	fi
 	if [ -z "${PID[$name]:-}" ]; then
 		printf '%s\t%s\t%s\tdown\tnull\n' "$round" "$name" "$cell" >>"$RAW"
@@ -326,7 +351,21 @@ run_cell() {
 	rc=$?
 	printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$cell" "$rc" "${out:-null}" >>"$RAW"
 	[ "$name" = mpechod_store ] && : >"$WORK/store.jsonl"
-	settle "$name"
+	[ "$name" = mpechod_prefork_store ] && : >"$WORK/pstore.jsonl"
+	if is_prefork "$name" && [ "$cell" = hold ]; then
+		restart "$name"
+	else
+		settle "$name"
+	fi
+}
+
+# A prefork server starts afresh before and after its hold cell: before, so the hold counts
+# the processes its connections need from the pool of a new server (--min-spare idle); after,
+# so the next cells do not run with the thousand idle processes the hold left.
+restart() {
+	log "$1: restarting"
+	stop_tree "${PID[$1]}"
+	start_server "$1" || { PID[$1]=; echo "$1 could not be restarted" >>"$NOTES"; }
 }
 
 # The servers in an order that moves by one at each step, so none is always first after a
@@ -375,7 +414,8 @@ environment() {
 	} >"$WORK/env.txt"
 }
 
-# The flood cells, once each, against every server but mpechod --no-store, in rotating order.
+# The flood cells, once each, against every server but the mpechods without their store, in
+# rotating order.
 floods() {
 	local cell name k=0
 	[ -n "$FLOOD_CELLS" ] && log "flood cells"
@@ -383,7 +423,7 @@ floods() {
 		k=$((k + 1))
 		# shellcheck disable=SC2086
 		for name in $(rotate "$k" $SERVERS); do
-			[ "$name" = mpechod ] && continue
+			case $name in mpechod | mpechod_prefork) continue ;; esac
 			serves_tcp "$name" || continue
 			if [ $((SECONDS - STARTED)) -ge "$BUDGET" ]; then
 				printf '1\t%s\t%s\tskipped\tnull\n' "$name" "$cell" >>"$RAW"
@@ -404,6 +444,7 @@ main() {
 	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 	install_missing
 	cc -O2 -o "$WORK/forkrate-dynamic" "$HERE/forkrate.c" || exit 1
+	cc -O2 -o "$WORK/epoll_echo" "$HERE/epoll_echo.c" || exit 1
 	cc -O2 -static -o "$WORK/forkrate-static" "$HERE/forkrate.c" 2>/dev/null ||
 	    log "no static libc: the static fork loop is skipped"
 	environment

@@ -2,10 +2,14 @@
 #   gnuplot -e "datafile='bench/results/DATE.ratios.dat'; outbase='bench/results/DATE'" plot.gp
 # The data file has one row per figure and one column per server; "?" marks a failed cell, or one
 # not run (socat UDP serves only UDP; the TCP-only servers get no udp cells).  The flood cells
-# are not in it: mpechod --no-store, the reference, is not flooded.  The scale goes down to 1e-4
+# are not in it: mpechod --no-store, the reference, is not flooded.  With mpechod --prefork and
+# the epoll yardstick there are up to 10 columns: ten colours, so that none repeats.  The scale goes down to 1e-4
 # for the udp req/s of the peers that lose most requests (xinetd) or fork per datagram (socat).
 
 set datafile missing "?"
+array colour[10] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", \
+    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+do for [i=1:10] { set linetype i lc rgb colour[i] }
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -18,7 +22,7 @@ set grid ytics
 set ylabel "ratio to mpechod --no-store (log scale)"
 set xtics rotate by 25 right noenhanced
 set key outside right top vertical noenhanced
-set title "Forking echo servers: each figure over mpechod --no-store's\n(above 1: more conn/s, req/s, MiB/s, but also more latency or memory; missing bar: the cell failed or was not run)" noenhanced
+set title "Echo servers on loopback: each figure over mpechod --no-store's\n(above 1: more conn/s, req/s, MiB/s, but also more latency or memory; missing bar: the cell failed or was not run)" noenhanced
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb "black" front
 set bmargin 6
 
