@@ -96,6 +96,7 @@ master_spawn_pool(int n)
 		master_fds_to_close(&c, master->pipe_wr, KEEP_LISTENERS);
 		master->pslots[slot] = (struct pool_slot){ .state = POOL_STARTING };
 		__atomic_add_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
+		pool_prepare(&a);
 		pid = _Fork();
 		if (pid == 0) {
 			master_close_inherited(&c);

@@ -18,14 +18,15 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#define POOL_MAX_LISTEN 32
 
-static struct {
-	const struct pool_args *a;
-	int lfd[POOL_MAX_LISTEN];
-	int nlfd;
-	volatile sig_atomic_t leave;
-} pool;
+/* This process's arguments, set by the master just before the fork (pool_prepare).  A pool
+ * process writes no static variable of its own: the state it changes lives in its slot, in the
+ * master's shared mapping, and in the session's buffer page, which its first read dirties
+ * anyway.  A write to any other page of the program's data would copy that page for every
+ * pool process, 4 KiB per held connection (see bench/: a pool process then costs what a
+ * forked session does). */
+static const struct pool_args *pool_self;
+#define pool (*pool_self->slot)
 
 /* Stop accepting: the listeners are closed here, in the handler (close is async-signal-safe),
  * so that a pool process that outlives its master never holds the port. */
@@ -58,9 +59,9 @@ pool_sigusr2(int signo)
 	(void)signo;
 	pool.leave = 1;
 	pool_close_listeners();
-	if (pool.a->slot->state == POOL_BUSY && pool.a->sess.grace > 0)
-		alarm((unsigned)pool.a->sess.grace);
-	else if (pool.a->slot->state == POOL_BUSY)
+	if (pool_self->slot->state == POOL_BUSY && pool_self->sess.grace > 0)
+		alarm((unsigned)pool_self->sess.grace);
+	else if (pool_self->slot->state == POOL_BUSY)
 		raise(SIGTERM);
 	errno = saved;
 }
@@ -68,9 +69,9 @@ pool_sigusr2(int signo)
 static void
 pool_set_state(int from, int to)
 {
-	struct shared *sh = pool.a->sh;
+	struct shared *sh = pool_self->sh;
 
-	__atomic_store_n(&pool.a->slot->state, to, __ATOMIC_RELEASE);
+	__atomic_store_n(&pool_self->slot->state, to, __ATOMIC_RELEASE);
 	if (from == POOL_STARTING)
 		__atomic_sub_fetch(&sh->starting, 1, __ATOMIC_ACQ_REL);
 	if (to == POOL_IDLE)
@@ -80,7 +81,7 @@ pool_set_state(int from, int to)
 	if (from == POOL_IDLE && __atomic_sub_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL) == 0) {
 		char b = 1;
 
-		if (write(pool.a->wake_wr, &b, 1) < 0) {
+		if (write(pool_self->wake_wr, &b, 1) < 0) {
 			/* Full: the master has a wakeup pending already. */
 		}
 	}
@@ -91,9 +92,9 @@ pool_set_state(int from, int to)
 static void
 pool_serve(int cfd, const struct sockaddr_storage *ss)
 {
-	const struct pool_args *a = pool.a;
+	const struct pool_args *a = pool_self;
 	struct pool_slot *slot = a->slot;
-	struct session_args s = a->sess;
+	struct session_args *s = &slot->sess;
 	struct admit_key key;
 	enum session_end end;
 	uint64_t bytes;
@@ -111,20 +112,20 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	}
 	slot->src = key;
 	__atomic_store_n(&slot->admitted, admitted, __ATOMIC_RELEASE);
-	slot->peer = *ss;
 	slot->s = (struct session_slot){ 0 };
 	__atomic_store_n(&slot->conn, __atomic_fetch_add(&a->sh->next_conn, 1, __ATOMIC_RELAXED),
 	    __ATOMIC_RELEASE);
 	__atomic_add_fetch(&a->sh->accepted, 1, __ATOMIC_RELAXED);
-	s.fd = cfd;
-	s.conn = slot->conn;
-	s.peer = *ss;
-	s.slot = &slot->s;
-	end = session_serve(&s);
+	*s = a->sess;
+	s->fd = cfd;
+	s->conn = slot->conn;
+	s->peer = *ss;
+	s->slot = &slot->s;
+	end = session_serve(s);
 	__atomic_store_n(&slot->end, (int)end, __ATOMIC_RELEASE);
 	bytes = __atomic_load_n(&slot->s.bytes, __ATOMIC_RELAXED);
 	log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)getpid(),
-	    (unsigned long long)s.conn, (int)end, session_reason((int)end),
+	    (unsigned long long)s->conn, (int)end, session_reason((int)end),
 	    (unsigned long long)bytes);
 	__atomic_add_fetch(&a->sh->bytes_done, bytes, __ATOMIC_RELAXED);
 	slot->served++;
@@ -132,7 +133,10 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 		gate_release(a->gate, &key);
 		__atomic_store_n(&slot->admitted, 0, __ATOMIC_RELEASE);
 	}
-	if (session_stopping())
+	/* A connection whose close record did not get into the pipe (the store gone or stuck):
+	 * this process leaves, and the master writes the record on its behalf, as it does for a
+	 * forked session. */
+	if (session_stopping() || (s->pipe_wr >= 0 && !slot->s.closed))
 		pool.leave = 1;
 }
 
@@ -141,8 +145,16 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 static void
 pool_accept_failed(void)
 {
-	shared_log(pool.a->sh, &pool.a->sh->log_refused, "accept failed; pausing 100 ms");
+	shared_log(pool_self->sh, &pool_self->sh->log_refused, "accept failed; pausing 100 ms");
 	poll(NULL, 0, 100);
+}
+
+/* A pool process leaves with _exit: what it inherited at the fork is the master's. */
+static _Noreturn void
+pool_fatal(const char *what)
+{
+	log_warn("pool process: %s", what);
+	_exit(EX_OSERR);
 }
 
 static int
@@ -151,28 +163,34 @@ pool_epoll(void)
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 
 	if (ep < 0)
-		fatal(EX_OSERR, "epoll_create1");
+		pool_fatal("epoll_create1");
 	for (int i = 0; i < pool.nlfd; i++) {
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = pool.lfd[i] };
 
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, pool.lfd[i], &ev) < 0)
-			fatal(EX_OSERR, "epoll_ctl");
+			pool_fatal("epoll_ctl");
 	}
 	return ep;
 }
 
 void
+pool_prepare(const struct pool_args *a)
+{
+	struct pool_slot *slot = a->slot;
+
+	pool_self = a;
+	slot->nlfd = a->nlfd < POOL_MAX_LISTEN ? a->nlfd : POOL_MAX_LISTEN;
+	memcpy(slot->lfd, a->lfd, (size_t)slot->nlfd * sizeof(int));
+	slot->leave = 0;
+}
+
+void
 pool_run(const struct pool_args *a)
 {
-	struct sockaddr_storage ss;
 	struct epoll_event ev;
 	socklen_t len;
 	int ep, cfd;
 
-	log_init(NULL, "pool");
-	pool.a = a;
-	pool.nlfd = a->nlfd < POOL_MAX_LISTEN ? a->nlfd : POOL_MAX_LISTEN;
-	memcpy(pool.lfd, a->lfd, (size_t)pool.nlfd * sizeof(int));
 	session_init(&a->sess);
 	sig_handle(SIGUSR1, pool_sigusr1, 0);
 	sig_handle(SIGUSR2, pool_sigusr2, 0);
@@ -184,15 +202,15 @@ pool_run(const struct pool_args *a)
 	    __ATOMIC_ACQUIRE)) {
 		if (epoll_wait(ep, &ev, 1, -1) < 1)
 			continue;
-		len = sizeof(ss);
-		cfd = accept4(ev.data.fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		len = sizeof(a->slot->peer);
+		cfd = accept4(ev.data.fd, (struct sockaddr *)&a->slot->peer, &len, SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
 				pool_accept_failed();
 			continue;
 		}
 		pool_set_state(POOL_IDLE, POOL_BUSY);
-		pool_serve(cfd, &ss);
+		pool_serve(cfd, &a->slot->peer);
 		if (a->max_conns > 0 && a->slot->served >= (uint64_t)a->max_conns)
 			break;
 		pool_set_state(POOL_BUSY, POOL_IDLE);

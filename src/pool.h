@@ -19,7 +19,10 @@
 #include "session.h"
 #include "shared.h"
 
+#include <signal.h>
 #include <stdint.h>
+
+#define POOL_MAX_LISTEN 32
 
 /* A slot's life: FREE, STARTING (forked), then IDLE and BUSY in turn, and LEAVING once the
  * process has finished its last connection.  A process that dies in another state crashed: the
@@ -32,10 +35,14 @@ struct pool_slot {
 	uint64_t conn;               /* the connection in hand; 0: none */
 	int end;                     /* how it ended (enum session_end); -1 while in it */
 	uint64_t served;             /* connections served so far */
-	struct sockaddr_storage peer;
+	struct sockaddr_storage peer; /* accept(2) writes it here, not on the stack */
+	struct session_args sess;    /* the connection's session_serve arguments, likewise */
 	struct admit_key src;
 	int admitted;                /* src is counted for --max-per-source at accept */
 	struct session_slot s;       /* bytes, and whether its open and close records are in */
+	int lfd[POOL_MAX_LISTEN];    /* its listeners, until it closes them */
+	int nlfd;
+	volatile sig_atomic_t leave; /* asked to leave, or its master died */
 };
 
 struct pool_args {
@@ -50,6 +57,9 @@ struct pool_args {
 	                              * fd, conn, peer and slot are filled in */
 };
 
+/* In the master, right before the fork: a's slot and listeners for the new process.  a must
+ * stay valid in the child (the master's stack, copied by the fork, is). */
+void pool_prepare(const struct pool_args *a);
 _Noreturn void pool_run(const struct pool_args *a);
 
 #endif

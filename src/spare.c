@@ -24,8 +24,10 @@ spare_tick(const struct spare_view *v, int *rate)
 		return p;
 	}
 	*rate = 1;
+	/* Half the excess a tick (at least one): after a burst of thousands the pool is back to
+	 * its spares in a dozen seconds, not the hours that Apache's one a second would take. */
 	if (v->idle > v->max_spare)
-		p.retire = 1;
+		p.retire = (v->idle - v->max_spare + 1) / 2;
 	return p;
 }
 

@@ -4,8 +4,8 @@
  *
  * Once a maintenance tick (a second), the master compares the idle processes with --min-spare
  * and --max-spare: below the minimum it starts some, 1 the first tick, then twice as many each
- * tick that still finds too few, up to SPARE_RATE_MAX; above the maximum it retires one idle
- * process a tick.  Between ticks, when a connection waits and no process is idle or starting,
+ * tick that still finds too few, up to SPARE_RATE_MAX; above the maximum it retires half the
+ * excess (at least one) a tick.  Between ticks, when a connection waits and no process is idle or starting,
  * it starts some at once (Postfix's master watches its listeners exactly then), doubling the
  * same way.  Never past --max-clients.  Pure: no clock, no I/O.
  */

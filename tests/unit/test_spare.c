@@ -49,16 +49,26 @@ Test(tick, rate_caps_and_starting_processes_count)
 	cr_assert_eq(spare_tick(&v, &rate).spawn, 0, "5 starting are the 5 spares");
 }
 
-Test(tick, retires_one_a_tick_above_max_spare)
+Test(tick, retires_half_the_excess_a_tick_above_max_spare)
 {
-	int rate = 4;
+	int rate = 4, idle = 10010, ticks = 0;
 	struct spare_view v = view(30, 25, 0);
 	struct spare_plan p = spare_tick(&v, &rate);
 
-	cr_assert_eq(p.retire, 1);
+	cr_assert_eq(p.retire, 8, "retired %d of 15 too many", p.retire);
 	cr_assert_eq(p.spawn, 0);
+	v = view(30, 11, 0);
+	cr_assert_eq(spare_tick(&v, &rate).retire, 1, "one too many: one retired");
 	v = view(30, 10, 0);
 	cr_assert_eq(spare_tick(&v, &rate).retire, 0, "at max_spare nothing is retired");
+	/* After a burst of 10,000 held connections: back to the spares in few ticks. */
+	while (idle > 10) {
+		v = view(idle, idle, 0);
+		v.max_clients = 20000;
+		idle -= spare_tick(&v, &rate).retire;
+		ticks++;
+	}
+	cr_assert(ticks <= 15, "%d ticks", ticks);
 }
 
 Test(tick, never_past_max_clients)
