@@ -12,9 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The most listening sockets, and processes holding them, procfs_find_listener considers. */
+/* The most listening sockets procfs_find_listener considers. */
 #define PROCFS_MAX_INODES 16
-#define PROCFS_MAX_HOLDERS 64
 
 static pid_t procfs_pids[PROCFS_MAX_PROCS];
 
@@ -234,38 +233,40 @@ procfs_holds_inode(const char *root, const char *pid, const unsigned long *ino, 
 	return found;
 }
 
-/* The first candidate whose parent is not a candidate too. */
+/* Up from pid through the parents that hold the listener too: the process that opened it (the
+ * master, above its sessions or pool processes, however many there are). */
 static pid_t
-procfs_topmost(const char *root, const pid_t *cand, int nc)
+procfs_topmost(const char *root, pid_t pid, const unsigned long *ino, int n)
 {
-	for (int i = 0; i < nc; i++) {
-		pid_t pp = procfs_ppid(root, cand[i]);
-		int parent_holds = 0;
+	char name[24];
 
-		for (int j = 0; j < nc; j++)
-			parent_holds |= (cand[j] == pp);
-		if (!parent_holds)
-			return cand[i];
+	for (int depth = 0; depth < 64; depth++) {
+		pid_t pp = procfs_ppid(root, pid);
+
+		snprintf(name, sizeof(name), "%d", (int)pp);
+		if (pp <= 1 || !procfs_holds_inode(root, name, ino, n))
+			break;
+		pid = pp;
 	}
-	return 0;
+	return pid;
 }
 
 pid_t
 procfs_find_listener(const char *root, int port)
 {
 	unsigned long ino[PROCFS_MAX_INODES];
-	pid_t cand[PROCFS_MAX_HOLDERS];
+	pid_t holder = 0;
 	struct dirent *e;
-	int n, nc = 0;
+	int n;
 	DIR *d;
 
 	n = procfs_listener_inodes(root, port, ino, PROCFS_MAX_INODES);
 	if (n == 0 || (d = opendir(root)) == NULL)
 		return 0;
-	while (nc < PROCFS_MAX_HOLDERS && (e = readdir(d)) != NULL)
+	while (holder == 0 && (e = readdir(d)) != NULL)
 		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
 		    procfs_holds_inode(root, e->d_name, ino, n))
-			cand[nc++] = (pid_t)strtol(e->d_name, NULL, 10);
+			holder = (pid_t)strtol(e->d_name, NULL, 10);
 	closedir(d);
-	return procfs_topmost(root, cand, nc);
+	return holder == 0 ? 0 : procfs_topmost(root, holder, ino, n);
 }
