@@ -49,7 +49,7 @@ admit_init(struct admit *a, int max_clients, int max_per_source, int max_rate)
 }
 
 /* FNV-1a over the key's bytes. */
-static uint32_t
+uint32_t
 admit_hash(const struct admit_key *k)
 {
 	uint32_t h = 2166136261u;

@@ -53,6 +53,8 @@ struct admit {
 
 /* The key of a peer address (AF_INET or AF_INET6; anything else is one key of its own). */
 void admit_key(const struct sockaddr_storage *ss, struct admit_key *k);
+/* A hash of the key (FNV-1a), for tables keyed by source. */
+uint32_t admit_hash(const struct admit_key *k);
 /* Bytes an admit state needs for max_clients concurrent sessions. */
 size_t admit_size(int max_clients, int max_per_source);
 /* Sets up zeroed memory of admit_size() bytes; the bucket starts full. */

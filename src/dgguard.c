@@ -82,22 +82,12 @@ dg_check_source(const struct sockaddr *sa, uint16_t own)
 	return DG_BAD_ADDR;
 }
 
-static uint32_t
-dg_hash(const struct admit_key *k)
-{
-	uint32_t h = 2166136261u;
-
-	for (int i = 0; i < ADMIT_KEY_LEN; i++)
-		h = (h ^ k->b[i]) * 16777619u;
-	return h;
-}
-
 /* The source's entry: found within DG_PROBE slots, else a free one, else the least recently
  * seen of them, reset. */
 static struct dg_source *
 dg_source(struct dg_guard *g, const struct admit_key *k, int64_t now_ms)
 {
-	uint32_t h = dg_hash(k);
+	uint32_t h = admit_hash(k);
 	struct dg_source *victim = NULL;
 
 	for (int i = 0; i < DG_PROBE; i++) {
