@@ -18,6 +18,7 @@
 #include "sig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -28,6 +29,8 @@
 #include <unistd.h>
 
 #define SESSION_BUF 65536
+/* The splice pipe's size (--no-store streams). */
+#define SESSION_SPLICE_PIPE 262144
 
 /* Everything a session writes outside its stack, in one page-aligned block: its few variables
  * share the buffer's first page, which the first read dirties anyway.  The master never touches
@@ -207,9 +210,93 @@ session_sock_error(int err, enum session_end on_timeout)
 	return SESSION_ERROR;
 }
 
+/* Counts n more bytes echoed (or about to be): once recorded and before the echo, so the close
+ * record's count is the sum of the data records, and the master's stats already include
+ * whatever a client has received. */
+static void
+session_count(const struct session_args *a, uint64_t *bytes, size_t n)
+{
+	*bytes += (uint64_t)n;
+	__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
+}
+
+/* Moves the n bytes in the pipe p to the socket.  A blocking socket's SO_SNDTIMEO bounds
+ * splice(2) as it bounds write(2): EAGAIN when nothing moved for the timeout. */
+static int
+session_splice_out(int p, int fd, size_t n)
+{
+	ssize_t m;
+
+	while (n > 0) {
+		m = splice(p, NULL, fd, NULL, n, SPLICE_F_MOVE);
+		if (m < 0 && errno == EINTR)
+			continue;
+		if (m <= 0)
+			return -1;
+		n -= (size_t)m;
+	}
+	return 0;
+}
+
+/* --no-store, once the connection streams: socket -> pipe -> socket with splice(2), so the bytes
+ * are never copied through user space (a read and a write copy each byte twice).  The pipe is
+ * the session's own, made here and closed before it returns, so a pool process that serves many
+ * connections keeps no descriptor.  Both splices block on the socket with its timeouts, as read
+ * and write do: SO_RCVTIMEO bounds the one from the socket (EAGAIN: idle), SO_SNDTIMEO the one
+ * to it (EAGAIN: write-timeout), and SIGTERM's shutdown(2) wakes either.  TCP's splice may also
+ * return 0 with the connection open (data it cannot splice), so a 0 is handed to read(2), which
+ * tells a half-close from data exactly as the read path does.  Returns -1 with nothing read when
+ * no pipe could be made: the caller goes on with read and write. */
+static int
+session_splice(const struct session_args *a, uint64_t *bytes, enum session_end *end)
+{
+	int p[2];
+	ssize_t n;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	/* Larger than the default 64 KiB (16 slots, and a slot may hold a small piece of an skb):
+	 * fewer calls per byte.  Past the user's pipe limits the kernel refuses: the default size
+	 * works too. */
+	(void)fcntl(p[1], F_SETPIPE_SZ, SESSION_SPLICE_PIPE);
+	for (;;) {
+		n = splice(a->fd, NULL, p[1], NULL, SESSION_SPLICE_PIPE, SPLICE_F_MOVE);
+		if (n < 0 && errno == EINTR && !session.stopping)
+			continue;
+		if (n > 0) {
+			session_count(a, bytes, (size_t)n);
+			if (session_splice_out(p[0], a->fd, (size_t)n) < 0) {
+				*end = session_sock_error(errno, SESSION_WTIMEOUT);
+				break;
+			}
+			continue;
+		}
+		if (n == 0)
+			n = read(a->fd, session.buf, sizeof(session.buf));
+		if (n < 0 && errno == EINTR && !session.stopping)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				*end = session_sock_error(errno, SESSION_IDLE);
+			else
+				*end = session.stopping ? SESSION_SHUTDOWN : SESSION_EOF;
+			break;
+		}
+		session_count(a, bytes, (size_t)n);
+		if (io_write_all(a->fd, session.buf, (size_t)n) < 0) {
+			*end = session_sock_error(errno, SESSION_WTIMEOUT);
+			break;
+		}
+	}
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
 static enum session_end
 session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 {
+	enum session_end end;
 	ssize_t n;
 
 	for (;;) {
@@ -223,13 +310,15 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 		if (a->pipe_wr >= 0 &&
 		    session_record_data(a->pipe_wr, a->conn, pid, session.buf, (size_t)n) < 0)
 			return session_store_end(errno);
-		/* Counted once recorded and before the echo, so the close record's count is the
-		 * sum of the data records, and the master's stats already include whatever a
-		 * client has received. */
-		*bytes += (uint64_t)n;
-		__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
+		session_count(a, bytes, (size_t)n);
 		if (io_write_all(a->fd, session.buf, (size_t)n) < 0)
 			return session_sock_error(errno, SESSION_WTIMEOUT);
+		/* A read that fills the buffer means a stream: with nothing to record, splice the
+		 * rest.  Requests smaller than the buffer stay with read and write, which cost two
+		 * calls a request where splice costs two and a pipe. */
+		if (a->pipe_wr < 0 && (size_t)n == sizeof(session.buf) &&
+		    session_splice(a, bytes, &end) == 0)
+			return end;
 	}
 }
 
