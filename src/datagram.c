@@ -162,23 +162,29 @@ datagram_one(int i, unsigned int len, int nout)
 static void
 datagram_send(int fd, int nout)
 {
+	struct datagram_stats *st = dg.args->stats;
+	uint64_t bytes = 0;
 	int sent = 0, n;
 
+	/* Counted before they go: a client that has its echo then never reads a count without
+	 * it in the stats line.  What could not be sent is taken back below. */
+	for (int i = 0; i < nout; i++)
+		bytes += dg.oiov[i].iov_len;
+	__atomic_add_fetch(&st->echoed, (uint64_t)nout, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&st->bytes, bytes, __ATOMIC_RELAXED);
 	while (sent < nout) {
 		n = sendmmsg(fd, dg.out + sent, (unsigned int)(nout - sent), MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		for (int i = sent; i < sent + n; i++)
-			__atomic_add_fetch(&dg.args->stats->bytes, dg.oiov[i].iov_len,
-			    __ATOMIC_RELAXED);
 		sent += n;
 	}
-	__atomic_add_fetch(&dg.args->stats->echoed, (uint64_t)sent, __ATOMIC_RELAXED);
 	if (sent < nout) {
-		__atomic_add_fetch(&dg.args->stats->dropped_store, (uint64_t)(nout - sent),
-		    __ATOMIC_RELAXED);
+		for (int i = sent; i < nout; i++)
+			__atomic_sub_fetch(&st->bytes, dg.oiov[i].iov_len, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&st->echoed, (uint64_t)(nout - sent), __ATOMIC_RELAXED);
+		__atomic_add_fetch(&st->dropped_store, (uint64_t)(nout - sent), __ATOMIC_RELAXED);
 		datagram_dropped((const struct sockaddr *)dg.out[sent].msg_hdr.msg_name,
 		    "the socket's send buffer is full");
 	}
