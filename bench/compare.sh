@@ -48,9 +48,9 @@ FLOOD_DUR=${FLOOD_DUR:-8}
 OUT=${OUT:-$ROOT/bench/results}
 DATE=$(date -u +%F)
 ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store mpechod_prefork
-    mpechod_prefork_store epoll socat_udp"
+    mpechod_prefork_store mpechod_raw epoll socat_udp"
 SERVERS=${SERVERS:-$ALL_SERVERS}
-CELLS=${CELLS-conn1 conn32 rr1 rr32 stream hold udp1 udp32}
+CELLS=${CELLS-conn1 conn32 rr1 rr32 stream stream_text hold udp1 udp32}
 FLOOD_CELLS=${FLOOD_CELLS-flood_rst flood_fin}
 
 WORK=$(mktemp -d /tmp/mpecho-compare.XXXXXX)
@@ -169,7 +169,9 @@ serves_tcp() { [ "$1" != socat_udp ]; }
 serves_cell() {
 	case $2 in
 	udp*) serves_udp "$1" ;;
-	*) serves_tcp "$1" ;;
+	# Store on and off with printable text (issue 15): mpechod alone.
+	stream_text) case $1 in mpechod | mpechod_store | mpechod_raw) return 0 ;; esac; return 1 ;;
+	*) [ "$1" = mpechod_raw ] && { [ "$2" = stream ]; return; }; serves_tcp "$1" ;;
 	esac
 }
 
@@ -236,6 +238,9 @@ server_argv() {
 	mpechod) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store -c "$max" "${MPECHOD_UDP[@]}") ;;
 	mpechod_store) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.jsonl" -c "$max"
 	    "${MPECHOD_UDP[@]}") ;;
+	# The store in its raw format (issue 15), in the stream cells only.
+	mpechod_raw) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.raw" --store-format raw
+	    -c "$max") ;;
 	# The same two with a pool of processes that accept for themselves (issue 12); -c bounds
 	# the pool.  They serve UDP as the others do, but are measured on TCP only.
 	mpechod_prefork) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store --prefork -c "$max"
@@ -321,6 +326,7 @@ cell_args() {
 	rr1) ARGS=(-c 1 rr) ;;
 	rr32) ARGS=(-c 32 rr) ;;
 	stream) ARGS=(-c 1 stream) ;;
+	stream_text) ARGS=(-c 1 --text stream) ;;
 	hold) ARGS=(-c "$HOLD_C" hold) ;;
 	udp1) ARGS=(-c 1 udp); CELL_TMO=$UDP_TMO ;;
 	udp32) ARGS=(-c 32 udp); CELL_TMO=$UDP_TMO ;;
@@ -329,8 +335,36 @@ cell_args() {
 	esac
 }
 
+# The CPU ticks of the fork-mode mpechod's long-lived children (its store, and its datagram
+# process, idle in the TCP cells), or nothing for another server: sessions come and go.
+helpers_ticks() {
+	local k t=0 f
+	case $1 in mpechod|mpechod_store|mpechod_raw) ;; *) return 0 ;; esac
+	for k in $(cat /proc/"${PID[$1]}"/task/*/children 2>/dev/null); do
+		f=$(sed 's/.*) //' /proc/"$k"/stat 2>/dev/null) || continue
+		set -- $f
+		t=$((t + ${12} + ${13}))
+	done
+	echo "$t"
+}
+
+# Adds "store_cpu_pct" (the store's CPU over the cell, as helpers_ticks counts it) to the cell's
+# JSON: what the store costs beside the sessions (issue 15).
+with_store_cpu() {
+	local name=$1 out=$2 h0=$3 t0=$4 h1 ns
+	h1=$(helpers_ticks "$name")
+	if [ -z "$h0" ] || [ -z "$h1" ] || [ -z "$out" ] || [ "${out: -1}" != "}" ]; then
+		printf '%s' "$out"
+		return
+	fi
+	ns=$(( $(date +%s%N) - t0 ))
+	printf '%s,"store_cpu_pct":%s}' "${out%\}}" \
+	    "$(awk -v t=$((h1 - h0)) -v hz="$(getconf CLK_TCK)" -v ns="$ns" \
+	    'BEGIN { printf "%.1f", (ns > 0 ? t / hz * 1e11 / ns : 0) }')"
+}
+
 run_cell() {
-	local round=$1 name=$2 cell=$3 out rc limit
+	local round=$1 name=$2 cell=$3 out rc limit helpers0 t0
 	if [ -n "${PID[$name]:-}" ] && ! alive "${PID[$name]}"; then
 		echo "round $round: $name had died before $cell; restarted it" >>"$NOTES"
 		log "$name died; restarting it"
@@ -346,11 +380,15 @@ run_cell() {
 	cell_args "$cell"
 	# mpecho-bench bounds itself by the duration + 3 timeouts + 10 s; this is only a backstop.
 	limit=$((CELL_DUR + 3 * CELL_TMO / 1000 + 15))
+	helpers0=$(helpers_ticks "$name")
+	t0=$(date +%s%N)
 	out=$(timeout -k 2 "$limit" "$BENCH" --json -d "$CELL_DUR" -t "$CELL_TMO" --pid "${PID[$name]}" \
 	    "${ARGS[@]}" 127.0.0.1 "${PORT[$name]}" 2>>"$WORK/bench.err")
 	rc=$?
+	out=$(with_store_cpu "$name" "$out" "$helpers0" "$t0")
 	printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$cell" "$rc" "${out:-null}" >>"$RAW"
 	[ "$name" = mpechod_store ] && : >"$WORK/store.jsonl"
+	[ "$name" = mpechod_raw ] && : >"$WORK/store.raw"
 	[ "$name" = mpechod_prefork_store ] && : >"$WORK/pstore.jsonl"
 	if is_prefork "$name" && [ "$cell" = hold ]; then
 		restart "$name"
@@ -425,6 +463,7 @@ floods() {
 		for name in $(rotate "$k" $SERVERS); do
 			case $name in mpechod | mpechod_prefork) continue ;; esac
 			serves_tcp "$name" || continue
+			[ "$name" = mpechod_raw ] && continue
 			if [ $((SECONDS - STARTED)) -ge "$BUDGET" ]; then
 				printf '1\t%s\t%s\tskipped\tnull\n' "$name" "$cell" >>"$RAW"
 				continue

@@ -31,6 +31,7 @@ SERVERS = [
     ("mpechod_store", "mpechod -s FILE"),
     ("mpechod_prefork", "mpechod --prefork --no-store"),
     ("mpechod_prefork_store", "mpechod --prefork -s FILE"),
+    ("mpechod_raw", "mpechod -s FILE --store-format raw"),
     ("epoll", "epoll yardstick"),
     ("socat_udp", "socat UDP PIPE"),
 ]
@@ -39,6 +40,7 @@ REF = "mpechod"
 STORE = "mpechod_store"
 PREFORK = "mpechod_prefork"
 PREFORK_STORE = "mpechod_prefork_store"
+RAW = "mpechod_raw"
 YARD = "epoll"      # bench/epoll_echo.c: a yardstick, not a peer
 PEERS = [s for s, _ in SERVERS if not s.startswith("mpechod") and s != YARD]
 ABS = "absolute"    # a target's "against" (ABS, unit): the figure itself, in that unit
@@ -53,7 +55,9 @@ METRICS = [
     ("rr32_p50", "rr32", ("latency_us", "p50"), "rr p50 µs C=32", False, "{:,.0f}"),
     ("rr32_p99", "rr32", ("latency_us", "p99"), "rr p99 µs C=32", False, "{:,.0f}"),
     ("rr32_rate", "rr32", ("req_per_sec",), "rr req/s C=32", True, "{:,.0f}"),
+    ("rr1_rate", "rr1", ("req_per_sec",), "rr req/s C=1", True, "{:,.0f}"),
     ("stream", "stream", ("mib_per_sec",), "stream MiB/s", True, "{:,.0f}"),
+    ("stream_text", "stream_text", ("mib_per_sec",), "stream text MiB/s", True, "{:,.0f}"),
     ("pss", "hold", ("pss_kib_per_conn",), "PSS KiB per held conn", False, "{:,.1f}"),
     ("udp1_p50", "udp1", ("latency_us", "p50"), "udp p50 µs C=1", False, "{:,.1f}"),
     ("udp1_p99", "udp1", ("latency_us", "p99"), "udp p99 µs C=1", False, "{:,.1f}"),
@@ -72,7 +76,8 @@ METRICS = [
 ]
 MET = {m[0]: m for m in METRICS}
 FLOOD_CELLS = ("flood_rst", "flood_fin")
-ROUND_CELLS = ("conn1", "conn32", "rr1", "rr32", "stream", "hold", "udp1", "udp32")
+ROUND_CELLS = ("conn1", "conn32", "rr1", "rr32", "stream", "stream_text", "hold", "udp1",
+               "udp32")
 UDP_CELLS = ("udp1", "udp32")
 
 # name, (server, metric), (against: a server, or None for the best peer, metric; or ABS and
@@ -86,6 +91,15 @@ TARGETS = [
     ("store on: connect/s at C=32 ≥ 0.8× store off", (STORE, "conn32"), (REF, "conn32"), 0.8,
      "ge"),
     ("store on: stream ≥ 0.5× store off", (STORE, "stream"), (REF, "stream"), 0.5, "ge"),
+    ("store on: stream of text ≥ 0.5× store off", (STORE, "stream_text"), (REF, "stream_text"),
+     0.5, "ge"),
+    ("store on: binary stream ≥ 0.25× store off", (STORE, "stream"), (REF, "stream"), 0.25,
+     "ge"),
+    ("raw store: binary stream ≥ 0.5× store off", (RAW, "stream"), (REF, "stream"), 0.5, "ge"),
+    ("store on: rr req/s at C=1 ≥ 0.9× store off", (STORE, "rr1_rate"), (REF, "rr1_rate"), 0.9,
+     "ge"),
+    ("store on: connect/s at C=32 ≥ 0.95× store off", (STORE, "conn32"), (REF, "conn32"), 0.95,
+     "ge"),
     ("udp p50 at C=1 ≤ 1.1× its TCP rr p50 at C=1", (REF, "udp1_p50"), (REF, "rr1_p50"), 1.1,
      "le"),
     ("udp req/s at C=32 ≥ xinetd's udp echo", (REF, "udp32_rate"), ("xinetd", "udp32_rate"), 1.0,
@@ -275,6 +289,30 @@ def cpu_table(t, servers, out):
             row.append(f"{statistics.median(sv):.0f} / {statistics.median(cv):.0f} / "
                        f"{statistics.median(mv):.0f}" if sv and cv and mv else "–")
         out.append(f"| {LABEL[s]} | " + " | ".join(row) + " |")
+
+
+def store_cpu_table(t, out):
+    """The store process's own CPU (compare.sh's store_cpu_pct: the fork-mode server's children
+    that outlive the cell's sessions), medians in % of one CPU."""
+    cells = [("conn32", "connect C=32"), ("rr1", "rr C=1"), ("rr32", "rr C=32"),
+             ("stream", "stream"), ("stream_text", "stream text")]
+    rows = []
+    for s in (REF, STORE, RAW):
+        row = []
+        for cell, _ in cells:
+            v = [r["store_cpu_pct"] for ok, r, _ in t.rounds(s, cell).values()
+                 if r and "store_cpu_pct" in r]
+            row.append(f"{statistics.median(v):.0f}" if v else "–")
+        if any(x != "–" for x in row):
+            rows.append(f"| {LABEL[s]} | " + " | ".join(row) + " |")
+    if not rows:
+        return
+    out += ["", "## The store's CPU", "",
+            "The CPU of mpechod's store process (with its idle datagram process) in the "
+            "measured window, medians in % of one CPU: what the store costs beside the "
+            "sessions, whose CPU is in the server's figure above.", "",
+            "| Server | " + " | ".join(c[1] for c in cells) + " |",
+            "|---|" + "---:|" * len(cells)] + rows
 
 
 def udp_run(t):
@@ -531,6 +569,7 @@ def commands(env, servers, out):
                "127.0.0.1 PORT")
     for cell, args in (("conn1", "-c 1 --rst connect"), ("conn32", "-c 32 --rst connect"),
                        ("rr1", "-c 1 rr"), ("rr32", "-c 32 rr"), ("stream", "-c 1 stream"),
+                       ("stream_text", "-c 1 --text stream"),
                        ("hold", f"-c {hold} hold")):
         out.append(f"{cell:14} {args}")
     udp_tmo = env.get("udp_tmo")
@@ -606,6 +645,7 @@ def main():
             "the same time.",
             ""]
     cpu_table(t, servers, out)
+    store_cpu_table(t, out)
     out += ["", "## Memory per held connection", "",
             f"{env.get('hold_c', '1000')} idle connections, each checked to echo before and "
             "after.  PSS is summed over the server's process tree from smaps_rollup, less the "
