@@ -497,8 +497,16 @@ def recv_exact(sock, n):
 def echo(port, data, host="127.0.0.1"):
     """Sends data, half-closes, and returns everything the server sent back before it closed."""
     with connect(port, host) as s:
-        out = []
-        sender = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+        out, failed = [], []
+
+        def send():
+            try:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:  # the server reset or closed: the reader sees it too
+                failed.append(e)
+
+        sender = threading.Thread(target=send)
         sender.start()
         while True:
             b = s.recv(1 << 20)
@@ -506,6 +514,8 @@ def echo(port, data, host="127.0.0.1"):
                 break
             out.append(b)
         sender.join(10 * SLOW)
+        if failed and len(b"".join(out)) < len(data):
+            raise failed[0]
         return b"".join(out)
 
 
