@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,17 +88,6 @@ static struct {
 	int corrupt_logged, dg_lost_logged;
 	size_t last_drain;            /* bytes the last store_drain read */
 } store;
-
-/* --fsync everysec: fdatasync runs on a thread of its own, so that the pipe is drained while the
- * disk syncs (Redis's background fsync).  The main loop hands it one request at a time, and
- * waits for it before any fsync of its own and before closing the descriptor it syncs. */
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int fd;       /* the descriptor to sync; -1: nothing asked */
-	int busy;     /* a request is pending or running */
-	int started;
-} store_bg = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, -1, 0, 0 };
 
 /* The datagram being put together from its frames (store_dgram). */
 static struct {
@@ -510,83 +498,10 @@ store_flush(void)
 		store_sync(1);
 }
 
-static void *
-store_bg_main(void *arg)
-{
-	int fd;
-
-	(void)arg;
-	pthread_mutex_lock(&store_bg.mu);
-	for (;;) {
-		while (store_bg.fd < 0)
-			pthread_cond_wait(&store_bg.cv, &store_bg.mu);
-		fd = store_bg.fd;
-		pthread_mutex_unlock(&store_bg.mu);
-		if (fdatasync(fd) < 0 && errno != EINVAL)
-			log_warn("fdatasync %s", store.args->path);
-		pthread_mutex_lock(&store_bg.mu);
-		store_bg.fd = -1;
-		store_bg.busy = 0;
-		pthread_cond_broadcast(&store_bg.cv);
-	}
-	return NULL;
-}
-
-/* Waits until the background fdatasync, if any, is done. */
-static void
-store_bg_wait(void)
-{
-	if (!store_bg.started)
-		return;
-	pthread_mutex_lock(&store_bg.mu);
-	while (store_bg.busy)
-		pthread_cond_wait(&store_bg.cv, &store_bg.mu);
-	pthread_mutex_unlock(&store_bg.mu);
-}
-
-/* Hands an fdatasync of the store file to the thread; 0, or -1 when it is still busy with the
- * last one (asked again at the next turn of the loop) or could not be started (the caller syncs
- * itself). */
-static int
-store_bg_sync(void)
-{
-	int busy;
-
-	if (!store_bg.started) {
-		pthread_t t;
-		sigset_t all, old;
-
-		/* The thread takes no signal: the main loop's ppoll handles them. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		if (pthread_create(&t, NULL, store_bg_main, NULL) == 0) {
-			pthread_detach(t);
-			store_bg.started = 1;
-		}
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (!store_bg.started)
-			return -1;
-	}
-	pthread_mutex_lock(&store_bg.mu);
-	busy = store_bg.busy;
-	if (!busy) {
-		store_bg.busy = 1;
-		store_bg.fd = store.fd;
-		pthread_cond_signal(&store_bg.cv);
-	}
-	pthread_mutex_unlock(&store_bg.mu);
-	return busy ? 1 : 0;
-}
-
-/* fdatasync as --fsync says.  everysec: at most once a second, on the background thread (a
- * sync that has not finished a second later delays the next: Redis's bound of about two
- * seconds of loss when the disk cannot keep up); forced (rotation, exit, always): here, after
- * the background one. */
 static void
 store_sync(int force)
 {
 	int64_t now;
-	int r;
 
 	if (!store.dirty)
 		return;
@@ -594,17 +509,6 @@ store_sync(int force)
 	if (!force && store.args->fsync != FSYNC_ALWAYS &&
 	    (store.args->fsync == FSYNC_NO || now - store.last_sync_ms < 1000))
 		return;
-	if (!force && store.args->fsync == FSYNC_EVERYSEC) {
-		r = store_bg_sync();
-		if (r == 1)
-			return;
-		if (r == 0) {
-			store.dirty = 0;
-			store.last_sync_ms = now;
-			return;
-		}
-	}
-	store_bg_wait();
 	if (fdatasync(store.fd) < 0 && errno != EINVAL)
 		log_warn("fdatasync %s", store.args->path);
 	store.dirty = 0;
@@ -815,7 +719,6 @@ store_reopen(int pipe_rd)
 		close(fd);
 		return;
 	}
-	store_bg_wait();
 	close(store.fd);
 	store.fd = fd;
 	log_info("reopened %s", store.args->path);
@@ -883,7 +786,6 @@ store_finish(void)
 	if (store.failing)
 		store_recover(1);
 	store_sync(1);
-	store_bg_wait();
 	close(store.fd);
 	if (store.failing) {
 		/* The file never took them: the gap is said here, and in the exit status. */
