@@ -1,9 +1,19 @@
 #!/bin/sh
 # Installs what building and testing mpecho needs, from Debian's packages, when it is missing.
 # As root it runs apt-get; otherwise it names what is missing and fails.
+#   scripts/deps.sh          everything the tests need (make test runs this)
+#   scripts/deps.sh build    only what `make` needs
+#   scripts/deps.sh PKG...   everything, and these too
 set -eu
 
-PKGS="gcc make libc6-dev libcriterion-dev python3 python3-pytest procps cppcheck clang-tidy valgrind clang libclang-rt-14-dev libjansson-dev zlib1g-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy xinetd"
+BUILD="gcc make libc6-dev libjansson-dev zlib1g-dev"
+TEST="libcriterion-dev python3 python3-pytest procps cppcheck clang-tidy valgrind clang libclang-rt-14-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy xinetd"
+if [ "${1:-}" = build ]; then
+	shift
+	PKGS="$BUILD"
+else
+	PKGS="$BUILD $TEST"
+fi
 [ $# -gt 0 ] && PKGS="$PKGS $*"
 
 missing=""
