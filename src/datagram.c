@@ -35,6 +35,7 @@
 
 static struct {
 	const struct datagram_args *args;
+	pid_t pid;                   /* this process's, for the frames: one getpid, not one a frame */
 	struct dg_guard guard;
 	int pipe_cap;
 	uint64_t seq;
@@ -85,7 +86,7 @@ datagram_frame(enum rec_type type, unsigned char *pre, size_t prelen, unsigned c
 	};
 	struct pollfd pfd = { .fd = dg.args->pipe_wr, .events = POLLOUT };
 
-	rec_header(&h, type, 0, dg.seq, getpid(), prelen + n);
+	rec_header(&h, type, 0, dg.seq, dg.pid, prelen + n);
 	while (writev(dg.args->pipe_wr, iov, 3) < 0) {
 		if (errno == EINTR)
 			continue;
@@ -222,6 +223,7 @@ datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 	static const int blocked[] = { SIGTERM, SIGUSR2, 0 };
 
 	dg.args = a;
+	dg.pid = getpid();
 	dg_init(&dg.guard, a->port, a->per_source, a->global);
 	if (a->pipe_wr >= 0)
 		dg.pipe_cap = fcntl(a->pipe_wr, F_GETPIPE_SZ);

@@ -64,10 +64,15 @@ gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_sour
 
 	*admitted = 0;
 	admit_key(ss, key);
+	per_source = per_source && g->max_per_source > 0;
+	rate = rate && g->max_rate > 0;
+	/* No limit asked for: no lock taken on every accept. */
+	if (!per_source && !rate)
+		return GATE_SERVE;
 	shared_lock(g->sh);
 	if (rate)
 		v = admit_take_rate(g->admit, io_now_ms());
-	if (v == ADMIT_OK && per_source && g->max_per_source > 0) {
+	if (v == ADMIT_OK && per_source) {
 		v = admit_take_source(g->admit, key);
 		*admitted = v == ADMIT_OK;
 	}

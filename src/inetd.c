@@ -46,14 +46,17 @@ inetd_check_socket(struct sockaddr_storage *peer)
 		usage_error("--inetd: standard input is not a connected TCP socket");
 }
 
-/* From here on nothing may reach descriptor 2, which may be the client's socket. */
+/* From here on nothing but the echo reaches the client: descriptor 1 (the socket again, under
+ * inetd) and 2 (the socket too under xinetd) become /dev/null and diagnostics go to syslog.
+ * Descriptor 0 is then the socket's only copy here, so closing it ends the connection. */
 static void
 inetd_quiet(void)
 {
-	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 	log_syslog();
 	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
 		dup2(fd, STDERR_FILENO);
 		close(fd);
 	}
@@ -77,6 +80,9 @@ inetd_start_store(const struct settings *set, int *pipe_wr)
 	if (pid < 0)
 		fatal(EX_OSERR, "fork");
 	if (pid == 0) {
+		/* The store must not hold the client's socket: the connection ends when the
+		 * session closes it, not when the store has written its records. */
+		dup2(STDOUT_FILENO, STDIN_FILENO);
 		close(p[1]);
 		store_run(&a);
 	}

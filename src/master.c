@@ -423,14 +423,20 @@ master_shutdown_step(void)
 {
 	int sig;
 
-	if (master->stopping == 0 || master->nkids == 0 || io_now_ms() < master->phase_deadline_ms)
+	if (master->stopping == 0 || (master->nkids == 0 && master->dgram_pid == 0) ||
+	    io_now_ms() < master->phase_deadline_ms)
 		return;
 	if (master->stopping >= 3)
 		return;
 	sig = (master->stopping == 1) ? SIGTERM : SIGKILL;
-	log_info("sending signal %d to %d sessions", sig, master->nkids);
+	if (master->nkids > 0)
+		log_info("sending signal %d to %d sessions", sig, master->nkids);
 	for (int i = 0; i < master->nkids; i++)
 		kill(master->kids[i].pid, sig);
+	/* The datagram process had its SIGTERM at the start: one that has not left (stopped,
+	 * stuck) must not hold the shutdown for ever. */
+	if (sig == SIGKILL && master->dgram_pid > 0)
+		kill(master->dgram_pid, SIGKILL);
 	master->stopping++;
 	master->phase_deadline_ms = io_now_ms() + MASTER_KILL_WAIT_MS;
 }
@@ -453,7 +459,8 @@ master_poll_timeout(int64_t now)
 		int64_t d = master->next_status_ms > now ? master->next_status_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
-	if (master->stopping && master->stopping < 3 && master->nkids > 0) {
+	if (master->stopping && master->stopping < 3 &&
+	    (master->nkids > 0 || master->dgram_pid > 0)) {
 		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
