@@ -129,7 +129,11 @@ def store_data(store):
     """The bytes of every data record of a JSON Lines store, in file order."""
     if not store.exists():
         return b""
-    recs = [json.loads(line) for line in store.read_text().splitlines()]
+    # Whole lines only: a store may be in the middle of a write while this reads (the client
+    # has its echo, and its connection closed, before the records are on disk).  Split on
+    # newlines alone: splitlines() would also break at U+2028 and friends inside a string.
+    lines = store.read_bytes().split(b"\n")[:-1]
+    recs = [json.loads(line.decode("utf-8")) for line in lines]
     return b"".join(r["data"].encode("latin-1") for r in recs if r.get("ev") == "data")
 
 
