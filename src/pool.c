@@ -124,15 +124,17 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	end = session_serve(s);
 	__atomic_store_n(&slot->end, (int)end, __ATOMIC_RELEASE);
 	bytes = __atomic_load_n(&slot->s.bytes, __ATOMIC_RELAXED);
+	/* The count is given back before the line that says the session ended, as the fork
+	 * mode's master does: a client that reads the line may connect again at once. */
+	if (slot->admitted) {
+		gate_release(a->gate, &key);
+		__atomic_store_n(&slot->admitted, 0, __ATOMIC_RELEASE);
+	}
 	log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)getpid(),
 	    (unsigned long long)s->conn, (int)end, session_reason((int)end),
 	    (unsigned long long)bytes);
 	__atomic_add_fetch(&a->sh->bytes_done, bytes, __ATOMIC_RELAXED);
 	slot->served++;
-	if (slot->admitted) {
-		gate_release(a->gate, &key);
-		__atomic_store_n(&slot->admitted, 0, __ATOMIC_RELEASE);
-	}
 	/* A connection whose close record did not get into the pipe (the store gone or stuck):
 	 * this process leaves, and the master writes the record on its behalf, as it does for a
 	 * forked session. */
