@@ -43,22 +43,26 @@ ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
 OBJ  := $(OUT)/obj
 BIN  := $(OUT)/bin
 
-COMMON  := log io net sig
-SERVER  := master master_setup master_store master_pool session store record opts admit datagram \
-	dgguard pool spare inetd sd user shared gate proxy cidr
-CLIENT  := client
-BENCHM  := bench bench_worker bench_flood bench_udp bench_report hist procfs
+# The source tree shows the programs: src/lib/ is what several programs link, and each program's
+# own files sit in a folder named after it.  Each program links only the shared modules it uses.
+LIB_D   := src/lib
+LIB_I   := -I$(LIB_D)
+define objs
+$(patsubst src/%.c,$(OBJ)/%.o,$(1))
+endef
+lib = $(patsubst %,$(OBJ)/lib/%.o,$(1))
 
-COMMON_O := $(COMMON:%=$(OBJ)/%.o)
-SERVER_O := $(SERVER:%=$(OBJ)/%.o)
+MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log io net sig record cidr num)
+MPECHO_O  := $(call objs,$(wildcard src/mpecho/*.c)) $(call lib,log io net sig dial)
+BENCH_O   := $(call objs,$(wildcard src/mpecho-bench/*.c)) $(call lib,log io net sig dial num)
+# mpecho-store reads JSON with Jansson and gzip with zlib; mstore-gen writes big stores for
+# measuring it (not installed).
+MSTORE_LIB_O := $(call objs,$(patsubst %,src/mpecho-store/%.c,mstore_src mstore_rec mstore_tab \
+	mstore_filt)) $(call lib,record cidr)
+MSTORE_O  := $(call objs,$(filter-out %/mstore_gen.c,$(wildcard src/mpecho-store/*.c))) \
+	$(call lib,log io sig record cidr num)
 
-PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho \
-	$(BIN)/mpecho-bench
-# mpecho-store, the store read back (src/mstore*.c).
-MSTORE  := mstore mstore_out mstore_list mstore_dump mstore_check mstore_follow mstore_stats \
-	mstore_src mstore_rec mstore_tab mstore_filt cidr
-MSTORE_LIB_O := $(patsubst %,$(OBJ)/%.o,mstore_src mstore_rec mstore_tab mstore_filt cidr) $(OBJ)/record.o
-PROGS += $(BIN)/mpecho-store
+PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench $(BIN)/mpecho-store
 
 .PHONY: all clean install test unit system system-san examples bench deps lint fuzz
 all: $(PROGS)
@@ -68,7 +72,7 @@ endif
 
 $(OBJ)/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(LIB_I) -c -o $@ $<
 
 # mpechod is linked statically, as a static PIE so that address randomisation still applies
 # (STATIC=0 links it dynamically): a fork then copies no shared-library mappings and a session
@@ -80,76 +84,75 @@ STATIC := 0
 endif
 SERVER_LDFLAGS := $(if $(filter 1,$(STATIC)),-static-pie)
 
-$(BIN)/mpechod: $(SERVER_O) $(COMMON_O)
+$(BIN)/mpechod: $(MPECHOD_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $(SERVER_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The same server linked dynamically, for valgrind, which cannot follow malloc in a static
 # binary (tests/system/test_valgrind.py).
-$(BIN)/mpechod-dynamic: $(SERVER_O) $(COMMON_O)
+$(BIN)/mpechod-dynamic: $(MPECHOD_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/mpecho: $(OBJ)/client.o $(OBJ)/dial.o $(COMMON_O)
+$(BIN)/mpecho: $(MPECHO_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The bench takes only opts_number (and the version) from the server's opts.o.
-$(BIN)/mpecho-bench: $(BENCHM:%=$(OBJ)/%.o) $(OBJ)/opts.o $(COMMON_O)
+$(BIN)/mpecho-bench: $(BENCH_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
-# mpecho-store reads JSON with Jansson and gzip with zlib; record.o formats times and strings,
-# opts.o gives opts_number.  mstore-gen writes big stores for measuring it (not installed).
-$(BIN)/mpecho-store: $(MSTORE:%=$(OBJ)/%.o) $(OBJ)/record.o $(OBJ)/opts.o $(COMMON_O)
+$(BIN)/mpecho-store: $(MSTORE_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -ljansson -lz
 
-$(BIN)/mstore-gen: $(OBJ)/mstore_gen.o $(OBJ)/record.o
+$(BIN)/mstore-gen: $(OBJ)/mpecho-store/mstore_gen.o $(OBJ)/lib/record.o
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests (Criterion) for the pure modules.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BIN)/unit_%,$(wildcard tests/unit/test_*.c))
+UNIT_I := $(addprefix -I,$(wildcard src/*))
 
 $(OBJ)/unit_%.o: tests/unit/%.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(UNIT_I) -c -o $@ $<
 
-$(BIN)/unit_test_record: $(OBJ)/unit_test_record.o $(OBJ)/record.o
+D := $(OBJ)/mpechod
+$(BIN)/unit_test_record: $(OBJ)/unit_test_record.o $(call lib,record)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(OBJ)/opts.o
+$(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(D)/opts.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_hist: $(OBJ)/unit_test_hist.o $(OBJ)/hist.o
+$(BIN)/unit_test_hist: $(OBJ)/unit_test_hist.o $(OBJ)/mpecho-bench/hist.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -lm
 
-$(BIN)/unit_test_procfs: $(OBJ)/unit_test_procfs.o $(OBJ)/procfs.o
+$(BIN)/unit_test_procfs: $(OBJ)/unit_test_procfs.o $(OBJ)/mpecho-bench/procfs.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(OBJ)/admit.o
+$(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(D)/admit.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_proxy: $(OBJ)/unit_test_proxy.o $(OBJ)/proxy.o
+$(BIN)/unit_test_proxy: $(OBJ)/unit_test_proxy.o $(D)/proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_cidr: $(OBJ)/unit_test_cidr.o $(OBJ)/cidr.o
+$(BIN)/unit_test_cidr: $(OBJ)/unit_test_cidr.o $(call lib,cidr)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(OBJ)/dgguard.o $(OBJ)/admit.o
+$(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(D)/dgguard.o $(D)/admit.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_spare: $(OBJ)/unit_test_spare.o $(OBJ)/spare.o
+$(BIN)/unit_test_spare: $(OBJ)/unit_test_spare.o $(D)/spare.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -ljansson -lz
 
-$(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(OBJ)/sd.o $(OBJ)/opts.o
+$(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(D)/sd.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(OBJ)/user.o $(OBJ)/opts.o
+$(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(D)/user.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 deps:
@@ -159,26 +162,28 @@ deps:
 # to build-fuzz/, not into the corpus.
 FUZZ_SECONDS ?= 15
 FUZZ_CFLAGS = -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-Isrc $(CFLAGS)
+	$(UNIT_I) $(CFLAGS)
 
-build-fuzz/fuzz_opts: fuzz/fuzz_opts.c src/opts.c src/opts.h
+build-fuzz/fuzz_opts: fuzz/fuzz_opts.c src/mpechod/opts.c src/mpechod/opts.h src/lib/num.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_opts.c src/opts.c
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_opts.c src/mpechod/opts.c src/lib/num.c
 
-build-fuzz/fuzz_record: fuzz/fuzz_record.c src/record.c src/record.h
+build-fuzz/fuzz_record: fuzz/fuzz_record.c src/lib/record.c src/lib/record.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_record.c src/record.c
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_record.c src/lib/record.c
 
-build-fuzz/fuzz_proxy: fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
+build-fuzz/fuzz_proxy: fuzz/fuzz_proxy.c src/mpechod/proxy.c src/mpechod/proxy.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_proxy.c src/proxy.c
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_proxy.c src/mpechod/proxy.c
 
-build-fuzz/fuzz_cidr: fuzz/fuzz_cidr.c src/cidr.c src/cidr.h
+build-fuzz/fuzz_cidr: fuzz/fuzz_cidr.c src/lib/cidr.c src/lib/cidr.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_cidr.c src/cidr.c
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_cidr.c src/lib/cidr.c
 
-MSTORE_FUZZ_SRC := $(patsubst %,src/%.c,mstore_rec mstore_filt mstore_tab record cidr)
-build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mstore_rec.h src/mstore_filt.h
+MSTORE_FUZZ_SRC := $(patsubst %,src/mpecho-store/%.c,mstore_rec mstore_filt mstore_tab) \
+	src/lib/record.c src/lib/cidr.c
+build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/mstore_rec.h \
+		src/mpecho-store/mstore_filt.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) -ljansson
 
@@ -195,8 +200,8 @@ fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record build-fuzz/fuzz_mstore build-f
 # Static analysis of src/: both must be silent.
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
-		--inline-suppr -D_GNU_SOURCE src/
-	clang-tidy --quiet src/*.c -- -std=c11 -D_GNU_SOURCE
+		--inline-suppr -D_GNU_SOURCE $(UNIT_I) src/
+	clang-tidy --quiet src/*/*.c -- -std=c11 -D_GNU_SOURCE $(UNIT_I)
 
 unit: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do $$t --jobs 1 || exit 1; done
@@ -248,4 +253,4 @@ clean:
 	rm -rf build build-san build-fuzz bin
 	$(MAKE) -C examples clean
 
--include $(wildcard build/obj/*.d build-san/obj/*.d)
+-include $(wildcard build/obj/*.d build/obj/*/*.d build-san/obj/*.d build-san/obj/*/*.d)

@@ -504,10 +504,10 @@ def src_definitions():
     """{function name: {files}} for every function defined in src/ (name at the start of a
     line, as the code's style puts it)."""
     defs = {}
-    for path in glob.glob(os.path.join(ROOT, "src", "*.c")):
+    for path in glob.glob(os.path.join(ROOT, "src", "*", "*.c")):
         with open(path, encoding="utf-8") as f:
             for m in re.finditer(r"^([a-z_][a-z0-9_]*)\(", f.read(), re.M):
-                defs.setdefault(m[1], set()).add(os.path.basename(path))
+                defs.setdefault(m[1], set()).add(os.path.relpath(path, os.path.join(ROOT, "src")))
     return defs
 
 
@@ -521,10 +521,10 @@ def test_functions_named_exist_in_src(lang):
     missing = sorted(n for n in names if n not in defs)
     assert not missing, f"{DOCS[lang]} names functions src/ does not define: {missing}"
     # "`name()` in `src/file.c`", and the Korean "`src/file.c`의 `name()`".
-    pairs = re.findall(r"`([a-z_][a-z0-9_]*)\(\)`\s+in\s+`src/([a-z_]+\.c)`", text) + \
-        [(n, p) for p, n in re.findall(r"`src/([a-z_]+\.c)`의\s+`([a-z_][a-z0-9_]*)\(\)`", text)]
+    pairs = re.findall(r"`([a-z_][a-z0-9_]*)\(\)`\s+in\s+`src/([a-z-]+/[a-z_]+\.c)`", text) + \
+        [(n, p) for p, n in re.findall(r"`src/([a-z-]+/[a-z_]+\.c)`의\s+`([a-z_][a-z0-9_]*)\(\)`", text)]
     assert len(pairs) >= 10, pairs
-    files = set(re.findall(r"`(src/[a-z_]+\.[ch])`", text))
+    files = set(re.findall(r"`(src/[a-z-]+/[a-z_]+\.[ch])`", text))
     gone = sorted(f for f in files if not os.path.exists(os.path.join(ROOT, f)))
     assert not gone, f"{DOCS[lang]} names files src/ does not have: {gone}"
     for name, path in pairs:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "opts.h"
+#include "num.h"
 
 static enum opts_result
 parse(struct settings *s, char *err, const char *const *args)
@@ -148,13 +149,13 @@ Test(opts, number_bounds)
 {
 	long v;
 
-	cr_assert_eq(opts_number("0", 0, 10, &v), 0);
-	cr_assert_eq(opts_number("10", 0, 10, &v), 0);
+	cr_assert_eq(num_parse("0", 0, 10, &v), 0);
+	cr_assert_eq(num_parse("10", 0, 10, &v), 0);
 	cr_assert_eq(v, 10);
-	cr_assert_eq(opts_number("11", 0, 10, &v), -1);
-	cr_assert_eq(opts_number("-0", 0, 10, &v), 0);
-	cr_assert_eq(opts_number("+3", 0, 10, &v), 0);
-	cr_assert_eq(opts_number("", 0, 10, &v), -1);
-	cr_assert_eq(opts_number("-", 0, 10, &v), -1);
-	cr_assert_eq(opts_number("0x5", 0, 10, &v), -1);
+	cr_assert_eq(num_parse("11", 0, 10, &v), -1);
+	cr_assert_eq(num_parse("-0", 0, 10, &v), 0);
+	cr_assert_eq(num_parse("+3", 0, 10, &v), 0);
+	cr_assert_eq(num_parse("", 0, 10, &v), -1);
+	cr_assert_eq(num_parse("-", 0, 10, &v), -1);
+	cr_assert_eq(num_parse("0x5", 0, 10, &v), -1);
 }

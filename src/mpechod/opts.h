@@ -54,8 +54,6 @@ enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };
 /* Parses argv into s (which opts_parse first sets to the defaults).  On OPTS_ERROR, err holds
  * a one-line reason. */
 enum opts_result opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen);
-/* Parses a whole decimal number in [min, max]; returns 0, or -1 for anything else. */
-int opts_number(const char *str, long min, long max, long *out);
 /* The --help text. */
 const char *opts_usage(void);
 

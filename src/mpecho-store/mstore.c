@@ -12,7 +12,7 @@
 #define _GNU_SOURCE
 #include "log.h"
 #include "mstore.h"
-#include "opts.h"
+#include "num.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -133,7 +133,7 @@ mstore_option(struct mopts *o, int c, const char *arg)
 	case O_BOTH: o->both = 1; break;
 	case O_FROM: o->from_start = 1; break;
 	case O_POLL:
-		if (opts_number(arg, 10, 5000, &n) < 0)
+		if (num_parse(arg, 10, 5000, &n) < 0)
 			usage_error("--poll '%s' is not a number of milliseconds from 10 to 5000", arg);
 		o->poll_ms = (int)n;
 		break;
@@ -142,7 +142,7 @@ mstore_option(struct mopts *o, int c, const char *arg)
 			usage_error("--interval '%s' is not a duration (90s, 15m, 1h, 2d)", arg);
 		break;
 	case O_TOP:
-		if (opts_number(arg, 0, 1000, &n) < 0)
+		if (num_parse(arg, 0, 1000, &n) < 0)
 			usage_error("--top '%s' is not a number from 0 to 1000", arg);
 		o->top = (int)n;
 		break;

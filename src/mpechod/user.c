@@ -6,7 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "user.h"
-#include "opts.h"
+#include "num.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -48,7 +48,7 @@ user_number(const char *s, unsigned long *v)
 {
 	long n;
 
-	if (opts_number(s, 0, 0xfffffffeL, &n) == -1)
+	if (num_parse(s, 0, 0xfffffffeL, &n) == -1)
 		return -1;
 	*v = (unsigned long)n;
 	return 0;

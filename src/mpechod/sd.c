@@ -6,7 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "sd.h"
-#include "opts.h"
+#include "num.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,12 +43,12 @@ sd_listen_fds_env(const char *listen_pid, const char *listen_fds, pid_t self, in
 	*n = 0;
 	if (listen_pid == NULL || listen_fds == NULL)
 		return 0;
-	if (opts_number(listen_pid, 1, INT_MAX, &pid) == -1)
+	if (num_parse(listen_pid, 1, INT_MAX, &pid) == -1)
 		return sd_fail(err, errlen, EINVAL, "LISTEN_PID='%.32s' is not a process id",
 		    listen_pid);
 	if (pid != (long)self)
 		return 0;
-	if (opts_number(listen_fds, 0, INT_MAX, &count) == -1)
+	if (num_parse(listen_fds, 0, INT_MAX, &count) == -1)
 		return sd_fail(err, errlen, EINVAL, "LISTEN_FDS='%.32s' is not a number", listen_fds);
 	if (count > SD_FDS_MAX)
 		return sd_fail(err, errlen, E2BIG, "LISTEN_FDS=%.32s: more sockets than the %d mpechod "

@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "opts.h"
+#include "num.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -87,32 +88,13 @@ opts_quote(const char *src, char dst[OPTS_QUOTE_LEN])
 	return dst;
 }
 
-int
-opts_number(const char *str, long min, long max, long *out)
-{
-	const char *p = str;
-	char *end;
-	long v;
-
-	if (*p == '-' || *p == '+')
-		p++;
-	if (*p < '0' || *p > '9')
-		return -1;
-	errno = 0;
-	v = strtol(str, &end, 10);
-	if (errno != 0 || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int
 opts_int(const char *name, const char *arg, long min, long max, int *dst, char *err, size_t errlen)
 {
 	char q[OPTS_QUOTE_LEN];
 	long v;
 
-	if (opts_number(arg, min, max, &v) < 0) {
+	if (num_parse(arg, min, max, &v) < 0) {
 		snprintf(err, errlen, "%s: '%s' is not a whole number from %ld to %ld", name,
 		    opts_quote(arg, q), min, max);
 		return -1;

@@ -16,7 +16,7 @@
 #include "bench.h"
 #include "log.h"
 #include "net.h"
-#include "opts.h"
+#include "num.h"
 #include "sig.h"
 #include "version.h"
 
@@ -121,7 +121,7 @@ bench_number(const char *name, const char *arg, long min, long max)
 {
 	long v;
 
-	if (opts_number(arg, min, max, &v) < 0)
+	if (num_parse(arg, min, max, &v) < 0)
 		usage_error("%s: '%.64s' is not a whole number from %ld to %ld", name, arg, min,
 		    max);
 	return v;
