@@ -177,6 +177,8 @@ class Doc:
         if self.srv is not None:
             self.srv.cleanup()
             self.srv.check_sanitizers()
+        for p in self.procs:
+            assert not p.sanitizer_reports(), p.output()
 
 
 def mask(line):
@@ -219,10 +221,13 @@ SCENARIOS = {}
 
 
 def scenario(name):
+    """Declares the doc:run block a test runs.  The docs' servers are started as the reader
+    starts them, in fork mode, whatever MPECHO_SERVER_ARGS says: the prefork pass of the suite
+    skips the scenarios rather than run them twice."""
     def deco(f):
         SCENARIOS[name] = f.__name__
         f.doc_block = name
-        return f
+        return pytest.mark.fork_only("the docs run their own servers, as the reader does")(f)
     return deco
 
 
