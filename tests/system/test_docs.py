@@ -27,7 +27,6 @@ each page names the other three in SEE ALSO, has an EXIT STATUS with every statu
 names, and a COPYRIGHT section naming the MIT licence.
 """
 import glob
-import json
 import os
 import re
 import shlex
@@ -304,6 +303,37 @@ def test_operating_signals(doc):
     doc.stopped()
 
 
+class Terminal:
+    """A pseudo-terminal: what the test types, and every line the terminal shows."""
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        self.seen = b""
+
+    def type(self, line):
+        os.write(self.master, line.encode() + b"\n")
+
+    def lines(self):
+        return self.seen.decode().replace("\r", "").split("\n")
+
+    def wait_lines(self, count):
+        """Waits until the terminal has shown count whole lines."""
+        deadline = time.monotonic() + DEADLINE * SLOW
+        while len(self.lines()) <= count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"the terminal showed only {self.seen!r}"
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # EIO: every process on the terminal has gone
+                    chunk = b""
+                assert chunk, f"the terminal closed after {self.seen!r}"
+                self.seen += chunk
+
+    def close(self):
+        os.close(self.master)
+
+
 @scenario("interactive")
 def test_client_on_a_terminal(doc):
     """The transcript typed into a pseudo-terminal: the reader's lines are the terminal's echo
@@ -312,40 +342,25 @@ def test_client_on_a_terminal(doc):
     assert lines[0].startswith("$ ") and lines[-2] == "$ echo $?", lines
     cmd, shown, status = lines[0][2:], lines[1:-2], lines[-1]
     doc.server("bin/mpechod -p 7007 --no-store &")
-    master, slave = os.openpty()
+    term = Terminal()
     try:
         p = Process(shlex.split(doc.subst(cmd)), read=(), env=ENV, new_session=True,
-                    stdin=slave, stdout=slave, stderr=slave)
+                    stdin=term.slave, stdout=term.slave, stderr=term.slave)
         doc.procs.append(p)
-        os.close(slave)
-        seen = b""
-
-        def upto(count):
-            nonlocal seen
-            deadline = time.monotonic() + DEADLINE * SLOW
-            while len(seen.replace(b"\r", b"").split(b"\n")) <= count:
-                left = deadline - time.monotonic()
-                assert left > 0, f"the terminal showed only {seen!r}"
-                if select.select([master], [], [], left)[0]:
-                    try:
-                        chunk = os.read(master, 4096)
-                    except OSError:  # EIO: every process on the terminal has gone
-                        chunk = b""
-                    assert chunk, f"the terminal closed after {seen!r}"
-                    seen += chunk
-        upto(1)  # the connected line
+        os.close(term.slave)
+        term.wait_lines(1)  # the connected line
         typed = None  # the line typed last, until the server's echo of it shows
         for i, line in enumerate(shown[1:], start=2):
             if line == typed:
                 typed = None
             else:
-                os.write(master, line.encode() + b"\n")
+                term.type(line)
                 typed = line if line not in ("q", "Q") else None  # q is not sent
-            upto(i)
+            term.wait_lines(i)
         rc = p.finish(DEADLINE)
     finally:
-        os.close(master)
-    got = seen.decode().replace("\r", "").splitlines()
+        term.close()
+    got = term.lines()[:-1]
     assert [mask(l) for l in got] == [mask(l) for l in shown], f"{got}\nThe doc shows:\n{shown}"
     assert str(rc) == status, rc
 
@@ -409,8 +424,9 @@ def test_run_blocks_stay_on_loopback():
 
 # --- the file map -------------------------------------------------------------------------------
 
-def test_file_map_names_every_source_file():
-    text = read("docs/internals.md")
+def file_map_problems(text, tree):
+    """What is wrong with the file map in text (docs/internals.md) for the files in tree
+    (paths from the top, src/...): one line per kind of problem, naming the files."""
     named, folder, misplaced = [], None, []
     for line in text.splitlines():
         h = re.match(r"### (src/\S*/)$", line)
@@ -421,19 +437,35 @@ def test_file_map_names_every_source_file():
             named.append(m[1])
             if folder is None or not m[1].startswith(folder) or "/" in m[1][len(folder):]:
                 misplaced.append(f"{m[1]} (under {folder})")
-    tree = {os.path.relpath(os.path.join(d, f), ROOT)
-            for d, _, fs in os.walk(os.path.join(ROOT, "src")) for f in fs}
-    missing = sorted(tree - set(named))
-    stale = sorted(set(named) - tree)
+    missing = sorted(set(tree) - set(named))
+    stale = sorted(set(named) - set(tree))
     twice = sorted({n for n in named if named.count(n) > 1})
-    assert not (missing or stale or twice or misplaced), (
-        "docs/internals.md's file map is out of step with src/:\n"
-        + (f"  files under src/ the map does not name (add a row under their folder): "
-           f"{missing}\n" if missing else "")
-        + (f"  rows naming files that do not exist (remove or rename them): {stale}\n"
-           if stale else "")
-        + (f"  files named twice: {twice}\n" if twice else "")
-        + (f"  rows under another folder's heading: {misplaced}\n" if misplaced else ""))
+    return ([f"files under src/ the map does not name (add a row under their folder's "
+             f"heading): {missing}"] if missing else []) + \
+        ([f"rows naming files that do not exist (remove or rename them): {stale}"]
+         if stale else []) + \
+        ([f"files named twice: {twice}"] if twice else []) + \
+        ([f"rows under another folder's heading: {misplaced}"] if misplaced else [])
+
+
+def test_file_map_names_every_source_file():
+    tree = [os.path.relpath(os.path.join(d, f), ROOT)
+            for d, _, fs in os.walk(os.path.join(ROOT, "src")) for f in fs]
+    problems = file_map_problems(read("docs/internals.md"), tree)
+    assert not problems, "docs/internals.md's file map is out of step with src/:\n  " + \
+        "\n  ".join(problems)
+
+
+def test_file_map_check_names_what_is_wrong():
+    text = "### src/lib/\n| `src/lib/a.c` | all | a |\n| `src/lib/gone.c` | all | b |\n" \
+           "### src/x/\n| `src/lib/b.c` | x | c |\n| `src/x/y.c` | x | d |\n| `src/x/y.c` | x | d |\n"
+    problems = file_map_problems(text, ["src/lib/a.c", "src/lib/b.c", "src/x/y.c", "src/x/new.c"])
+    assert problems == [
+        "files under src/ the map does not name (add a row under their folder's heading): "
+        "['src/x/new.c']",
+        "rows naming files that do not exist (remove or rename them): ['src/lib/gone.c']",
+        "files named twice: ['src/x/y.c']",
+        "rows under another folder's heading: ['src/lib/b.c (under src/x/)']"], problems
 
 
 # --- man pages ----------------------------------------------------------------------------------
