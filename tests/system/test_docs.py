@@ -512,6 +512,14 @@ def test_man_page_lists_every_option_of_help(program):
         f"{MAN[program]}: OPTIONS lacks {sorted(helped - described)}"
 
 
+def test_operating_guide_lists_every_option_of_mpechod():
+    text = read("docs/operating.md")
+    table = text[text.index("## Options"):text.index("### Exit status")]
+    missing = options_in(help_text("mpechod")) - options_in(table) - {"-h", "--help", "-V",
+                                                                       "--version"}
+    assert not missing, f"docs/operating.md's options table lacks {sorted(missing)}"
+
+
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_man_page_sections(program):
     sec = man_sections(program)
@@ -564,6 +572,23 @@ def test_docs_point_nowhere_outside_the_repository():
         for bad in ("shared/", "seeds", "/work/"):
             assert bad not in text, f"{path} names {bad!r}: " + \
                 re.search(rf".*{re.escape(bad)}.*", text)[0]
+
+
+def test_links_between_docs_lead_somewhere():
+    """Every relative link of README.md, docs/*.md and examples/README.md names a file of the
+    repository (and, with #anchor, a heading of it)."""
+    for path in ["README.md", "examples/README.md"] + \
+            [os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", read(path)):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+            assert os.path.exists(os.path.join(ROOT, dest)), f"{path}: link to {target}: no {dest}"
+            if anchor:
+                heads = [re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+                         for h in re.findall(r"^#+ (.*)$", read(dest), re.M)]
+                assert anchor in heads, f"{path}: link to {target}: no such heading in {dest}"
 
 
 def test_one_port_story():
