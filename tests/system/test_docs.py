@@ -27,10 +27,12 @@ each page names the other three in SEE ALSO, has an EXIT STATUS with every statu
 names, and a COPYRIGHT section naming the MIT licence.
 """
 import glob
+import json
 import os
 import re
 import shlex
 import signal
+import socket
 import select
 import subprocess
 import time
@@ -392,6 +394,36 @@ def test_performance_one_figure(doc):
                                                                         re.M), out
     assert doc.sh(stop)[0] == 0
     doc.stopped()
+
+
+@pytest.mark.fork_only("the docs' server runs in fork mode, as the reader starts it")
+def test_store_records_shown_are_the_ones_written(tmp_path):
+    """store.md's example records have the keys, in the order, of those mpechod writes."""
+    text = read("docs/store.md")
+    shown = [json.loads(l) for l in re.search(r"```json\n(.*?)```", text, re.S)[1].splitlines()]
+    srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", str(tmp_path / "s.jsonl")], env=ENV)
+    try:
+        srv.wait_ready()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=DEADLINE * SLOW) as s:
+            s.sendall(b"hello\n")
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while len(got) < 6:
+                chunk = s.recv(64)
+                assert chunk, got
+                got += chunk
+            assert got == b"hello\n"
+        recs = wait_until(lambda: (lambda r: r if [x["ev"] for x in r] == ["open", "data", "close"]
+                                   else None)(read_store(str(tmp_path / "s.jsonl"))),
+                          DEADLINE, what="open, data and close in the store")
+    finally:
+        srv.cleanup()
+    srv.check_sanitizers()
+    for rec in recs:
+        doc_rec = next(r for r in shown if r["ev"] == rec["ev"])
+        assert list(doc_rec) == list(rec), f"store.md shows {doc_rec}, mpechod writes {rec}"
+    assert (recs[1]["data"], recs[2]["reason"], recs[2]["bytes"]) == \
+        (shown[1]["data"], shown[2]["reason"], shown[2]["bytes"])
 
 
 # --- the blocks themselves ----------------------------------------------------------------------
