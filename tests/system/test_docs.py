@@ -25,6 +25,12 @@ does not exist.
 Man pages.  Each program's --help options are the ones of its man page's SYNOPSIS and OPTIONS;
 each page names the other three in SEE ALSO, has an EXIT STATUS with every status --help
 names, and a COPYRIGHT section naming the MIT licence.
+
+And what every reader meets: the MIT licence in LICENSE, the README and debian/copyright; no
+doc naming a path outside the repository; links between the docs that lead somewhere; one
+default port story (7007 for the programs, 7 for the package) in --help, the man pages and the
+docs; one figure for how long `make bench` takes; store.md's example records in the form
+mpechod writes.
 """
 import glob
 import json
