@@ -504,6 +504,25 @@ def test_purge_while_serving_leaves_nothing_running(machine, socket_unit):
         c.close()
 
 
+def test_purge_keeps_the_directory_of_a_live_store(machine):
+    """22.13: a purge does not delete /var/lib/mpecho under a store still writing it (an
+    mpechod started by hand, not by the package's units): it says so and keeps it."""
+    m = machine
+    m.install()
+    m.run(f"systemd-run --unit=byhand -p User=mpecho /usr/sbin/mpechod -b 127.0.0.1 -p 7007 "
+          f"-s {STORE}")
+    wait_until(lambda: m.path(STORE).exists(), 30, 0.05, "the hand-started store")
+    got, p1 = echo_in(m, b"by hand\n", 7007)
+    assert got == b"by hand\n"
+    try:
+        out = m.run("apt-get purge -y -q mpecho", timeout=180).stdout
+        assert "/var/lib/mpecho is kept" in out, out
+        assert m.path(STORE).exists()
+        wait_stored(m, [p1])
+    finally:
+        m.run("systemctl stop byhand.service", check=False)
+
+
 def test_journal_lines_are_prefixed_once(served):
     """22.15: under systemd stderr is the journal, which shows mpechod[PID]: itself; the
     lines do not repeat it (nor any other process's prog[pid]), and they keep their text."""
