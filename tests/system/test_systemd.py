@@ -409,6 +409,9 @@ def test_reload_reopens_the_store(served):
     conns = wait_stored(m, [p2])
     assert p1 not in conns
     assert bytes(by_port(m.store(STORE + ".1"))[p1]["data"]) == b"before\n"
+    # The store says so in the journal under its role and pid (22.15).
+    msgs = m.run("journalctl -q -o cat -u mpechod.service -t mpechod").stdout.splitlines()
+    assert any(l.startswith("store[") and f"]: reopened {STORE}" in l for l in msgs), msgs
 
 
 @pytest.mark.parametrize("mode", ["fork", "prefork"])
@@ -533,6 +536,10 @@ def test_journal_lines_are_prefixed_once(served):
     assert any(l.startswith("listening on ") for l in msgs), msgs
     doubled = [l for l in msgs if l.startswith("mpechod[")]
     assert doubled == [], f"lines with the journal's prefix repeated: {doubled}"
+    # The <N> before each line is the journal's level, not text.
+    assert not [l for l in msgs if l.startswith("<")], msgs
+    info = m.run("journalctl -q -o cat -p info..info -u mpechod.service -t mpechod").stdout
+    assert "listening on " in info, info
     short = m.run("journalctl -q -o short -u mpechod.service -t mpechod").stdout
     assert "]: mpechod[" not in short, short
 
