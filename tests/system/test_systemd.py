@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SANITIZED, SLOW, wait_until
+from conftest import PREFORK, ROOT, SANITIZED, SLOW, wait_until
 
 NSPAWN = shutil.which("systemd-nspawn")
 pytestmark = [
@@ -43,6 +43,8 @@ pytestmark = [
     # The package builds its own binaries from the tree: nothing here depends on the sanitized
     # build, so the sanitized pass does not run it again.
     pytest.mark.skipif(SANITIZED, reason="builds and tests the package, not MPECHO_BIN"),
+    pytest.mark.skipif(PREFORK, reason="the package's two modes are parameters here, in the "
+                       "normal pass"),
 ]
 
 STORE = "/var/lib/mpecho/echomsg.jsonl"
