@@ -168,7 +168,7 @@ purge() {
 }
 
 if [ "${1:-}" = --deb ]; then
-	[ -n "${2:-}" ] && [ -d "$2" ] || fail "--deb needs an existing directory"
+	if [ -z "${2:-}" ] || [ ! -d "$2" ]; then fail "--deb needs an existing directory"; fi
 	OUT=$(cd "$2" && pwd)
 	TMP=$(mktemp -d /tmp/mpecho-package.XXXXXX)
 	copy_tree
