@@ -467,14 +467,17 @@ def test_stop_ends_everything_and_loses_nothing(served, mode):
 
 def test_upgrade_restarts_the_running_server(served):
     """Installing the package again over itself (dpkg's upgrade path) while mpechod runs: the
-    running service is restarted on the new files, the socket still listens, and the store
-    keeps every record."""
+    running service is restarted on the new files; the socket is never stopped (no client is
+    refused meanwhile), and the store keeps every record."""
     m = served
     got, p1 = echo_in(m, b"old\n")
     assert got == b"old\n"
     old = m.prop("mpechod.service", "MainPID")
+    since = m.prop("mpechod.socket", "ActiveEnterTimestampMonotonic")
     m.run(f"dpkg -i {m.deb}", timeout=180)
     assert m.prop("mpechod.socket", "ActiveState") == "active"
+    assert m.prop("mpechod.socket", "ActiveEnterTimestampMonotonic") == since, \
+        "the upgrade restarted mpechod.socket (clients were refused meanwhile)"
     wait_until(lambda: m.prop("mpechod.service", "MainPID") not in ("0", old), 30, 0.1,
                "a new master")
     got, p2 = echo_in(m, b"new\n")
