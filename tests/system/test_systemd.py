@@ -50,6 +50,7 @@ pytestmark = [
 STORE = "/var/lib/mpecho/echomsg.jsonl"
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -118,9 +119,12 @@ class Machine:
              "--register=no", "--keep-unit", "-M", self.name, f"--bind-ro={deb.parent}:/mnt/deb",
              "--console=passive", "-b"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            preexec_fn=self._enter_cgroup)
+            preexec_fn=self._child_setup)
 
-    def _enter_cgroup(self):
+    def _child_setup(self):
+        """In nspawn before its exec: a cgroup of its own, and TERM (nspawn then halts the
+        container) if this test process dies without its teardown."""
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         for d in self.cgroups:
             try:
                 os.makedirs(d, exist_ok=True)
