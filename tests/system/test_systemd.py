@@ -8,12 +8,13 @@ container's network namespace (setns, as `nsenter -n` does) and driven from here
 read through /proc/PID/root.
 
 Scenarios: install, socket activation, reload, restart after kill -9 of the master with nothing
-lost, stop, upgrade, purge with nothing left running, the journal's lines, and
-mpechod-inetd.socket's per-source limit.
+lost (22.14, fork and prefork), stop, upgrade, purge with nothing left running (22.13), the
+journal's lines (22.15), and mpechod-inetd.socket's per-source limit (22.16).
 
 Needs root, systemd-nspawn (package systemd-container) and debootstrap; the first run makes the
-root (a couple of minutes, with the mirror), later ones reuse it.  Set MPECHO_DEB to a built
-.deb to skip building it.
+root (2 to 6 minutes here, most of it the mirror), later ones reuse it.  MPECHO_DEB: a built
+.deb instead of building one; MPECHO_NSPAWN_ROOT: a root instead of scripts/nspawn-root.sh's;
+MPECHO_NSPAWN_CACHE: where that script keeps its roots.
 """
 import contextlib
 import ctypes
