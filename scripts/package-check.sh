@@ -8,6 +8,9 @@
 #
 #   scripts/package-check.sh          the working tree as it is (tracked and untracked files)
 #   scripts/package-check.sh --head   the last commit only (git archive HEAD)
+#   scripts/package-check.sh --deb DIR   only build the package from the working tree (no unit
+#                                     tests: DEB_BUILD_OPTIONS=nocheck) and copy it into DIR;
+#                                     installs nothing (tests/system/test_systemd.py)
 #   PACKAGE_CHECK_KEEP=1 ...          keep the temporary directory (build log, .deb) to look at
 set -eu
 
@@ -37,13 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-
-[ "$(id -u)" = 0 ] || fail "needs root (dpkg -i, dpkg --purge)"
-if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q "ok installed"; then
-	fail "$PKG is installed already; this check would replace and purge it"
-fi
-timeout 1200 "$ROOT/scripts/deps.sh"
-TMP=$(mktemp -d /tmp/mpecho-package.XXXXXX)
 
 # The source: the tree's files (not build products, which git ignores) copied under $TMP/src.
 copy_tree() {
@@ -171,6 +167,23 @@ purge() {
 	say "purged; the user mpecho is kept, as Debian packages keep their system users"
 }
 
+if [ "${1:-}" = --deb ]; then
+	if [ -z "${2:-}" ] || [ ! -d "$2" ]; then fail "--deb needs an existing directory"; fi
+	OUT=$(cd "$2" && pwd)
+	TMP=$(mktemp -d /tmp/mpecho-package.XXXXXX)
+	copy_tree
+	export DEB_BUILD_OPTIONS="nocheck parallel=2 ${DEB_BUILD_OPTIONS:-}"
+	build
+	cp "$DEB" "$OUT/"
+	echo "$OUT/$(basename "$DEB")"
+	exit 0
+fi
+[ "$(id -u)" = 0 ] || fail "needs root (dpkg -i, dpkg --purge)"
+if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q "ok installed"; then
+	fail "$PKG is installed already; this check would replace and purge it"
+fi
+timeout 1200 "$ROOT/scripts/deps.sh"
+TMP=$(mktemp -d /tmp/mpecho-package.XXXXXX)
 copy_tree "${1:-}"
 build
 run_lintian

@@ -1,5 +1,10 @@
 /*
  * log.c - one-line diagnostics on stderr, prefixed with the program, pid and role.
+ *
+ * When stderr is the journal (systemd's JOURNAL_STREAM names its device and inode), the journal
+ * already shows the program and the pid of the unit's main process, so a line carries only the
+ * role and the pid of the process that wrote it ("store[57]: "), and starts with a <N> syslog
+ * priority that the journal reads as the line's level.
  */
 #define _GNU_SOURCE
 #include "log.h"
@@ -10,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -17,13 +23,33 @@ static const char *log_prog = "mpecho";
 static const char *log_role;
 static int log_guarded;
 static int log_to_syslog;
+static int log_to_journal;
 static unsigned long log_dropped;
+
+/* Whether stderr is the stream systemd connected to the journal: JOURNAL_STREAM is
+ * "DEVICE:INODE" of that stream, and a stderr redirected elsewhere has another. */
+static int
+log_stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char tail;
+
+	if (js == NULL || sscanf(js, "%llu:%llu%c", &dev, &ino, &tail) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void
 log_init(const char *prog, const char *role)
 {
-	if (prog != NULL)
+	if (prog != NULL) {
 		log_prog = prog;
+		log_to_journal = log_stderr_is_journal();
+	}
 	log_role = role;
 }
 
@@ -53,6 +79,20 @@ log_writable(void)
 	return 0;
 }
 
+/* The start of a line on stderr: "prog[pid]: role: ", or for the journal "<prio>role[pid]: "
+ * (the master, which has no role: "<prio>").  getpid() per line rather than a cached pid: a
+ * session that never logs then never writes to this page (see session.c). */
+static int
+log_prefix(char *line, size_t size, int prio)
+{
+	if (!log_to_journal)
+		return snprintf(line, size, "%s[%ld]: %s%s", log_prog, (long)getpid(),
+		    log_role ? log_role : "", log_role ? ": " : "");
+	if (log_role == NULL)
+		return snprintf(line, size, "<%d>", prio);
+	return snprintf(line, size, "<%d>%s[%ld]: ", prio, log_role, (long)getpid());
+}
+
 /* Formats one line and writes it with a single write(2), or hands it to syslog; errno is
  * preserved for the caller. */
 static void
@@ -76,10 +116,7 @@ log_emit(int prio, int with_errno, const char *fmt, va_list ap)
 		errno = saved;
 		return;
 	}
-	/* getpid() per line rather than a cached pid: a session that never logs then never
-	 * writes to this page (see session.c). */
-	n = snprintf(line, sizeof(line), "%s[%ld]: %s%s", log_prog, (long)getpid(),
-	    log_role ? log_role : "", log_role ? ": " : "");
+	n = log_prefix(line, sizeof(line), prio);
 	if (log_dropped > 0 && n > 0 && n < (int)sizeof(line)) {
 		m = snprintf(line + n, sizeof(line) - (size_t)n, "(%lu log lines dropped) ",
 		    log_dropped);

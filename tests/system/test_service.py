@@ -194,3 +194,47 @@ def test_unknown_user_is_a_usage_error(tmp_path):
                        capture_output=True, timeout=10 * SLOW)
     assert r.returncode == 64
     assert len(r.stderr.decode().strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_lines_to_the_journal_do_not_repeat_its_prefix(tmp_path, journal):
+    """22.15: when stderr is the journal's stream (JOURNAL_STREAM names its device and inode),
+    the journal shows mpechod[PID] itself: lines start with a <N> level instead, and a child's
+    with its role and pid.  With JOURNAL_STREAM naming another file (stderr redirected), lines
+    keep mpechod[PID]:.  The same under a real systemd: test_systemd.py."""
+    ours, theirs = socket.socketpair()
+    st = os.fstat(theirs.fileno()) if journal else os.stat(tmp_path)
+    store = tmp_path / "s.jsonl"
+    p = Process([binary("mpechod"), "-b", "127.0.0.1", "-p", "0", "-s", store], read=(),
+                env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}, stderr=theirs.fileno())
+    theirs.close()
+    try:
+        ours.settimeout(10 * SLOW)
+        text = b""
+        while b"listening on 127.0.0.1:" not in text:
+            chunk = ours.recv(4096)
+            assert chunk, f"mpechod ended before it was listening: {text!r}"
+            text += chunk
+        port = int(text.split(b"listening on 127.0.0.1:")[1].split(b"\n")[0])
+        os.rename(store, tmp_path / "old.jsonl")
+        assert echo(port, b"x") == b"x"
+        p.proc.send_signal(signal.SIGHUP)
+        while b"reopened " not in text:
+            chunk = ours.recv(4096)
+            assert chunk, f"mpechod ended before its store reopened: {text!r}"
+            text += chunk
+        p.proc.send_signal(signal.SIGTERM)
+        while chunk := ours.recv(4096):  # EOF: every process has gone
+            text += chunk
+        assert p.proc.wait(10 * SLOW) == 0
+    finally:
+        ours.close()
+        p.cleanup()
+    lines = text.decode().splitlines()
+    if journal:
+        assert f"<6>listening on 127.0.0.1:{port}" in lines, lines
+        assert not [l for l in lines if "mpechod[" in l], lines
+        assert [l for l in lines if l.startswith("<6>store[") and "]: reopened " in l], lines
+    else:
+        assert all(l.startswith("mpechod[") for l in lines), lines
+        assert f"mpechod[{p.pid}]: listening on 127.0.0.1:{port}" in lines, lines
