@@ -32,15 +32,18 @@ struct gate {
 
 enum gate_verdict { GATE_SERVE, GATE_CULLED, GATE_REFUSED };
 
-/* The questions at accept, for the connection fd from ss.  On GATE_SERVE, *admitted says
- * whether key was counted for --max-per-source (then gate_release it when the session ends),
- * and *state (unless NULL) how the connection stands (live, or half-closed with data). */
+/* The questions at accept, for the connection fd from ss.  On GATE_SERVE, claim says whether
+ * its key was counted for --max-per-source (then gate_release it when the session ends), and
+ * *state (unless NULL) how the connection stands (live, or half-closed with data).  claim lives
+ * in memory its process owns and the master reads (a slot): it is set in one step with the
+ * count, under the lock, so that no death can leave the two apart. */
 enum gate_verdict gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
-    struct admit_key *key, int *admitted, enum net_peer_state *state);
+    struct admit_claim *claim, enum net_peer_state *state);
 /* Behind a load balancer: the rules and --max-per-source for the client the header names.
- * GATE_SERVE with *admitted as above, or GATE_REFUSED (counted and logged). */
+ * GATE_SERVE with claim as above, or GATE_REFUSED (counted and logged). */
 enum gate_verdict gate_client(const struct gate *g, const struct sockaddr_storage *client,
-    struct admit_key *key, int *admitted);
-void gate_release(const struct gate *g, const struct admit_key *key);
+    struct admit_claim *claim);
+/* Gives back what claim holds (nothing if it holds nothing), in one step with clearing it. */
+void gate_release(const struct gate *g, struct admit_claim *claim);
 
 #endif
