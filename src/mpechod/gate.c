@@ -117,6 +117,19 @@ gate_client(const struct gate *g, const struct sockaddr_storage *client,
 	return gate_admit(g, client, 1, 0, claim);
 }
 
+enum gate_verdict
+gate_no_client(const struct gate *g, const struct sockaddr_storage *balancer,
+    struct admit_claim *claim)
+{
+	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
+	if (g->no_client == GATE_NO_CLIENT_REFUSE)
+		return gate_refuse(g, &g->sh->denied, balancer,
+		    "its PROXY header names no client (--proxy-no-client refuse)");
+	if (g->no_client == GATE_NO_CLIENT_JUDGE)
+		return gate_client(g, balancer, claim);
+	return GATE_SERVE;
+}
+
 void
 gate_release(const struct gate *g, struct admit_claim *claim)
 {

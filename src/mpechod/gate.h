@@ -23,6 +23,7 @@
 struct gate {
 	int proxy;                  /* --proxy-protocol */
 	int proxy_timeout_ms;
+	int no_client;              /* --proxy-no-client: enum gate_no_client */
 	struct cidr_list proxy_from;
 	struct cidr_rules rules;    /* --allow, --deny */
 	int max_per_source, max_rate;
@@ -31,6 +32,9 @@ struct gate {
 };
 
 enum gate_verdict { GATE_SERVE, GATE_CULLED, GATE_REFUSED };
+/* A PROXY header that names no client (LOCAL, UNKNOWN, UNSPEC): served with no rule (a
+ * health check, as before), judged by the balancer's own address, or refused. */
+enum gate_no_client { GATE_NO_CLIENT_SERVE, GATE_NO_CLIENT_JUDGE, GATE_NO_CLIENT_REFUSE };
 
 /* The questions at accept, for the connection fd from ss.  On GATE_SERVE, claim says whether
  * its key was counted for --max-per-source (then gate_release it when the session ends), and
@@ -42,6 +46,10 @@ enum gate_verdict gate_accept(const struct gate *g, int fd, const struct sockadd
 /* Behind a load balancer: the rules and --max-per-source for the client the header names.
  * GATE_SERVE with claim as above, or GATE_REFUSED (counted and logged). */
 enum gate_verdict gate_client(const struct gate *g, const struct sockaddr_storage *client,
+    struct admit_claim *claim);
+/* Behind a load balancer, a header that names no client: --proxy-no-client decides, for the
+ * balancer's address. */
+enum gate_verdict gate_no_client(const struct gate *g, const struct sockaddr_storage *balancer,
     struct admit_claim *claim);
 /* Gives back what claim holds (nothing if it holds nothing), in one step with clearing it. */
 void gate_release(const struct gate *g, struct admit_claim *claim);

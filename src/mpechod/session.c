@@ -382,9 +382,11 @@ session_gate(const struct session_args *a, char *peer, size_t len)
 		shared_log(g->sh, &g->sh->log_proxy, msg);
 		return SESSION_PROXY_ERROR;
 	}
-	/* LOCAL (the balancer's health check): the real addresses, and nothing to apply. */
+	/* LOCAL (the balancer's health check), UNKNOWN, UNSPEC: the real addresses, and what
+	 * --proxy-no-client says. */
 	if (res.src.ss_family == AF_UNSPEC)
-		return SESSION_EOF;
+		return gate_no_client(g, &a->peer, &a->slot->claim) == GATE_SERVE ? SESSION_EOF :
+		    SESSION_REFUSED;
 	/* The count is claimed in this process's slot: the master gives it back if this process
 	 * dies before session_release. */
 	if (gate_client(g, &res.src, &a->slot->claim) != GATE_SERVE)
