@@ -10,10 +10,15 @@
 void
 admit_key(const struct sockaddr_storage *ss, struct admit_key *k)
 {
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
 	memset(k, 0, sizeof(*k));
 	k->b[0] = (unsigned char)ss->ss_family;
-	if (ss->ss_family == AF_INET6)
-		memcpy(k->b + 1, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(a6)) {
+		k->b[0] = AF_INET;
+		memcpy(k->b + 1, a6->s6_addr + 12, 4);
+	} else if (ss->ss_family == AF_INET6)
+		memcpy(k->b + 1, a6, 16);
 	else if (ss->ss_family == AF_INET)
 		memcpy(k->b + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
 }
@@ -177,6 +182,24 @@ admit_release(struct admit *a, const struct admit_key *k)
 		return;
 	if (--a->tab[i].count == 0)
 		admit_remove(a, i);
+}
+
+void
+admit_clear(struct admit *a)
+{
+	memset(a->tab, 0, (size_t)a->cap * sizeof(a->tab[0]));
+}
+
+void
+admit_add(struct admit *a, const struct admit_key *k)
+{
+	uint32_t i;
+
+	if (a->cap == 0)
+		return;
+	i = admit_find(a, k);
+	a->tab[i].key = *k;
+	a->tab[i].count++;
 }
 
 int

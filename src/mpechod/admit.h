@@ -23,6 +23,15 @@ struct admit_key {
 	unsigned char b[ADMIT_KEY_LEN];
 };
 
+/* What one process has counted for --max-per-source, in memory that it owns and the master can
+ * read (its slot).  The count and held change together under the shared lock, so that whenever
+ * the lock is free the table is the sum of the claims held: after a death under the lock (the
+ * table may be torn, a removal half done) the master rebuilds the table from them. */
+struct admit_claim {
+	struct admit_key key;
+	uint32_t held; /* key is counted */
+};
+
 /* A log line that may repeat at a flood's rate is written at most once a period, with the count
  * of the ones held back (as sshd does for its connection-limit messages). */
 struct admit_ratelog {
@@ -51,7 +60,9 @@ struct admit {
 	struct admit_src tab[]; /* open addressing, linear probing, no tombstones */
 };
 
-/* The key of a peer address (AF_INET or AF_INET6; anything else is one key of its own). */
+/* The key of a peer address (AF_INET or AF_INET6; anything else is one key of its own).  An
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d, a v4 client on a dual-stack socket) has the key of
+ * the IPv4 address: one client is one source whichever socket it reached. */
 void admit_key(const struct sockaddr_storage *ss, struct admit_key *k);
 /* A hash of the key (FNV-1a), for tables keyed by source. */
 uint32_t admit_hash(const struct admit_key *k);
@@ -69,6 +80,10 @@ void admit_release(struct admit *a, const struct admit_key *k);
  * admit_take_source counts k on ADMIT_OK, as admit_check does. */
 enum admit_verdict admit_take_rate(struct admit *a, int64_t now_ms);
 enum admit_verdict admit_take_source(struct admit *a, const struct admit_key *k);
+/* Empties the per-source table (the rate is kept), and counts k once more whatever the limit:
+ * together, a rebuild of the table from the claims held. */
+void admit_clear(struct admit *a);
+void admit_add(struct admit *a, const struct admit_key *k);
 /* Concurrent sessions counted for k. */
 unsigned admit_count(const struct admit *a, const struct admit_key *k);
 

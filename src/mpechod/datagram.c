@@ -7,6 +7,12 @@
  * is either recorded whole and echoed, or dropped and counted.  Signals are blocked except
  * inside ppoll, as in the master and the store; SIGTERM (shutdown) and the master's death end
  * the process after the batch in hand.
+ *
+ * Each echo leaves from the address its datagram was sent to: on a wildcard socket the kernel
+ * would otherwise pick the source by route (a client that sent to 127.0.0.2 would hear from
+ * 127.0.0.1, and a connected client, as most are, would hear nothing).  The destination comes
+ * with each datagram (IP_PKTINFO, IPV6_RECVPKTINFO, which also covers IPv4 on a dual-stack
+ * socket as ::ffff:a.b.c.d) and goes back with its echo as the source.
  */
 #define _GNU_SOURCE
 #include "datagram.h"
@@ -18,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +50,10 @@ static struct {
 	struct mmsghdr in[DG_BATCH], out[DG_BATCH];
 	struct iovec iov[DG_BATCH], oiov[DG_BATCH];
 	struct sockaddr_storage from[DG_BATCH];
+	/* The destination of datagram i, then its echo's source (each row stays aligned: a
+	 * CMSG_SPACE is a multiple of the alignment). */
+	_Alignas(struct cmsghdr) unsigned char
+	    ctl[DG_BATCH][CMSG_SPACE(sizeof(struct in6_pktinfo))];
 	unsigned char buf[DG_BATCH][REC_DGRAM_MAX];
 } dg;
 
@@ -134,6 +145,35 @@ datagram_record(const struct sockaddr *sa, unsigned char *data, size_t n)
 	return 0;
 }
 
+/* The control message for datagram i's echo: its destination as the source (IPv4: as
+ * ipi_spec_dst, the interface left to the route), or none when none came. */
+static size_t
+datagram_reply_from(int i)
+{
+	struct msghdr *m = &dg.in[i].msg_hdr;
+	struct cmsghdr *c;
+
+	if (m->msg_flags & MSG_CTRUNC)
+		return 0;
+	for (c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			pi.ipi_spec_dst = pi.ipi_addr;
+			pi.ipi_ifindex = 0;
+			memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		} else if (!(c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO)) {
+			continue;
+		}
+		/* Moved to the front, alone. */
+		if ((void *)c != (void *)dg.ctl[i])
+			memmove(dg.ctl[i], c, c->cmsg_len);
+		return CMSG_SPACE(c->cmsg_len - CMSG_LEN(0));
+	}
+	return 0;
+}
+
 /* Decides on datagram i of a batch: queues its echo in out, or drops it.  Returns 1 if queued. */
 static int
 datagram_one(int i, unsigned int len, int nout)
@@ -154,7 +194,10 @@ datagram_one(int i, unsigned int len, int nout)
 	dg.oiov[nout] = (struct iovec){ .iov_base = dg.buf[i], .iov_len = len };
 	dg.out[nout].msg_hdr = (struct msghdr){ .msg_name = &dg.from[i],
 	    .msg_namelen = dg.in[i].msg_hdr.msg_namelen, .msg_iov = &dg.oiov[nout],
-	    .msg_iovlen = 1 };
+	    .msg_iovlen = 1, .msg_control = dg.ctl[i] };
+	dg.out[nout].msg_hdr.msg_controllen = datagram_reply_from(i);
+	if (dg.out[nout].msg_hdr.msg_controllen == 0)
+		dg.out[nout].msg_hdr.msg_control = NULL;
 	return 1;
 }
 
@@ -201,7 +244,8 @@ datagram_serve(int fd)
 			dg.iov[i] = (struct iovec){ .iov_base = dg.buf[i], .iov_len = REC_DGRAM_MAX };
 			dg.in[i].msg_hdr = (struct msghdr){ .msg_name = &dg.from[i],
 			    .msg_namelen = sizeof(dg.from[i]), .msg_iov = &dg.iov[i],
-			    .msg_iovlen = 1 };
+			    .msg_iovlen = 1, .msg_control = dg.ctl[i],
+			    .msg_controllen = sizeof(dg.ctl[i]) };
 		}
 		n = recvmmsg(fd, dg.in, DG_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0) {
@@ -244,6 +288,24 @@ datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 		dg_stop = 1;
 }
 
+/* Asks for each datagram's destination address (see the top of the file). */
+static void
+datagram_pktinfo(int fd)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len = sizeof(ss);
+	int one = 1;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if ((ss.ss_family == AF_INET &&
+	    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) < 0) ||
+	    (ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) < 0))
+		log_warn("UDP: cannot learn each datagram's destination; echoes leave from the "
+		    "route's address");
+}
+
 void
 datagram_run(const struct datagram_args *a)
 {
@@ -254,8 +316,10 @@ datagram_run(const struct datagram_args *a)
 	log_init(NULL, "datagram");
 	log_guard(1);
 	datagram_setup(a, &waitmask);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		pfd[i] = (struct pollfd){ .fd = a->fds[i], .events = POLLIN };
+		datagram_pktinfo(a->fds[i]);
+	}
 	while (!dg_stop) {
 		if (ppoll(pfd, (nfds_t)n, NULL, &waitmask) < 0) {
 			if (errno != EINTR)

@@ -54,16 +54,17 @@ gate_rules(const struct gate *g, const struct sockaddr_storage *ss)
 	return GATE_SERVE;
 }
 
-/* --max-per-source for ss (skipped with per_source 0) and --max-rate (skipped with rate 0). */
+/* --max-per-source for ss (skipped with per_source 0) and --max-rate (skipped with rate 0).
+ * The count and the claim change in one step under the lock (see admit.h). */
 static enum gate_verdict
 gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_source, int rate,
-    struct admit_key *key, int *admitted)
+    struct admit_claim *claim)
 {
 	enum admit_verdict v = ADMIT_OK;
 	char why[64];
 
-	*admitted = 0;
-	admit_key(ss, key);
+	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
+	admit_key(ss, &claim->key);
 	per_source = per_source && g->max_per_source > 0;
 	rate = rate && g->max_rate > 0;
 	/* No limit asked for: no lock taken on every accept. */
@@ -73,8 +74,8 @@ gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_sour
 	if (rate)
 		v = admit_take_rate(g->admit, io_now_ms());
 	if (v == ADMIT_OK && per_source) {
-		v = admit_take_source(g->admit, key);
-		*admitted = v == ADMIT_OK;
+		v = admit_take_source(g->admit, &claim->key);
+		__atomic_store_n(&claim->held, v == ADMIT_OK, __ATOMIC_RELEASE);
 	}
 	shared_unlock(g->sh);
 	if (v == ADMIT_OK)
@@ -89,9 +90,9 @@ gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_sour
 
 enum gate_verdict
 gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
-    struct admit_key *key, int *admitted, enum net_peer_state *state)
+    struct admit_claim *claim, enum net_peer_state *state)
 {
-	*admitted = 0;
+	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
 	if (gate_over(g, fd, ss, state))
 		return GATE_CULLED;
 	if (g->proxy) {
@@ -99,27 +100,44 @@ gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
 		 * the rules and the per-source limit wait for the client's (gate_client). */
 		if (!cidr_list_match(&g->proxy_from, (const struct sockaddr *)ss))
 			return gate_refuse(g, &g->sh->denied, ss, "not in --proxy-from");
-		return gate_admit(g, ss, 0, 1, key, admitted);
+		return gate_admit(g, ss, 0, 1, claim);
 	}
 	if (gate_rules(g, ss) != GATE_SERVE)
 		return GATE_REFUSED;
-	return gate_admit(g, ss, 1, 1, key, admitted);
+	return gate_admit(g, ss, 1, 1, claim);
 }
 
 enum gate_verdict
-gate_client(const struct gate *g, const struct sockaddr_storage *client, struct admit_key *key,
-    int *admitted)
+gate_client(const struct gate *g, const struct sockaddr_storage *client,
+    struct admit_claim *claim)
 {
-	*admitted = 0;
+	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
 	if (gate_rules(g, client) != GATE_SERVE)
 		return GATE_REFUSED;
-	return gate_admit(g, client, 1, 0, key, admitted);
+	return gate_admit(g, client, 1, 0, claim);
+}
+
+enum gate_verdict
+gate_no_client(const struct gate *g, const struct sockaddr_storage *balancer,
+    struct admit_claim *claim)
+{
+	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
+	if (g->no_client == GATE_NO_CLIENT_REFUSE)
+		return gate_refuse(g, &g->sh->denied, balancer,
+		    "its PROXY header names no client (--proxy-no-client refuse)");
+	if (g->no_client == GATE_NO_CLIENT_JUDGE)
+		return gate_client(g, balancer, claim);
+	return GATE_SERVE;
 }
 
 void
-gate_release(const struct gate *g, const struct admit_key *key)
+gate_release(const struct gate *g, struct admit_claim *claim)
 {
+	/* held changes only under the lock, by claim's owner (or the master once it is dead). */
+	if (!__atomic_load_n(&claim->held, __ATOMIC_ACQUIRE))
+		return;
 	shared_lock(g->sh);
-	admit_release(g->admit, key);
+	admit_release(g->admit, &claim->key);
+	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
 	shared_unlock(g->sh);
 }

@@ -23,6 +23,7 @@
 struct gate {
 	int proxy;                  /* --proxy-protocol */
 	int proxy_timeout_ms;
+	int no_client;              /* --proxy-no-client: enum gate_no_client */
 	struct cidr_list proxy_from;
 	struct cidr_rules rules;    /* --allow, --deny */
 	int max_per_source, max_rate;
@@ -31,16 +32,26 @@ struct gate {
 };
 
 enum gate_verdict { GATE_SERVE, GATE_CULLED, GATE_REFUSED };
+/* A PROXY header that names no client (LOCAL, UNKNOWN, UNSPEC): served with no rule (a
+ * health check, as before), judged by the balancer's own address, or refused. */
+enum gate_no_client { GATE_NO_CLIENT_SERVE, GATE_NO_CLIENT_JUDGE, GATE_NO_CLIENT_REFUSE };
 
-/* The questions at accept, for the connection fd from ss.  On GATE_SERVE, *admitted says
- * whether key was counted for --max-per-source (then gate_release it when the session ends),
- * and *state (unless NULL) how the connection stands (live, or half-closed with data). */
+/* The questions at accept, for the connection fd from ss.  On GATE_SERVE, claim says whether
+ * its key was counted for --max-per-source (then gate_release it when the session ends), and
+ * *state (unless NULL) how the connection stands (live, or half-closed with data).  claim lives
+ * in memory its process owns and the master reads (a slot): it is set in one step with the
+ * count, under the lock, so that no death can leave the two apart. */
 enum gate_verdict gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
-    struct admit_key *key, int *admitted, enum net_peer_state *state);
+    struct admit_claim *claim, enum net_peer_state *state);
 /* Behind a load balancer: the rules and --max-per-source for the client the header names.
- * GATE_SERVE with *admitted as above, or GATE_REFUSED (counted and logged). */
+ * GATE_SERVE with claim as above, or GATE_REFUSED (counted and logged). */
 enum gate_verdict gate_client(const struct gate *g, const struct sockaddr_storage *client,
-    struct admit_key *key, int *admitted);
-void gate_release(const struct gate *g, const struct admit_key *key);
+    struct admit_claim *claim);
+/* Behind a load balancer, a header that names no client: --proxy-no-client decides, for the
+ * balancer's address. */
+enum gate_verdict gate_no_client(const struct gate *g, const struct sockaddr_storage *balancer,
+    struct admit_claim *claim);
+/* Gives back what claim holds (nothing if it holds nothing), in one step with clearing it. */
+void gate_release(const struct gate *g, struct admit_claim *claim);
 
 #endif

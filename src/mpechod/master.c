@@ -111,16 +111,13 @@ master_signals(void)
 }
 
 /* Gives back what a child that died had counted for --max-per-source: at accept, and for the
- * client a PROXY header named (a session that ended normally gave that back itself). */
+ * client a PROXY header named (a session that ended normally gave that back itself).  Exactly
+ * what its claims say: they change with the counts, in one step under the lock. */
 void
-master_release(int admitted, const struct admit_key *src, struct session_slot *slot)
+master_release(struct admit_claim *at_accept, struct session_slot *slot)
 {
-	if (admitted)
-		gate_release(&master->gate, src);
-	if (slot->admitted) {
-		gate_release(&master->gate, &slot->src);
-		slot->admitted = 0;
-	}
+	gate_release(&master->gate, at_accept);
+	gate_release(&master->gate, &slot->claim);
 }
 
 static void
@@ -129,7 +126,9 @@ master_session_died(const struct child *c, int status)
 	uint64_t bytes = __atomic_load_n(&master->board[c->slot].bytes, __ATOMIC_RELAXED);
 	char reason[32], peer[NET_ADDRLEN];
 
-	master_release(c->admitted, &c->src, &master->board[c->slot]);
+	struct admit_claim own = { .key = c->src, .held = (uint32_t)c->admitted };
+
+	master_release(&own, &master->board[c->slot]);
 	master->bytes_done += bytes;
 	master_end_reason(status, reason, sizeof(reason));
 	if (WIFSIGNALED(status))
@@ -174,17 +173,82 @@ master_child_died(pid_t pid, int status)
 		master_session_died(&c, status);
 }
 
+static int
+master_readmit_claim(const struct admit_claim *cl)
+{
+	if (!cl->held)
+		return 0;
+	admit_add(master->admit, &cl->key);
+	return 1;
+}
+
+/* Counts again every claim that a live child (or the master itself) holds for
+ * --max-per-source; the number of them. */
+static int
+master_readmit(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < master->nkids; i++) {
+		const struct child *c = &master->kids[i];
+
+		if (master->set.prefork) {
+			const struct pool_slot *p = &master->pslots[c->slot];
+
+			n += master_readmit_claim(&p->claim) + master_readmit_claim(&p->s.claim);
+		} else {
+			struct admit_claim own = { .key = c->src, .held = (uint32_t)c->admitted };
+
+			n += master_readmit_claim(&own) +
+			    master_readmit_claim(&master->board[c->slot].claim);
+		}
+	}
+	for (int i = 0; i < master->ndefer; i++) {
+		const struct deferred *d = &master->defer[(master->defer_head + i) % MASTER_DEFER_MAX];
+		struct admit_claim own = { .key = d->key, .held = (uint32_t)d->admitted };
+
+		n += master_readmit_claim(&own);
+	}
+	return n;
+}
+
+/* A child killed by a signal may have died holding the shared lock, in the middle of a change
+ * to the admission table (a removal moves entries).  Whoever takes the lock next marks it torn;
+ * the master, having reaped every dead child and given back what their claims held, takes it
+ * too, and rebuilds the table from the claims of the live ones: the table is then what it would
+ * be had nobody died. */
+static void
+master_readmit_if_torn(void)
+{
+	struct shared *sh = &master->shared;
+	int n;
+
+	shared_lock(sh);
+	if (sh->torn) {
+		sh->torn = 0;
+		admit_clear(master->admit);
+		n = master_readmit();
+		log_warnx("a process died holding the admission lock; per-source counts rebuilt "
+		    "from the %d admissions held", n);
+	}
+	shared_unlock(sh);
+}
+
 /* One SIGCHLD for any number of dead children: collect until none is left (sshd's
  * child_reap_all_exited).  Bounded: each round reaps a child, and only children that exist. */
 static void
 master_reap(void)
 {
-	int status;
+	int status, killed = 0;
 	pid_t pid;
 
 	got_chld = 0;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		master_child_died(pid, status);
+		killed |= WIFSIGNALED(status);
+	}
+	if (killed)
+		master_readmit_if_torn();
 }
 
 /* The stats line's part for --udp, appended to buf. */
@@ -244,8 +308,7 @@ master_stats_line(char *line, size_t len)
 	if (master->set.prefork)
 		snprintf(line + strlen(line), len - strlen(line),
 		    ", pool %d processes, %d idle, %d starting", master->nkids,
-		    __atomic_load_n(&sh->idle, __ATOMIC_RELAXED),
-		    __atomic_load_n(&sh->starting, __ATOMIC_RELAXED));
+		    spare_map_count(&master->pool_idle), spare_map_count(&master->pool_starting));
 	if (master->set.udp)
 		master_stats_udp(line, len);
 }
@@ -301,8 +364,11 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct a
 		master_ratelog(&master->log_fork, 1, "fork failed; closed the connection, pausing accepts "
 		    "for 100 ms");
 		master->free_slots[master->nfree++] = slot;
-		if (admitted)
-			gate_release(&master->gate, src);
+		if (admitted) {
+			struct admit_claim own = { .key = *src, .held = 1 };
+
+			gate_release(&master->gate, &own);
+		}
 		master->accept_resume_ms = io_now_ms() + 100;
 		return;
 	}
@@ -318,10 +384,11 @@ static void
 master_admit(int cfd, const struct sockaddr_storage *ss)
 {
 	enum net_peer_state st;
-	struct admit_key key;
-	int admitted;
+	struct admit_claim cl;
 
-	if (gate_accept(&master->gate, cfd, ss, &key, &admitted, &st) != GATE_SERVE) {
+	/* The master's claims are its own memory (kids, the put-aside ring): it does not die
+	 * without its children. */
+	if (gate_accept(&master->gate, cfd, ss, &cl, &st) != GATE_SERVE) {
 		close(cfd);
 		return;
 	}
@@ -332,11 +399,11 @@ master_admit(int cfd, const struct sockaddr_storage *ss)
 		struct deferred *d = &master->defer[(master->defer_head + master->ndefer++) %
 		    MASTER_DEFER_MAX];
 
-		*d = (struct deferred){ .fd = cfd, .admitted = admitted, .since_ms = io_now_ms(),
-		    .ss = *ss, .key = key };
+		*d = (struct deferred){ .fd = cfd, .admitted = (int)cl.held, .since_ms = io_now_ms(),
+		    .ss = *ss, .key = cl.key };
 		return;
 	}
-	master_fork_session(cfd, ss, &key, admitted);
+	master_fork_session(cfd, ss, &cl.key, (int)cl.held);
 }
 
 /* Forks put-aside connections: a batch once the listen queue is empty, and any that waited

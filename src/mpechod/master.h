@@ -113,6 +113,7 @@ struct master {
 	struct shared shared;        /* updated by pool processes and sessions too */
 	struct gate gate;            /* the questions before a connection is served */
 	struct pool_slot *pslots;    /* one per pool process, indexed like the scoreboard */
+	struct spare_map pool_idle, pool_starting; /* a bit per slot (spare.h) */
 	int wake_rd, wake_wr;        /* pool processes wake the master when none is idle */
 	int spawn_rate, burst_rate;  /* spare.c's doubling */
 	int64_t next_tick_ms;        /* the pool's next maintenance */
@@ -142,7 +143,7 @@ enum { KEEP_NONE = 0, KEEP_UDP = 1, KEEP_LISTENERS = 2 };
 
 /* master.c */
 void master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what);
-void master_release(int admitted, const struct admit_key *src, struct session_slot *slot);
+void master_release(struct admit_claim *at_accept, struct session_slot *slot);
 void master_stats_line(char *line, size_t len);
 
 /* master_setup.c: sockets, privileges, systemd, the gate */

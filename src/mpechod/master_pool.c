@@ -12,6 +12,10 @@ master_alloc_pool(size_t n)
 	int p[2];
 
 	master->pslots = master_shared(n * sizeof(*master->pslots));
+	master->pool_idle = (struct spare_map){ .words = SPARE_MAP_WORDS((int)n),
+	    .bits = master_shared(SPARE_MAP_WORDS(n) * sizeof(uint64_t)) };
+	master->pool_starting = (struct spare_map){ .words = master->pool_idle.words,
+	    .bits = master_shared(SPARE_MAP_WORDS(n) * sizeof(uint64_t)) };
 	master->shared.next_conn = 1;
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
 		fatal(EX_OSERR, "pipe");
@@ -21,8 +25,9 @@ master_alloc_pool(size_t n)
 }
 
 /* A pool process ended.  One that left by itself has put everything right; one that died
- * otherwise leaves its counts, its source's admission and, when it died in a connection, the
- * records of that connection to the master. */
+ * otherwise leaves its bits in the idle and starting maps, its source's admission and, when it
+ * died in a connection, the records of that connection to the master.  Its bits are cleared
+ * whatever its state says: it may have died between changing its state and its bits. */
 void
 master_pool_died(const struct child *c, int status)
 {
@@ -31,11 +36,9 @@ master_pool_died(const struct child *c, int status)
 	char reason[32], peer[NET_ADDRLEN];
 	int state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
 
-	if (state == POOL_STARTING)
-		__atomic_sub_fetch(&sh->starting, 1, __ATOMIC_ACQ_REL);
-	else if (state == POOL_IDLE)
-		__atomic_sub_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL);
-	master_release(slot->admitted, &slot->src, &slot->s);
+	spare_map_clear(&master->pool_starting, c->slot);
+	spare_map_clear(&master->pool_idle, c->slot);
+	master_release(&slot->claim, &slot->s);
 	/* A connection without its close record: the process died in it, or finished it (a
 	 * shutdown with the store stuck) without getting the record in. */
 	if (slot->conn != 0 && !slot->s.closed && slot->end >= 0) {
@@ -84,6 +87,7 @@ master_spawn_pool(int n)
 			.lfd = master->lfd, .nlfd = master->nlfd, .wake_wr = master->wake_wr,
 			.max_conns = master->set.max_conns_per_child,
 			.sh = &master->shared, .slot = &master->pslots[slot], .gate = &master->gate,
+			.index = slot, .idle = master->pool_idle, .starting = master->pool_starting,
 			.sess = { .fd = -1, .pipe_wr = master->pipe_wr,
 			    .idle_timeout = master->set.idle_timeout, .grace = master->set.grace,
 			    .master = getpid(), .gate = master->set.proxy ? &master->gate : NULL },
@@ -95,7 +99,7 @@ master_spawn_pool(int n)
 		 * in the list): everything else of the master's goes. */
 		master_fds_to_close(&c, master->pipe_wr, KEEP_LISTENERS);
 		master->pslots[slot] = (struct pool_slot){ .state = POOL_STARTING };
-		__atomic_add_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
+		spare_map_set(&master->pool_starting, slot);
 		pool_prepare(&a);
 		pid = _Fork();
 		if (pid == 0) {
@@ -103,7 +107,7 @@ master_spawn_pool(int n)
 			pool_run(&a);
 		}
 		if (pid < 0) {
-			__atomic_sub_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
+			spare_map_clear(&master->pool_starting, slot);
 			master->pslots[slot].state = POOL_FREE;
 			master_ratelog(&master->log_fork, 1, "fork failed; the pool does not grow now");
 			return;
@@ -118,8 +122,8 @@ master_pool_view(void)
 {
 	return (struct spare_view){
 		.total = master->nkids,
-		.idle = __atomic_load_n(&master->shared.idle, __ATOMIC_ACQUIRE),
-		.starting = __atomic_load_n(&master->shared.starting, __ATOMIC_ACQUIRE),
+		.idle = spare_map_count(&master->pool_idle),
+		.starting = spare_map_count(&master->pool_starting),
 		.max_clients = master->set.max_clients,
 		.min_spare = master->set.min_spare, .max_spare = master->set.max_spare,
 	};

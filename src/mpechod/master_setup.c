@@ -228,6 +228,7 @@ master_gate(void)
 
 	g->proxy = s->proxy;
 	g->proxy_timeout_ms = s->proxy_timeout * 1000;
+	g->no_client = s->proxy_no_client;
 	g->max_per_source = s->max_per_source;
 	g->max_rate = s->max_rate;
 	g->admit = master->admit;

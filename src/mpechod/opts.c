@@ -17,7 +17,7 @@ enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
-	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT
+	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT
 };
 
 static const struct option opts_long[] = {
@@ -28,6 +28,7 @@ static const struct option opts_long[] = {
 	{ "proxy-protocol", no_argument, NULL, OPT_PROXY },
 	{ "proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT },
 	{ "proxy-from", required_argument, NULL, OPT_PROXY_FROM },
+	{ "proxy-no-client", required_argument, NULL, OPT_PROXY_NO_CLIENT },
 	{ "allow", required_argument, NULL, OPT_ALLOW },
 	{ "defer-accept", required_argument, NULL, OPT_DEFER_ACCEPT },
 	{ "deny", required_argument, NULL, OPT_DENY },
@@ -138,6 +139,22 @@ opts_path(const char *name, const char *arg, const char **dst, char *err, size_t
 
 /* Handles one option; returns -1 with err filled when its value is bad. */
 /* One more address rule (its text: the master parses it, cidr.c, and refuses a bad one). */
+/* --proxy-no-client: serve, judge or refuse (0, 1, 2: gate.h's GATE_NO_CLIENT_*). */
+static int
+opts_no_client(const char *arg, int *out, char *err, size_t errlen)
+{
+	static const char *const how[] = { "serve", "judge", "refuse" };
+
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(arg, how[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "--proxy-no-client: serve, judge or refuse, not %s", arg);
+	return -1;
+}
+
 static int
 opts_rule(const char *name, const char *arg, const char **list, int *n, char *err,
     size_t errlen)
@@ -173,6 +190,8 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		return opts_int("--proxy-timeout", arg, 1, 3600, &s->proxy_timeout, err, errlen);
 	case OPT_PROXY_FROM:
 		return opts_rule("--proxy-from", arg, s->proxy_from, &s->nproxy_from, err, errlen);
+	case OPT_PROXY_NO_CLIENT:
+		return opts_no_client(arg, &s->proxy_no_client, err, errlen);
 	case OPT_DEFER_ACCEPT:
 		return opts_int("--defer-accept", arg, 0, 3600, &s->defer_accept, err, errlen);
 	case OPT_ALLOW:
@@ -283,8 +302,9 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 		snprintf(err, errlen, "unexpected argument '%s'", opts_quote(argv[optind], q));
 		return OPTS_ERROR;
 	}
-	if ((s->nproxy_from > 0 || s->proxy_timeout != 3) && !s->proxy) {
-		snprintf(err, errlen, "--proxy-from and --proxy-timeout need --proxy-protocol");
+	if ((s->nproxy_from > 0 || s->proxy_timeout != 3 || s->proxy_no_client != 0) && !s->proxy) {
+		snprintf(err, errlen, "--proxy-from, --proxy-timeout and --proxy-no-client need "
+		    "--proxy-protocol");
 		return OPTS_ERROR;
 	}
 	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp || s->proxy)) {
@@ -358,6 +378,10 @@ static const char *const opts_usage_parts[] = {
 	    "      --proxy-timeout SEC  seconds the header may take (default 3)\n"
 	    "      --proxy-from CIDR    who may send headers (repeatable; default 127.0.0.0/8\n"
 	    "                           and ::1); other connections are refused unread\n"
+	    "      --proxy-no-client HOW  a header that names no client (LOCAL, UNKNOWN,\n"
+	    "                           UNSPEC): serve (default; no rule applies), judge (the\n"
+	    "                           rules and --max-per-source apply to the balancer's\n"
+	    "                           address) or refuse\n"
 	    "  -u, --user USER[:GROUP]  after binding and opening the store, run as USER (and\n"
 	    "                           GROUP, or USER's group): names from /etc/passwd and\n"
 	    "                           /etc/group, or numbers\n"

@@ -42,6 +42,8 @@ struct settings {
 	const char *proxy_from[OPTS_MAX_RULES]; /* who may send one (CIDR text; checked by
 	                                         * the master); none given: loopback */
 	int nproxy_from;
+	int proxy_no_client;               /* a header naming no client: 0 serve, 1 judge by
+	                                    * the balancer's address, 2 refuse */
 	const char *allow[OPTS_MAX_RULES], *deny[OPTS_MAX_RULES]; /* CIDR text */
 	int nallow, ndeny;
 	const char *user;                  /* -u USER[:GROUP] to run as; NULL: stay */

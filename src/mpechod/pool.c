@@ -66,19 +66,23 @@ pool_sigusr2(int signo)
 	errno = saved;
 }
 
+/* Each step is one atomic change of what this process alone owns (its state, its bit in a
+ * map): a death between two of them leaves nothing for anyone but the master to put right, and
+ * it does so from the slot (master_pool_died).  The idle bit is set before the starting bit is
+ * cleared, so that the master never sees a process that is neither. */
 static void
 pool_set_state(int from, int to)
 {
-	struct shared *sh = pool_self->sh;
+	const struct pool_args *a = pool_self;
 
-	__atomic_store_n(&pool_self->slot->state, to, __ATOMIC_RELEASE);
-	if (from == POOL_STARTING)
-		__atomic_sub_fetch(&sh->starting, 1, __ATOMIC_ACQ_REL);
+	__atomic_store_n(&a->slot->state, to, __ATOMIC_RELEASE);
 	if (to == POOL_IDLE)
-		__atomic_add_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL);
+		spare_map_set(&a->idle, a->index);
+	if (from == POOL_STARTING)
+		spare_map_clear(&a->starting, a->index);
 	/* The last idle one going busy wakes the master, which then watches the listeners and
 	 * starts more at once if a connection waits. */
-	if (from == POOL_IDLE && __atomic_sub_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL) == 0) {
+	if (from == POOL_IDLE && spare_map_clear(&a->idle, a->index)) {
 		char b = 1;
 
 		if (write(pool_self->wake_wr, &b, 1) < 0) {
@@ -95,23 +99,19 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	const struct pool_args *a = pool_self;
 	struct pool_slot *slot = a->slot;
 	struct session_args *s = &slot->sess;
-	struct admit_key key;
 	enum session_end end;
 	uint64_t bytes;
-	int admitted;
 
 	/* No connection in hand until its number is set (the master reads the slot if this
 	 * process dies). */
 	__atomic_store_n(&slot->conn, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&slot->end, -1, __ATOMIC_RELEASE);
-	/* Under the lock with the count, in gate_accept: if this process dies right after, the
-	 * master gives the count back. */
-	if (gate_accept(a->gate, cfd, ss, &key, &admitted, NULL) != GATE_SERVE) {
+	/* Claimed in the slot with the count, under the lock, in gate_accept: if this process dies
+	 * at any point after, the master gives back what the slot claims. */
+	if (gate_accept(a->gate, cfd, ss, &slot->claim, NULL) != GATE_SERVE) {
 		close(cfd);
 		return;
 	}
-	slot->src = key;
-	__atomic_store_n(&slot->admitted, admitted, __ATOMIC_RELEASE);
 	slot->s = (struct session_slot){ 0 };
 	__atomic_store_n(&slot->conn, __atomic_fetch_add(&a->sh->next_conn, 1, __ATOMIC_RELAXED),
 	    __ATOMIC_RELEASE);
@@ -126,10 +126,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	bytes = __atomic_load_n(&slot->s.bytes, __ATOMIC_RELAXED);
 	/* The count is given back before the line that says the session ended, as the fork
 	 * mode's master does: a client that reads the line may connect again at once. */
-	if (slot->admitted) {
-		gate_release(a->gate, &key);
-		__atomic_store_n(&slot->admitted, 0, __ATOMIC_RELEASE);
-	}
+	gate_release(a->gate, &slot->claim);
 	log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)getpid(),
 	    (unsigned long long)s->conn, (int)end, session_reason((int)end),
 	    (unsigned long long)bytes);

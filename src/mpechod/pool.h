@@ -18,6 +18,7 @@
 #include "admit.h"
 #include "session.h"
 #include "shared.h"
+#include "spare.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -26,7 +27,8 @@
 
 /* A slot's life: FREE, STARTING (forked), then IDLE and BUSY in turn, and LEAVING once the
  * process has finished its last connection.  A process that dies in another state crashed: the
- * master then puts right what it left (the idle count, its source's count, its records). */
+ * master then puts right what it left (its bits in the idle and starting maps, its source's
+ * count, its records). */
 enum pool_state { POOL_FREE, POOL_STARTING, POOL_IDLE, POOL_BUSY, POOL_LEAVING };
 
 /* One pool process's slot, written by it (the master clears it before the fork). */
@@ -37,8 +39,7 @@ struct pool_slot {
 	uint64_t served;             /* connections served so far */
 	struct sockaddr_storage peer; /* accept(2) writes it here, not on the stack */
 	struct session_args sess;    /* the connection's session_serve arguments, likewise */
-	struct admit_key src;
-	int admitted;                /* src is counted for --max-per-source at accept */
+	struct admit_claim claim;    /* counted for --max-per-source at accept */
 	struct session_slot s;       /* bytes, and whether its open and close records are in */
 	int lfd[POOL_MAX_LISTEN];    /* its listeners, until it closes them */
 	int nlfd;
@@ -53,6 +54,8 @@ struct pool_args {
 	const struct gate *gate;     /* the questions at accept */
 	struct shared *sh;
 	struct pool_slot *slot;
+	int index;                   /* slot's, in the maps below */
+	struct spare_map idle, starting; /* this process's bit in each is its own while it runs */
 	struct session_args sess;    /* pipe_wr, idle_timeout, grace, master; per connection,
 	                              * fd, conn, peer and slot are filled in */
 };

@@ -372,9 +372,7 @@ session_gate(const struct session_args *a, char *peer, size_t len)
 	const struct gate *g = a->gate;
 	char real[NET_ADDRLEN], client[NET_ADDRLEN], msg[NET_ADDRLEN + 128];
 	struct proxy_result res;
-	struct admit_key k;
 	const char *why;
-	int admitted;
 
 	net_addr_str((const struct sockaddr *)&a->peer, real, sizeof(real));
 	snprintf(peer, len, "%s", real);
@@ -384,14 +382,15 @@ session_gate(const struct session_args *a, char *peer, size_t len)
 		shared_log(g->sh, &g->sh->log_proxy, msg);
 		return SESSION_PROXY_ERROR;
 	}
-	/* LOCAL (the balancer's health check): the real addresses, and nothing to apply. */
+	/* LOCAL (the balancer's health check), UNKNOWN, UNSPEC: the real addresses, and what
+	 * --proxy-no-client says. */
 	if (res.src.ss_family == AF_UNSPEC)
-		return SESSION_EOF;
-	if (gate_client(g, &res.src, &k, &admitted) != GATE_SERVE)
+		return gate_no_client(g, &a->peer, &a->slot->claim) == GATE_SERVE ? SESSION_EOF :
+		    SESSION_REFUSED;
+	/* The count is claimed in this process's slot: the master gives it back if this process
+	 * dies before session_release. */
+	if (gate_client(g, &res.src, &a->slot->claim) != GATE_SERVE)
 		return SESSION_REFUSED;
-	/* The master gives the count back if this process dies before session_release. */
-	a->slot->src = k;
-	__atomic_store_n(&a->slot->admitted, (uint32_t)admitted, __ATOMIC_RELEASE);
 	net_addr_str((const struct sockaddr *)&res.src, client, sizeof(client));
 	snprintf(peer, len, "%s %s", client, real);
 	return SESSION_EOF;
@@ -401,10 +400,8 @@ session_gate(const struct session_args *a, char *peer, size_t len)
 static void
 session_release(const struct session_args *a)
 {
-	if (a->gate == NULL || !a->slot->admitted)
-		return;
-	gate_release(a->gate, &a->slot->src);
-	__atomic_store_n(&a->slot->admitted, 0, __ATOMIC_RELEASE);
+	if (a->gate != NULL)
+		gate_release(a->gate, &a->slot->claim);
 }
 
 enum session_end

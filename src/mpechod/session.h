@@ -39,8 +39,7 @@ struct session_slot {
 	uint64_t bytes;  /* bytes recorded and echoed so far */
 	uint32_t opened; /* its open record is in the pipe */
 	uint32_t closed; /* its close record is in the pipe, or no record is owed */
-	uint32_t admitted; /* src is counted by admission control (behind a PROXY header) */
-	struct admit_key src;
+	struct admit_claim claim; /* counted by admission control (behind a PROXY header) */
 };
 
 

@@ -28,8 +28,10 @@ shared_init(struct shared *sh)
 void
 shared_lock(struct shared *sh)
 {
-	if (pthread_mutex_lock(&sh->lock) == EOWNERDEAD)
+	if (pthread_mutex_lock(&sh->lock) == EOWNERDEAD) {
 		pthread_mutex_consistent(&sh->lock);
+		sh->torn = 1;
+	}
 }
 
 void

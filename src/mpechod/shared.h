@@ -6,8 +6,9 @@
  * connections, and sessions behind a load balancer (--proxy-protocol) learn their client's
  * address only from the PROXY header, after the fork: both then consult admission control and
  * count what they refused here.  The lock is robust and process-shared: a process that dies
- * holding it cannot wedge the others (each update under it is a few stores that leave the
- * state usable at every step).
+ * holding it cannot wedge the others.  What it guards may then be torn (a removal from the
+ * admission table half done): the next holder marks it so, and the master, which reaps the dead
+ * process, rebuilds the table from the claims of the live ones (admit.h's struct admit_claim).
  */
 #ifndef MPECHO_SHARED_H
 #define MPECHO_SHARED_H
@@ -23,13 +24,13 @@ struct shared {
 	uint64_t next_conn;          /* atomic, as every counter here */
 	uint64_t accepted, culled, refused_source, refused_rate, denied, proxy_errors;
 	uint64_t bytes_done;
-	int idle, starting;          /* --prefork: pool processes in those states */
 	int stopping;                /* the master is shutting down: accept no more */
+	int torn;                    /* under the lock: its holder died; the master rebuilds */
 };
 
 /* Sets up the lock; 0 or -1 with errno. */
 int shared_init(struct shared *sh);
-/* Takes the lock, recovering it from a holder that died. */
+/* Takes the lock, recovering it from a holder that died (then sets torn). */
 void shared_lock(struct shared *sh);
 void shared_unlock(struct shared *sh);
 /* A warning that could repeat at a flood's rate, at most once a second across every process

@@ -43,3 +43,32 @@ spare_burst(const struct spare_view *v, int *rate)
 		*rate *= 2;
 	return n;
 }
+
+void
+spare_map_set(const struct spare_map *m, int slot)
+{
+	__atomic_fetch_or(&m->bits[slot / 64], (uint64_t)1 << (slot % 64), __ATOMIC_ACQ_REL);
+}
+
+int
+spare_map_clear(const struct spare_map *m, int slot)
+{
+	uint64_t bit = (uint64_t)1 << (slot % 64);
+
+	if (__atomic_fetch_and(&m->bits[slot / 64], ~bit, __ATOMIC_ACQ_REL) != bit)
+		return 0;
+	for (int i = 0; i < m->words; i++)
+		if (__atomic_load_n(&m->bits[i], __ATOMIC_ACQUIRE) != 0)
+			return 0;
+	return 1;
+}
+
+int
+spare_map_count(const struct spare_map *m)
+{
+	int n = 0;
+
+	for (int i = 0; i < m->words; i++)
+		n += __builtin_popcountll(__atomic_load_n(&m->bits[i], __ATOMIC_ACQUIRE));
+	return n;
+}

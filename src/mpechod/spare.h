@@ -12,7 +12,26 @@
 #ifndef MPECHO_SPARE_H
 #define MPECHO_SPARE_H
 
+#include <stdint.h>
+
 #define SPARE_RATE_MAX 32
+
+/* Which pool processes are idle, or starting: one bit per slot, in the master's shared mapping.
+ * A bit has one owner at a time (the master from before the fork until the process runs, and
+ * again once it is dead; the process in between) and each change is one atomic instruction, so a
+ * death at any instruction leaves no count wrong: counts are counted from the bits, never kept as
+ * totals that a process could die half-way through changing. */
+struct spare_map {
+	int words;
+	uint64_t *bits;
+};
+
+#define SPARE_MAP_WORDS(slots) (((slots) + 63) / 64)
+
+void spare_map_set(const struct spare_map *m, int slot);
+/* Clears slot's bit; returns 1 when it was set and no other bit is set now (the last one). */
+int spare_map_clear(const struct spare_map *m, int slot);
+int spare_map_count(const struct spare_map *m);
 
 struct spare_view {
 	int total;       /* pool processes alive (starting, idle, busy or leaving) */

@@ -47,11 +47,42 @@ key(const char *ip)
 Test(key, ignores_the_port_and_tells_families_apart)
 {
 	struct admit_key a = key("192.0.2.1"), b = key("192.0.2.1"), c = key("192.0.2.2");
-	struct admit_key d = key("::ffff:192.0.2.1");
+	struct admit_key d = key("2001:db8::c000:201");
 
 	cr_assert_eq(memcmp(&a, &b, sizeof(a)), 0);
 	cr_assert_neq(memcmp(&a, &c, sizeof(a)), 0);
 	cr_assert_neq(memcmp(&a, &d, sizeof(a)), 0);
+}
+
+/* A v4 client on a dual-stack socket, or named ::ffff:a.b.c.d by one balancer and a.b.c.d by
+ * another, is one source. */
+Test(key, folds_an_ipv4_mapped_address_into_ipv4)
+{
+	struct admit_key a = key("192.0.2.1"), d = key("::ffff:192.0.2.1");
+
+	cr_assert_eq(memcmp(&a, &d, sizeof(a)), 0);
+}
+
+/* After a death under the lock the master empties the table and counts the claims again: the
+ * table is then what the claims say, whatever state it was left in. */
+Test(per_source, a_rebuild_from_the_claims_undoes_a_torn_removal)
+{
+	struct admit *a = new_admit(2, 1, 0);
+	struct admit_key k[3] = { key("192.0.2.1"), key("192.0.2.2"), key("192.0.2.3") };
+
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(admit_check(a, &k[i], 0), ADMIT_OK);
+	/* Torn: every slot a copy of one entry, as a removal killed mid-way could leave it. */
+	for (uint32_t i = 0; i < a->cap; i++)
+		a->tab[i] = (struct admit_src){ .key = k[0], .count = 1 };
+	admit_clear(a);
+	admit_add(a, &k[1]);
+	admit_add(a, &k[1]);
+	cr_assert_eq(admit_count(a, &k[0]), 0u);
+	cr_assert_eq(admit_count(a, &k[1]), 2u, "admit_add passes the limit: it counts claims");
+	cr_assert_eq(admit_check(a, &k[0], 0), ADMIT_OK);
+	cr_assert_eq(admit_check(a, &k[1], 0), ADMIT_PER_SOURCE);
+	free(a);
 }
 
 Test(per_source, refuses_past_the_limit_and_counts_nothing_refused)

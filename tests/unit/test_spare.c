@@ -114,3 +114,24 @@ Test(burst, five_hundred_at_once_in_few_rounds)
 	}
 	cr_assert(rounds <= 6 + (500 - 63) / SPARE_RATE_MAX + 1, "%d rounds", rounds);
 }
+
+/* The pool's idle and starting maps: a bit per slot, counted; clearing says when the last one
+ * went. */
+Test(map, counts_bits_and_says_when_the_last_one_goes)
+{
+	uint64_t bits[SPARE_MAP_WORDS(130)] = { 0 };
+	struct spare_map m = { .words = SPARE_MAP_WORDS(130), .bits = bits };
+
+	cr_assert_eq(m.words, 3);
+	spare_map_set(&m, 0);
+	spare_map_set(&m, 64);
+	spare_map_set(&m, 129);
+	spare_map_set(&m, 129);
+	cr_assert_eq(spare_map_count(&m), 3);
+	cr_assert_eq(spare_map_clear(&m, 64), 0);
+	cr_assert_eq(spare_map_clear(&m, 5), 0, "a bit not set is not the last one");
+	cr_assert_eq(spare_map_clear(&m, 0), 0);
+	cr_assert_eq(spare_map_clear(&m, 129), 1, "the last bit cleared");
+	cr_assert_eq(spare_map_clear(&m, 129), 0, "cleared twice (the master after a death)");
+	cr_assert_eq(spare_map_count(&m), 0);
+}
