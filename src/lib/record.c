@@ -279,14 +279,16 @@ rec_format_peer(char *p, const unsigned char *text, size_t n)
 }
 
 /* Where the bytes of a data record or a datagram are written: the JSON string of valid UTF-8,
- * or base64 for anything else and where it is shorter.  Returns the end of the line's value. */
+ * or base64 for anything else and where it is shorter.  how: what rec_utf8_scan said of the
+ * bytes, or REC_UTF8_BAD when not yet asked.  Returns the end of the line's value. */
 static char *
-rec_format_bytes(char *p, const unsigned char *src, size_t n)
+rec_format_bytes(char *p, const unsigned char *src, size_t n, enum rec_utf8 how)
 {
 	size_t b64 = REC_B64_LEN(n), len;
-	enum rec_utf8 how;
 
-	if (rec_utf8_scan(src, n, &how) == n && how == REC_UTF8_WHOLE) {
+	if (how != REC_UTF8_WHOLE && rec_utf8_scan(src, n, &how) != n)
+		how = REC_UTF8_BAD;
+	if (how == REC_UTF8_WHOLE) {
 		char *q = rec_put(p, "\"data\":\"");
 
 		len = rec_json_text(q, src, n, b64);
@@ -311,11 +313,12 @@ rec_format_head(char *p, int64_t ts_us)
 }
 
 static char *
-rec_format_data(char *p, const struct rec *r, const unsigned char *src, size_t n)
+rec_format_data(char *p, const struct rec *r, const unsigned char *src, size_t n,
+    enum rec_utf8 how)
 {
 	p = rec_format_head(p, r->ts_us);
 	p += sprintf(p, "\"conn\":%llu,\"ev\":\"data\",", (unsigned long long)r->conn);
-	p = rec_format_bytes(p, src, n);
+	p = rec_format_bytes(p, src, n, how);
 	return rec_put(p, "}\n");
 }
 
@@ -325,19 +328,26 @@ static char *
 rec_format_carried(char *p, const struct rec *r, struct rec_carry *c)
 {
 	unsigned char buf[REC_CARRY_MAX + REC_PAYLOAD_MAX];
+	const unsigned char *src = r->data;
 	size_t n = c->n + r->len, whole;
 	enum rec_utf8 how;
 
-	memcpy(buf, c->b, c->n);
-	memcpy(buf + c->n, r->data, r->len);
+	/* Copied only behind a carry (the common case has none). */
+	if (c->n > 0) {
+		memcpy(buf, c->b, c->n);
+		memcpy(buf + c->n, r->data, r->len);
+		src = buf;
+	}
 	c->n = 0;
-	whole = rec_utf8_scan(buf, n, &how);
+	whole = rec_utf8_scan(src, n, &how);
 	if (how == REC_UTF8_CUT) {
 		c->n = (unsigned char)(n - whole);
-		memcpy(c->b, buf + whole, c->n);
+		memcpy(c->b, src + whole, c->n);
 		n = whole;
 	}
-	return n > 0 ? rec_format_data(p, r, buf, n) : p;
+	/* What is left is whole UTF-8 when it was cut (or whole), and is not scanned again. */
+	return n > 0 ? rec_format_data(p, r, src, n, how == REC_UTF8_BAD ? how :
+	    REC_UTF8_WHOLE) : p;
 }
 
 size_t
@@ -348,10 +358,10 @@ rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry)
 	if (r->type == REC_DATA && carry != NULL)
 		return (size_t)(rec_format_carried(p, r, carry) - dst);
 	if (r->type == REC_DATA)
-		return (size_t)(rec_format_data(p, r, r->data, r->len) - dst);
+		return (size_t)(rec_format_data(p, r, r->data, r->len, REC_UTF8_BAD) - dst);
 	if (r->type == REC_CLOSE && carry != NULL && carry->n > 0) {
 		/* The first bytes of a character that never came: written as they are. */
-		p = rec_format_data(p, r, carry->b, carry->n);
+		p = rec_format_data(p, r, carry->b, carry->n, REC_UTF8_BAD);
 		carry->n = 0;
 	}
 	p = rec_format_head(p, r->ts_us);
@@ -359,7 +369,7 @@ rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry)
 		p = rec_put(p, "\"ev\":\"datagram\",\"peer\":\"");
 		p += rec_json_escape(p, r->peer, r->peerlen);
 		p = rec_put(p, "\",");
-		p = rec_format_bytes(p, r->data, r->len);
+		p = rec_format_bytes(p, r->data, r->len, REC_UTF8_BAD);
 		return (size_t)(rec_put(p, "}\n") - dst);
 	}
 	p += sprintf(p, "\"conn\":%llu,", (unsigned long long)r->conn);
@@ -408,37 +418,21 @@ rec_format_stop(char *dst, int64_t ts_us)
 	return (size_t)(rec_put(rec_format_head(dst, ts_us), "\"ev\":\"stop\"}\n") - dst);
 }
 
-/* UTF-8 validation: a DFA over byte classes (RFC 3629's table; overlongs, surrogates and code
- * points above U+10FFFF are rejected), entered only for non-ASCII bytes: 8 ASCII bytes are
- * checked with one load and one mask. */
-enum { U_OK, U_BAD, U_C1, U_C2, U_C3, U_E0, U_ED, U_F0, U_F4, U_NSTATES };
-enum { K_ASCII, K_80, K_90, K_A0, K_INV, K_C2, K_E0, K_E1, K_ED, K_F0, K_F1, K_F4, K_NCLASSES };
-static unsigned char rec_u_class[256];
-static unsigned char rec_u_next[U_NSTATES][K_NCLASSES];
+/* UTF-8 validation (RFC 3629: no overlongs, surrogates or code points above U+10FFFF), a
+ * character at a time: its lead byte gives its length and the range of its second byte (the
+ * only one whose range depends on the lead); the others must be continuation bytes.  ASCII goes
+ * 32 or 8 bytes at a time with one mask.  On text in one script the branch on the length is
+ * predicted, unlike a DFA's chain of table loads, which is about 4x slower on Hangul. */
+static unsigned char rec_u_len[256], rec_u_lo[256], rec_u_hi[256];
 
 static void
 rec_utf8_init(void)
 {
-	static const unsigned char lead[K_NCLASSES] = { [K_ASCII] = U_OK, [K_80] = U_BAD,
-	    [K_90] = U_BAD, [K_A0] = U_BAD, [K_INV] = U_BAD, [K_C2] = U_C1, [K_E0] = U_E0,
-	    [K_E1] = U_C2, [K_ED] = U_ED, [K_F0] = U_F0, [K_F1] = U_C3, [K_F4] = U_F4 };
-
-	for (int c = 0; c < 256; c++)
-		rec_u_class[c] = c < 0x80 ? K_ASCII : c < 0x90 ? K_80 : c < 0xa0 ? K_90 :
-		    c < 0xc0 ? K_A0 : c < 0xc2 ? K_INV : c < 0xe0 ? K_C2 : c == 0xe0 ? K_E0 :
-		    c == 0xed ? K_ED : c < 0xf0 ? K_E1 : c == 0xf0 ? K_F0 : c < 0xf4 ? K_F1 :
-		    c == 0xf4 ? K_F4 : K_INV;
-	memset(rec_u_next, U_BAD, sizeof(rec_u_next));
-	memcpy(rec_u_next[U_OK], lead, sizeof(lead));
-	for (int k = K_80; k <= K_A0; k++) {
-		rec_u_next[U_C1][k] = U_OK;
-		rec_u_next[U_C2][k] = U_C1;
-		rec_u_next[U_C3][k] = U_C2;
-		rec_u_next[U_F0][k] = k == K_80 ? U_BAD : U_C2;
+	for (int c = 0xc2; c <= 0xf4; c++) {
+		rec_u_len[c] = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+		rec_u_lo[c] = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+		rec_u_hi[c] = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
 	}
-	rec_u_next[U_E0][K_A0] = U_C1;
-	rec_u_next[U_ED][K_80] = rec_u_next[U_ED][K_90] = U_C1;
-	rec_u_next[U_F4][K_80] = U_C2;
 }
 
 static uint64_t
@@ -450,30 +444,61 @@ rec_load8(const unsigned char *p)
 	return w;
 }
 
+static uint64_t
+rec_load8_be(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return __builtin_bswap64(rec_load8(p));
+#else
+	return rec_load8(p);
+#endif
+}
+
 #define REC_ONES 0x0101010101010101ull
 #define REC_HIGHS 0x8080808080808080ull
+
+/* Whether the k bytes at s (k below the character's length) start a valid character. */
+static int
+rec_utf8_starts(const unsigned char *s, size_t k)
+{
+	if (k >= 2 && (s[1] < rec_u_lo[s[0]] || s[1] > rec_u_hi[s[0]]))
+		return 0;
+	return k < 3 || (s[2] & 0xc0) == 0x80;
+}
 
 size_t
 rec_utf8_scan(const unsigned char *s, size_t n, enum rec_utf8 *how)
 {
-	size_t i = 0, whole = 0;
-	unsigned st = U_OK;
+	size_t i = 0, len;
 
-	if (rec_u_next[U_OK][K_C2] == 0)
+	if (rec_u_len[0xc2] == 0)
 		rec_utf8_init();
 	while (i < n) {
-		if (st == U_OK && n - i >= 8 && (rec_load8(s + i) & REC_HIGHS) == 0) {
-			i += 8;
-			whole = i;
+		if (s[i] < 0x80) {
+			/* ASCII: a word at a time while it lasts. */
+			if (n - i >= 32 && ((rec_load8(s + i) | rec_load8(s + i + 8) |
+			    rec_load8(s + i + 16) | rec_load8(s + i + 24)) & REC_HIGHS) == 0)
+				i += 32;
+			else if (n - i >= 8 && (rec_load8(s + i) & REC_HIGHS) == 0)
+				i += 8;
+			else
+				i++;
 			continue;
 		}
-		st = rec_u_next[st][rec_u_class[s[i++]]];
-		if (st == U_BAD)
+		len = rec_u_len[s[i]];
+		if (len == 0)
 			break;
-		whole = st == U_OK ? i : whole;
+		if (n - i < len) {
+			*how = rec_utf8_starts(s + i, n - i) ? REC_UTF8_CUT : REC_UTF8_BAD;
+			return i;
+		}
+		if (s[i + 1] < rec_u_lo[s[i]] || s[i + 1] > rec_u_hi[s[i]] ||
+		    (len > 2 && (s[i + 2] & 0xc0) != 0x80) || (len > 3 && (s[i + 3] & 0xc0) != 0x80))
+			break;
+		i += len;
 	}
-	*how = st == U_OK ? REC_UTF8_WHOLE : st == U_BAD ? REC_UTF8_BAD : REC_UTF8_CUT;
-	return whole;
+	*how = i == n ? REC_UTF8_WHOLE : REC_UTF8_BAD;
+	return i;
 }
 
 /* Base64 (RFC 4648, padded): 12 bits at a time, through a table of their two characters. */
@@ -503,6 +528,15 @@ rec_b64_encode(char *dst, const unsigned char *src, size_t n)
 
 	if (rec_b64_pair[0][0] == 0)
 		rec_b64_init();
+	/* 6 bytes at a time from one big-endian 8-byte load: four table lookups, no branch. */
+	for (; n - i >= 8; i += 6, p += 8) {
+		uint64_t w = rec_load8_be(src + i);
+
+		memcpy(p, rec_b64_pair[w >> 52], 2);
+		memcpy(p + 2, rec_b64_pair[(w >> 40) & 0xfff], 2);
+		memcpy(p + 4, rec_b64_pair[(w >> 28) & 0xfff], 2);
+		memcpy(p + 6, rec_b64_pair[(w >> 16) & 0xfff], 2);
+	}
 	for (; n - i >= 3; i += 3, p += 4) {
 		v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
 		memcpy(p, rec_b64_pair[v >> 12], 2);
@@ -576,15 +610,28 @@ rec_txt_init(void)
 	}
 }
 
-/* Whether one of the 8 bytes in w needs an escape: below 0x20, '"' or '\\' (exact: no false
- * positives, so the fast path is taken whenever it can be). */
-static int
+/* The high bit of each of the 8 bytes in w that may need an escape: below
+ * 0x20, '"' or '\\'.  The lowest bit set is exact (bits above it may be false positives, from
+ * the borrow), so 0 means none and the count of trailing zeros finds the first. */
+static uint64_t
 rec_txt_special(uint64_t w)
 {
 	uint64_t q = w ^ (REC_ONES * '"'), b = w ^ (REC_ONES * '\\');
 
 	return (((w - REC_ONES * 0x20) & ~w) | ((q - REC_ONES) & ~q) | ((b - REC_ONES) & ~b)) &
-	    REC_HIGHS ? 1 : 0;
+	    REC_HIGHS;
+}
+
+/* 8 bytes with the first in memory the lowest, so that carries and borrows in a word run from
+ * the first byte to the last. */
+static uint64_t
+rec_load8_le(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return __builtin_bswap64(rec_load8(p));
+#else
+	return rec_load8(p);
+#endif
 }
 
 size_t
@@ -596,20 +643,24 @@ rec_json_text(char *dst, const unsigned char *src, size_t n, size_t limit)
 	if (rec_txt_len[0] == 0)
 		rec_txt_init();
 	while (n - i >= 8) {
-		uint64_t w = rec_load8(src + i);
+		uint64_t m = rec_txt_special(rec_load8_le(src + i));
+		size_t k;
 
-		if (!rec_txt_special(w)) {
-			memcpy(p, &w, 8);
+		/* The 8 bytes are copied; those up to the first special one are kept, and that
+		 * one is escaped. */
+		memcpy(p, src + i, 8);
+		if (m == 0) {
 			p += 8;
-		} else {
-			for (int k = 0; k < 8; k++) {
-				memcpy(p, rec_txt_text[src[i + k]], 8);
-				p += rec_txt_len[src[i + k]];
-			}
-			if ((size_t)(p - dst) > limit)
-				return SIZE_MAX;
+			i += 8;
+			continue;
 		}
-		i += 8;
+		k = (size_t)__builtin_ctzll(m) / 8;
+		p += k;
+		memcpy(p, rec_txt_text[src[i + k]], 8);
+		p += rec_txt_len[src[i + k]];
+		i += k + 1;
+		if ((size_t)(p - dst) > limit)
+			return SIZE_MAX;
 	}
 	for (; i < n; i++) {
 		memcpy(p, rec_txt_text[src[i]], 8);
