@@ -3,7 +3,11 @@
  *  - as a stream read from the store pipe: every frame rec_decode accepts must format as one
  *    JSON line with no raw control byte, and a malformed stream must never be over-read;
  *  - as the bytes of a data record: the JSON string rec_json_escape makes must decode back to
- *    exactly those bytes (the latin-1 contract of the store).
+ *    exactly those bytes (the latin-1 form of open and close records' text);
+ *  - as the bytes of a connection's two reads, split where the first byte says: the data lines
+ *    of format 2 (a JSON string of UTF-8, or base64, with the carry of an incomplete character
+ *    between them and before the close) must decode back to exactly those bytes, in order,
+ *    each line within REC_DATA_LINE_MAX, its text valid UTF-8 with no raw control byte.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -99,10 +103,103 @@ check_escape(const uint8_t *data, size_t size)
 		abort();
 }
 
+/* The bytes of one format 2 data line, appended at out; returns how many. */
+static size_t
+data_bytes(const char *line, size_t len, unsigned char *out)
+{
+	const char *p = memmem(line, len, "\"ev\":\"data\",", 12), *end = line + len - 3;
+	enum rec_utf8 how;
+	size_t o = 0;
+
+	if (p == NULL || memcmp(end, "\"}\n", 3) != 0)
+		abort();
+	p += 12;
+	if (memcmp(p, "\"b64\":\"", 7) == 0) {
+		ssize_t n = rec_b64_decode(out, p + 7, (size_t)(end - p - 7));
+		if (n < 0)
+			abort();
+		return (size_t)n;
+	}
+	if (memcmp(p, "\"data\":\"", 8) != 0)
+		abort();
+	for (p += 8; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20 || c == '"')
+			abort();
+		if (c != '\\') {
+			out[o++] = c;
+			continue;
+		}
+		c = (unsigned char)*++p;
+		if (c == 'u') {
+			if (p[1] != '0' || p[2] != '0' || hexval(p[3]) > 1)
+				abort();
+			out[o++] = (unsigned char)(hexval(p[3]) * 16 + hexval(p[4]));
+			p += 4;
+		} else {
+			const char *from = "nrt\"\\", *to = "\n\r\t\"\\";
+			const char *q = c != '\0' ? strchr(from, c) : NULL;
+			if (q == NULL)
+				abort();
+			out[o++] = (unsigned char)to[q - from];
+		}
+	}
+	if (rec_utf8_scan(out, o, &how) != o || how != REC_UTF8_WHOLE)
+		abort();
+	return o;
+}
+
+/* Splits the formatted lines at their newlines and decodes the data lines. */
+static size_t
+lines_bytes(const char *buf, size_t len, unsigned char *out)
+{
+	size_t got = 0;
+
+	for (const char *p = buf; p < buf + len;) {
+		const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+
+		if (nl == NULL)
+			abort();
+		if (memmem(p, (size_t)(nl - p), "\"ev\":\"data\"", 11) != NULL) {
+			if ((size_t)(nl + 1 - p) > REC_DATA_LINE_MAX(REC_PAYLOAD_MAX + REC_CARRY_MAX))
+				abort();
+			got += data_bytes(p, (size_t)(nl + 1 - p), out + got);
+		}
+		p = nl + 1;
+	}
+	return got;
+}
+
+static void
+check_format2(const uint8_t *data, size_t size)
+{
+	static char out[3 * REC_JSON_MAX];
+	static unsigned char back[2 * REC_PAYLOAD_MAX];
+	struct rec_carry carry = { .n = 0 };
+	size_t n = size < 2 * REC_PAYLOAD_MAX ? size : 2 * REC_PAYLOAD_MAX, len = 0;
+	size_t k = n > 0 ? data[0] % (n + 1) : 0;
+	struct rec r = { .type = REC_DATA, .conn = 3, .data = data, .len = k };
+
+	if (k > REC_PAYLOAD_MAX || n - k > REC_PAYLOAD_MAX)
+		k = n / 2;
+	r.len = k;
+	len += rec_format_line(out + len, &r, &carry);
+	r.data = data + k;
+	r.len = n - k;
+	len += rec_format_line(out + len, &r, &carry);
+	r = (struct rec){ .type = REC_CLOSE, .conn = 3, .data = (const unsigned char *)"eof",
+	    .len = 3, .bytes = n };
+	len += rec_format_line(out + len, &r, &carry);
+	if (carry.n != 0 || lines_bytes(out, len, back) != n || memcmp(back, data, n) != 0)
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	check_stream(data, size);
 	check_escape(data, size);
+	check_format2(data, size);
 	return 0;
 }

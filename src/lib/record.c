@@ -13,6 +13,7 @@
 _Static_assert(sizeof(struct rec_hdr) == 40, "the frame header is 40 bytes");
 
 static uint64_t rec_key;
+static char rec_life[REC_LIFE_LEN + 1] = "00000000000000000000000000000000";
 
 void
 rec_set_key(uint64_t key)
@@ -26,9 +27,31 @@ rec_new_key(void)
 {
 	uint64_t key;
 
+	uint64_t life[2];
+
 	if (getrandom(&key, sizeof(key), 0) != (ssize_t)sizeof(key))
 		key = (uint64_t)rec_now_us() ^ ((uint64_t)getpid() << 32);
 	rec_set_key(key);
+	/* Without getrandom the life is still unlikely to repeat: the clock, the pid and the key's
+	 * fallback are mixed, and two hosts differ in the host name of the start record. */
+	if (getrandom(life, sizeof(life), 0) != (ssize_t)sizeof(life)) {
+		life[0] = (uint64_t)rec_now_us() * 0x9e3779b97f4a7c15ull;
+		life[1] = ((uint64_t)getpid() << 32 | (uint64_t)getppid()) ^ key;
+	}
+	rec_set_life(life);
+}
+
+void
+rec_set_life(const uint64_t id[2])
+{
+	snprintf(rec_life, sizeof(rec_life), "%016llx%016llx", (unsigned long long)id[0],
+	    (unsigned long long)id[1]);
+}
+
+const char *
+rec_life_id(void)
+{
+	return rec_life;
 }
 
 int64_t
@@ -213,6 +236,8 @@ rec_json_escape(char *dst, const unsigned char *src, size_t n)
 	return (size_t)(p - dst);
 }
 
+static char *rec_format_head(char *p, int64_t ts_us);
+
 static char *
 rec_put(char *p, const char *s)
 {
@@ -227,10 +252,8 @@ rec_format_gap(char *dst, const struct rec_gap *g)
 {
 	char *p = dst;
 
-	p = rec_put(p, "{\"ts\":\"");
-	rec_format_ts(p, g->ts_us);
-	p += REC_TS_LEN;
-	p += sprintf(p, "\",\"ev\":\"gap\",\"dropped_bytes\":%llu,\"dropped_records\":%llu,"
+	p = rec_format_head(dst, g->ts_us);
+	p += sprintf(p, "\"ev\":\"gap\",\"dropped_bytes\":%llu,\"dropped_records\":%llu,"
 	    "\"conns\":[", (unsigned long long)g->dropped_bytes,
 	    (unsigned long long)g->dropped_records);
 	for (size_t i = 0; i < g->nconns; i++)
@@ -255,32 +278,105 @@ rec_format_peer(char *p, const unsigned char *text, size_t n)
 	return p;
 }
 
+/* Where the bytes of a data record or a datagram are written: the JSON string of valid UTF-8,
+ * or base64 for anything else and where it is shorter.  how: what rec_utf8_scan said of the
+ * bytes, or REC_UTF8_BAD when not yet asked.  Returns the end of the line's value. */
+static char *
+rec_format_bytes(char *p, const unsigned char *src, size_t n, enum rec_utf8 how)
+{
+	size_t b64 = REC_B64_LEN(n), len;
+
+	if (how != REC_UTF8_WHOLE && rec_utf8_scan(src, n, &how) != n)
+		how = REC_UTF8_BAD;
+	if (how == REC_UTF8_WHOLE) {
+		char *q = rec_put(p, "\"data\":\"");
+
+		len = rec_json_text(q, src, n, b64);
+		if (len != SIZE_MAX)
+			return rec_put(q + len, "\"");
+	}
+	p = rec_put(p, "\"b64\":\"");
+	p += rec_b64_encode(p, src, n);
+	return rec_put(p, "\"");
+}
+
+/* {"ts":"...","life":"...", */
+static char *
+rec_format_head(char *p, int64_t ts_us)
+{
+	p = rec_put(p, "{\"ts\":\"");
+	rec_format_ts(p, ts_us);
+	p += REC_TS_LEN;
+	p = rec_put(p, "\",\"life\":\"");
+	memcpy(p, rec_life, REC_LIFE_LEN); /* NOLINT(bugprone-not-null-terminated-result) */
+	return rec_put(p + REC_LIFE_LEN, "\",");
+}
+
+static char *
+rec_format_data(char *p, const struct rec *r, const unsigned char *src, size_t n,
+    enum rec_utf8 how)
+{
+	p = rec_format_head(p, r->ts_us);
+	p += sprintf(p, "\"conn\":%llu,\"ev\":\"data\",", (unsigned long long)r->conn);
+	p = rec_format_bytes(p, src, n, how);
+	return rec_put(p, "}\n");
+}
+
+/* A data record's bytes with the carry in front; what ends in an incomplete UTF-8 character
+ * keeps that character's first bytes back for the next record (see rec_format_line). */
+static char *
+rec_format_carried(char *p, const struct rec *r, struct rec_carry *c)
+{
+	unsigned char buf[REC_CARRY_MAX + REC_PAYLOAD_MAX];
+	const unsigned char *src = r->data;
+	size_t n = c->n + r->len, whole;
+	enum rec_utf8 how;
+
+	/* Copied only behind a carry (the common case has none). */
+	if (c->n > 0) {
+		memcpy(buf, c->b, c->n);
+		memcpy(buf + c->n, r->data, r->len);
+		src = buf;
+	}
+	c->n = 0;
+	whole = rec_utf8_scan(src, n, &how);
+	if (how == REC_UTF8_CUT) {
+		c->n = (unsigned char)(n - whole);
+		memcpy(c->b, src + whole, c->n);
+		n = whole;
+	}
+	/* What is left is whole UTF-8 when it was cut (or whole), and is not scanned again. */
+	return n > 0 ? rec_format_data(p, r, src, n, how == REC_UTF8_BAD ? how :
+	    REC_UTF8_WHOLE) : p;
+}
+
 size_t
-rec_format_json(char *dst, const struct rec *r)
+rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry)
 {
 	char *p = dst;
 
-	p = rec_put(p, "{\"ts\":\"");
-	rec_format_ts(p, r->ts_us);
-	p += REC_TS_LEN;
-	if (r->type == REC_DGRAM) {
-		p = rec_put(p, "\",\"ev\":\"datagram\",\"peer\":\"");
-		p += rec_json_escape(p, r->peer, r->peerlen);
-		p = rec_put(p, "\",\"data\":\"");
-		p += rec_json_escape(p, r->data, r->len);
-		p = rec_put(p, "\"}\n");
-		return (size_t)(p - dst);
+	if (r->type == REC_DATA && carry != NULL)
+		return (size_t)(rec_format_carried(p, r, carry) - dst);
+	if (r->type == REC_DATA)
+		return (size_t)(rec_format_data(p, r, r->data, r->len, REC_UTF8_BAD) - dst);
+	if (r->type == REC_CLOSE && carry != NULL && carry->n > 0) {
+		/* The first bytes of a character that never came: written as they are. */
+		p = rec_format_data(p, r, carry->b, carry->n, REC_UTF8_BAD);
+		carry->n = 0;
 	}
-	p += sprintf(p, "\",\"conn\":%llu,", (unsigned long long)r->conn);
+	p = rec_format_head(p, r->ts_us);
+	if (r->type == REC_DGRAM) {
+		p = rec_put(p, "\"ev\":\"datagram\",\"peer\":\"");
+		p += rec_json_escape(p, r->peer, r->peerlen);
+		p = rec_put(p, "\",");
+		p = rec_format_bytes(p, r->data, r->len, REC_UTF8_BAD);
+		return (size_t)(rec_put(p, "}\n") - dst);
+	}
+	p += sprintf(p, "\"conn\":%llu,", (unsigned long long)r->conn);
 	switch (r->type) {
 	case REC_OPEN:
 		p += sprintf(p, "\"pid\":%ld,\"ev\":\"open\",\"peer\":\"", (long)r->pid);
 		p = rec_format_peer(p, r->data, r->len);
-		p = rec_put(p, "\"}\n");
-		break;
-	case REC_DATA:
-		p = rec_put(p, "\"ev\":\"data\",\"data\":\"");
-		p += rec_json_escape(p, r->data, r->len);
 		p = rec_put(p, "\"}\n");
 		break;
 	case REC_CLOSE:
@@ -288,9 +384,287 @@ rec_format_json(char *dst, const struct rec *r)
 		p += rec_json_escape(p, r->data, r->len);
 		p += sprintf(p, "\",\"bytes\":%llu}\n", (unsigned long long)r->bytes);
 		break;
+	case REC_DATA:
 	case REC_DGRAM:
 	case REC_DGRAM_MORE: /* the store formats a datagram once it has all of it */
 		return 0;
 	}
 	return (size_t)(p - dst);
+}
+
+size_t
+rec_format_json(char *dst, const struct rec *r)
+{
+	return rec_format_line(dst, r, NULL);
+}
+
+size_t
+rec_format_start(char *dst, const struct rec_start *s)
+{
+	char *p = rec_format_head(dst, s->ts_us);
+
+	p += sprintf(p, "\"ev\":\"start\",\"format\":%d,\"version\":\"", REC_FORMAT);
+	p += rec_json_escape(p, (const unsigned char *)s->version, strnlen(s->version, 64));
+	p = rec_put(p, "\",\"host\":\"");
+	p += rec_json_escape(p, (const unsigned char *)s->host, strnlen(s->host, 255));
+	p += sprintf(p, "\",\"pid\":%ld,\"fsync\":\"%s\",\"store_full\":\"%s\",\"inetd\":%s}\n",
+	    (long)s->pid, s->fsync, s->full, s->inetd ? "true" : "false");
+	return (size_t)(p - dst);
+}
+
+size_t
+rec_format_stop(char *dst, int64_t ts_us)
+{
+	return (size_t)(rec_put(rec_format_head(dst, ts_us), "\"ev\":\"stop\"}\n") - dst);
+}
+
+/* UTF-8 validation (RFC 3629: no overlongs, surrogates or code points above U+10FFFF), a
+ * character at a time: its lead byte gives its length and the range of its second byte (the
+ * only one whose range depends on the lead); the others must be continuation bytes.  ASCII goes
+ * 32 or 8 bytes at a time with one mask.  On text in one script the branch on the length is
+ * predicted, unlike a DFA's chain of table loads, which is about 4x slower on Hangul. */
+static unsigned char rec_u_len[256], rec_u_lo[256], rec_u_hi[256];
+
+static void
+rec_utf8_init(void)
+{
+	for (int c = 0xc2; c <= 0xf4; c++) {
+		rec_u_len[c] = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+		rec_u_lo[c] = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+		rec_u_hi[c] = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+	}
+}
+
+static uint64_t
+rec_load8(const unsigned char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, sizeof(w));
+	return w;
+}
+
+static uint64_t
+rec_load8_be(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return __builtin_bswap64(rec_load8(p));
+#else
+	return rec_load8(p);
+#endif
+}
+
+#define REC_ONES 0x0101010101010101ull
+#define REC_HIGHS 0x8080808080808080ull
+
+/* Whether the k bytes at s (k below the character's length) start a valid character. */
+static int
+rec_utf8_starts(const unsigned char *s, size_t k)
+{
+	if (k >= 2 && (s[1] < rec_u_lo[s[0]] || s[1] > rec_u_hi[s[0]]))
+		return 0;
+	return k < 3 || (s[2] & 0xc0) == 0x80;
+}
+
+size_t
+rec_utf8_scan(const unsigned char *s, size_t n, enum rec_utf8 *how)
+{
+	size_t i = 0, len;
+
+	if (rec_u_len[0xc2] == 0)
+		rec_utf8_init();
+	while (i < n) {
+		if (s[i] < 0x80) {
+			/* ASCII: a word at a time while it lasts. */
+			if (n - i >= 32 && ((rec_load8(s + i) | rec_load8(s + i + 8) |
+			    rec_load8(s + i + 16) | rec_load8(s + i + 24)) & REC_HIGHS) == 0)
+				i += 32;
+			else if (n - i >= 8 && (rec_load8(s + i) & REC_HIGHS) == 0)
+				i += 8;
+			else
+				i++;
+			continue;
+		}
+		len = rec_u_len[s[i]];
+		if (len == 0)
+			break;
+		if (n - i < len) {
+			*how = rec_utf8_starts(s + i, n - i) ? REC_UTF8_CUT : REC_UTF8_BAD;
+			return i;
+		}
+		if (s[i + 1] < rec_u_lo[s[i]] || s[i + 1] > rec_u_hi[s[i]] ||
+		    (len > 2 && (s[i + 2] & 0xc0) != 0x80) || (len > 3 && (s[i + 3] & 0xc0) != 0x80))
+			break;
+		i += len;
+	}
+	*how = i == n ? REC_UTF8_WHOLE : REC_UTF8_BAD;
+	return i;
+}
+
+/* Base64 (RFC 4648, padded): 12 bits at a time, through a table of their two characters. */
+static const char rec_b64_abc[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static char rec_b64_pair[4096][2];
+static unsigned char rec_b64_val[256]; /* 0xff: not a base64 character */
+
+static void
+rec_b64_init(void)
+{
+	for (int i = 0; i < 4096; i++) {
+		rec_b64_pair[i][0] = rec_b64_abc[i >> 6];
+		rec_b64_pair[i][1] = rec_b64_abc[i & 63];
+	}
+	memset(rec_b64_val, 0xff, sizeof(rec_b64_val));
+	for (int i = 0; i < 64; i++)
+		rec_b64_val[(unsigned char)rec_b64_abc[i]] = (unsigned char)i;
+}
+
+size_t
+rec_b64_encode(char *dst, const unsigned char *src, size_t n)
+{
+	char *p = dst;
+	size_t i = 0;
+	uint32_t v;
+
+	if (rec_b64_pair[0][0] == 0)
+		rec_b64_init();
+	/* 6 bytes at a time from one big-endian 8-byte load: four table lookups, no branch. */
+	for (; n - i >= 8; i += 6, p += 8) {
+		uint64_t w = rec_load8_be(src + i);
+
+		memcpy(p, rec_b64_pair[w >> 52], 2);
+		memcpy(p + 2, rec_b64_pair[(w >> 40) & 0xfff], 2);
+		memcpy(p + 4, rec_b64_pair[(w >> 28) & 0xfff], 2);
+		memcpy(p + 6, rec_b64_pair[(w >> 16) & 0xfff], 2);
+	}
+	for (; n - i >= 3; i += 3, p += 4) {
+		v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
+		memcpy(p, rec_b64_pair[v >> 12], 2);
+		memcpy(p + 2, rec_b64_pair[v & 0xfff], 2);
+	}
+	if (n - i > 0) {
+		v = (uint32_t)src[i] << 16 | (n - i > 1 ? (uint32_t)src[i + 1] << 8 : 0);
+		memcpy(p, rec_b64_pair[v >> 12], 2);
+		p[2] = (char)(n - i > 1 ? rec_b64_pair[v & 0xfff][0] : '=');
+		p[3] = '=';
+		p += 4;
+	}
+	return (size_t)(p - dst);
+}
+
+ssize_t
+rec_b64_decode(unsigned char *dst, const char *src, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	size_t pad, o = 0;
+	uint32_t v;
+
+	if (rec_b64_pair[0][0] == 0)
+		rec_b64_init();
+	if (n % 4 != 0)
+		return -1;
+	pad = n == 0 ? 0 : (s[n - 1] == '=') + (s[n - 1] == '=' && s[n - 2] == '=');
+	for (size_t i = 0; i < n; i += 4) {
+		unsigned char a = rec_b64_val[s[i]], b = rec_b64_val[s[i + 1]];
+		unsigned char c = rec_b64_val[s[i + 2]], d = rec_b64_val[s[i + 3]];
+		int last = i + 4 == n;
+
+		if (last && pad > 0) {
+			c = pad == 2 ? 0 : c;
+			d = 0;
+		}
+		if ((a | b | c | d) == 0xff)
+			return -1;
+		v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
+		dst[o++] = (unsigned char)(v >> 16);
+		if (!last || pad < 2)
+			dst[o++] = (unsigned char)(v >> 8);
+		if (!last || pad < 1)
+			dst[o++] = (unsigned char)v;
+		/* Canonical form only: the bits padding leaves out are zero. */
+		if (last && pad > 0 && (v & (pad == 2 ? 0xffff : 0xff)) != 0)
+			return -1;
+	}
+	return (ssize_t)o;
+}
+
+/* The JSON text of each byte of a UTF-8 string, padded to 8 bytes, and its length: only '"',
+ * '\\' and the C0 controls are escaped, as JSON requires (U+2028 and U+2029 are not: JSON allows
+ * them and JSON Lines ends lines at '\n' only). */
+static char rec_txt_text[256][8];
+static unsigned char rec_txt_len[256];
+
+static void
+rec_txt_init(void)
+{
+	if (rec_esc_len[0] == 0)
+		rec_esc_init();
+	for (int c = 0; c < 256; c++) {
+		memcpy(rec_txt_text[c], rec_esc_text[c], 8);
+		rec_txt_len[c] = rec_esc_len[c];
+		if (c >= 0x7f) {
+			memset(rec_txt_text[c], 0, 8);
+			rec_txt_text[c][0] = (char)c;
+			rec_txt_len[c] = 1;
+		}
+	}
+}
+
+/* The high bit of each of the 8 bytes in w that may need an escape: below
+ * 0x20, '"' or '\\'.  The lowest bit set is exact (bits above it may be false positives, from
+ * the borrow), so 0 means none and the count of trailing zeros finds the first. */
+static uint64_t
+rec_txt_special(uint64_t w)
+{
+	uint64_t q = w ^ (REC_ONES * '"'), b = w ^ (REC_ONES * '\\');
+
+	return (((w - REC_ONES * 0x20) & ~w) | ((q - REC_ONES) & ~q) | ((b - REC_ONES) & ~b)) &
+	    REC_HIGHS;
+}
+
+/* 8 bytes with the first in memory the lowest, so that carries and borrows in a word run from
+ * the first byte to the last. */
+static uint64_t
+rec_load8_le(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return __builtin_bswap64(rec_load8(p));
+#else
+	return rec_load8(p);
+#endif
+}
+
+size_t
+rec_json_text(char *dst, const unsigned char *src, size_t n, size_t limit)
+{
+	char *p = dst;
+	size_t i = 0;
+
+	if (rec_txt_len[0] == 0)
+		rec_txt_init();
+	while (n - i >= 8) {
+		uint64_t m = rec_txt_special(rec_load8_le(src + i));
+		size_t k;
+
+		/* The 8 bytes are copied; those up to the first special one are kept, and that
+		 * one is escaped. */
+		memcpy(p, src + i, 8);
+		if (m == 0) {
+			p += 8;
+			i += 8;
+			continue;
+		}
+		k = (size_t)__builtin_ctzll(m) / 8;
+		p += k;
+		memcpy(p, rec_txt_text[src[i + k]], 8);
+		p += rec_txt_len[src[i + k]];
+		i += k + 1;
+		if ((size_t)(p - dst) > limit)
+			return SIZE_MAX;
+	}
+	for (; i < n; i++) {
+		memcpy(p, rec_txt_text[src[i]], 8);
+		p += rec_txt_len[src[i]];
+	}
+	return (size_t)(p - dst) > limit ? SIZE_MAX : (size_t)(p - dst);
 }

@@ -22,6 +22,10 @@
 #include <sys/types.h>
 
 #define REC_MAGIC 0x4d45u /* "ME" */
+/* The store file's format, said in each start record. */
+#define REC_FORMAT 2
+/* A server life's id: 128 random bits in hex. */
+#define REC_LIFE_LEN 32
 
 enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DGRAM_MORE = 5 };
 
@@ -53,8 +57,16 @@ struct rec_hdr {
 #define REC_PAYLOAD_MAX (REC_FRAME_MAX - sizeof(struct rec_hdr))
 /* A close payload: the byte count, then the reason text. */
 #define REC_REASON_MAX 64
-/* Longest JSON line one frame can produce: every byte escaped as \u00XX, plus the fields. */
-#define REC_JSON_MAX (6 * REC_PAYLOAD_MAX + 256)
+/* The base64 length of n bytes. */
+#define REC_B64_LEN(n) (((size_t)(n) + 2) / 3 * 4)
+/* The bytes of an incomplete UTF-8 character a connection may carry to its next record. */
+#define REC_CARRY_MAX 3
+/* The longest data line for n bytes (base64 at worst, and the fields around it): 5,540 bytes for
+ * a whole frame with PIPE_BUF 4096 (4,056 payload bytes and 3 carried), within rsyslog's 8 KB
+ * default line.  A datagram's line is at most REC_DGRAM_JSON_LEN of its size. */
+#define REC_DATA_LINE_MAX(n) (REC_B64_LEN(n) + 128)
+/* Room rec_format_line needs for one frame's lines (an open line escapes its peer text 6x). */
+#define REC_JSON_MAX (6 * REC_PAYLOAD_MAX + 1024)
 /* "2026-11-21T10:00:00.123456Z" */
 #define REC_TS_LEN 27
 
@@ -78,8 +90,12 @@ struct rec {
  * a frame its predecessor half read, and resynchronises on the next valid header: client data
  * cannot pass for one without the key. */
 void rec_set_key(uint64_t key);
-/* Draws a random key (getrandom; the clock and pid if that fails) and sets it. */
+/* Draws a random key (getrandom; the clock and pid if that fails) and sets it, and a new life id
+ * (rec_set_life): each master, and each --inetd process, is one server life. */
 void rec_new_key(void);
+/* Sets the life id every line carries (32 hex digits of id); rec_life_id returns it. */
+void rec_set_life(const uint64_t id[2]);
+const char *rec_life_id(void);
 int64_t rec_now_us(void);
 /* Fills a header for a payload of len bytes (at most REC_PAYLOAD_MAX). */
 void rec_header(struct rec_hdr *h, enum rec_type type, unsigned flags, uint64_t conn, pid_t pid,
@@ -94,17 +110,57 @@ void rec_format_ts(char *dst, int64_t ts_us);
 /* JSON-escapes n bytes read as latin-1 into dst (room for 6 * n + 2: it writes 8 bytes at a
  * time); returns the length. */
 size_t rec_json_escape(char *dst, const unsigned char *src, size_t n);
-/* Formats r as one JSON line ending in '\n' into dst (room for REC_JSON_MAX); returns its
+/* The bytes a connection's last data record left of an incomplete UTF-8 character. */
+struct rec_carry {
+	unsigned char b[REC_CARRY_MAX];
+	unsigned char n;
+};
+/* Formats r as JSON lines ending in '\n' into dst (room for REC_JSON_MAX); returns their
  * length.  A REC_DGRAM is formatted whole: r->data and r->len are then the whole datagram
- * (room for REC_DGRAM_JSON_LEN(r->len)). */
+ * (room for REC_DGRAM_JSON_LEN(r->len)).  With carry (the connection's, zeroed at its open), a
+ * data record's bytes are the carry's and then its own, less the incomplete character they end
+ * in, which becomes the carry (no line at all when nothing else is left); a close record writes
+ * a carry left as a data line of its own first.  Without carry, the record's bytes are
+ * written as they are. */
+size_t rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry);
 size_t rec_format_json(char *dst, const struct rec *r);
-#define REC_DGRAM_JSON_LEN(n) (6 * (size_t)(n) + 256)
+#define REC_DGRAM_JSON_LEN(n) (REC_B64_LEN(n) + 2048)
+
+/* What a start record says about the server life and the options that shape the file. */
+struct rec_start {
+	int64_t ts_us;
+	const char *version, *host;
+	pid_t pid;
+	const char *fsync, *full; /* --fsync, --store-full */
+	int inetd;
+};
+/* Room for a start or stop line. */
+#define REC_START_LEN 2048
+size_t rec_format_start(char *dst, const struct rec_start *s);
+size_t rec_format_stop(char *dst, int64_t ts_us);
+
+/* How a run of bytes ends as UTF-8 (rec_utf8_scan). */
+enum rec_utf8 {
+	REC_UTF8_WHOLE, /* all valid */
+	REC_UTF8_CUT,   /* valid, but the last 1-3 bytes start a character they do not finish */
+	REC_UTF8_BAD    /* not UTF-8 */
+};
+/* Returns the length of the longest prefix of s made of whole valid characters (RFC 3629: no
+ * overlongs, surrogates or code points above U+10FFFF), and in *how how the rest fares. */
+size_t rec_utf8_scan(const unsigned char *s, size_t n, enum rec_utf8 *how);
+/* Writes the JSON string body of n bytes of valid UTF-8 into dst (room for limit + 64); returns
+ * its length, or SIZE_MAX once it is longer than limit. */
+size_t rec_json_text(char *dst, const unsigned char *src, size_t n, size_t limit);
+/* Standard padded base64: encodes n bytes into REC_B64_LEN(n) characters; decodes n characters
+ * (canonical padded form only) into at most n / 4 * 3 bytes, or returns -1. */
+size_t rec_b64_encode(char *dst, const unsigned char *src, size_t n);
+ssize_t rec_b64_decode(unsigned char *dst, const char *src, size_t n);
 /* Fills the first frame's payload prefix for a datagram of total bytes from peer; returns its
  * length (REC_DGRAM_HDR + the peer's, at most 255 bytes of it). */
 size_t rec_dgram_prefix(unsigned char *dst, size_t total, const char *peer);
 
 /* What the store could not write, said in the file when it can write again:
- *   {"ts":"...","ev":"gap","dropped_bytes":N,"dropped_records":N,"conns":[3,17]}
+ *   {"ts":"...","life":"...","ev":"gap","dropped_bytes":N,"dropped_records":N,"conns":[3,17]}
  * dropped_bytes counts the data bytes lost, dropped_records every record lost (data, and the
  * open and close of a connection dropped whole), conns the connections they belonged to
  * ("conns_truncated":true follows when there were more than the store keeps a list of). */

@@ -218,6 +218,9 @@ mcheck_record(struct mcheck *k, const struct mscan_item *it)
 	case MREC_DGRAM:
 		k->datagrams++;
 		break;
+	case MREC_START:
+	case MREC_STOP:
+		break;
 	}
 }
 

@@ -26,9 +26,15 @@ mlist_json(const struct mlist *l, const struct mconn *c, const char *id, const c
 		fputs(",\"via\":", stdout);
 		mout_json_str(stdout, c->via, strlen(c->via));
 	}
-	printf(",\"opened\":%s%s%s,\"closed\":%s%s%s", c->opened == INT64_MIN ? "" : "\"", op,
-	    c->opened == INT64_MIN ? "" : "\"", c->closed == INT64_MIN ? "" : "\"", cl,
-	    c->closed == INT64_MIN ? "" : "\"");
+	/* Unknown times are null: the text form's "-" is not JSON. */
+	if (c->opened == INT64_MIN)
+		fputs(",\"opened\":null", stdout);
+	else
+		printf(",\"opened\":\"%s\"", op);
+	if (c->closed == INT64_MIN)
+		fputs(",\"closed\":null", stdout);
+	else
+		printf(",\"closed\":\"%s\"", cl);
 	if (c->opened != INT64_MIN && c->closed != INT64_MIN)
 		printf(",\"duration\":%.6f", (double)(c->closed - c->opened) / 1e6);
 	printf(",\"bytes\":%llu,\"reason\":", (unsigned long long)(c->closed != INT64_MIN ?

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "mstore_rec.h"
+#include "record.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -42,9 +43,10 @@ mrec_hex(int c)
 }
 
 /* One escape after a backslash at *pp; returns the byte, or -1 (not one the strict decoder
- * takes: the fallback decides). */
+ * takes: the fallback decides).  A \u escape gives a byte up to max (0xff for format 1, whose
+ * code points are bytes; 0x7f for format 2, whose strings are UTF-8). */
 static int
-mrec_fast_esc(const char **pp, const char *end)
+mrec_fast_esc(const char **pp, const char *end, int max)
 {
 	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
 	const char *p = *pp, *s;
@@ -62,7 +64,7 @@ mrec_fast_esc(const char **pp, const char *end)
 			v = v * 16 + h;
 		}
 		*pp = p + 5;
-		return v <= 0xff ? v : -1;
+		return v <= max ? v : -1;
 	}
 	s = *p != '\0' ? strchr(from, *p) : NULL;
 	if (s == NULL)
@@ -72,11 +74,13 @@ mrec_fast_esc(const char **pp, const char *end)
 }
 
 /* Decodes the JSON string starting after its opening quote into out; returns the position
- * after the closing quote, or NULL. */
+ * after the closing quote, or NULL.  Format 2's strings are UTF-8, copied as they are and
+ * validated at the end. */
 static const char *
-mrec_fast_str(const char *p, const char *end, struct mrec_str *s, char **out)
+mrec_fast_str(const char *p, const char *end, struct mrec_str *s, char **out, int format)
 {
 	char *o = *out;
+	enum rec_utf8 how;
 	int b;
 
 	s->p = o;
@@ -90,22 +94,59 @@ mrec_fast_str(const char *p, const char *end, struct mrec_str *s, char **out)
 		case K_QUOTE:
 			s->len = (size_t)(o - s->p);
 			*out = o;
+			if (format == 2 && (rec_utf8_scan((const unsigned char *)s->p, s->len, &how)
+			    != s->len || how != REC_UTF8_WHOLE))
+				return NULL;
 			return p;
 		case K_ESC:
-			if ((b = mrec_fast_esc(&p, end)) < 0)
+			if ((b = mrec_fast_esc(&p, end, format == 2 ? 0x7f : 0xff)) < 0)
 				return NULL;
 			*o++ = (char)b;
 			break;
 		case K_LATIN:
+			if (format == 2) {
+				*o++ = (char)c;
+				break;
+			}
 			if (p >= end || ((unsigned char)*p & 0xc0) != 0x80)
 				return NULL;
 			*o++ = (char)(((c & 0x03) << 6) | ((unsigned char)*p++ & 0x3f));
 			break;
 		default:
+			if (format == 2 && c >= 0x80) {
+				*o++ = (char)c;
+				break;
+			}
 			return NULL;
 		}
 	}
 	return NULL;
+}
+
+/* A base64 string, after its opening quote, decoded into out. */
+static const char *
+mrec_fast_b64(const char *p, const char *end, struct mrec_str *s, char **out)
+{
+	const char *q = memchr(p, '"', (size_t)(end - p));
+	ssize_t n;
+
+	if (q == NULL || (n = rec_b64_decode((unsigned char *)*out, p, (size_t)(q - p))) < 0)
+		return NULL;
+	s->p = *out;
+	s->len = (size_t)n;
+	*out += n;
+	return q + 1;
+}
+
+static int
+mrec_is_life(const char *p, size_t n)
+{
+	if (n != REC_LIFE_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return 0;
+	return 1;
 }
 
 static const char *
@@ -140,7 +181,7 @@ mrec_fast_open(const char *p, const char *end, struct mrec *r, char **out)
 		return NULL;
 	r->ev = MREC_OPEN;
 	r->pid = (long)pid;
-	if ((p = mrec_fast_str(p, end, &r->peer, out)) == NULL)
+	if ((p = mrec_fast_str(p, end, &r->peer, out, r->format)) == NULL)
 		return NULL;
 	return mrec_lit(p, end, "}");
 }
@@ -149,7 +190,7 @@ static const char *
 mrec_fast_close(const char *p, const char *end, struct mrec *r, char **out)
 {
 	r->ev = MREC_CLOSE;
-	if ((p = mrec_fast_str(p, end, &r->reason, out)) == NULL ||
+	if ((p = mrec_fast_str(p, end, &r->reason, out, r->format)) == NULL ||
 	    (p = mrec_lit(p, end, ",\"bytes\":")) == NULL ||
 	    (p = mrec_uint(p, end, &r->bytes)) == NULL)
 		return NULL;
@@ -165,13 +206,31 @@ mrec_fast(const char *p, const char *end, struct mrec *r, char **out)
 	if ((p = mrec_lit(p, end, "{\"ts\":\"")) == NULL || end - p < 28 || p[27] != '"' ||
 	    mrec_parse_ts(p, 27, &r->ts_us) < 0)
 		return NULL;
-	if ((p = mrec_lit(p + 28, end, ",\"conn\":")) == NULL ||
+	p += 28;
+	r->format = 1;
+	if ((q = mrec_lit(p, end, ",\"life\":\"")) != NULL) {
+		if (end - q < REC_LIFE_LEN + 1 || q[REC_LIFE_LEN] != '"' ||
+		    !mrec_is_life(q, REC_LIFE_LEN))
+			return NULL;
+		r->format = 2;
+		r->life.p = memcpy(*out, q, REC_LIFE_LEN);
+		r->life.len = REC_LIFE_LEN;
+		*out += REC_LIFE_LEN;
+		p = q + REC_LIFE_LEN + 1;
+	}
+	if ((p = mrec_lit(p, end, ",\"conn\":")) == NULL ||
 	    (p = mrec_uint(p, end, &r->conn)) == NULL || r->conn == 0 ||
 	    (p = mrec_lit(p, end, ",\"")) == NULL)
 		return NULL;
 	if ((q = mrec_lit(p, end, "ev\":\"data\",\"data\":\"")) != NULL) {
 		r->ev = MREC_DATA;
-		if ((p = mrec_fast_str(q, end, &r->data, out)) == NULL)
+		if ((p = mrec_fast_str(q, end, &r->data, out, r->format)) == NULL)
+			return NULL;
+		return mrec_lit(p, end, "}");
+	}
+	if (r->format == 2 && (q = mrec_lit(p, end, "ev\":\"data\",\"b64\":\"")) != NULL) {
+		r->ev = MREC_DATA;
+		if ((p = mrec_fast_b64(q, end, &r->data, out)) == NULL)
 			return NULL;
 		return mrec_lit(p, end, "}");
 	}
@@ -205,8 +264,20 @@ mrec_latin1(const char *u, size_t n, struct mrec_str *s, char **out)
 	return 0;
 }
 
+/* Format 2's strings are UTF-8 (Jansson has checked), kept as they are. */
 static int
-mrec_get_str(json_t *o, const char *key, struct mrec_str *s, char **out, char *err, size_t el)
+mrec_utf8(const char *u, size_t n, struct mrec_str *s, char **out)
+{
+	s->p = memcpy(*out, u, n);
+	s->len = n;
+	*out += n;
+	return 0;
+}
+
+/* The string field key of o, decoded for the line's format (r->format). */
+static int
+mrec_get_str(json_t *o, const char *key, struct mrec_str *s, char **out, char *err, size_t el,
+    const struct mrec *r)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -218,7 +289,8 @@ mrec_get_str(json_t *o, const char *key, struct mrec_str *s, char **out, char *e
 		snprintf(err, el, "field \"%s\" is not a string", key);
 		return -1;
 	}
-	if (mrec_latin1(json_string_value(v), json_string_length(v), s, out) < 0) {
+	if ((r->format == 2 ? mrec_utf8 : mrec_latin1)(json_string_value(v), json_string_length(v),
+	    s, out) < 0) {
 		snprintf(err, el, "field \"%s\" has a character above U+00FF", key);
 		return -1;
 	}
@@ -275,6 +347,30 @@ mrec_slow_gap(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char *err, size_t
 	return 0;
 }
 
+/* A data record's or a datagram's bytes: "data", or in format 2 "b64" (exactly one). */
+static int
+mrec_get_bytes(json_t *o, struct mrec *r, char **out, char *err, size_t el)
+{
+	json_t *b = r->format == 2 ? json_object_get(o, "b64") : NULL;
+	ssize_t n;
+
+	if (b == NULL)
+		return mrec_get_str(o, "data", &r->data, out, err, el, r);
+	if (json_object_get(o, "data") != NULL) {
+		snprintf(err, el, "both \"data\" and \"b64\"");
+		return -1;
+	}
+	if (!json_is_string(b) || (n = rec_b64_decode((unsigned char *)*out, json_string_value(b),
+	    json_string_length(b))) < 0) {
+		snprintf(err, el, "field \"b64\" is not base64");
+		return -1;
+	}
+	r->data.p = *out;
+	r->data.len = (size_t)n;
+	*out += n;
+	return 0;
+}
+
 static int
 mrec_slow_ev(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char **out, char *err, size_t el)
 {
@@ -284,22 +380,25 @@ mrec_slow_ev(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char **out, char *
 	case MREC_OPEN:
 		pid = json_object_get(o, "pid");
 		r->pid = json_is_integer(pid) ? (long)json_integer_value(pid) : -1;
-		if (mrec_get_str(o, "peer", &r->peer, out, err, el) < 0)
+		if (mrec_get_str(o, "peer", &r->peer, out, err, el, r) < 0)
 			return -1;
 		return json_object_get(o, "via") == NULL ? 0 :
-		    mrec_get_str(o, "via", &r->via, out, err, el);
+		    mrec_get_str(o, "via", &r->via, out, err, el, r);
 	case MREC_DATA:
-		return mrec_get_str(o, "data", &r->data, out, err, el);
+		return mrec_get_bytes(o, r, out, err, el);
 	case MREC_CLOSE:
-		if (mrec_get_str(o, "reason", &r->reason, out, err, el) < 0)
+		if (mrec_get_str(o, "reason", &r->reason, out, err, el, r) < 0)
 			return -1;
 		return mrec_get_uint(o, "bytes", &r->bytes, err, el);
 	case MREC_GAP:
 		return mrec_slow_gap(ctx, o, r, err, el);
 	case MREC_DGRAM:
-		if (mrec_get_str(o, "peer", &r->peer, out, err, el) < 0)
+		if (mrec_get_str(o, "peer", &r->peer, out, err, el, r) < 0)
 			return -1;
-		return mrec_get_str(o, "data", &r->data, out, err, el);
+		return mrec_get_bytes(o, r, out, err, el);
+	case MREC_START:
+	case MREC_STOP:
+		return 0;
 	}
 	return -1;
 }
@@ -307,11 +406,23 @@ mrec_slow_ev(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char **out, char *
 static int
 mrec_slow_head(json_t *o, struct mrec *r, char **out, char *err, size_t el)
 {
-	static const char *const evs[] = { "open", "data", "close", "gap", "datagram" };
+	static const char *const evs[] = { "open", "data", "close", "gap", "datagram", "start",
+	    "stop" };
 	struct mrec_str ev, ts;
+	json_t *life = json_object_get(o, "life");
 
-	if (mrec_get_str(o, "ev", &ev, out, err, el) < 0 ||
-	    mrec_get_str(o, "ts", &ts, out, err, el) < 0)
+	r->format = 1;
+	if (life != NULL) {
+		if (!json_is_string(life) || !mrec_is_life(json_string_value(life),
+		    json_string_length(life))) {
+			snprintf(err, el, "field \"life\" is not %d hex digits", REC_LIFE_LEN);
+			return -1;
+		}
+		r->format = 2;
+		mrec_utf8(json_string_value(life), REC_LIFE_LEN, &r->life, out);
+	}
+	if (mrec_get_str(o, "ev", &ev, out, err, el, r) < 0 ||
+	    mrec_get_str(o, "ts", &ts, out, err, el, r) < 0)
 		return -1;
 	if (mrec_parse_ts(ts.p, ts.len, &r->ts_us) < 0) {
 		snprintf(err, el, "field \"ts\" is not an RFC 3339 time");
@@ -325,7 +436,7 @@ mrec_slow_head(json_t *o, struct mrec *r, char **out, char *err, size_t el)
 		snprintf(err, el, "unknown event \"%.*s\"", (int)(ev.len < 20 ? ev.len : 20), ev.p);
 		return -1;
 	}
-	if (r->ev == MREC_GAP || r->ev == MREC_DGRAM)
+	if (r->ev == MREC_GAP || r->ev == MREC_DGRAM || r->ev == MREC_START || r->ev == MREC_STOP)
 		return 0;
 	if (mrec_get_uint(o, "conn", &r->conn, err, el) < 0)
 		return -1;

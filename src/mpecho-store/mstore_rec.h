@@ -14,10 +14,12 @@
 #include <stdint.h>
 
 /* A gap says what the store could not write; a datagram is one UDP datagram echoed, with its
- * peer and data (mpechod's UDP echo).  Neither belongs to a connection: their conn is 0. */
-enum mrec_ev { MREC_OPEN = 1, MREC_DATA, MREC_CLOSE, MREC_GAP, MREC_DGRAM };
+ * peer and data (mpechod's UDP echo); start and stop begin and end a server life (format 2).
+ * None belongs to a connection: their conn is 0. */
+enum mrec_ev { MREC_OPEN = 1, MREC_DATA, MREC_CLOSE, MREC_GAP, MREC_DGRAM, MREC_START, MREC_STOP };
 
-/* Text decoded from a JSON string; for data, the bytes (code point N is byte N). */
+/* Text decoded from a JSON string; for data, the bytes.  Format 1 (a line without "life"):
+ * code point N is byte N.  Format 2: the string's UTF-8, or the bytes of "b64". */
 struct mrec_str {
 	const char *p; /* NULL: absent */
 	size_t len;
@@ -26,6 +28,8 @@ struct mrec_str {
 struct mrec {
 	enum mrec_ev ev;
 	int64_t ts_us;             /* microseconds since the epoch, UTC */
+	int format;                /* 2: the line has a "life"; 1: it has not */
+	struct mrec_str life;      /* format 2: the server life's id */
 	uint64_t conn;             /* 0 for a gap or a datagram */
 	long pid;                  /* open; -1 when absent */
 	struct mrec_str peer, via; /* open, datagram; via only behind a proxy */

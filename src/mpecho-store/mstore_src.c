@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "mstore_src.h"
+#include "record.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,19 @@ struct msrc_inst {
 	struct mtab open;      /* the connections opened in this life and not closed */
 	struct mscan_item next; /* read ahead for the merge; kind MSCAN_EOF when none */
 	int have;
+	unsigned nextnum;      /* the next life number to give */
+	unsigned pending;      /* the life of the record that waits behind a life's end */
+	unsigned end_after;    /* a life that ends after the record handed out (its stop) */
+	int at_end;            /* every file read: the lives still open end, one by one */
+	int f1_any;            /* the format 1 life (number life) has had a record */
+	struct mlife2 *lives;  /* format 2: the lives open, by id */
+	size_t nlives, lifecap;
+};
+
+/* A format 2 life: its id (from its lines) and its number here. */
+struct mlife2 {
+	char id[REC_LIFE_LEN];
+	unsigned num;
 };
 
 long
@@ -82,6 +96,7 @@ msrc_inst_init(struct msrc_inst *in, const char **paths, size_t n)
 	in->paths = paths;
 	in->npaths = n;
 	in->life = 1;
+	in->nextnum = 2;
 	in->cur = (size_t)-1; /* msrc_open_next moves to the first */
 }
 
@@ -301,6 +316,50 @@ msrc_new_life(struct msrc_inst *in, const struct mrec *r)
 	return fresh;
 }
 
+/* Format 2: a record's life is the one its id names, numbered when first seen; a first record
+ * of a new life ends the format 1 life in progress (a rotation's older files).  Returns 1 when
+ * the format 1 life ends first, 0, or -1 when out of memory; *num is the record's life. */
+static int
+msrc_life2(struct msrc_inst *in, const struct mrec *r, unsigned *num)
+{
+	size_t i;
+	int ended = 0;
+
+	for (i = in->nlives; i > 0; i--)
+		if (memcmp(in->lives[i - 1].id, r->life.p, REC_LIFE_LEN) == 0)
+			break;
+	if (i == 0) {
+		if (in->nlives == in->lifecap) {
+			size_t cap = in->lifecap ? in->lifecap * 2 : 8;
+			struct mlife2 *l = realloc(in->lives, cap * sizeof(*l));
+			if (l == NULL)
+				return -1;
+			in->lives = l;
+			in->lifecap = cap;
+		}
+		memcpy(in->lives[in->nlives].id, r->life.p, REC_LIFE_LEN);
+		if (in->f1_any) {
+			ended = 1;
+			mtab_free(&in->open);
+			in->top = 0;
+			in->seen_one = 0;
+			in->f1_any = 0;
+			in->lives[in->nlives].num = in->nextnum++;
+		} else {
+			/* The format 1 life is empty: this one takes its number. */
+			in->lives[in->nlives].num = in->life;
+			in->life = in->nextnum++;
+		}
+		i = ++in->nlives;
+	}
+	*num = in->lives[i - 1].num;
+	if (r->ev == MREC_STOP) {
+		in->end_after = *num;
+		in->lives[i - 1] = in->lives[--in->nlives];
+	}
+	return ended;
+}
+
 static void
 msrc_decode(struct msrc_inst *in, struct mscan_item *it, int cut)
 {
@@ -353,6 +412,7 @@ static void
 msrc_advance(struct msrc_inst *in)
 {
 	struct mscan_item *it = &in->next;
+	unsigned num;
 	int cut, rc;
 
 	in->have = 1;
@@ -365,12 +425,22 @@ msrc_advance(struct msrc_inst *in)
 			rc = msrc_open_next(in, it);
 			if (rc < 0)
 				return;
-			if (rc == 0) {
-				in->done = 1;
-				it->kind = MSCAN_LIFE_END;
-				it->life = in->life;
+			if (rc == 0)
+				in->at_end = 1;
+		}
+		if (in->at_end) {
+			/* Every life still open ends: format 2's (no stop read), then format 1's
+			 * if it had a record (or if nothing had one at all). */
+			it->kind = MSCAN_LIFE_END;
+			if (in->nlives > 0) {
+				it->life = in->lives[--in->nlives].num;
 				return;
 			}
+			in->done = 1;
+			it->life = in->life;
+			if (!in->f1_any && in->nextnum > 2)
+				it->kind = MSCAN_EOF;
+			return;
 		}
 		rc = msrc_line(in, &it->text, &it->len, &cut);
 		if (rc < 0) {
@@ -392,17 +462,28 @@ msrc_advance(struct msrc_inst *in)
 		it->path = in->paths[in->cur];
 		it->line = in->line;
 		msrc_decode(in, it, cut);
-		rc = it->kind == MSCAN_REC ? msrc_new_life(in, &it->rec) : 0;
+		num = 0;
+		if (it->kind == MSCAN_REC && it->rec.format == 2)
+			rc = msrc_life2(in, &it->rec, &num);
+		else if (it->kind == MSCAN_REC)
+			rc = msrc_new_life(in, &it->rec);
+		else
+			rc = 0;
 		if (rc < 0) {
 			msrc_error(in, it, EX_OSERR, "out of memory");
 		} else if (rc > 0) {
-			/* Hand out the end of the life first, then this record (life_ended). */
+			/* Hand out the end of the format 1 life first, then this record
+			 * (life_ended). */
 			it->kind = MSCAN_LIFE_END;
-			it->life = in->life++;
+			it->life = in->life;
+			in->life = in->nextnum++;
+			in->pending = num != 0 ? num : in->life;
 			in->life_ended = 1;
 		} else {
-			it->life = in->life;
+			it->life = num != 0 ? num : in->life;
 		}
+		if (rc >= 0 && num == 0)
+			in->f1_any |= it->kind == MSCAN_REC || rc > 0;
 		return;
 	}
 }
@@ -444,12 +525,19 @@ mscan_next(struct mscan *s, struct mscan_item *it)
 		/* The record that started the new life is still to come. */
 		in->life_ended = 0;
 		in->next.kind = MSCAN_REC;
-		in->next.life = in->life;
+		in->next.life = in->pending;
 		return;
 	}
 	if (it->kind == MSCAN_ERR)
 		in->done = 1;
 	in->have = 0;
+	if (it->kind == MSCAN_REC && in->end_after != 0) {
+		/* A stop record: its life ends right after it. */
+		in->next.kind = MSCAN_LIFE_END;
+		in->next.life = in->end_after;
+		in->end_after = 0;
+		in->have = 1;
+	}
 	if (it->kind == MSCAN_REC)
 		s->cursor = it->rec.ts_us;
 }
@@ -462,6 +550,7 @@ msrc_close_inst(struct msrc_inst *in)
 	free(in->buf);
 	mrec_free(&in->ctx);
 	mtab_free(&in->open);
+	free(in->lives);
 }
 
 int

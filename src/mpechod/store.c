@@ -16,6 +16,7 @@
 #include "log.h"
 #include "record.h"
 #include "sig.h"
+#include "version.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +57,7 @@ struct store_conn {
 	uint64_t conn; /* 0: empty; STORE_TOMB: deleted */
 	uint64_t bytes;
 	int dropped;   /* its open record was dropped: so is its close */
+	struct rec_carry carry; /* an incomplete UTF-8 character, for its next data record */
 };
 
 /* Where each record lies in the output buffer, so that a write that fails can be sorted: the
@@ -226,6 +228,7 @@ store_conn_open(uint64_t conn)
 		store.used++;
 	e->conn = conn;
 	e->bytes = 0;
+	e->carry.n = 0;
 	store.live++;
 }
 
@@ -612,11 +615,19 @@ static void
 store_emit(struct rec *r)
 {
 	struct store_outrec *o;
+	struct store_conn *e = NULL;
+	struct rec_carry carry = { .n = 0 };
+	size_t n;
 
 	if (r->type == REC_DGRAM || r->type == REC_DGRAM_MORE) {
 		store_dgram(r);
 		return;
 	}
+	/* Taken before store_track, which forgets a connection at its close. */
+	if (r->type == REC_DATA || r->type == REC_CLOSE)
+		e = store_slot(r->conn, 0);
+	if (e != NULL)
+		carry = e->carry;
 	if (!store_track(r))
 		return;
 	if (store.outlen + REC_JSON_MAX > sizeof(store.out) || store.nrecs == STORE_OUTRECS)
@@ -631,7 +642,43 @@ store_emit(struct rec *r)
 		}
 		return;
 	}
-	store.outlen += rec_format_json(store.out + store.outlen, r);
+	n = rec_format_line(store.out + store.outlen, r, e != NULL ? &carry : NULL);
+	if (e != NULL && r->type == REC_DATA) {
+		/* The line holds the bytes carried in, less those carried out. */
+		o->len = (uint32_t)(r->len + e->carry.n - carry.n);
+		e->carry = carry;
+	}
+	if (n == 0)
+		store.nrecs--;
+	store.outlen += n;
+}
+
+/* A start or stop line, kept like an open or close line when the file cannot take it. */
+static void
+store_emit_life(const char *line, size_t len)
+{
+	if (store.args->format == STORE_RAW)
+		return;
+	if (store.outlen + len > sizeof(store.out) || store.nrecs == STORE_OUTRECS)
+		store_flush();
+	store.recs[store.nrecs++] = (struct store_outrec){ .off = (uint32_t)store.outlen,
+	    .type = REC_CLOSE };
+	memcpy(store.out + store.outlen, line, len);
+	store.outlen += len;
+}
+
+/* The first line of a server life: who writes, and the options that shape the file. */
+static void
+store_start_record(const struct store_args *a)
+{
+	static const char *const fsyncs[] = { "always", "everysec", "no" };
+	char host[256] = "", line[REC_START_LEN];
+	struct rec_start st = { .ts_us = rec_now_us(), .version = MPECHO_VERSION, .host = host,
+	    .pid = a->master > 0 ? a->master : getppid(), .fsync = fsyncs[a->fsync],
+	    .full = a->full == STORE_FULL_BLOCK ? "block" : "drop", .inetd = a->shared };
+
+	gethostname(host, sizeof(host) - 1);
+	store_emit_life(line, rec_format_start(line, &st));
 }
 
 /* Formats every whole frame in the input buffer and keeps the incomplete tail. */
@@ -786,6 +833,13 @@ store_finish(void)
 		log_warnx("%zu connections had no close record; closing them as lost", store.live);
 		store_close_lost();
 	}
+	/* A clean end: every writer closed the pipe while the master lived (or --inetd's session
+	 * ended).  A store whose master died writes no stop: that life did not end cleanly. */
+	if (store.args->shared || store_orphaned == 0) {
+		char line[REC_START_LEN];
+
+		store_emit_life(line, rec_format_stop(line, rec_now_us()));
+	}
 	store_flush();
 	if (store.failing)
 		store_recover(1);
@@ -840,6 +894,10 @@ store_setup(const struct store_args *a)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
 	if (!a->shared)
 		store_take_lock(store.fd, a->path);
+	/* The master's first store starts the life; one restarted after a crash (filefd -1)
+	 * goes on with it. */
+	if (a->filefd >= 0)
+		store_start_record(a);
 	store.cap = 1024;
 	store.tab = calloc(store.cap, sizeof(*store.tab));
 	if (store.tab == NULL)

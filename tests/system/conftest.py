@@ -527,16 +527,29 @@ def read_store(path):
     return [json.loads(l) for l in raw.decode("utf-8").split("\n")[:-1]]
 
 
+def record_bytes(r):
+    """The bytes of a data or datagram record: "data" is text (format 2: UTF-8; format 1, whose
+    lines carry no "life": each code point one byte), "b64" base64 (format 2 only)."""
+    import base64
+    if "b64" in r:
+        assert "data" not in r, f"both data and b64 in {r}"
+        return base64.b64decode(r["b64"], validate=True)
+    return r["data"].encode("utf-8" if "life" in r else "latin-1")
+
+
 def store_by_conn(records):
-    """conn -> {"open": rec, "data": bytes, "close": [recs]}"""
+    """conn -> {"open": rec, "data": bytes, "close": [recs]} (records of no connection, such as
+    start, stop, gap and datagram records, are left out)"""
     conns = {}
     for r in records:
+        if "conn" not in r:
+            continue
         c = conns.setdefault(r["conn"], {"open": None, "data": bytearray(), "close": [], "opens": 0})
         if r["ev"] == "open":
             c["open"] = r
             c["opens"] += 1
         elif r["ev"] == "data":
-            c["data"] += r["data"].encode("latin-1")
+            c["data"] += record_bytes(r)
         elif r["ev"] == "close":
             c["close"].append(r)
     return conns

@@ -227,7 +227,15 @@ def test_store_full_block_still_ends_a_shutdown_and_an_idle_wait(start_server, r
         srv.wait_line("exited 7 (store-timeout)", timeout=15)
         srv.signal(signal.SIGTERM)
         srv.wait_line("telling it to stop waiting for the disk", timeout=20)
-        assert srv.stop() == 74
+        rc = srv.stop()
     finally:
         st.sock.close()
-    srv.wait_line("could not be written: lost ")
+    # The file's first block holds the start record, and its slack may take the few held lines
+    # and the gap at the very end (then the gap is in the file); otherwise the loss is said in
+    # the log and the exit status.
+    if rc == 74:
+        srv.wait_line("could not be written: lost ")
+    else:
+        assert rc == 0
+        recs = read_store(str(roomy_fs / "store.jsonl"))
+        assert [r for r in recs if r["ev"] == "gap"] and recs[-1]["ev"] == "stop", recs[-3:]

@@ -18,7 +18,7 @@ import tempfile
 
 import pytest
 
-from conftest import ROOT, SANITIZED, Process, binary, wait_until
+from conftest import ROOT, SANITIZED, Process, binary, record_bytes, wait_until
 
 UNITS = ["mpechod.socket", "mpechod.service", "mpechod-inetd.socket", "mpechod-inetd@.service"]
 
@@ -134,7 +134,7 @@ def store_data(store):
     # newlines alone: splitlines() would also break at U+2028 and friends inside a string.
     lines = store.read_bytes().split(b"\n")[:-1]
     recs = [json.loads(line.decode("utf-8")) for line in lines]
-    return b"".join(r["data"].encode("latin-1") for r in recs if r.get("ev") == "data")
+    return b"".join(record_bytes(r) for r in recs if r.get("ev") == "data")
 
 
 @pytest.fixture

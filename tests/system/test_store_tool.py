@@ -212,17 +212,20 @@ def test_check_catches_each_corruption(store, tmp_path):
     # A conn number used twice in one life: an open written again, once right after itself
     # (the connection still open), once at the end (after its close).  Conn 1 again would be a
     # new server life, so the last connection opened is copied.
-    top_i = max(range(len(lines)), key=lambda i: json.loads(lines[i])["conn"])
+    top_i = max(range(len(lines)), key=lambda i: json.loads(lines[i]).get("conn", 0))
     top = json.loads(lines[top_i])["conn"]
-    top_i = line_of(lines, lambda r: r["conn"] == top)
+    top_i = line_of(lines, lambda r: r.get("conn") == top)
     assert top > 1 and json.loads(lines[top_i])["ev"] == "open"
 
+    # The life's stop record stays last: after it, the life is over.
+    assert json.loads(lines[-1])["ev"] == "stop"
+
     def dup(ls):
-        return ls[:top_i + 1] + [ls[top_i]] + ls[top_i + 1:] + [ls[top_i]]
+        return ls[:top_i + 1] + [ls[top_i]] + ls[top_i + 1:-1] + [ls[top_i], ls[-1]]
     check_fails(corrupt(path, tmp_path, "dup.jsonl", dup),
                 [(top_i + 2, f"conn {top} opened again in the same server life "
                   f"(first open at {tmp_path}/dup.jsonl:{top_i + 1})"),
-                 (len(lines) + 2, f"conn {top} opened after its close")])
+                 (len(lines) + 1, f"conn {top} opened after its close")])
 
     def tail(ls):
         ls[-1] = ls[-1][:-5]
@@ -241,14 +244,18 @@ def test_gaps_are_reported_not_violations(store, tmp_path):
     lines = open(path, "rb").read().split(b"\n")[:-1]
     data_i = line_of(lines, lambda r: r["ev"] == "data")
     conn = json.loads(lines[data_i])["conn"]
-    gap = json.dumps({"ts": json.loads(lines[data_i])["ts"], "ev": "gap", "dropped_bytes": 123,
+    rec = json.loads(lines[data_i])
+    # The server's own gap records carry their life, as every line of format 2 does.
+    gap = json.dumps({"ts": rec["ts"], "life": rec["life"], "ev": "gap", "dropped_bytes": 123,
                       "dropped_records": 1, "conns": [conn]}).encode()
-    # The data record was dropped and the gap says so; it comes after the close.
-    bad = corrupt(path, tmp_path, "gap.jsonl", lambda ls: ls[:data_i] + ls[data_i + 1:] + [gap])
+    # The data record was dropped and the gap says so; it comes after the close (and before the
+    # life's stop record, the store's last line).
+    bad = corrupt(path, tmp_path, "gap.jsonl",
+                  lambda ls: ls[:data_i] + ls[data_i + 1:-1] + [gap, ls[-1]])
     rc, out, err = tool("check", bad)
     out = out.decode()
     assert rc == 0, out + err
-    assert f"{bad}:{len(lines)}: gap: 123 bytes in 1 records were dropped; conns {conn}" in out
+    assert f"{bad}:{len(lines) - 1}: gap: 123 bytes in 1 records were dropped; conns {conn}" in out
     assert f"gap: conn {conn}: the close says" in out and "1 gaps" in err
 
 

@@ -1,8 +1,9 @@
 /*
- * Unit tests for record.c: frames, JSON escaping and the JSON Lines form.
+ * Unit tests for record.c: frames, JSON escaping, UTF-8, base64 and the JSON Lines form.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "record.h"
@@ -133,25 +134,38 @@ Test(json, worst_case_fits)
 	cr_assert_leq(rec_format_json(out, &r), sizeof(out));
 }
 
+#define LIFE "00000000000000010000000000000002"
+
+static void
+set_life(void)
+{
+	const uint64_t id[2] = { 1, 2 };
+
+	rec_set_life(id);
+}
+
 Test(json, lines)
 {
 	char out[REC_JSON_MAX];
 	size_t n;
+
+	set_life();
 	struct rec r = { .type = REC_OPEN, .conn = 17, .pid = 4242,
 	    .ts_us = 1795255200123456ll, .data = (const unsigned char *)"127.0.0.1:50312",
 	    .len = 15 };
 
 	n = rec_format_json(out, &r);
 	out[n] = '\0';
-	cr_assert_str_eq(out, "{\"ts\":\"2026-11-21T10:00:00.123456Z\",\"conn\":17,\"pid\":4242,"
+	cr_assert_str_eq(out, "{\"ts\":\"2026-11-21T10:00:00.123456Z\",\"life\":\"" LIFE "\","
+	    "\"conn\":17,\"pid\":4242,"
 	    "\"ev\":\"open\",\"peer\":\"127.0.0.1:50312\"}\n");
 	r.type = REC_DATA;
 	r.data = (const unsigned char *)"hello\n";
 	r.len = 6;
 	n = rec_format_json(out, &r);
 	out[n] = '\0';
-	cr_assert_str_eq(out, "{\"ts\":\"2026-11-21T10:00:00.123456Z\",\"conn\":17,"
-	    "\"ev\":\"data\",\"data\":\"hello\\n\"}\n");
+	cr_assert_str_eq(out, "{\"ts\":\"2026-11-21T10:00:00.123456Z\",\"life\":\"" LIFE "\","
+	    "\"conn\":17,\"ev\":\"data\",\"data\":\"hello\\n\"}\n");
 	r.type = REC_CLOSE;
 	r.data = (const unsigned char *)"eof";
 	r.len = 3;
@@ -159,8 +173,8 @@ Test(json, lines)
 	r.ts_us += 1000000; /* the cached date must move on */
 	n = rec_format_json(out, &r);
 	out[n] = '\0';
-	cr_assert_str_eq(out, "{\"ts\":\"2026-11-21T10:00:01.123456Z\",\"conn\":17,"
-	    "\"ev\":\"close\",\"reason\":\"eof\",\"bytes\":6}\n");
+	cr_assert_str_eq(out, "{\"ts\":\"2026-11-21T10:00:01.123456Z\",\"life\":\"" LIFE "\","
+	    "\"conn\":17,\"ev\":\"close\",\"reason\":\"eof\",\"bytes\":6}\n");
 }
 
 Test(json, timestamp_microseconds_padded)
@@ -178,14 +192,382 @@ Test(gap, one_json_line_with_the_conns)
 	struct rec_gap g = { .ts_us = 0, .dropped_bytes = 4096, .dropped_records = 2,
 	    .conns = conns, .nconns = 2 };
 	char buf[REC_GAP_LEN(2)];
-	size_t n = rec_format_gap(buf, &g);
+	size_t n;
 
+	set_life();
+	n = rec_format_gap(buf, &g);
 	buf[n] = '\0';
-	cr_assert_str_eq(buf, "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"ev\":\"gap\","
+	cr_assert_str_eq(buf, "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"life\":\"" LIFE "\","
+	    "\"ev\":\"gap\","
 	    "\"dropped_bytes\":4096,\"dropped_records\":2,\"conns\":[3,17]}\n");
 	g.nconns = 0;
 	g.truncated = 1;
 	n = rec_format_gap(buf, &g);
 	buf[n] = '\0';
 	cr_assert(strstr(buf, "\"conns\":[],\"conns_truncated\":true}\n") != NULL, "%s", buf);
+}
+
+/* A plain reading of RFC 3629, one code point at a time, to check the DFA against. */
+static size_t
+ref_utf8(const unsigned char *s, size_t n, enum rec_utf8 *how)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i], need, cp, min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f, min = 0x80;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07, min = 0x10000;
+		else
+			break;
+		size_t k;
+		for (k = 1; k <= need && i + k < n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				break;
+			cp = cp << 6 | (s[i + k] & 0x3fu);
+			/* A prefix is "cut" only if some completion of it is valid. */
+			unsigned left = need - (unsigned)k;
+			unsigned lo = cp << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
+			if (hi < min || lo > 0x10ffff || (lo >= 0xd800 && hi <= 0xdfff))
+				goto bad;
+		}
+		if (k <= need && i + k < n)
+			goto bad;
+		if (k <= need) {
+			*how = REC_UTF8_CUT;
+			return i;
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			goto bad;
+		i += need + 1;
+	}
+	if (i == n) {
+		*how = REC_UTF8_WHOLE;
+		return n;
+	}
+bad:
+	*how = REC_UTF8_BAD;
+	return i;
+}
+
+static void
+same_as_ref(const unsigned char *s, size_t n)
+{
+	enum rec_utf8 a, b;
+	size_t x = rec_utf8_scan(s, n, &a), y = ref_utf8(s, n, &b);
+
+	cr_assert(x == y && a == b, "%02x %02x %02x %02x (n %zu): scan %zu/%d, reference %zu/%d",
+	    s[0], n > 1 ? s[1] : 0, n > 2 ? s[2] : 0, n > 3 ? s[3] : 0, n, x, a, y, b);
+}
+
+Test(utf8, every_two_and_three_byte_input_as_the_rfc_says)
+{
+	unsigned char s[4];
+
+	for (unsigned a = 0; a < 256; a++) {
+		s[0] = (unsigned char)a;
+		same_as_ref(s, 1);
+		for (unsigned b = 0; b < 256; b++) {
+			s[1] = (unsigned char)b;
+			same_as_ref(s, 2);
+			if (a < 0xc0)
+				continue;
+			for (unsigned c = 0; c < 256; c++) {
+				s[2] = (unsigned char)c;
+				same_as_ref(s, 3);
+			}
+		}
+	}
+}
+
+Test(utf8, four_byte_characters_and_their_limits)
+{
+	static const struct { const char *s; enum rec_utf8 how; size_t whole; } cases[] = {
+		{ "\xf0\x9f\x98\x80", REC_UTF8_WHOLE, 4 },     /* U+1F600 */
+		{ "\xf4\x8f\xbf\xbf", REC_UTF8_WHOLE, 4 },     /* U+10FFFF */
+		{ "\xf4\x90\x80\x80", REC_UTF8_BAD, 0 },       /* U+110000 */
+		{ "\xf0\x8f\xbf\xbf", REC_UTF8_BAD, 0 },       /* overlong U+FFFF */
+		{ "\xc0\xaf", REC_UTF8_BAD, 0 },               /* overlong '/' */
+		{ "\xe0\x80\xaf", REC_UTF8_BAD, 0 },
+		{ "\xed\xa0\x80", REC_UTF8_BAD, 0 },           /* U+D800, a surrogate */
+		{ "\xed\x9f\xbf", REC_UTF8_WHOLE, 3 },         /* U+D7FF */
+		{ "\xee\x80\x80", REC_UTF8_WHOLE, 3 },         /* U+E000 */
+		{ "\xf5\x80\x80\x80", REC_UTF8_BAD, 0 },
+		{ "ab\xf0\x9f\x98", REC_UTF8_CUT, 2 },
+		{ "abcdefghij\xe2\x80", REC_UTF8_CUT, 10 },    /* after the 8-byte path */
+		{ "abcdefgh\x80", REC_UTF8_BAD, 8 },           /* a lone continuation */
+		{ "\xea\xb0\x80\xea\xb0", REC_UTF8_CUT, 3 },   /* Hangul, then its half */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum rec_utf8 how;
+		size_t n = strlen(cases[i].s);
+		size_t whole = rec_utf8_scan((const unsigned char *)cases[i].s, n, &how);
+
+		cr_assert(how == cases[i].how && whole == cases[i].whole,
+		    "case %zu: got %zu/%d, want %zu/%d", i, whole, how, cases[i].whole, cases[i].how);
+		same_as_ref((const unsigned char *)cases[i].s, n);
+	}
+}
+
+Test(utf8, random_runs_as_the_rfc_says)
+{
+	unsigned char s[64];
+	unsigned seed = 1;
+
+	for (int t = 0; t < 200000; t++) {
+		size_t n = (size_t)(t % 64);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			/* Mostly ASCII and lead/continuation bytes, so valid runs occur. */
+			unsigned v = (seed >> 16) & 0xff;
+			s[i] = (unsigned char)(v < 96 ? 'a' + v % 26 : v < 192 ? 0x80 | (v & 0x3f) :
+			    v);
+		}
+		same_as_ref(s, n);
+	}
+}
+
+Test(b64, vectors_round_trip_and_strictness)
+{
+	static const char *const in[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+	static const char *const out[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=",
+	    "Zm9vYmFy" };
+	unsigned char data[300], back[300];
+	char text[400];
+
+	for (size_t i = 0; i < 7; i++) {
+		size_t n = rec_b64_encode(text, (const unsigned char *)in[i], strlen(in[i]));
+		cr_assert(n == strlen(out[i]) && memcmp(text, out[i], n) == 0, "%s", in[i]);
+	}
+	for (size_t n = 0; n < sizeof(data); n++) {
+		for (size_t i = 0; i < n; i++)
+			data[i] = (unsigned char)(i * 37 + n);
+		size_t t = rec_b64_encode(text, data, n);
+		cr_assert_eq(t, REC_B64_LEN(n));
+		cr_assert_eq(rec_b64_decode(back, text, t), (ssize_t)n);
+		cr_assert_arr_eq(back, data, n);
+	}
+	cr_assert_eq(rec_b64_decode(back, "Zg=", 3), -1);
+	cr_assert_eq(rec_b64_decode(back, "Zh==", 4), -1, "non-zero padding bits");
+	cr_assert_eq(rec_b64_decode(back, "Z===", 4), -1);
+	cr_assert_eq(rec_b64_decode(back, "Zg==Zg==", 8), -1, "padding in the middle");
+	cr_assert_eq(rec_b64_decode(back, "Zm9-", 4), -1);
+}
+
+/* Decodes one line of rec_format_line's data records: appends its bytes to out. */
+static size_t
+line_bytes(const char *line, unsigned char *out, int *was_b64)
+{
+	const char *p = strstr(line, "\"ev\":\"data\",");
+	size_t o = 0;
+
+	cr_assert_not_null(p, "not a data line: %s", line);
+	p += strlen("\"ev\":\"data\",");
+	if (strncmp(p, "\"b64\":\"", 7) == 0) {
+		const char *q = strchr(p + 7, '"');
+		ssize_t n = rec_b64_decode(out, p + 7, (size_t)(q - p - 7));
+		cr_assert_geq(n, 0);
+		*was_b64 = 1;
+		return (size_t)n;
+	}
+	cr_assert_eq(strncmp(p, "\"data\":\"", 8), 0, "%s", line);
+	*was_b64 = 0;
+	for (p += 8; *p != '"'; p++) {
+		if (*p != '\\') {
+			out[o++] = (unsigned char)*p;
+			continue;
+		}
+		p++;
+		if (*p == 'u') {
+			unsigned v;
+			sscanf(p + 1, "%4x", &v);
+			cr_assert_lt(v, 0x20);
+			out[o++] = (unsigned char)v;
+			p += 4;
+		} else {
+			const char *from = "\"\\nrt", *to = "\"\\\n\r\t";
+			out[o++] = (unsigned char)to[strchr(from, *p) - from];
+		}
+	}
+	return o;
+}
+
+/* Formats data as two reads split at k and the close, and decodes the lines back. */
+static size_t
+split_round_trip(const unsigned char *data, size_t n, size_t k, unsigned char *back,
+    int *b64s)
+{
+	static char out[3 * REC_JSON_MAX];
+	struct rec_carry carry = { .n = 0 };
+	struct rec r = { .type = REC_DATA, .conn = 9, .data = data, .len = k };
+	size_t len = 0, got = 0;
+	char *line, *save = NULL;
+	int b;
+
+	len += rec_format_line(out + len, &r, &carry);
+	r.data = data + k;
+	r.len = n - k;
+	len += rec_format_line(out + len, &r, &carry);
+	r = (struct rec){ .type = REC_CLOSE, .conn = 9, .data = (const unsigned char *)"eof",
+	    .len = 3, .bytes = n };
+	len += rec_format_line(out + len, &r, &carry);
+	out[len] = '\0';
+	cr_assert_eq(carry.n, 0, "the close left a carry");
+	*b64s = 0;
+	for (line = strtok_r(out, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		if (strstr(line, "\"ev\":\"close\"") != NULL)
+			continue;
+		got += line_bytes(line, back + got, &b);
+		*b64s += b;
+	}
+	return got;
+}
+
+Test(carry, every_split_of_text_stays_text)
+{
+	const char *text = "ab \xea\xb0\x80\xeb\x82\x98 e\xcc\x81 \xf0\x9f\x98\x80\xf0\x9f\x87\xb0"
+	    "\xf0\x9f\x87\xb7 q\nmore text \xe2\x80\xa8z";
+	size_t n = strlen(text);
+	unsigned char back[256];
+	int b64s;
+
+	for (size_t k = 0; k <= n; k++) {
+		cr_assert_eq(split_round_trip((const unsigned char *)text, n, k, back, &b64s), n,
+		    "split at %zu", k);
+		cr_assert_arr_eq(back, text, n, "split at %zu", k);
+		cr_assert_eq(b64s, 0, "split at %zu went to base64", k);
+	}
+}
+
+Test(carry, a_character_never_finished_is_written_before_the_close)
+{
+	const unsigned char data[] = { 'x', 0xf0, 0x9f, 0x98 };
+	unsigned char back[16];
+	int b64s;
+
+	for (size_t k = 0; k <= sizeof(data); k++) {
+		cr_assert_eq(split_round_trip(data, sizeof(data), k, back, &b64s), sizeof(data));
+		cr_assert_arr_eq(back, data, sizeof(data));
+		cr_assert_geq(b64s, 1, "split at %zu", k);
+	}
+}
+
+Test(carry, invalid_bytes_go_to_base64_whole)
+{
+	const unsigned char data[] = { 'o', 'k', 0xff, 'n', 'o', 0xe2, 0x82 };
+	unsigned char back[16];
+	int b64s;
+
+	for (size_t k = 0; k <= sizeof(data); k++) {
+		cr_assert_eq(split_round_trip(data, sizeof(data), k, back, &b64s), sizeof(data));
+		cr_assert_arr_eq(back, data, sizeof(data));
+	}
+}
+
+static size_t
+data_line(char *out, const unsigned char *data, size_t n)
+{
+	struct rec r = { .type = REC_DATA, .conn = UINT64_MAX - 1, .ts_us = INT64_MAX,
+	    .data = data, .len = n };
+	size_t len = rec_format_json(out, &r);
+
+	out[len] = '\0';
+	return len;
+}
+
+Test(choice, text_escapes_only_what_json_requires)
+{
+	char out[REC_JSON_MAX];
+	const char *text = "\x7f\xc2\x85\xe2\x80\xa8/'<\"\\\t\x01 and some plain text";
+
+	data_line(out, (const unsigned char *)text, strlen(text));
+	cr_assert_not_null(strstr(out, "\"data\":\"\x7f\xc2\x85\xe2\x80\xa8/'<\\\"\\\\\\t\\u0001 and"),
+	    "%s", out);
+	for (size_t at = 0; at < 20; at++) {
+		char s[21];
+		memset(s, 'a', 20);
+		s[20] = '\0';
+		s[at] = '"';
+		data_line(out, (const unsigned char *)s, 20);
+		cr_assert_not_null(strstr(out, "\\\""), "quote at %zu: %s", at, out);
+	}
+}
+
+Test(choice, base64_where_shorter_or_not_utf8)
+{
+	char out[REC_JSON_MAX];
+	unsigned char ctl[30], bin[4] = { 'a', 0xff, 'b', 'c' };
+
+	memset(ctl, 0x01, sizeof(ctl));
+	data_line(out, ctl, sizeof(ctl));
+	cr_assert_not_null(strstr(out, "\"b64\":\"AQEB"), "%s", out);
+	cr_assert_null(strstr(out, "\"data\":"), "%s", out);
+	data_line(out, bin, sizeof(bin));
+	cr_assert_not_null(strstr(out, "\"b64\":\"Yf9iYw==\"}"), "%s", out);
+	data_line(out, (const unsigned char *)"\nabcde", 6);
+	cr_assert_not_null(strstr(out, "\"data\":\"\\nabcde\""), "%s", out);
+	data_line(out, (const unsigned char *)"\n\nabcd", 6); /* a tie stays text */
+	cr_assert_not_null(strstr(out, "\"data\":\"\\n\\nabcd\""), "%s", out);
+	data_line(out, (const unsigned char *)"\n\n\nabc", 6);
+	cr_assert_not_null(strstr(out, "\"b64\":\"CgoKYWJj\""), "%s", out);
+}
+
+Test(choice, a_whole_frame_fits_rsyslogs_8k_line)
+{
+	static unsigned char data[REC_PAYLOAD_MAX + REC_CARRY_MAX];
+	static char out[REC_JSON_MAX];
+	const unsigned char fills[] = { 0x00, 0x01, '"', '\\', 'a', 0xff, 0x80 };
+	size_t bound = REC_DATA_LINE_MAX(sizeof(data));
+
+	cr_assert_leq(bound, 8192);
+	for (size_t f = 0; f < sizeof(fills); f++) {
+		memset(data, fills[f], sizeof(data));
+		cr_assert_leq(data_line(out, data, sizeof(data)), bound, "fill %02x", fills[f]);
+	}
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i * 2654435761u >> 13);
+	cr_assert_leq(data_line(out, data, sizeof(data)), bound);
+	/* Text with an escape in every 8 bytes, just under its base64 length. */
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = i % 4 == 0 ? '\n' : 'a';
+	cr_assert_leq(data_line(out, data, sizeof(data)), bound);
+}
+
+Test(life, start_and_stop_lines)
+{
+	char out[REC_START_LEN];
+	struct rec_start st = { .ts_us = 0, .version = "0.1.0", .host = "web\"1", .pid = 42,
+	    .fsync = "everysec", .full = "drop", .inetd = 1 };
+	size_t n;
+
+	set_life();
+	n = rec_format_start(out, &st);
+	out[n] = '\0';
+	cr_assert_str_eq(out, "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"life\":\"" LIFE "\","
+	    "\"ev\":\"start\",\"format\":2,\"version\":\"0.1.0\",\"host\":\"web\\\"1\",\"pid\":42,"
+	    "\"fsync\":\"everysec\",\"store_full\":\"drop\",\"inetd\":true}\n");
+	n = rec_format_stop(out, 0);
+	out[n] = '\0';
+	cr_assert_str_eq(out, "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"life\":\"" LIFE "\","
+	    "\"ev\":\"stop\"}\n");
+}
+
+Test(life, new_key_draws_a_new_life)
+{
+	char a[REC_LIFE_LEN + 1];
+
+	rec_new_key();
+	memcpy(a, rec_life_id(), sizeof(a));
+	rec_new_key();
+	cr_assert_str_neq(a, rec_life_id());
+	cr_assert_eq(strlen(a), REC_LIFE_LEN);
 }
