@@ -262,7 +262,7 @@ def test_readme_quickstart(doc):
     rc, out, err = doc.sh("printf 'hello\\n' | bin/mpecho 127.0.0.1 7007")
     assert (rc, out) == (0, "hello"), err
     recs = doc.closed()
-    assert [r["ev"] for r in recs] == ["open", "data", "close"], recs
+    assert [r["ev"] for r in recs] == ["start", "open", "data", "close"], recs
     srv.signal(signal.SIGTERM)
     doc.stopped()
     assert "(default 7007" in subprocess.run([binary("mpechod"), "--help"], capture_output=True,
@@ -292,6 +292,40 @@ def test_readme_three_uses(doc):
     doc.stopped()
 
 
+@scenario("store-jq")
+def test_store_jq_recipes(doc):
+    """store.md's jq-only recipes give a connection's open, its text and its exact bytes, for
+    Hangul text and for bytes that are not UTF-8 (base64 in the store)."""
+    (opens, _), (text, _), (exact, _) = doc.lines()
+    doc.server("bin/mpechod -p 7007 -s echomsg.jsonl &")
+    sent = ["안녕하세요 echo\n".encode(), b"\x00\xff\xfe binary\n"]
+    for payload in sent:
+        with socket.create_connection(("127.0.0.1", doc.srv.port), timeout=DEADLINE * SLOW) as s:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            assert got == payload
+    doc.closed()
+    rc, out, err = doc.sh(opens)
+    rows = [l.split() for l in out.splitlines()]
+    assert rc == 0 and len(rows) == 2 and all(len(r) == 3 for r in rows), (out, err)
+    for (life, conn, _), payload in zip(sorted(rows, key=lambda r: int(r[1])), sent):
+        def fill(cmd):
+            return cmd.replace("LIFE", life).replace("CONN", conn)
+        p = subprocess.run(["/bin/sh", "-c", fill(exact)], cwd=doc.dir, capture_output=True,
+                           timeout=DEADLINE * SLOW)
+        assert (p.returncode, p.stdout) == (0, payload), p.stderr
+        p = subprocess.run(["/bin/sh", "-c", fill(text)], cwd=doc.dir, capture_output=True,
+                           timeout=DEADLINE * SLOW)
+        assert p.returncode == 0 and p.stdout == payload.decode("utf-8", "replace").encode(), \
+            (p.stdout, p.stderr)
+
+
 @scenario("signals")
 def test_operating_signals(doc):
     (start, _), (client, echo), (hup, _), (usr1, stats), (stop, bye) = doc.lines()
@@ -303,7 +337,8 @@ def test_operating_signals(doc):
     assert doc.sh(hup)[0] == 0
     wait_until(lambda: os.path.exists(doc.store()), DEADLINE, what="the store reopened")
     assert os.path.getsize(doc.store()) == 0
-    assert [r["ev"] for r in read_store(doc.store("echomsg.jsonl.1"))] == ["open", "data", "close"]
+    assert [r["ev"] for r in read_store(doc.store("echomsg.jsonl.1"))] == \
+        ["start", "open", "data", "close"]
     assert doc.sh(usr1)[0] == 0
     srv.wait_line("stats: " + stats.split("stats: ", 1)[1].rstrip(". "), timeout=DEADLINE)
     assert doc.sh(stop)[0] == 0
@@ -419,17 +454,18 @@ def test_store_records_shown_are_the_ones_written(tmp_path):
                 assert chunk, got
                 got += chunk
             assert got == b"hello\n"
-        recs = wait_until(lambda: (lambda r: r if [x["ev"] for x in r] == ["open", "data", "close"]
+        recs = wait_until(lambda: (lambda r: r if [x["ev"] for x in r] ==
+                                   ["start", "open", "data", "close"]
                                    else None)(read_store(str(tmp_path / "s.jsonl"))),
-                          DEADLINE, what="open, data and close in the store")
+                          DEADLINE, what="start, open, data and close in the store")
     finally:
         srv.cleanup()
     srv.check_sanitizers()
     for rec in recs:
         doc_rec = next(r for r in shown if r["ev"] == rec["ev"])
         assert list(doc_rec) == list(rec), f"store.md shows {doc_rec}, mpechod writes {rec}"
-    assert (recs[1]["data"], recs[2]["reason"], recs[2]["bytes"]) == \
-        (shown[1]["data"], shown[2]["reason"], shown[2]["bytes"])
+    assert (recs[2]["data"], recs[3]["reason"], recs[3]["bytes"]) == \
+        (shown[2]["data"], shown[4]["reason"], shown[4]["bytes"])
 
 
 # --- the blocks themselves ----------------------------------------------------------------------
