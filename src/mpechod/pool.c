@@ -88,8 +88,9 @@ pool_set_state(int from, int to)
 }
 
 /* Serves one accepted connection, as a forked session would, and logs how it ended as the
- * fork mode's master logs a reaped session. */
-static void
+ * fork mode's master logs a reaped session.  Returns 0 when the connection was refused or
+ * culled, with this process idle again already. */
+static int
 pool_serve(int cfd, const struct sockaddr_storage *ss)
 {
 	const struct pool_args *a = pool_self;
@@ -107,8 +108,11 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	/* Under the lock with the count, in gate_accept: if this process dies right after, the
 	 * master gives the count back. */
 	if (gate_accept(a->gate, cfd, ss, &key, &admitted, NULL) != GATE_SERVE) {
+		/* Idle again before the close: a client that sees its refusal and then asks for
+		 * the stats must not find this process still counted busy. */
+		pool_set_state(POOL_BUSY, POOL_IDLE);
 		close(cfd);
-		return;
+		return 0;
 	}
 	slot->src = key;
 	__atomic_store_n(&slot->admitted, admitted, __ATOMIC_RELEASE);
@@ -140,6 +144,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	 * forked session. */
 	if (session_stopping() || (s->pipe_wr >= 0 && !slot->s.closed))
 		pool.leave = 1;
+	return 1;
 }
 
 /* Out of descriptors or memory: the connection stays in the backlog; wait a little instead of
@@ -212,7 +217,8 @@ pool_run(const struct pool_args *a)
 			continue;
 		}
 		pool_set_state(POOL_IDLE, POOL_BUSY);
-		pool_serve(cfd, &a->slot->peer);
+		if (!pool_serve(cfd, &a->slot->peer))
+			continue;
 		if (a->max_conns > 0 && a->slot->served >= (uint64_t)a->max_conns)
 			break;
 		pool_set_state(POOL_BUSY, POOL_IDLE);
