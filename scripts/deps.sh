@@ -7,7 +7,7 @@
 set -eu
 
 BUILD="gcc make libc6-dev libjansson-dev zlib1g-dev"
-TEST="libcriterion-dev python3 python3-pytest procps cppcheck clang-tidy valgrind clang libclang-rt-14-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy xinetd"
+TEST="libcriterion-dev python3 python3-pytest procps cppcheck clang-tidy valgrind clang libclang-rt-14-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy xinetd stress-ng"
 if [ "${1:-}" = build ]; then
 	shift
 	PKGS="$BUILD"
