@@ -71,8 +71,8 @@ def test_stream_is_echoed_exactly_through_splice(start_server):
     line = exited_line(srv)
     assert "(eof) after %d bytes" % len(data) in line, line
     wait_until(lambda: not splice_pipes(srv), 10, what="the splice pipe to be closed")
-    counts, line = srv.stats()
-    assert counts["bytes echoed"] == len(data), line
+    # A pool process adds its bytes to the total as it goes idle, after the client's end.
+    srv.wait_stats(lambda c: c["bytes echoed"] == len(data), what=f"{len(data)} bytes echoed")
     assert srv.stop() == 0
 
 
@@ -176,8 +176,11 @@ def test_no_descriptor_left_after_many_streams(start_server):
     for _ in range(20):
         assert echo(srv.port, data) == data
     wait_until(srv.quiet, 10, what="the sessions to end")
-    after = {k: fd_count(k) for k in before if os.path.exists(f"/proc/{k}")}
-    assert after == {k: before[k] for k in after}, (before, after)
+
+    def same():
+        after = {k: fd_count(k) for k in before if os.path.exists(f"/proc/{k}")}
+        return after == {k: before[k] for k in after}
+    wait_until(same, 10, what=f"the descriptor counts {before} again")
     assert not splice_pipes(srv)
     assert srv.stop() == 0
 
