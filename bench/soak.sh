@@ -184,7 +184,7 @@ soak_mode() {
 	for r in "${runs[@]}"; do
 		local name=${r%%:*} j
 		j=$WORK/$name-$mode.json
-		if ! python3 - "$j" "$name" <<'EOF'
+		if ! python3 - "$j" "$name" 2>"$WORK/first-$name-$mode" <<'EOF'
 import json, sys
 try:
     r = json.load(open(sys.argv[1]))
@@ -195,11 +195,14 @@ n = r.get("requests", r.get("connects", 0))
 lat = r.get("latency_us", {})
 print(f"| {sys.argv[2]} ({r['payload']}) | {r['connections']} | {n} | {r['errors']} "
       f"| {lat.get('p50', 0):.0f} | {lat.get('p99', 0):.0f} | {lat.get('max', 0):.0f} |")
+if r["errors"]:
+    print(f"{r['errors']} errors, first: {r['first_error']}", file=sys.stderr)
 sys.exit(1 if r["errors"] else 0)
 EOF
 		then
 			errs=1
-			echo "$name: $(head -c 300 "$WORK/$name-$mode.err")" >>"$WORK/why-$mode"
+			echo "$name: $(cat "$WORK/first-$name-$mode") $(head -c 300 "$WORK/$name-$mode.err")" \
+				>>"$WORK/why-$mode"
 		fi
 	done
 	echo
