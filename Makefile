@@ -8,6 +8,8 @@
 #   make install         honours PREFIX and DESTDIR
 #   make examples        the process API walkthrough in examples/
 #   make bench           the side-by-side comparison (bench/)
+#   make flake RUNS=3    the system tests RUNS times in both modes under stress-ng; lists each failure
+#   make soak SOAK_S=600 1,000 clients for SOAK_S seconds per mode; errors, leaks, zombies, the store
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
@@ -64,7 +66,7 @@ MSTORE_O  := $(call objs,$(filter-out %/mstore_gen.c,$(wildcard src/mpecho-store
 
 PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench $(BIN)/mpecho-store
 
-.PHONY: all clean install test unit system system-san examples bench deps lint fuzz
+.PHONY: all clean install test unit system system-san examples bench deps lint fuzz flake soak
 all: $(PROGS)
 ifneq ($(SANITIZE),1)
 	@mkdir -p bin && for p in $(notdir $(PROGS)); do ln -sf ../$(BIN)/$$p bin/$$p; done
@@ -212,6 +214,14 @@ system: all
 	MPECHO_BIN=$(CURDIR)/$(BIN) $(PYTEST) -q tests/system
 	MPECHO_BIN=$(CURDIR)/$(BIN) MPECHO_SERVER_ARGS=--prefork $(PYTEST) -q tests/system
 
+# The system tests RUNS times in both modes under stress-ng --cpu (one worker a core); a list of
+# every test that failed at least once, with its assertion line (scripts/flake.sh).  TESTS
+# narrows it (e.g. TESTS=tests/system/test_hardening.py).
+RUNS  ?= 3
+TESTS ?= tests/system
+flake: all
+	RUNS=$(RUNS) MPECHO_BIN=$(CURDIR)/$(BIN) PYTEST="$(PYTEST)" scripts/flake.sh $(TESTS)
+
 system-san:
 	$(MAKE) SANITIZE=1 all
 	MPECHO_BIN=$(CURDIR)/build-san/bin MPECHO_SANITIZED=1 $(PYTEST) -q tests/system
@@ -226,6 +236,12 @@ examples:
 
 bench: all
 	bench/compare.sh
+
+# 1,000 clients for SOAK_S seconds against each mode with the store on; fails on any error, a
+# master or store that grows, a zombie, or a store that mpecho-store check rejects (bench/soak.sh).
+SOAK_S ?= 600
+soak: all
+	SOAK_S=$(SOAK_S) bench/soak.sh
 
 install: all install-contrib
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8

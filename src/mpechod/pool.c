@@ -92,8 +92,9 @@ pool_set_state(int from, int to)
 }
 
 /* Serves one accepted connection, as a forked session would, and logs how it ended as the
- * fork mode's master logs a reaped session. */
-static void
+ * fork mode's master logs a reaped session.  Returns 0 when the connection was refused or
+ * culled, with this process idle again already. */
+static int
 pool_serve(int cfd, const struct sockaddr_storage *ss)
 {
 	const struct pool_args *a = pool_self;
@@ -109,8 +110,11 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	/* Claimed in the slot with the count, under the lock, in gate_accept: if this process dies
 	 * at any point after, the master gives back what the slot claims. */
 	if (gate_accept(a->gate, cfd, ss, &slot->claim, NULL) != GATE_SERVE) {
+		/* Idle again before the close: a client that sees its refusal and then asks for
+		 * the stats must not find this process still counted busy. */
+		pool_set_state(POOL_BUSY, POOL_IDLE);
 		close(cfd);
-		return;
+		return 0;
 	}
 	slot->s = (struct session_slot){ 0 };
 	__atomic_store_n(&slot->conn, __atomic_fetch_add(&a->sh->next_conn, 1, __ATOMIC_RELAXED),
@@ -137,6 +141,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	 * forked session. */
 	if (session_stopping() || (s->pipe_wr >= 0 && !slot->s.closed))
 		pool.leave = 1;
+	return 1;
 }
 
 /* Out of descriptors or memory: the connection stays in the backlog; wait a little instead of
@@ -209,7 +214,8 @@ pool_run(const struct pool_args *a)
 			continue;
 		}
 		pool_set_state(POOL_IDLE, POOL_BUSY);
-		pool_serve(cfd, &a->slot->peer);
+		if (!pool_serve(cfd, &a->slot->peer))
+			continue;
 		if (a->max_conns > 0 && a->slot->served >= (uint64_t)a->max_conns)
 			break;
 		pool_set_state(POOL_BUSY, POOL_IDLE);

@@ -418,6 +418,21 @@ class Server(Process):
                 out[" ".join(w for w in words if not w.isdigit())] = int(nums[0])
         return out, line
 
+    def wait_stats(self, pred, timeout=10, what="the stats expected"):
+        """(counts, line) from the first fresh stats line whose counts satisfy pred.  A figure
+        can lag what a client sees by an instant (a process counts a refusal or a cull, or adds
+        up its bytes, as it closes the connection), so a test waits for the figure it expects
+        instead of reading one line at a moment."""
+        last = []
+
+        def look():
+            last[:] = [self.stats()]
+            return last[0] if pred(last[0][0]) else None
+        try:
+            return wait_until(look, timeout, interval=0.05, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the last stats line: {last[0][1] if last else None}")
+
     def stop(self, sig=None, timeout=20):
         """Signals the master (SIGTERM by default) and waits for it; returns the exit status."""
         if self.proc.poll() is None:
@@ -535,6 +550,18 @@ def record_bytes(r):
         assert "data" not in r, f"both data and b64 in {r}"
         return base64.b64decode(r["b64"], validate=True)
     return r["data"].encode("utf-8" if "life" in r else "latin-1")
+
+
+def store_so_far(path):
+    """The records of a store that is still being written: its whole lines only, since a read
+    may meet the line a store process is writing (read_store is for a store that has stopped).
+    No file yet is no record yet."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return []
+    return [json.loads(l.decode("utf-8")) for l in raw.split(b"\n")[:-1]]
 
 
 def store_by_conn(records):

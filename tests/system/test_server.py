@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from conftest import (SLOW, Server, binary, connect, echo, fd_count, proc_children,
-                      read_store, recv_exact, scaled, signal_set, store_by_conn, wait_until,
-                      zombies_of)
+                      read_store, recv_exact, scaled, signal_set, store_by_conn, store_so_far,
+                      wait_until, zombies_of)
 
 
 def run_mpechod(args, timeout=10):
@@ -184,7 +184,7 @@ def test_no_zombie_no_fd_leak_after_thousands(start_server, conn_rate):
     assert not errors, errors[:5]
     wait_until(srv.quiet, 10, what="sessions to end")
     wait_until(lambda: zombies_of(srv.pid) == [], 5, what="no zombies")
-    assert fd_count(srv.pid) == base_fds
+    wait_until(lambda: fd_count(srv.pid) == base_fds, 10, what=f"{base_fds} descriptors again")
     srv.signal(signal.SIGUSR1)
     stats = srv.wait_line("stats:")[-1]
     assert f"accepted {total}," in stats, (total, stats)
@@ -321,7 +321,7 @@ def test_killed_session_is_reaped_logged_and_closed_in_store(start_server):
     other.sendall(b"ok")
     assert recv_exact(other, 2) == b"ok"
     # The open record names the session's pid; the store writes it as soon as it reads it.
-    opened = wait_until(lambda: [r for r in read_store(srv.store_path)
+    opened = wait_until(lambda: [r for r in store_so_far(srv.store_path)
                                  if r["ev"] == "open" and r["conn"] == 1], 5, what="open record")
     victim = opened[0]["pid"]
     assert victim in srv.sessions()

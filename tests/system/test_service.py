@@ -13,7 +13,8 @@ import threading
 import pytest
 
 from conftest import (SLOW, Process, alive, binary, connect, echo, proc_children,
-                      proc_descendants, read_store, recv_exact, store_by_conn, wait_until)
+                      proc_descendants, read_store, recv_exact, store_by_conn, store_so_far,
+                      wait_until)
 
 SSA = shutil.which("systemd-socket-activate")
 needs_ssa = pytest.mark.skipif(SSA is None, reason="systemd-socket-activate (package systemd) "
@@ -124,7 +125,7 @@ def test_inetd_mode_many_processes_one_store(tmp_path):
             t.join(60 * SLOW)
         assert results == payloads
         # Each connection's process and its store are gone once their records are in.
-        wait_until(lambda: len(read_store(store)) >= 3 * n, 20, what="every record")
+        wait_until(lambda: len(store_so_far(store)) >= 3 * n, 20, what="every record")
         wait_until(lambda: proc_descendants(p.pid) == [], 20, what="the sessions to end")
     finally:
         p.cleanup()

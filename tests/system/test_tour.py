@@ -29,7 +29,7 @@ import subprocess
 import pytest
 
 from conftest import (ROOT, SANITIZED, SLOW, Process, Server, binary, proc_children, proc_state,
-                      read_store, wait_until)
+                      read_store, store_so_far, wait_until)
 
 DOCS = {"en": os.path.join(ROOT, "docs", "tour.md"), "ko": os.path.join(ROOT, "docs", "tour.ko.md")}
 BLOCK = re.compile(r"<!-- tour:(server|run)(?: ([a-z0-9-]+))? -->\n```sh\n(.*?)```", re.S)
@@ -314,7 +314,7 @@ def test_killed_session_status_and_close_record_on_its_behalf(tour):
     srv.wait_line(f"session {h.session} conn 1 killed by signal 9 after 6 bytes", timeout=DEADLINE)
     assert h.finish(DEADLINE) == 1
     assert any("server closed the connection" in l for l in h.err), h.output()
-    wait_until(lambda: [r for r in read_store(tour.store) if r["ev"] == "close"], DEADLINE,
+    wait_until(lambda: [r for r in store_so_far(tour.store) if r["ev"] == "close"], DEADLINE,
                what="the close record in the store")
     rc, out, err = tour.sh("store-tail")
     recs = [json.loads(l) for l in out.splitlines()]
@@ -435,7 +435,7 @@ def test_store_holds_the_read_end_and_sessions_report_through_the_scoreboard(tou
 def test_the_store_has_open_data_and_close(tour):
     rc, out, err = tour.sh("client")
     assert (rc, out) == (0, "hello"), err
-    wait_until(lambda: [r for r in read_store(tour.store) if r["ev"] == "close"], DEADLINE,
+    wait_until(lambda: [r for r in store_so_far(tour.store) if r["ev"] == "close"], DEADLINE,
                what="the close record in the store")
     rc, out, err = tour.sh("store-tail")
     recs = [json.loads(l) for l in out.splitlines()]
