@@ -272,30 +272,20 @@ static void
 master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct admit_key *src,
     int admitted)
 {
-	struct session_args a;
-	pid_t pid;
 	int slot = master->free_slots[--master->nfree];
-	struct master_fds c;
+	struct session_args a = {
+		.fd = cfd, .conn = master->next_conn, .peer = *peer, .pipe_wr = master->pipe_wr,
+		.idle_timeout = master->set.idle_timeout,
+		.gate = master->set.proxy ? &master->gate : NULL, .grace = master->set.grace,
+		.master = getpid(), .slot = &master->board[slot],
+	};
+	int *const keep[] = { &a.fd, &a.pipe_wr };
+	pid_t pid;
 
 	master->board[slot] = (struct session_slot){ 0 };
-	master_fds_to_close(&c, master->pipe_wr, KEEP_NONE);
-	a.fd = cfd;
-	a.conn = master->next_conn;
-	a.peer = *peer;
-	a.pipe_wr = master->pipe_wr;
-	a.idle_timeout = master->set.idle_timeout;
-	a.gate = master->set.proxy ? &master->gate : NULL;
-	a.grace = master->set.grace;
-	a.master = getpid();
-	a.slot = &master->board[slot];
-	/* _Fork is fork without the atfork work: the master has one thread and holds no lock at
-	 * this point, and fork()'s reset of malloc's and stdio's locks in the child would dirty
-	 * three pages of libc data in every session, 12 KiB per held connection. */
-	pid = _Fork();
-	if (pid == 0) {
-		master_close_inherited(&c);
+	pid = proc_fork(keep, 2);
+	if (pid == 0)
 		session_run(&a);
-	}
 	close(cfd);
 	if (pid < 0) {
 		master_ratelog(&master->log_fork, 1, "fork failed; closed the connection, pausing accepts "
@@ -625,7 +615,7 @@ master_loop(void)
 static void
 master_start(int store_fd)
 {
-	master_drop_user(store_fd);
+	master_drop_user();
 	if (store_fd >= 0) {
 		master_start_store(store_fd);
 		close(store_fd);
@@ -670,6 +660,6 @@ main(int argc, char **argv)
 	rec_new_key();
 	master_signals();
 	master_sockets();
-	master_start(master_open_store());
+	master_start(master_open_store(user));
 	master_loop();
 }

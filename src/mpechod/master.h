@@ -15,6 +15,7 @@
 #include "net.h"
 #include "opts.h"
 #include "pool.h"
+#include "proc.h"
 #include "version.h"
 #include "record.h"
 #include "sd.h"
@@ -22,6 +23,7 @@
 #include "sig.h"
 #include "spare.h"
 #include "store.h"
+#include "store_start.h"
 #include "user.h"
 
 #include <errno.h>
@@ -128,17 +130,6 @@ struct master {
 extern struct master *master;
 
 
-/* The master's own descriptors that a child must close: listeners, UDP sockets (but in the
- * datagram process), the master's store lock, and the pipe end it does not use.  Collected
- * before the fork, as the master has them then: the shared state may change before the child
- * reads it.  A child that kept the lock's descriptor would make its master look alive after
- * its death. */
-struct master_fds {
-	int fd[2 * MASTER_MAX_LISTEN + 4];
-	int n;
-};
-
-enum { KEEP_NONE = 0, KEEP_UDP = 1, KEEP_LISTENERS = 2 };
 
 /* master.c */
 void master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what);
@@ -151,16 +142,14 @@ void *master_shared(size_t len);
 void master_gate(void);
 void master_sockets(void);
 void master_announce(void);
-void master_fds_to_close(struct master_fds *c, int keep_pipe_end, int keep);
-void master_close_inherited(const struct master_fds *c);
 const struct user_ids *master_resolve_user(void);
-void master_drop_user(int store_fd);
+void master_drop_user(void);
 void master_notify_open(void);
 void master_notify(const char *fmt, ...) PRINTFLIKE(1, 2);
 void master_status(void);
 
 /* master_store.c: the store and datagram processes, the records owed to the store */
-int master_open_store(void);
+int master_open_store(const struct user_ids *user);
 void master_start_store(int filefd);
 void master_restart_store(void);
 void master_store_died(int status);

@@ -88,20 +88,20 @@ master_spawn_pool(int n)
 			    .idle_timeout = master->set.idle_timeout, .grace = master->set.grace,
 			    .master = getpid(), .gate = master->set.proxy ? &master->gate : NULL },
 		};
-		struct master_fds c;
+		int *keep[2 + POOL_MAX_LISTEN] = { &a.wake_wr, &a.sess.pipe_wr };
+		int nkeep = 2;
 		pid_t pid;
 
-		/* A pool process keeps the listeners (and the wake pipe's write end, which is not
-		 * in the list): everything else of the master's goes. */
-		master_fds_to_close(&c, master->pipe_wr, KEEP_LISTENERS);
 		master->pslots[slot] = (struct pool_slot){ .state = POOL_STARTING };
 		__atomic_add_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
 		pool_prepare(&a);
-		pid = _Fork();
-		if (pid == 0) {
-			master_close_inherited(&c);
+		/* A pool process keeps its listeners (in its slot), the wake pipe's write end and
+		 * the store pipe's; nothing else of the master's. */
+		for (int i = 0; i < master->pslots[slot].nlfd; i++)
+			keep[nkeep++] = &master->pslots[slot].lfd[i];
+		pid = proc_fork(keep, nkeep);
+		if (pid == 0)
 			pool_run(&a);
-		}
 		if (pid < 0) {
 			__atomic_sub_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
 			master->pslots[slot].state = POOL_FREE;

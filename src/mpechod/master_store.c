@@ -16,18 +16,11 @@ master_start_store(int filefd)
 		.format = master->set.format, .fsync = master->set.fsync, .master = getpid(),
 		.full = master->set.store_full,
 	};
-	struct master_fds c;
-	pid_t pid;
+	pid_t pid = store_start(&a);
 
-	master_fds_to_close(&c, master->pipe_rd, KEEP_NONE);
-	pid = fork();
 	if (pid < 0) {
 		log_warn("cannot fork the store");
 		return;
-	}
-	if (pid == 0) {
-		master_close_inherited(&c);
-		store_run(&a);
 	}
 	master->store_pid = pid;
 	master->store_started_ms = io_now_ms();
@@ -53,28 +46,30 @@ master_restart_store(void)
 void
 master_start_dgram(void)
 {
+	int fds[MASTER_MAX_LISTEN];
 	struct datagram_args a = {
-		.fds = master->ufd, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
+		.fds = fds, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
 		.port = master->port, .per_source = master->set.udp_per_source,
 		.global = master->set.udp_rate, .master = getpid(), .stats = &master->dgstats,
 	};
-	struct master_fds c;
+	int *keep[1 + MASTER_MAX_LISTEN] = { &a.pipe_wr };
 	pid_t pid;
 
 	if (master->nufd == 0 || master->stopping)
 		return;
-	master_fds_to_close(&c, master->pipe_wr, KEEP_UDP);
+	/* The sockets are copied: the child renumbers its own, not the master's shared array. */
+	for (int i = 0; i < master->nufd; i++) {
+		fds[i] = master->ufd[i];
+		keep[1 + i] = &fds[i];
+	}
 	master->dgram_started_ms = io_now_ms();
-	pid = fork();
+	pid = proc_fork(keep, 1 + master->nufd);
 	if (pid < 0) {
 		log_warn("cannot fork the datagram process");
 		return;
 	}
-	if (pid == 0) {
-		/* The UDP sockets in a's array are the master's: the same numbers in the child. */
-		master_close_inherited(&c);
+	if (pid == 0)
 		datagram_run(&a);
-	}
 	master->dgram_pid = pid;
 }
 
@@ -105,10 +100,9 @@ master_restart_dgram(void)
  * still drains the old sessions is taken over: this master serves at once, and its store
  * waits for the old one to finish before it writes (store.c). */
 int
-master_open_store(void)
+master_open_store(const struct user_ids *user)
 {
-	char msg[OPTS_ERRLEN + 64];
-	int fd = -1;
+	int fd, p[2];
 
 	master->lock_fd = -1;
 	if (master->set.store == NULL) {
@@ -116,17 +110,13 @@ master_open_store(void)
 		return -1;
 	}
 	master->lock_fd = store_master_lock(master->set.store, -1);
-	if (master->lock_fd >= 0)
-		fd = store_open(master->set.store);
-	if (fd < 0) {
-		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", master->set.store,
-		    errno == EAGAIN ? "another mpechod is writing it" : strerror(errno));
-		usage_error("%s", msg);
-	}
+	if (master->lock_fd < 0)
+		store_unusable(master->set.store, errno == EAGAIN ? "another mpechod is writing it" :
+		    strerror(errno));
+	fd = store_start_file(master->set.store, user);
 	if (store_lock(fd) < 0 && errno == EWOULDBLOCK)
 		log_warnx("store %s: the store of an mpechod that ended is still writing it; taking "
 		    "over when it has finished", master->set.store);
-	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		fatal(EX_OSERR, "pipe");
 	master->pipe_rd = p[0];
