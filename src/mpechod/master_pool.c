@@ -105,7 +105,11 @@ master_spawn_pool(int n)
 		if (pid < 0) {
 			__atomic_sub_fetch(&master->shared.starting, 1, __ATOMIC_ACQ_REL);
 			master->pslots[slot].state = POOL_FREE;
-			master_ratelog(&master->log_fork, 1, "fork failed; the pool does not grow now");
+			/* Not at once again: the listeners are watched (and a waiting connection
+			 * makes the master try again) after 100 ms, as in fork mode. */
+			master_ratelog(&master->log_fork, 1, "fork failed; the pool does not grow for "
+			    "100 ms");
+			master->accept_resume_ms = io_now_ms() + 100;
 			return;
 		}
 		master->nfree--;
@@ -132,7 +136,8 @@ master_pool_watch(void)
 {
 	struct spare_view v = master_pool_view();
 
-	return !master->stopping && v.idle == 0 && v.starting == 0 && v.total < v.max_clients;
+	return !master->stopping && v.idle == 0 && v.starting == 0 && v.total < v.max_clients &&
+	    io_now_ms() >= master->accept_resume_ms;
 }
 
 int

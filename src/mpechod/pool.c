@@ -186,23 +186,32 @@ pool_prepare(const struct pool_args *a)
 	slot->leave = 0;
 }
 
+/* The signals that end an idle pool process's wait: retire (SIGUSR1), the master's death
+ * (SIGUSR2), SIGTERM.  They are blocked while it is idle, except inside epoll_pwait: one that
+ * comes after the loop has tested its flags and before the wait is delivered by the wait, which
+ * then returns EINTR, instead of being handled just before a wait that nothing would end. */
+static const int pool_idle_signals[] = { SIGUSR1, SIGUSR2, SIGTERM, SIGALRM, 0 };
+
 void
 pool_run(const struct pool_args *a)
 {
 	struct epoll_event ev;
+	sigset_t waitmask;
 	socklen_t len;
 	int ep, cfd;
 
 	session_init(&a->sess);
 	sig_handle(SIGUSR1, pool_sigusr1, 0);
 	sig_handle(SIGUSR2, pool_sigusr2, 0);
+	if (sig_block(pool_idle_signals, &waitmask) < 0)
+		pool_fatal("sigprocmask");
 	if (getppid() != a->sess.master)
 		raise(SIGUSR2);
 	ep = pool_epoll();
 	pool_set_state(POOL_STARTING, POOL_IDLE);
 	while (!pool.leave && !session_stopping() && !__atomic_load_n(&a->sh->stopping,
 	    __ATOMIC_ACQUIRE)) {
-		if (epoll_wait(ep, &ev, 1, -1) < 1)
+		if (epoll_pwait(ep, &ev, 1, -1, &waitmask) < 1)
 			continue;
 		len = sizeof(a->slot->peer);
 		cfd = accept4(ev.data.fd, (struct sockaddr *)&a->slot->peer, &len, SOCK_CLOEXEC);
@@ -212,9 +221,13 @@ pool_run(const struct pool_args *a)
 			continue;
 		}
 		pool_set_state(POOL_IDLE, POOL_BUSY);
+		/* Busy, the signals reach the session as in a forked one (one that came during the
+		 * wait's return is delivered here, and sees the state busy). */
+		sigprocmask(SIG_SETMASK, &waitmask, NULL);
 		pool_serve(cfd, &a->slot->peer);
 		if (a->max_conns > 0 && a->slot->served >= (uint64_t)a->max_conns)
 			break;
+		sig_block(pool_idle_signals, &waitmask);
 		pool_set_state(POOL_BUSY, POOL_IDLE);
 	}
 	pool_set_state(a->slot->state, POOL_LEAVING);
