@@ -349,7 +349,9 @@ master_fork_deferred(int queue_empty)
 }
 
 /* Accepts what is waiting on one listener, up to a burst and never past --max-clients (the
- * connections put aside count).  Returns 1 when the listen queue is empty. */
+ * connections put aside count).  Returns 1 when no more can be accepted now: the listen queue
+ * is empty, or the limit is reached (then the connections put aside are forked at once: waiting
+ * for them to age would be a busy loop on a listener that stays readable). */
 static int
 master_accept(int lfd)
 {
@@ -375,7 +377,7 @@ master_accept(int lfd)
 		}
 		master_admit(cfd, &ss);
 	}
-	return 0;
+	return master->nkids + master->ndefer >= master->set.max_clients;
 }
 
 static void

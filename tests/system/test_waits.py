@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import (SANITIZED, SLOW, Process, Server, alive, connect, cpu_seconds,
-                      proc_children, recv_exact, wait_until)
+                      proc_children, proc_state, recv_exact, wait_until)
 
 GDB = shutil.which("gdb")
 
@@ -108,4 +108,50 @@ def test_master_pauses_while_fork_fails(mode, tmp_path):
     finally:
         for c in clients:
             c.close()
+        srv.cleanup()
+
+
+STRACE = shutil.which("strace")
+
+
+@pytest.mark.skipif(STRACE is None, reason="strace is not installed")
+@pytest.mark.fork_only("connections are put aside by the fork mode's master")
+def test_put_aside_connections_filling_the_limit_do_not_spin(tmp_path):
+    """Connections put aside fill -c while more wait in the listen queue: the master can accept
+    no more, so it forks those put aside at once instead of polling with a zero timeout until
+    they are MASTER_DEFER_AGE_MS old.  Counted in ppoll calls (strace), not in time."""
+    limit, extra = 4, 4
+    srv = Server(["-p", "0", "-b", "127.0.0.1", "--no-store", "-c", str(limit)])
+    trace = str(tmp_path / "ppoll.trace")
+    st, clients = None, []
+    try:
+        srv.wait_ready()
+        srv.signal(signal.SIGSTOP)
+        wait_until(lambda: proc_state(srv.pid) == "T", 5, what="the master to stop")
+        for _ in range(limit + extra):
+            c = connect(srv.port)
+            c.sendall(b"x")
+            c.shutdown(socket.SHUT_WR)
+            clients.append(c)
+        st = Process([STRACE, "-e", "trace=ppoll", "-o", trace, "-p", str(srv.pid)])
+        st.wait_lines(st.err, lambda l: "attached" in l, 1, 10, "strace attached")
+        srv.signal(signal.SIGCONT)
+        for c in clients:
+            c.settimeout(10 * SLOW)
+            assert recv_exact(c, 1) == b"x"
+            assert c.recv(1) == b""
+        st.proc.send_signal(signal.SIGINT)
+        st.finish(10)
+        with open(trace) as f:
+            calls = [l for l in f if l.startswith("ppoll(")]
+        # Each wakeup is a few calls (the wait, one to deliver pending signals); a spin is
+        # one every few microseconds for MASTER_DEFER_AGE_MS.
+        assert len(calls) < 60, f"{len(calls)} ppoll calls for {limit + extra} connections:\n" + \
+            "".join(calls[:20])
+        assert srv.stop() == 0
+    finally:
+        for c in clients:
+            c.close()
+        if st is not None:
+            st.cleanup()
         srv.cleanup()
