@@ -130,8 +130,8 @@ inetd_run(const struct settings *set, const struct user_ids *user)
 		fatalx(EX_NOPERM, "%s", err);
 	session_init(&a);
 	end = session_serve(&a);
-	if (end != SESSION_EOF && end != SESSION_RESET)
-		log_info("conn %llu ended: %s", (unsigned long long)a.conn, session_reason((int)end));
+	session_ended(&(struct session_ending){ .pid = getpid(), .conn = a.conn,
+	    .status = W_EXITCODE((int)end, 0), .bytes = slot.bytes, .slot = &slot });
 	if (store > 0) {
 		close(a.pipe_wr);
 		exit(inetd_wait_store(store));

@@ -208,17 +208,22 @@ master_gate(void)
 		master_rules("--proxy-from", loopback, 2, &g->proxy_from);
 }
 
-/* systemd's status line, at most every MASTER_STATUS_MS. */
+/* A warning that a flood could repeat thousands of times a second, at most once a second. */
 void
-master_status(void)
+master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what)
 {
-	char line[768];
+	char held[64] = "";
+	uint64_t n;
 
-	if (master->notify_fd < 0 || io_now_ms() < master->next_status_ms)
+	if (!admit_ratelog(rl, io_now_ms(), 1000, &n))
 		return;
-	master->next_status_ms = io_now_ms() + MASTER_STATUS_MS;
-	master_stats_line(line, sizeof(line));
-	master_notify("STATUS=%s", line);
+	if (n > 0)
+		snprintf(held, sizeof(held), " (and %llu more in the last second)",
+		    (unsigned long long)n);
+	if (with_errno)
+		log_warn("%s%s", what, held);
+	else
+		log_warnx("%s%s", what, held);
 }
 
 /* Started with 0, 1 or 2 closed, the store pipe or the store file could become "stderr" and

@@ -22,7 +22,7 @@ master_start_store(int filefd)
 		log_warn("cannot fork the store");
 		return;
 	}
-	master->store_pid = pid;
+	master->store.pid = pid;
 	master->store_started_ms = io_now_ms();
 }
 
@@ -32,13 +32,13 @@ master_start_store(int filefd)
 void
 master_restart_store(void)
 {
-	if (master->store_pid > 0 || master->pipe_rd < 0 || master->pipe_wr < 0)
+	if (master->store.pid > 0 || master->pipe_rd < 0 || master->pipe_wr < 0)
 		return;
 	if (io_now_ms() - master->store_started_ms < 1000)
 		return;
 	master_start_store(-1);
-	if (master->store_pid > 0)
-		log_warnx("restarted the store as %d", (int)master->store_pid);
+	if (master->store.pid > 0)
+		log_warnx("restarted the store as %d", (int)master->store.pid);
 }
 
 /* The datagram process (--udp), supervised like the store: started after it, restarted at most
@@ -70,30 +70,30 @@ master_start_dgram(void)
 	}
 	if (pid == 0)
 		datagram_run(&a);
-	master->dgram_pid = pid;
+	master->dgram.pid = pid;
 }
 
 void
 master_dgram_died(int status)
 {
 	if (WIFSIGNALED(status))
-		log_warnx("datagram process %d killed by signal %d", (int)master->dgram_pid,
+		log_warnx("datagram process %d killed by signal %d", (int)master->dgram.pid,
 		    WTERMSIG(status));
 	else if (!master->stopping || WEXITSTATUS(status) != 0)
-		log_warnx("datagram process %d exited %d", (int)master->dgram_pid,
+		log_warnx("datagram process %d exited %d", (int)master->dgram.pid,
 		    WEXITSTATUS(status));
-	master->dgram_pid = 0;
+	master->dgram.pid = 0;
 }
 
 void
 master_restart_dgram(void)
 {
-	if (master->dgram_pid > 0 || master->nufd == 0 || master->stopping ||
+	if (master->dgram.pid > 0 || master->nufd == 0 || master->stopping ||
 	    io_now_ms() - master->dgram_started_ms < 1000)
 		return;
 	master_start_dgram();
-	if (master->dgram_pid > 0)
-		log_warnx("restarted the datagram process as %d", (int)master->dgram_pid);
+	if (master->dgram.pid > 0)
+		log_warnx("restarted the datagram process as %d", (int)master->dgram.pid);
 }
 
 /* A store file that a live mpechod owns is refused.  One whose master died while its store
@@ -206,28 +206,17 @@ master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, cons
 	master_owe(REC_CLOSE, conn, pid, payload, rec_close_payload(payload, slot->bytes, reason));
 }
 
-/* How a child ended, as a close record's reason. */
-const char *
-master_end_reason(int status, char *buf, size_t len)
-{
-	if (WIFSIGNALED(status))
-		snprintf(buf, len, "signal %d", WTERMSIG(status));
-	else
-		snprintf(buf, len, "%s", session_reason(WEXITSTATUS(status)));
-	return buf;
-}
-
 void
 master_store_died(int status)
 {
 	master->store_lost = WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR;
 	if (WIFSIGNALED(status))
-		log_warnx("store %d killed by signal %d", (int)master->store_pid, WTERMSIG(status));
+		log_warnx("store %d killed by signal %d", (int)master->store.pid, WTERMSIG(status));
 	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)
-		log_warnx("store %d exited %d", (int)master->store_pid, WEXITSTATUS(status));
+		log_warnx("store %d exited %d", (int)master->store.pid, WEXITSTATUS(status));
 	else
-		log_info("store %d finished", (int)master->store_pid);
-	master->store_pid = 0;
+		log_info("store %d finished", (int)master->store.pid);
+	master->store.pid = 0;
 	master_restart_store();
 }
 
@@ -249,11 +238,11 @@ master_pipe_unread(void)
 void
 master_store_giveup(int64_t at, pid_t *told)
 {
-	if (master->set.store_full != STORE_FULL_BLOCK || master->store_pid <= 0 ||
-	    *told == master->store_pid || io_now_ms() < at)
+	if (master->set.store_full != STORE_FULL_BLOCK || master->store.pid <= 0 ||
+	    *told == master->store.pid || io_now_ms() < at)
 		return;
 	log_warnx("the store has not finished %d s after the last session; telling it to stop "
 	    "waiting for the disk", MASTER_STORE_GIVEUP_MS / 1000);
-	kill(master->store_pid, SIGUSR1);
-	*told = master->store_pid;
+	kill(master->store.pid, SIGUSR1);
+	*told = master->store.pid;
 }

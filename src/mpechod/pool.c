@@ -87,8 +87,8 @@ pool_set_state(int from, int to)
 	}
 }
 
-/* Serves one accepted connection, as a forked session would, and logs how it ended as the
- * fork mode's master logs a reaped session. */
+/* Serves one accepted connection, as a forked session would, and ends it as every session ends
+ * (session_ended: the same line as the fork mode's master logs for a reaped session). */
 static void
 pool_serve(int cfd, const struct sockaddr_storage *ss)
 {
@@ -97,7 +97,6 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	struct session_args *s = &slot->sess;
 	struct admit_key key;
 	enum session_end end;
-	uint64_t bytes;
 	int admitted;
 
 	/* No connection in hand until its number is set (the master reads the slot if this
@@ -123,17 +122,10 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	s->slot = &slot->s;
 	end = session_serve(s);
 	__atomic_store_n(&slot->end, (int)end, __ATOMIC_RELEASE);
-	bytes = __atomic_load_n(&slot->s.bytes, __ATOMIC_RELAXED);
-	/* The count is given back before the line that says the session ended, as the fork
-	 * mode's master does: a client that reads the line may connect again at once. */
-	if (slot->admitted) {
-		gate_release(a->gate, &key);
-		__atomic_store_n(&slot->admitted, 0, __ATOMIC_RELEASE);
-	}
-	log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)getpid(),
-	    (unsigned long long)s->conn, (int)end, session_reason((int)end),
-	    (unsigned long long)bytes);
-	__atomic_add_fetch(&a->sh->bytes_done, bytes, __ATOMIC_RELAXED);
+	session_ended(&(struct session_ending){ .pid = getpid(), .conn = s->conn,
+	    .status = W_EXITCODE((int)end, 0), .bytes = __atomic_load_n(&slot->s.bytes,
+	    __ATOMIC_RELAXED), .gate = a->gate, .admitted = &slot->admitted, .src = &slot->src,
+	    .slot = &slot->s, .total = &a->sh->bytes_done });
 	slot->served++;
 	/* A connection whose close record did not get into the pipe (the store gone or stuck):
 	 * this process leaves, and the master writes the record on its behalf, as it does for a

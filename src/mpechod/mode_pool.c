@@ -1,12 +1,14 @@
 /*
- * master_pool.c - the master's side of --prefork: starting pool processes (spare.c decides how
- * many, at each maintenance tick and at once when a connection waits for nobody), retiring
- * idle ones, and putting right what a pool process that died leaves behind.
+ * mode_pool.c - the master's prefork mode (--prefork): pool processes accept and serve the
+ * connections themselves (pool.c); the master starts them (spare.c decides how many, at each
+ * maintenance tick and at once when a connection waits for nobody), retires idle ones, and puts
+ * right what a pool process that died leaves behind.  Behind struct master_mode (master.h),
+ * beside the fork mode (mode_fork.c).
  */
 #define _GNU_SOURCE
 #include "master.h"
 
-void
+static void
 master_alloc_pool(size_t n)
 {
 	int p[2];
@@ -20,54 +22,61 @@ master_alloc_pool(size_t n)
 	master->spawn_rate = master->burst_rate = 1;
 }
 
+static void
+master_owe_pool(const struct session_ending *e, const char *reason)
+{
+	const struct pool_slot *slot = e->who;
+	char peer[NET_ADDRLEN];
+
+	net_addr_str((const struct sockaddr *)&slot->peer, peer, sizeof(peer));
+	master_owe_close(e->conn, e->pid, e->slot, peer, reason);
+}
+
 /* A pool process ended.  One that left by itself has put everything right; one that died
  * otherwise leaves its counts, its source's admission and, when it died in a connection, the
- * records of that connection to the master. */
-void
+ * end of that session to the master. */
+static void
 master_pool_died(const struct child *c, int status)
 {
 	struct pool_slot *slot = &master->pslots[c->slot];
 	struct shared *sh = &master->shared;
-	char reason[32], peer[NET_ADDRLEN];
 	int state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
+	struct session_ending e = {
+		.pid = c->pid, .conn = slot->conn, .status = status, .bytes = slot->s.bytes,
+		.logged = 1, .gate = &master->gate, .admitted = &slot->admitted, .src = &slot->src,
+		.slot = &slot->s, .total = &sh->bytes_done, .who = slot,
+	};
 
 	if (state == POOL_STARTING)
 		__atomic_sub_fetch(&sh->starting, 1, __ATOMIC_ACQ_REL);
 	else if (state == POOL_IDLE)
 		__atomic_sub_fetch(&sh->idle, 1, __ATOMIC_ACQ_REL);
-	master_release(slot->admitted, &slot->src, &slot->s);
-	/* A connection without its close record: the process died in it, or finished it (a
-	 * shutdown with the store stuck) without getting the record in. */
 	if (slot->conn != 0 && !slot->s.closed && slot->end >= 0) {
-		snprintf(reason, sizeof(reason), "%s", session_reason(slot->end));
-		net_addr_str((const struct sockaddr *)&slot->peer, peer, sizeof(peer));
-		master_owe_close(slot->conn, c->pid, &slot->s, peer, reason);
+		/* It finished the connection and said so, but did not get the close record in (a
+		 * shutdown with the store stuck). */
+		e.status = W_EXITCODE(slot->end, 0);
+		e.owe = master_owe_pool;
 	} else if (state == POOL_BUSY && slot->conn != 0 && !slot->s.closed) {
-		master_end_reason(status, reason, sizeof(reason));
-		log_info("session %d conn %llu %s %d after %llu bytes", (int)c->pid,
-		    (unsigned long long)slot->conn, WIFSIGNALED(status) ? "killed by signal" :
-		    "exited", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-		    (unsigned long long)slot->s.bytes);
-		__atomic_add_fetch(&sh->bytes_done, slot->s.bytes, __ATOMIC_RELAXED);
-		net_addr_str((const struct sockaddr *)&slot->peer, peer, sizeof(peer));
-		master_owe_close(slot->conn, c->pid, &slot->s, peer, reason);
+		/* It died in the connection. */
+		e.logged = 0;
+		e.owe = master_owe_pool;
 	} else if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0) {
 		log_warnx("pool process %d %s %d after %llu connections", (int)c->pid,
 		    WIFSIGNALED(status) ? "killed by signal" : "exited",
 		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
 		    (unsigned long long)slot->served);
 	}
+	/* Its source's counts are given back in every case. */
+	session_ended(&e);
 	__atomic_store_n(&slot->state, POOL_FREE, __ATOMIC_RELEASE);
 }
 
-/* Sessions in progress: every child in fork mode, the busy pool processes in prefork mode. */
-int
-master_active(void)
+/* Sessions in progress: the busy pool processes. */
+static int
+master_pool_busy(void)
 {
 	int n = 0;
 
-	if (!master->set.prefork)
-		return master->nkids;
 	for (int i = 0; i < master->nkids; i++)
 		n += __atomic_load_n(&master->pslots[master->kids[i].slot].state,
 		    __ATOMIC_ACQUIRE) == POOL_BUSY;
@@ -75,7 +84,7 @@ master_active(void)
 }
 
 /* Starts n pool processes (--prefork), each in a free slot. */
-void
+static void
 master_spawn_pool(int n)
 {
 	for (; n > 0 && master->nfree > 0 && !master->stopping; n--) {
@@ -113,7 +122,8 @@ master_spawn_pool(int n)
 			return;
 		}
 		master->nfree--;
-		master->kids[master->nkids++] = (struct child){ .pid = pid, .slot = slot };
+		master->kids[master->nkids++] = (struct child){ .pid = pid, .role = PROC_POOL,
+		    .slot = slot };
 	}
 }
 
@@ -131,26 +141,29 @@ master_pool_view(void)
 
 /* The master watches the listeners only when a connection could wait for nobody: no pool
  * process idle or starting, and room to start one.  Otherwise a pool process takes it. */
-int
-master_pool_watch(void)
+static int
+master_pool_watch(int64_t now)
 {
 	struct spare_view v = master_pool_view();
 
 	return !master->stopping && v.idle == 0 && v.starting == 0 && v.total < v.max_clients &&
-	    io_now_ms() >= master->accept_resume_ms;
+	    now >= master->accept_resume_ms;
 }
 
-int
-master_pool_burst(void)
+/* A connection waits for nobody: start pool processes at once (spare.c's burst). */
+static int
+master_pool_readable(int lfd)
 {
 	struct spare_view v = master_pool_view();
 
-	return spare_burst(&v, &master->burst_rate);
+	(void)lfd;
+	master_spawn_pool(spare_burst(&v, &master->burst_rate));
+	return 1;
 }
 
 /* A pool process took the last idle place: drain the wake pipe; the next wait then watches
  * the listeners if nobody is idle any more. */
-void
+static void
 master_pool_woken(void)
 {
 	char buf[64];
@@ -160,13 +173,13 @@ master_pool_woken(void)
 }
 
 /* Once a second: Apache's idle maintenance (spare.c). */
-void
+static void
 master_pool_tick(void)
 {
 	struct spare_view v;
 	struct spare_plan p;
 
-	if (!master->set.prefork || master->stopping || io_now_ms() < master->next_tick_ms)
+	if (master->stopping || io_now_ms() < master->next_tick_ms)
 		return;
 	master->next_tick_ms = io_now_ms() + 1000;
 	v = master_pool_view();
@@ -182,3 +195,73 @@ master_pool_tick(void)
 		}
 	}
 }
+
+/* Apache's StartServers: the spares at once. */
+static void
+master_pool_start(void)
+{
+	master_spawn_pool(master->set.min_spare);
+	master->next_tick_ms = io_now_ms() + 1000;
+}
+
+static int64_t
+master_pool_timeout(int64_t now)
+{
+	if (master->stopping)
+		return -1;
+	return master->next_tick_ms > now ? master->next_tick_ms - now : 0;
+}
+
+static void
+master_pool_served(int queue_done)
+{
+	(void)queue_done;
+}
+
+/* Idle pool processes leave at once; busy ones after their connection. */
+static void
+master_pool_stop(void)
+{
+	__atomic_store_n(&master->shared.stopping, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < master->nkids; i++)
+		kill(master->kids[i].pid, SIGUSR1);
+}
+
+static int
+master_pool_pending(void)
+{
+	return 0;
+}
+
+/* Bytes echoed by the connections in hand, from the busy pool processes' slots. */
+static uint64_t
+master_pool_bytes(void)
+{
+	uint64_t bytes = 0;
+
+	for (int i = 0; i < master->nkids; i++) {
+		struct pool_slot *p = &master->pslots[master->kids[i].slot];
+
+		if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_BUSY)
+			bytes += __atomic_load_n(&p->s.bytes, __ATOMIC_RELAXED);
+	}
+	return bytes;
+}
+
+static void
+master_pool_stats(char *line, size_t len)
+{
+	size_t n = strlen(line);
+
+	snprintf(line + n, len - n, ", pool %d processes, %d idle, %d starting", master->nkids,
+	    __atomic_load_n(&master->shared.idle, __ATOMIC_RELAXED),
+	    __atomic_load_n(&master->shared.starting, __ATOMIC_RELAXED));
+}
+
+const struct master_mode master_mode_pool = {
+	.alloc = master_alloc_pool, .start = master_pool_start, .watch = master_pool_watch,
+	.timeout = master_pool_timeout, .readable = master_pool_readable,
+	.served = master_pool_served, .woken = master_pool_woken, .tick = master_pool_tick,
+	.died = master_pool_died, .stop = master_pool_stop, .busy = master_pool_busy,
+	.pending = master_pool_pending, .bytes = master_pool_bytes, .stats = master_pool_stats,
+};
