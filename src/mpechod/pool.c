@@ -219,8 +219,9 @@ pool_run(const struct pool_args *a)
 		pool_serve(cfd, &a->slot->peer);
 		if (a->max_conns > 0 && a->slot->served >= (uint64_t)a->max_conns)
 			break;
-		sig_block(pool_idle_signals, &waitmask);
 		pool_set_state(POOL_BUSY, POOL_IDLE);
+		/* Blocked again before the loop tests its flags. */
+		sig_block(pool_idle_signals, &waitmask);
 	}
 	pool_set_state(a->slot->state, POOL_LEAVING);
 	_exit(0);
