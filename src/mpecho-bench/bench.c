@@ -37,19 +37,10 @@
 
 #define PROC_ROOT "/proc"
 
-const char *const bench_mode_names[MODE_MAX] = { "connect", "rr", "stream", "hold", "flood",
-	"udp" };
-const char *const bench_err_names[E_MAX] = {
-	"connect", "reset", "eof", "mismatch", "extra", "timeout", "local"
-};
-
 enum opt_ids { OPT_PID = 256, OPT_JSON, OPT_RST, OPT_TEXT, OPT_FLOOD_CLOSE };
 
 /* flood: how each connection ends (--flood-close) */
 static int flood_fin;
-
-struct bench_settings bench_cfg;
-unsigned char *bench_pattern;
 
 static const char bench_usage_text[] =
 "usage: mpecho-bench [options] MODE [HOST [PORT]]\n"
@@ -284,27 +275,6 @@ bench_raise_nofile(int per_worker)
 		fatalx(EX_OSERR, "each worker needs %llu descriptors and the limit is %llu; use "
 		    "more workers (-w) or raise ulimit -n", (unsigned long long)want,
 		    (unsigned long long)rl.rlim_cur);
-}
-
-static void
-pattern_make(void)
-{
-	uint64_t x = 0x9e3779b97f4a7c15ULL;
-	size_t pattern_len;
-
-	pattern_len = bench_cfg.size > BENCH_RBUF ? bench_cfg.size : BENCH_RBUF;
-	bench_pattern = malloc(BENCH_PATTERN + pattern_len);
-	if (bench_pattern == NULL)
-		fatal(EX_OSERR, "pattern");
-	for (size_t i = 0; i < BENCH_PATTERN; i++) {
-		x ^= x >> 12;
-		x ^= x << 25;
-		x ^= x >> 27;
-		unsigned b = (unsigned)((x * 0x2545f4914f6cdd1dULL) >> 56);
-		bench_pattern[i] = (unsigned char)(bench_cfg.text ? ' ' + b % 95 : b);
-	}
-	for (size_t i = 0; i < pattern_len; i++)
-		bench_pattern[BENCH_PATTERN + i] = bench_pattern[i % BENCH_PATTERN];
 }
 
 /* The run as the parent sees it, and as the report shows it. */
@@ -558,6 +528,6 @@ main(int argc, char **argv)
 	bench_parse(argc, argv);
 	bench_resolve();
 	sig_ignore(SIGPIPE);
-	pattern_make();
+	bench_pattern_make();
 	return bench_run();
 }

@@ -2,7 +2,8 @@
  * bench.h - what mpecho-bench's processes share: the settings (filled by the parent's option
  * parsing, read-only afterwards and inherited by every worker), the results each worker keeps
  * in memory shared with the parent, the payload pattern, and the entry points of each role:
- * bench.c (options, forking, watching, main), bench_worker.c (the event loop of the connect,
+ * bench.c (options, forking, watching, main), bench_settings.c (the settings, names and
+ * pattern, below every other file), bench_worker.c (the event loop of the connect,
  * rr, stream and hold modes), bench_flood.c (the flood mode's workers and its probe),
  * bench_udp.c (the udp mode's workers) and bench_report.c (the text and JSON reports).
  */
@@ -100,8 +101,10 @@ struct bench_run {
 };
 
 /* BENCH_PATTERN pseudo-random bytes, then the pattern's start again, so that any slice of up
- * to BENCH_RBUF or the message size can be compared in one memcmp (bench.c). */
+ * to BENCH_RBUF or the message size can be compared in one memcmp (bench_settings.c). */
 extern unsigned char *bench_pattern;
+/* Makes it, for bench_cfg's size and --text, before the workers are forked. */
+void bench_pattern_make(void);
 
 static inline int64_t
 bench_now_ns(void)

@@ -18,7 +18,7 @@
 #include "record.h"
 #include "session.h"
 #include "sig.h"
-#include "store.h"
+#include "store_start.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,30 +62,26 @@ inetd_quiet(void)
 	}
 }
 
+/* The store's file is opened and given to the user before the drop, and the store forked after
+ * it, as the master does: the store runs as the user too. */
 static pid_t
-inetd_start_store(const struct settings *set, int *pipe_wr)
+inetd_start_store(const struct settings *set, const struct user_ids *user, int *pipe_wr)
 {
 	static struct store_args a;
-	int p[2], fd = store_open(set->store);
+	int p[2], fd = store_start_file(set->store, user);
+	char err[256];
 	pid_t pid;
 
-	if (fd < 0)
-		fatal(EX_CANTCREAT, "cannot open store %s", set->store);
+	if (user != NULL && user_drop(user, err, sizeof(err)) < 0)
+		fatalx(EX_NOPERM, "%s", err);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		fatal(EX_OSERR, "pipe");
 	a = (struct store_args){ .pipe_rd = p[0], .filefd = fd, .path = set->store,
 	    .format = set->format, .fsync = set->fsync, .master = getpid(),
 	    .full = set->store_full, .shared = 1 };
-	pid = fork();
+	pid = store_start(&a);
 	if (pid < 0)
 		fatal(EX_OSERR, "fork");
-	if (pid == 0) {
-		/* The store must not hold the client's socket: the connection ends when the
-		 * session closes it, not when the store has written its records. */
-		dup2(STDOUT_FILENO, STDIN_FILENO);
-		close(p[1]);
-		store_run(&a);
-	}
 	close(p[0]);
 	close(fd);
 	io_set_nonblock(p[1], 1);
@@ -129,13 +125,13 @@ inetd_run(const struct settings *set, const struct user_ids *user)
 	rec_new_key();
 	a.conn = (uint64_t)(rec_now_us() / 1000) * 1000 + (uint64_t)(getpid() % 1000);
 	if (set->store != NULL)
-		store = inetd_start_store(set, &a.pipe_wr);
-	if (user != NULL && user_drop(user, err, sizeof(err)) < 0)
+		store = inetd_start_store(set, user, &a.pipe_wr);
+	else if (user != NULL && user_drop(user, err, sizeof(err)) < 0)
 		fatalx(EX_NOPERM, "%s", err);
 	session_init(&a);
 	end = session_serve(&a);
-	if (end != SESSION_EOF && end != SESSION_RESET)
-		log_info("conn %llu ended: %s", (unsigned long long)a.conn, session_reason((int)end));
+	session_ended(&(struct session_ending){ .pid = getpid(), .conn = a.conn,
+	    .status = W_EXITCODE((int)end, 0), .bytes = slot.bytes, .slot = &slot });
 	if (store > 0) {
 		close(a.pipe_wr);
 		exit(inetd_wait_store(store));

@@ -22,25 +22,10 @@
 
 struct master *master;
 
+/* How connections reach sessions (fork or pool), chosen once in main. */
+static const struct master_mode *mode;
+
 static volatile sig_atomic_t got_chld, got_term, got_hup, got_usr1;
-
-/* A warning that a flood could repeat thousands of times a second, at most once a second. */
-void
-master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what)
-{
-	char held[64] = "";
-	uint64_t n;
-
-	if (!admit_ratelog(rl, io_now_ms(), 1000, &n))
-		return;
-	if (n > 0)
-		snprintf(held, sizeof(held), " (and %llu more in the last second)",
-		    (unsigned long long)n);
-	if (with_errno)
-		log_warn("%s%s", what, held);
-	else
-		log_warnx("%s%s", what, held);
-}
 
 /* Signals do not queue: one SIGCHLD may stand for many dead children.  The handler only notes
  * that some died; master_reap collects them all. */
@@ -89,10 +74,11 @@ master_alloc(void)
 	for (int i = 0; i < master->set.max_clients; i++)
 		master->free_slots[master->nfree++] = master->set.max_clients - 1 - i;
 	master->next_conn = 1;
+	master->store.role = PROC_STORE;
+	master->dgram.role = PROC_DGRAM;
 	master->wake_rd = master->wake_wr = -1;
 	master->notify_fd = -1;
-	if (master->set.prefork)
-		master_alloc_pool(n);
+	mode->alloc(n);
 }
 
 static void
@@ -110,67 +96,57 @@ master_signals(void)
 	sig_handle(SIGUSR1, master_sigusr1, 0);
 }
 
-/* Gives back what a child that died had counted for --max-per-source: at accept, and for the
- * client a PROXY header named (a session that ended normally gave that back itself).  Exactly
- * what its claims say: they change with the counts, in one step under the lock. */
-void
-master_release(struct admit_claim *at_accept, struct session_slot *slot)
+/* The child of that pid, whatever its role: a helper, or one of the child table. */
+static struct child *
+master_child(pid_t pid)
 {
-	gate_release(&master->gate, at_accept);
-	gate_release(&master->gate, &slot->claim);
+	struct child *helper[] = { &master->store, &master->dgram };
+
+	for (size_t i = 0; i < sizeof(helper) / sizeof(helper[0]); i++)
+		if (helper[i]->pid == pid)
+			return helper[i];
+	for (int i = 0; i < master->nkids; i++)
+		if (master->kids[i].pid == pid)
+			return &master->kids[i];
+	return NULL;
 }
 
+/* A session or pool process ended: out of the table, then the mode puts right what it left. */
 static void
-master_session_died(const struct child *c, int status)
+master_kid_died(struct child *kid, int status)
 {
-	uint64_t bytes = __atomic_load_n(&master->board[c->slot].bytes, __ATOMIC_RELAXED);
-	char reason[32], peer[NET_ADDRLEN];
+	struct child c = *kid;
 
-	struct admit_claim own = { .key = c->src, .held = (uint32_t)c->admitted };
-
-	master_release(&own, &master->board[c->slot]);
-	master->bytes_done += bytes;
-	master_end_reason(status, reason, sizeof(reason));
-	if (WIFSIGNALED(status))
-		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)c->pid,
-		    (unsigned long long)c->conn, WTERMSIG(status), (unsigned long long)bytes);
-	else
-		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)c->pid,
-		    (unsigned long long)c->conn, WEXITSTATUS(status), reason,
-		    (unsigned long long)bytes);
-	master_peer_str(c, peer, sizeof(peer));
-	master_owe_close(c->conn, c->pid, &master->board[c->slot], peer, reason);
-}
-
-static void
-master_child_died(pid_t pid, int status)
-{
-	int i;
-
-	if (pid == master->store_pid) {
-		master_store_died(status);
-		return;
-	}
-	if (pid == master->dgram_pid) {
-		master_dgram_died(status);
-		return;
-	}
-	for (i = 0; i < master->nkids && master->kids[i].pid != pid; i++)
-		;
-	if (i == master->nkids)
-		return;
-	struct child c = master->kids[i];
-
-	master->kids[i] = master->kids[--master->nkids];
+	*kid = master->kids[--master->nkids];
 	master->free_slots[master->nfree++] = c.slot;
 	if (WIFSIGNALED(status))
 		master->reaped_signal++;
 	else
 		master->reaped_exit++;
-	if (master->set.prefork)
-		master_pool_died(&c, status);
-	else
-		master_session_died(&c, status);
+	mode->died(&c, status);
+}
+
+/* Every child's end goes through here, by its role (sshd's child_reap, httpd's proc table). */
+static void
+master_child_died(pid_t pid, int status)
+{
+	struct child *c = pid > 0 ? master_child(pid) : NULL;
+
+	if (c == NULL)
+		return;
+	switch (c->role) {
+	case PROC_STORE:
+		master_store_died(status);
+		break;
+	case PROC_DGRAM:
+		master_dgram_died(status);
+		break;
+	case PROC_SESSION:
+	case PROC_POOL:
+	case PROC_NROLES:
+		master_kid_died(c, status);
+		break;
+	}
 }
 
 static int
@@ -180,36 +156,6 @@ master_readmit_claim(const struct admit_claim *cl)
 		return 0;
 	admit_add(master->admit, &cl->key);
 	return 1;
-}
-
-/* Counts again every claim that a live child (or the master itself) holds for
- * --max-per-source; the number of them. */
-static int
-master_readmit(void)
-{
-	int n = 0;
-
-	for (int i = 0; i < master->nkids; i++) {
-		const struct child *c = &master->kids[i];
-
-		if (master->set.prefork) {
-			const struct pool_slot *p = &master->pslots[c->slot];
-
-			n += master_readmit_claim(&p->claim) + master_readmit_claim(&p->s.claim);
-		} else {
-			struct admit_claim own = { .key = c->src, .held = (uint32_t)c->admitted };
-
-			n += master_readmit_claim(&own) +
-			    master_readmit_claim(&master->board[c->slot].claim);
-		}
-	}
-	for (int i = 0; i < master->ndefer; i++) {
-		const struct deferred *d = &master->defer[(master->defer_head + i) % MASTER_DEFER_MAX];
-		struct admit_claim own = { .key = d->key, .held = (uint32_t)d->admitted };
-
-		n += master_readmit_claim(&own);
-	}
-	return n;
 }
 
 /* A child killed by a signal may have died holding the shared lock, in the middle of a change
@@ -227,7 +173,7 @@ master_readmit_if_torn(void)
 	if (sh->torn) {
 		sh->torn = 0;
 		admit_clear(master->admit);
-		n = master_readmit();
+		n = mode->claims(master_readmit_claim);
 		log_warnx("a process died holding the admission lock; per-source counts rebuilt "
 		    "from the %d admissions held", n);
 	}
@@ -273,42 +219,26 @@ master_stats_udp(char *buf, size_t len)
 }
 
 /* The stats figures as one line (the USR1 line, and systemd's STATUS=). */
-void
+static void
 master_stats_line(char *line, size_t len)
 {
 	struct shared *sh = &master->shared;
-	uint64_t bytes = master->bytes_done, v[4];
-	int active = master->nkids;
+	uint64_t bytes = master->bytes_done + mode->bytes(), v[4];
 
 	v[0] = master->accepted + __atomic_load_n(&sh->accepted, __ATOMIC_RELAXED);
 	v[1] = __atomic_load_n(&sh->refused_source, __ATOMIC_RELAXED);
 	v[2] = __atomic_load_n(&sh->refused_rate, __ATOMIC_RELAXED);
 	v[3] = __atomic_load_n(&sh->culled, __ATOMIC_RELAXED);
 	bytes += __atomic_load_n(&sh->bytes_done, __ATOMIC_RELAXED);
-	if (master->set.prefork) {
-		active = master_active();
-		for (int i = 0; i < master->nkids; i++) {
-			struct pool_slot *p = &master->pslots[master->kids[i].slot];
-			if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == POOL_BUSY)
-				bytes += __atomic_load_n(&p->s.bytes, __ATOMIC_RELAXED);
-		}
-	} else {
-		for (int i = 0; i < master->nkids; i++)
-			bytes += __atomic_load_n(&master->board[master->kids[i].slot].bytes,
-			    __ATOMIC_RELAXED);
-	}
 	snprintf(line, len, "active %d, accepted %llu, bytes echoed %llu, reaped %llu by "
 	    "exit, %llu by signal, refused %llu per source, %llu over rate, culled %llu dead, "
 	    "denied %llu, proxy errors %llu",
-	    active, (unsigned long long)v[0], (unsigned long long)bytes,
+	    mode->busy(), (unsigned long long)v[0], (unsigned long long)bytes,
 	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
 	    (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3],
 	    (unsigned long long)__atomic_load_n(&sh->denied, __ATOMIC_RELAXED),
 	    (unsigned long long)__atomic_load_n(&sh->proxy_errors, __ATOMIC_RELAXED));
-	if (master->set.prefork)
-		snprintf(line + strlen(line), len - strlen(line),
-		    ", pool %d processes, %d idle, %d starting", master->nkids,
-		    spare_map_count(&master->pool_idle), spare_map_count(&master->pool_starting));
+	mode->stats(line, len);
 	if (master->set.udp)
 		master_stats_udp(line, len);
 }
@@ -323,138 +253,6 @@ master_stats(void)
 	log_info("stats: %s", line);
 }
 
-static uint16_t
-master_peer_port(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-}
-
-static void
-master_fork_session(int cfd, const struct sockaddr_storage *peer, const struct admit_key *src,
-    int admitted)
-{
-	struct session_args a;
-	pid_t pid;
-	int slot = master->free_slots[--master->nfree];
-	struct master_fds c;
-
-	master->board[slot] = (struct session_slot){ 0 };
-	master_fds_to_close(&c, master->pipe_wr, KEEP_NONE);
-	a.fd = cfd;
-	a.conn = master->next_conn;
-	a.peer = *peer;
-	a.pipe_wr = master->pipe_wr;
-	a.idle_timeout = master->set.idle_timeout;
-	a.gate = master->set.proxy ? &master->gate : NULL;
-	a.grace = master->set.grace;
-	a.master = getpid();
-	a.slot = &master->board[slot];
-	/* _Fork is fork without the atfork work: the master has one thread and holds no lock at
-	 * this point, and fork()'s reset of malloc's and stdio's locks in the child would dirty
-	 * three pages of libc data in every session, 12 KiB per held connection. */
-	pid = _Fork();
-	if (pid == 0) {
-		master_close_inherited(&c);
-		session_run(&a);
-	}
-	close(cfd);
-	if (pid < 0) {
-		master_ratelog(&master->log_fork, 1, "fork failed; closed the connection, pausing accepts "
-		    "for 100 ms");
-		master->free_slots[master->nfree++] = slot;
-		if (admitted) {
-			struct admit_claim own = { .key = *src, .held = 1 };
-
-			gate_release(&master->gate, &own);
-		}
-		master->accept_resume_ms = io_now_ms() + 100;
-		return;
-	}
-	master->kids[master->nkids++] = (struct child){ .pid = pid, .slot = slot,
-	    .conn = master->next_conn++, .src = *src, .admitted = admitted,
-	    .port = master_peer_port(peer) };
-	master->accepted++;
-}
-
-/* Forks a session for the connection, or closes it at once when it is already over or refused
- * (gate.c): a connection that is not served costs no fork. */
-static void
-master_admit(int cfd, const struct sockaddr_storage *ss)
-{
-	enum net_peer_state st;
-	struct admit_claim cl;
-
-	/* The master's claims are its own memory (kids, the put-aside ring): it does not die
-	 * without its children. */
-	if (gate_accept(&master->gate, cfd, ss, &cl, &st) != GATE_SERVE) {
-		close(cfd);
-		return;
-	}
-	/* A peer that sent everything and half-closed is not waiting to type: under a flood its
-	 * fork waits until the listen queue has been worked through, so that a live client
-	 * behind it in the queue is not held up by forks (bounded: MASTER_DEFER_AGE_MS). */
-	if (st == NET_PEER_HALF && master->ndefer < MASTER_DEFER_MAX) {
-		struct deferred *d = &master->defer[(master->defer_head + master->ndefer++) %
-		    MASTER_DEFER_MAX];
-
-		*d = (struct deferred){ .fd = cfd, .admitted = (int)cl.held, .since_ms = io_now_ms(),
-		    .ss = *ss, .key = cl.key };
-		return;
-	}
-	master_fork_session(cfd, ss, &cl.key, (int)cl.held);
-}
-
-/* Forks put-aside connections: a batch once the listen queue is empty, and any that waited
- * MASTER_DEFER_AGE_MS whatever the queue. */
-static void
-master_fork_deferred(int queue_empty)
-{
-	int64_t now = io_now_ms();
-
-	for (int n = 0; n < MASTER_DEFER_BATCH && master->ndefer > 0 &&
-	    master->nkids < master->set.max_clients; n++) {
-		struct deferred d = master->defer[master->defer_head];
-
-		if (!queue_empty && now - d.since_ms < MASTER_DEFER_AGE_MS)
-			return;
-		master->defer_head = (master->defer_head + 1) % MASTER_DEFER_MAX;
-		master->ndefer--;
-		master_fork_session(d.fd, &d.ss, &d.key, d.admitted);
-	}
-}
-
-/* Accepts what is waiting on one listener, up to a burst and never past --max-clients (the
- * connections put aside count).  Returns 1 when the listen queue is empty. */
-static int
-master_accept(int lfd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int cfd;
-
-	for (int n = 0; n < MASTER_ACCEPT_BURST &&
-	    master->nkids + master->ndefer < master->set.max_clients; n++) {
-		len = sizeof(ss);
-		cfd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
-		if (cfd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 1;
-			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the backlog keeps the connection;
-			 * pause instead of spinning on a listener that stays readable, and try
-			 * again by ourselves (nginx and sshd back off the same way). */
-			master_ratelog(&master->log_accept, 1, "accept failed; pausing accepts for 100 ms");
-			master->accept_resume_ms = io_now_ms() + 100;
-			return 1;
-		}
-		master_admit(cfd, &ss);
-	}
-	return 0;
-}
-
 static void
 master_begin_shutdown(void)
 {
@@ -465,15 +263,10 @@ master_begin_shutdown(void)
 		for (int i = 0; i < master->nufd; i++)
 			close(master->ufd[i]);
 		master->nufd = 0;
-		if (master->dgram_pid > 0)
-			kill(master->dgram_pid, SIGTERM);
-		if (master->set.prefork) {
-			/* Idle pool processes leave at once; busy ones after their connection. */
-			__atomic_store_n(&master->shared.stopping, 1, __ATOMIC_RELEASE);
-			for (int i = 0; i < master->nkids; i++)
-				kill(master->kids[i].pid, SIGUSR1);
-		}
-		log_info("shutting down: %d sessions get %d s to finish", master_active(),
+		if (master->dgram.pid > 0)
+			kill(master->dgram.pid, SIGTERM);
+		mode->stop();
+		log_info("shutting down: %d sessions get %d s to finish", mode->busy(),
 		    master->set.grace);
 		master_notify("STOPPING=1");
 		master->stopping = 1;
@@ -490,7 +283,7 @@ master_shutdown_step(void)
 {
 	int sig;
 
-	if (master->stopping == 0 || (master->nkids == 0 && master->dgram_pid == 0) ||
+	if (master->stopping == 0 || (master->nkids == 0 && master->dgram.pid == 0) ||
 	    io_now_ms() < master->phase_deadline_ms)
 		return;
 	if (master->stopping >= 3)
@@ -502,8 +295,8 @@ master_shutdown_step(void)
 		kill(master->kids[i].pid, sig);
 	/* The datagram process had its SIGTERM at the start: one that has not left (stopped,
 	 * stuck) must not hold the shutdown for ever. */
-	if (sig == SIGKILL && master->dgram_pid > 0)
-		kill(master->dgram_pid, SIGKILL);
+	if (sig == SIGKILL && master->dgram.pid > 0)
+		kill(master->dgram.pid, SIGKILL);
 	master->stopping++;
 	master->phase_deadline_ms = io_now_ms() + MASTER_KILL_WAIT_MS;
 }
@@ -515,11 +308,8 @@ master_poll_timeout(int64_t now)
 
 	if (master->accept_resume_ms > now)
 		t = master->accept_resume_ms - now;
-	/* Connections put aside are forked as soon as there is room for them. */
-	if (master->ndefer > 0 && master->nkids < master->set.max_clients)
-		t = 0;
-	if (master->set.prefork && !master->stopping) {
-		int64_t d = master->next_tick_ms > now ? master->next_tick_ms - now : 0;
+	if (mode->timeout(now) >= 0) {
+		int64_t d = mode->timeout(now);
 		t = (t < 0 || d < t) ? d : t;
 	}
 	if (master->notify_fd >= 0 && !master->stopping) {
@@ -527,12 +317,12 @@ master_poll_timeout(int64_t now)
 		t = (t < 0 || d < t) ? d : t;
 	}
 	if (master->stopping && master->stopping < 3 &&
-	    (master->nkids > 0 || master->dgram_pid > 0)) {
+	    (master->nkids > 0 || master->dgram.pid > 0)) {
 		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
-	if (((master->store_pid == 0 && master->pipe_wr >= 0) ||
-	    (master->dgram_pid == 0 && master->nufd > 0)) && (t < 0 || t > 1000))
+	if (((master->store.pid == 0 && master->pipe_wr >= 0) ||
+	    (master->dgram.pid == 0 && master->nufd > 0)) && (t < 0 || t > 1000))
 		t = 1000;
 	if (t > 3600000)
 		t = 3600000;
@@ -547,11 +337,7 @@ master_wait(void)
 	int accepting, t;
 
 	master->npfd = 0;
-	if (master->set.prefork)
-		accepting = master_pool_watch();
-	else
-		accepting = !master->stopping && master->nkids < master->set.max_clients &&
-		    now >= master->accept_resume_ms;
+	accepting = mode->watch(now);
 	if (master->wake_rd >= 0)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->wake_rd, .events = POLLIN };
 	for (int i = 0; accepting && i < master->nlfd; i++)
@@ -581,14 +367,11 @@ master_serve(void)
 		if (master->pfd[i].fd == master->pipe_wr && (master->pfd[i].revents & (POLLOUT | POLLERR)))
 			master_pay_owed();
 		else if (master->pfd[i].fd == master->wake_rd)
-			master_pool_woken();
-		else if ((master->pfd[i].revents & POLLIN) && !master->stopping && master->set.prefork)
-			master_spawn_pool(master_pool_burst());
+			mode->woken();
 		else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
-			empty &= master_accept(master->pfd[i].fd);
+			empty &= mode->readable(master->pfd[i].fd);
 	}
-	if (master->ndefer > 0)
-		master_fork_deferred(empty);
+	mode->served(empty);
 }
 
 static void
@@ -601,11 +384,11 @@ master_finish(void)
 	struct pollfd pfd = { .fd = master->pipe_wr, .events = POLLOUT };
 	int restarts = 0;
 
-	while ((master->nowed > 0 || master->store_pid == 0) && io_now_ms() < deadline) {
+	while ((master->nowed > 0 || master->store.pid == 0) && io_now_ms() < deadline) {
 		/* A store must run to drain the pipe: the restart throttle does not apply now. */
-		if (master->store_pid == 0 && master->pipe_rd >= 0 && restarts++ < 3)
+		if (master->store.pid == 0 && master->pipe_rd >= 0 && restarts++ < 3)
 			master_start_store(-1);
-		if (master->store_pid == 0 || master->nowed == 0)
+		if (master->store.pid == 0 || master->nowed == 0)
 			break;
 		if (ppoll(&pfd, 1, &ts, &master->waitmask) > 0)
 			master_pay_owed();
@@ -615,17 +398,17 @@ master_finish(void)
 	if (master->pipe_wr >= 0)
 		close(master->pipe_wr);
 	master->pipe_wr = -1;
-	while (master->store_pid > 0 && io_now_ms() < deadline) {
+	while (master->store.pid > 0 && io_now_ms() < deadline) {
 		ppoll(NULL, 0, &ts, &master->waitmask);
 		master_reap();
 		master_store_giveup(giveup, &told);
-		if (master->store_pid == 0 && master_pipe_unread() > 0 && restarts++ < 3)
+		if (master->store.pid == 0 && master_pipe_unread() > 0 && restarts++ < 3)
 			master_start_store(-1);
 	}
-	if (master->store_pid > 0) {
-		log_warnx("store %d did not finish in time; killing it", (int)master->store_pid);
-		kill(master->store_pid, SIGKILL);
-		waitpid(master->store_pid, NULL, 0);
+	if (master->store.pid > 0) {
+		log_warnx("store %d did not finish in time; killing it", (int)master->store.pid);
+		kill(master->store.pid, SIGKILL);
+		waitpid(master->store.pid, NULL, 0);
 	}
 	if (master_pipe_unread() > 0 || master->nowed > 0)
 		log_warnx("%zu bytes of records and %d close records were never stored",
@@ -635,6 +418,19 @@ master_finish(void)
 	free(master->owed);
 	/* The store could not write everything (it said what in the log): so does the status. */
 	exit(master->store_lost ? EX_IOERR : 0);
+}
+
+/* systemd's status line, at most every MASTER_STATUS_MS. */
+static void
+master_status(void)
+{
+	char line[768];
+
+	if (master->notify_fd < 0 || io_now_ms() < master->next_status_ms)
+		return;
+	master->next_status_ms = io_now_ms() + MASTER_STATUS_MS;
+	master_stats_line(line, sizeof(line));
+	master_notify("STATUS=%s", line);
 }
 
 /* Rotation: the store reopens its path; the master's lock follows the path to the new file. */
@@ -654,8 +450,8 @@ master_hup(void)
 		else
 			master->lock_fd = fd;
 	}
-	if (master->store_pid > 0)
-		kill(master->store_pid, SIGHUP);
+	if (master->store.pid > 0)
+		kill(master->store.pid, SIGHUP);
 	master_notify("READY=1");
 }
 
@@ -678,11 +474,11 @@ master_loop(void)
 		master_serve();
 		master_restart_store();
 		master_restart_dgram();
-		master_pool_tick();
+		mode->tick();
 		master_status();
 		master_shutdown_step();
-		if (master->stopping && master->nkids == 0 && master->ndefer == 0 &&
-		    master->dgram_pid == 0)
+		if (master->stopping && master->nkids == 0 && mode->pending() == 0 &&
+		    master->dgram.pid == 0)
 			master_finish();
 	}
 }
@@ -692,7 +488,7 @@ master_loop(void)
 static void
 master_start(int store_fd)
 {
-	master_drop_user(store_fd);
+	master_drop_user();
 	if (store_fd >= 0) {
 		master_start_store(store_fd);
 		close(store_fd);
@@ -700,11 +496,7 @@ master_start(int store_fd)
 	master_notify_open();
 	master_start_dgram();
 	master_announce();
-	if (master->set.prefork) {
-		/* Apache's StartServers: the spares at once. */
-		master_spawn_pool(master->set.min_spare);
-		master->next_tick_ms = io_now_ms() + 1000;
-	}
+	mode->start();
 	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
 }
 
@@ -733,10 +525,11 @@ main(int argc, char **argv)
 	user = master_resolve_user();
 	if (master->set.inetd)
 		inetd_run(&master->set, user);
+	mode = master->set.prefork ? &master_mode_pool : &master_mode_fork;
 	master_alloc();
 	rec_new_key();
 	master_signals();
 	master_sockets();
-	master_start(master_open_store());
+	master_start(master_open_store(user));
 	master_loop();
 }

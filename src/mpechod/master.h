@@ -1,8 +1,10 @@
 /*
  * master.h - the master's state and the functions its files share.  The master is one
- * process in four files: master.c (the loop: accept, fork, reap, shutdown), master_setup.c
- * (sockets, privileges, systemd, the gate's rules), master_store.c (the store and datagram
- * processes, and the records owed to the store), master_pool.c (--prefork's pool).
+ * process in five files, each calling only files below it: master.c (the loop: wait, reap,
+ * shutdown, stats), the two process models behind struct master_mode, mode_fork.c (accept and
+ * fork a session per connection) and mode_pool.c (--prefork's pool), master_store.c (the store
+ * and datagram processes, and the records owed to the store), master_setup.c (sockets,
+ * privileges, systemd, the gate's rules).
  */
 #ifndef MPECHO_MASTER_H
 #define MPECHO_MASTER_H
@@ -15,6 +17,7 @@
 #include "net.h"
 #include "opts.h"
 #include "pool.h"
+#include "proc.h"
 #include "version.h"
 #include "record.h"
 #include "sd.h"
@@ -22,6 +25,7 @@
 #include "sig.h"
 #include "spare.h"
 #include "store.h"
+#include "store_start.h"
 #include "user.h"
 
 #include <errno.h>
@@ -55,13 +59,17 @@
 /* --store-full block: how long the end of a shutdown waits for a full disk. */
 #define MASTER_STORE_GIVEUP_MS 5000
 
+/* A child of the master: its role says what it is and what its end means (the master never
+ * tells its children apart by comparing pids with special cases). */
 struct child {
-	pid_t pid;
+	pid_t pid;      /* 0: not running */
+	enum proc_role role;
 	int slot;       /* scoreboard index */
 	uint64_t conn;
-	struct admit_key src; /* the peer's address */
-	int admitted;         /* src is counted for --max-per-source */
-	uint16_t port;  /* the peer's, in host order: with src, its open record if the master owes it */
+	struct admit_claim claim; /* the peer's address, and whether the master counted it for
+	                           * --max-per-source at accept (fork mode; the master's own memory) */
+	uint16_t port;  /* the peer's, in host order: with claim.key, its open record if the master
+	                 * owes it */
 };
 
 /* A record the master owes the store for a session that could not write it: a close record,
@@ -83,12 +91,12 @@ struct master {
 	int ufd[MASTER_MAX_LISTEN];  /* --udp: bound UDP sockets, served by the datagram process */
 	int nufd;
 	uint16_t port;               /* the port served */
-	pid_t dgram_pid;
+	struct child dgram;          /* the datagram process (role PROC_DGRAM) */
 	int64_t dgram_started_ms;
 	struct datagram_stats dgstats; /* written by the datagram process */
 	int pipe_rd, pipe_wr;        /* the store pipe; -1 without a store */
 	int lock_fd;                 /* holds the master's lock on the store; -1 without one */
-	pid_t store_pid;
+	struct child store;          /* the store process (role PROC_STORE) */
 	int store_lost;              /* the last store ended with records it could not write */
 	int64_t store_started_ms;
 	struct child *kids;          /* active sessions, unordered */
@@ -103,10 +111,10 @@ struct master {
 	struct admit_ratelog log_accept, log_fork;
 	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
 	struct deferred {            /* accepted, admitted, not yet forked (a FIFO ring) */
-		int fd, admitted;
+		int fd;
 		int64_t since_ms;
 		struct sockaddr_storage ss;
-		struct admit_key key;
+		struct admit_claim claim;
 	} defer[MASTER_DEFER_MAX];
 	int defer_head, ndefer;
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
@@ -128,40 +136,50 @@ struct master {
 
 extern struct master *master;
 
-
-/* The master's own descriptors that a child must close: listeners, UDP sockets (but in the
- * datagram process), the master's store lock, and the pipe end it does not use.  Collected
- * before the fork, as the master has them then: the shared state may change before the child
- * reads it.  A child that kept the lock's descriptor would make its master look alive after
- * its death. */
-struct master_fds {
-	int fd[2 * MASTER_MAX_LISTEN + 4];
-	int n;
+/* A process model, Apache's MPM: how accepted connections reach sessions.  master.c's loop
+ * knows no other; main chooses one at startup: master_mode_fork (mode_fork.c, a fork per
+ * connection) or master_mode_pool (mode_pool.c, --prefork).  Times are io_now_ms(). */
+struct master_mode {
+	void (*alloc)(size_t n);            /* its shared state, for n sessions at most */
+	void (*start)(void);                /* serving from now on (the pool's first spares) */
+	int (*watch)(int64_t now);          /* the listeners are watched in the next wait */
+	int64_t (*timeout)(int64_t now);    /* ms until it needs the loop again; -1: not */
+	int (*readable)(int lfd);           /* a watched listener is readable; 1: no more can be
+	                                     * accepted now */
+	void (*served)(int queue_done);     /* after the listeners of one wakeup; queue_done: every
+	                                     * readable one returned 1 */
+	void (*woken)(void);                /* the wake pipe (wake_rd) is readable */
+	void (*tick)(void);                 /* once round the loop */
+	void (*died)(const struct child *c, int status); /* one of the child table ended */
+	void (*stop)(void);                 /* the shutdown begins */
+	int (*busy)(void);                  /* sessions in progress */
+	int (*pending)(void);               /* connections accepted, not yet in a session */
+	uint64_t (*bytes)(void);            /* bytes echoed by the sessions in progress */
+	void (*stats)(char *line, size_t len); /* appends its part of the stats line */
+	/* Calls each(claim) for every --max-per-source claim its children and the master hold;
+	 * returns the sum of what each returned. */
+	int (*claims)(int (*each)(const struct admit_claim *));
 };
 
-enum { KEEP_NONE = 0, KEEP_UDP = 1, KEEP_LISTENERS = 2 };
+extern const struct master_mode master_mode_fork, master_mode_pool;
 
-/* master.c */
+/* The files below master.c (the loop), each calling only the ones listed after it:
+ * mode_fork.c and mode_pool.c, master_store.c, master_setup.c. */
+
+/* master_setup.c: sockets, privileges, systemd, the gate, rate-limited warnings */
 void master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what);
-void master_release(struct admit_claim *at_accept, struct session_slot *slot);
-void master_stats_line(char *line, size_t len);
-
-/* master_setup.c: sockets, privileges, systemd, the gate */
 void master_std_fds(void);
 void *master_shared(size_t len);
 void master_gate(void);
 void master_sockets(void);
 void master_announce(void);
-void master_fds_to_close(struct master_fds *c, int keep_pipe_end, int keep);
-void master_close_inherited(const struct master_fds *c);
 const struct user_ids *master_resolve_user(void);
-void master_drop_user(int store_fd);
+void master_drop_user(void);
 void master_notify_open(void);
 void master_notify(const char *fmt, ...) PRINTFLIKE(1, 2);
-void master_status(void);
 
 /* master_store.c: the store and datagram processes, the records owed to the store */
-int master_open_store(void);
+int master_open_store(const struct user_ids *user);
 void master_start_store(int filefd);
 void master_restart_store(void);
 void master_store_died(int status);
@@ -174,16 +192,5 @@ void master_pay_owed(void);
 void master_peer_str(const struct child *c, char *buf, size_t len);
 void master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, const char *peer,
     const char *reason);
-const char *master_end_reason(int status, char *buf, size_t len);
-
-/* master_pool.c: --prefork */
-void master_alloc_pool(size_t n);
-void master_spawn_pool(int n);
-int master_pool_watch(void);
-int master_pool_burst(void);
-void master_pool_woken(void);
-void master_pool_tick(void);
-void master_pool_died(const struct child *c, int status);
-int master_active(void);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * master_setup.c - what the master sets up before it serves and keeps up after: listen sockets
- * (bound, or passed by systemd), what a child must close, the privilege drop, systemd's
+ * (bound, or passed by systemd), the privilege drop, systemd's
  * notifications, the gate's address rules.
  */
 #define _GNU_SOURCE
@@ -70,34 +70,6 @@ master_announce(void)
 	}
 }
 
-void
-master_fds_to_close(struct master_fds *c, int keep_pipe_end, int keep)
-{
-	c->n = 0;
-	for (int i = 0; !(keep & KEEP_LISTENERS) && i < master->nlfd; i++)
-		c->fd[c->n++] = master->lfd[i];
-	for (int i = 0; !(keep & KEEP_UDP) && i < master->nufd; i++)
-		c->fd[c->n++] = master->ufd[i];
-	if (master->lock_fd >= 0)
-		c->fd[c->n++] = master->lock_fd;
-	if (master->wake_rd >= 0)
-		c->fd[c->n++] = master->wake_rd;
-	if (master->wake_wr >= 0 && !(keep & KEEP_LISTENERS))
-		c->fd[c->n++] = master->wake_wr;
-	if (master->pipe_rd >= 0 && master->pipe_rd != keep_pipe_end)
-		c->fd[c->n++] = master->pipe_rd;
-	if (master->pipe_wr >= 0 && master->pipe_wr != keep_pipe_end)
-		c->fd[c->n++] = master->pipe_wr;
-}
-
-/* In a new child. */
-void
-master_close_inherited(const struct master_fds *c)
-{
-	for (int i = 0; i < c->n; i++)
-		close(c->fd[i]);
-}
-
 /* -u USER[:GROUP]: resolved before anything is opened, so that a bad name is a usage error. */
 static struct user_ids master_user;
 
@@ -113,18 +85,14 @@ master_resolve_user(void)
 	return &master_user;
 }
 
-/* After binding and opening the store, before any child: the store and every session run as
- * the user.  The store file becomes the user's, so a restarted store can open it again. */
+/* After binding and opening the store (store_start_file gave the file to the user), before any
+ * child: the store and every session run as the user. */
 void
-master_drop_user(int store_fd)
+master_drop_user(void)
 {
 	char err[256];
 
-	if (master->set.user == NULL)
-		return;
-	if (store_fd >= 0 && fchown(store_fd, master_user.uid, master_user.gid) < 0)
-		log_warn("cannot give %s to %s", master->set.store, master_user.name);
-	if (user_drop(&master_user, err, sizeof(err)) < 0)
+	if (master->set.user != NULL && user_drop(&master_user, err, sizeof(err)) < 0)
 		fatalx(EX_NOPERM, "%s", err);
 }
 
@@ -241,17 +209,22 @@ master_gate(void)
 		master_rules("--proxy-from", loopback, 2, &g->proxy_from);
 }
 
-/* systemd's status line, at most every MASTER_STATUS_MS. */
+/* A warning that a flood could repeat thousands of times a second, at most once a second. */
 void
-master_status(void)
+master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what)
 {
-	char line[768];
+	char held[64] = "";
+	uint64_t n;
 
-	if (master->notify_fd < 0 || io_now_ms() < master->next_status_ms)
+	if (!admit_ratelog(rl, io_now_ms(), 1000, &n))
 		return;
-	master->next_status_ms = io_now_ms() + MASTER_STATUS_MS;
-	master_stats_line(line, sizeof(line));
-	master_notify("STATUS=%s", line);
+	if (n > 0)
+		snprintf(held, sizeof(held), " (and %llu more in the last second)",
+		    (unsigned long long)n);
+	if (with_errno)
+		log_warn("%s%s", what, held);
+	else
+		log_warnx("%s%s", what, held);
 }
 
 /* Started with 0, 1 or 2 closed, the store pipe or the store file could become "stderr" and

@@ -16,20 +16,13 @@ master_start_store(int filefd)
 		.format = master->set.format, .fsync = master->set.fsync, .master = getpid(),
 		.full = master->set.store_full,
 	};
-	struct master_fds c;
-	pid_t pid;
+	pid_t pid = store_start(&a);
 
-	master_fds_to_close(&c, master->pipe_rd, KEEP_NONE);
-	pid = fork();
 	if (pid < 0) {
 		log_warn("cannot fork the store");
 		return;
 	}
-	if (pid == 0) {
-		master_close_inherited(&c);
-		store_run(&a);
-	}
-	master->store_pid = pid;
+	master->store.pid = pid;
 	master->store_started_ms = io_now_ms();
 }
 
@@ -39,13 +32,13 @@ master_start_store(int filefd)
 void
 master_restart_store(void)
 {
-	if (master->store_pid > 0 || master->pipe_rd < 0 || master->pipe_wr < 0)
+	if (master->store.pid > 0 || master->pipe_rd < 0 || master->pipe_wr < 0)
 		return;
 	if (io_now_ms() - master->store_started_ms < 1000)
 		return;
 	master_start_store(-1);
-	if (master->store_pid > 0)
-		log_warnx("restarted the store as %d", (int)master->store_pid);
+	if (master->store.pid > 0)
+		log_warnx("restarted the store as %d", (int)master->store.pid);
 }
 
 /* The datagram process (--udp), supervised like the store: started after it, restarted at most
@@ -53,62 +46,63 @@ master_restart_store(void)
 void
 master_start_dgram(void)
 {
+	int fds[MASTER_MAX_LISTEN];
 	struct datagram_args a = {
-		.fds = master->ufd, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
+		.fds = fds, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
 		.port = master->port, .per_source = master->set.udp_per_source,
 		.global = master->set.udp_rate, .master = getpid(), .stats = &master->dgstats,
 	};
-	struct master_fds c;
+	int *keep[1 + MASTER_MAX_LISTEN] = { &a.pipe_wr };
 	pid_t pid;
 
 	if (master->nufd == 0 || master->stopping)
 		return;
-	master_fds_to_close(&c, master->pipe_wr, KEEP_UDP);
+	/* The sockets are copied: the child renumbers its own, not the master's shared array. */
+	for (int i = 0; i < master->nufd; i++) {
+		fds[i] = master->ufd[i];
+		keep[1 + i] = &fds[i];
+	}
 	master->dgram_started_ms = io_now_ms();
-	pid = fork();
+	pid = proc_fork(keep, 1 + master->nufd);
 	if (pid < 0) {
 		log_warn("cannot fork the datagram process");
 		return;
 	}
-	if (pid == 0) {
-		/* The UDP sockets in a's array are the master's: the same numbers in the child. */
-		master_close_inherited(&c);
+	if (pid == 0)
 		datagram_run(&a);
-	}
-	master->dgram_pid = pid;
+	master->dgram.pid = pid;
 }
 
 void
 master_dgram_died(int status)
 {
 	if (WIFSIGNALED(status))
-		log_warnx("datagram process %d killed by signal %d", (int)master->dgram_pid,
+		log_warnx("datagram process %d killed by signal %d", (int)master->dgram.pid,
 		    WTERMSIG(status));
 	else if (!master->stopping || WEXITSTATUS(status) != 0)
-		log_warnx("datagram process %d exited %d", (int)master->dgram_pid,
+		log_warnx("datagram process %d exited %d", (int)master->dgram.pid,
 		    WEXITSTATUS(status));
-	master->dgram_pid = 0;
+	master->dgram.pid = 0;
 }
 
 void
 master_restart_dgram(void)
 {
-	if (master->dgram_pid > 0 || master->nufd == 0 || master->stopping ||
+	if (master->dgram.pid > 0 || master->nufd == 0 || master->stopping ||
 	    io_now_ms() - master->dgram_started_ms < 1000)
 		return;
 	master_start_dgram();
-	if (master->dgram_pid > 0)
-		log_warnx("restarted the datagram process as %d", (int)master->dgram_pid);
+	if (master->dgram.pid > 0)
+		log_warnx("restarted the datagram process as %d", (int)master->dgram.pid);
 }
 
 /* A store file that a live mpechod owns is refused.  One whose master died while its store
  * still drains the old sessions is taken over: this master serves at once, and its store
  * waits for the old one to finish before it writes (store.c). */
 int
-master_open_store(void)
+master_open_store(const struct user_ids *user)
 {
-	char msg[OPTS_ERRLEN + 64];
-	int fd = -1;
+	int fd, p[2];
 
 	master->lock_fd = -1;
 	if (master->set.store == NULL) {
@@ -116,17 +110,13 @@ master_open_store(void)
 		return -1;
 	}
 	master->lock_fd = store_master_lock(master->set.store, -1);
-	if (master->lock_fd >= 0)
-		fd = store_open(master->set.store);
-	if (fd < 0) {
-		snprintf(msg, sizeof(msg), "cannot open store %.200s: %s", master->set.store,
-		    errno == EAGAIN ? "another mpechod is writing it" : strerror(errno));
-		usage_error("%s", msg);
-	}
+	if (master->lock_fd < 0)
+		store_unusable(master->set.store, errno == EAGAIN ? "another mpechod is writing it" :
+		    strerror(errno));
+	fd = store_start_file(master->set.store, user);
 	if (store_lock(fd) < 0 && errno == EWOULDBLOCK)
 		log_warnx("store %s: the store of an mpechod that ended is still writing it; taking "
 		    "over when it has finished", master->set.store);
-	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		fatal(EX_OSERR, "pipe");
 	master->pipe_rd = p[0];
@@ -189,12 +179,12 @@ master_peer_str(const struct child *c, char *buf, size_t len)
 	struct sockaddr_storage ss;
 
 	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = c->src.b[0];
+	ss.ss_family = c->claim.key.b[0];
 	if (ss.ss_family == AF_INET6) {
-		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->src.b + 1, 16);
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->claim.key.b + 1, 16);
 		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->port);
 	} else {
-		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->src.b + 1, 4);
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->claim.key.b + 1, 4);
 		((struct sockaddr_in *)&ss)->sin_port = htons(c->port);
 	}
 	net_addr_str((struct sockaddr *)&ss, buf, len);
@@ -216,28 +206,17 @@ master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, cons
 	master_owe(REC_CLOSE, conn, pid, payload, rec_close_payload(payload, slot->bytes, reason));
 }
 
-/* How a child ended, as a close record's reason. */
-const char *
-master_end_reason(int status, char *buf, size_t len)
-{
-	if (WIFSIGNALED(status))
-		snprintf(buf, len, "signal %d", WTERMSIG(status));
-	else
-		snprintf(buf, len, "%s", session_reason(WEXITSTATUS(status)));
-	return buf;
-}
-
 void
 master_store_died(int status)
 {
 	master->store_lost = WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR;
 	if (WIFSIGNALED(status))
-		log_warnx("store %d killed by signal %d", (int)master->store_pid, WTERMSIG(status));
+		log_warnx("store %d killed by signal %d", (int)master->store.pid, WTERMSIG(status));
 	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)
-		log_warnx("store %d exited %d", (int)master->store_pid, WEXITSTATUS(status));
+		log_warnx("store %d exited %d", (int)master->store.pid, WEXITSTATUS(status));
 	else
-		log_info("store %d finished", (int)master->store_pid);
-	master->store_pid = 0;
+		log_info("store %d finished", (int)master->store.pid);
+	master->store.pid = 0;
 	master_restart_store();
 }
 
@@ -259,11 +238,11 @@ master_pipe_unread(void)
 void
 master_store_giveup(int64_t at, pid_t *told)
 {
-	if (master->set.store_full != STORE_FULL_BLOCK || master->store_pid <= 0 ||
-	    *told == master->store_pid || io_now_ms() < at)
+	if (master->set.store_full != STORE_FULL_BLOCK || master->store.pid <= 0 ||
+	    *told == master->store.pid || io_now_ms() < at)
 		return;
 	log_warnx("the store has not finished %d s after the last session; telling it to stop "
 	    "waiting for the disk", MASTER_STORE_GIVEUP_MS / 1000);
-	kill(master->store_pid, SIGUSR1);
-	*told = master->store_pid;
+	kill(master->store.pid, SIGUSR1);
+	*told = master->store.pid;
 }

@@ -91,9 +91,9 @@ pool_set_state(int from, int to)
 	}
 }
 
-/* Serves one accepted connection, as a forked session would, and logs how it ended as the
- * fork mode's master logs a reaped session.  Returns 0 when the connection was refused or
- * culled, with this process idle again already. */
+/* Serves one accepted connection, as a forked session would, and ends it as every session ends
+ * (session_ended: the same line as the fork mode's master logs for a reaped session).  Returns
+ * 0 when the connection was refused or culled, with this process idle again already. */
 static int
 pool_serve(int cfd, const struct sockaddr_storage *ss)
 {
@@ -101,7 +101,6 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	struct pool_slot *slot = a->slot;
 	struct session_args *s = &slot->sess;
 	enum session_end end;
-	uint64_t bytes;
 
 	/* No connection in hand until its number is set (the master reads the slot if this
 	 * process dies). */
@@ -127,14 +126,10 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	s->slot = &slot->s;
 	end = session_serve(s);
 	__atomic_store_n(&slot->end, (int)end, __ATOMIC_RELEASE);
-	bytes = __atomic_load_n(&slot->s.bytes, __ATOMIC_RELAXED);
-	/* The count is given back before the line that says the session ended, as the fork
-	 * mode's master does: a client that reads the line may connect again at once. */
-	gate_release(a->gate, &slot->claim);
-	log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)getpid(),
-	    (unsigned long long)s->conn, (int)end, session_reason((int)end),
-	    (unsigned long long)bytes);
-	__atomic_add_fetch(&a->sh->bytes_done, bytes, __ATOMIC_RELAXED);
+	session_ended(&(struct session_ending){ .pid = getpid(), .conn = s->conn,
+	    .status = W_EXITCODE((int)end, 0), .bytes = __atomic_load_n(&slot->s.bytes,
+	    __ATOMIC_RELAXED), .gate = a->gate, .claim = &slot->claim,
+	    .slot = &slot->s, .total = &a->sh->bytes_done });
 	slot->served++;
 	/* A connection whose close record did not get into the pipe (the store gone or stuck):
 	 * this process leaves, and the master writes the record on its behalf, as it does for a
@@ -188,23 +183,32 @@ pool_prepare(const struct pool_args *a)
 	slot->leave = 0;
 }
 
+/* The signals that end an idle pool process's wait: retire (SIGUSR1), the master's death
+ * (SIGUSR2), SIGTERM.  They are blocked while it is idle, except inside epoll_pwait: one that
+ * comes after the loop has tested its flags and before the wait is delivered by the wait, which
+ * then returns EINTR, instead of being handled just before a wait that nothing would end. */
+static const int pool_idle_signals[] = { SIGUSR1, SIGUSR2, SIGTERM, SIGALRM, 0 };
+
 void
 pool_run(const struct pool_args *a)
 {
 	struct epoll_event ev;
+	sigset_t waitmask;
 	socklen_t len;
 	int ep, cfd;
 
 	session_init(&a->sess);
 	sig_handle(SIGUSR1, pool_sigusr1, 0);
 	sig_handle(SIGUSR2, pool_sigusr2, 0);
+	if (sig_block(pool_idle_signals, &waitmask) < 0)
+		pool_fatal("sigprocmask");
 	if (getppid() != a->sess.master)
 		raise(SIGUSR2);
 	ep = pool_epoll();
 	pool_set_state(POOL_STARTING, POOL_IDLE);
 	while (!pool.leave && !session_stopping() && !__atomic_load_n(&a->sh->stopping,
 	    __ATOMIC_ACQUIRE)) {
-		if (epoll_wait(ep, &ev, 1, -1) < 1)
+		if (epoll_pwait(ep, &ev, 1, -1, &waitmask) < 1)
 			continue;
 		len = sizeof(a->slot->peer);
 		cfd = accept4(ev.data.fd, (struct sockaddr *)&a->slot->peer, &len, SOCK_CLOEXEC);
@@ -214,11 +218,16 @@ pool_run(const struct pool_args *a)
 			continue;
 		}
 		pool_set_state(POOL_IDLE, POOL_BUSY);
-		if (!pool_serve(cfd, &a->slot->peer))
-			continue;
-		if (a->max_conns > 0 && a->slot->served >= (uint64_t)a->max_conns)
-			break;
-		pool_set_state(POOL_BUSY, POOL_IDLE);
+		/* Busy, the signals reach the session as in a forked one (one that came during the
+		 * wait's return is delivered here, and sees the state busy). */
+		sigprocmask(SIG_SETMASK, &waitmask, NULL);
+		if (pool_serve(cfd, &a->slot->peer)) {
+			if (a->max_conns > 0 && a->slot->served >= (uint64_t)a->max_conns)
+				break;
+			pool_set_state(POOL_BUSY, POOL_IDLE);
+		}
+		/* Blocked again before the loop tests its flags. */
+		sig_block(pool_idle_signals, &waitmask);
 	}
 	pool_set_state(a->slot->state, POOL_LEAVING);
 	_exit(0);

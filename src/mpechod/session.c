@@ -455,6 +455,47 @@ session_serve(const struct session_args *a)
 	return end;
 }
 
+const char *
+session_status_reason(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, len, "%s", session_reason(WEXITSTATUS(status)));
+	return buf;
+}
+
+static void
+session_give_back(const struct session_ending *e)
+{
+	if (e->gate == NULL)
+		return;
+	/* Exactly what the claims say: each changes with its count, in one step under the lock. */
+	if (e->claim != NULL)
+		gate_release(e->gate, e->claim);
+	gate_release(e->gate, &e->slot->claim);
+}
+
+void
+session_ended(const struct session_ending *e)
+{
+	char reason[32];
+
+	session_give_back(e);
+	session_status_reason(e->status, reason, sizeof(reason));
+	if (!e->logged && WIFSIGNALED(e->status))
+		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)e->pid,
+		    (unsigned long long)e->conn, WTERMSIG(e->status), (unsigned long long)e->bytes);
+	else if (!e->logged)
+		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)e->pid,
+		    (unsigned long long)e->conn, WEXITSTATUS(e->status), reason,
+		    (unsigned long long)e->bytes);
+	if (!e->logged && e->total != NULL)
+		__atomic_add_fetch(e->total, e->bytes, __ATOMIC_RELAXED);
+	if (e->owe != NULL && !e->slot->closed)
+		e->owe(e, reason);
+}
+
 void
 session_run(const struct session_args *a)
 {

@@ -11,6 +11,8 @@
 
 #include "gate.h"
 
+#include <sys/wait.h>
+
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -57,6 +59,35 @@ struct session_args {
 };
 
 const char *session_reason(int status);
+
+/* How one session ended, as each place that ends one knows it: the fork mode's master reaping a
+ * session, a pool process after its connection, the master for a pool process that died in
+ * one, --inetd.  session_ended() is the one end of a session (sshd's child_reap). */
+struct session_ending {
+	pid_t pid;
+	uint64_t conn;
+	int status;                   /* a wait status: exited with its enum session_end, or killed */
+	uint64_t bytes;
+	int logged;                   /* its line and bytes were given already (a pool process that
+	                               * died after its connection) */
+	const struct gate *gate;      /* for the counts below; NULL: none taken */
+	struct admit_claim *claim;    /* counted for --max-per-source since accept; NULL: no such
+	                               * count */
+	struct session_slot *slot;    /* its records, and the PROXY client's count */
+	uint64_t *total;              /* the bytes go to this running total (atomic); NULL: none */
+	/* The master: writes the records the session could not (its close record, and its open
+	 * record if that did not make it either), with reason; NULL elsewhere. */
+	void (*owe)(const struct session_ending *e, const char *reason);
+	const void *who;              /* for owe: the master's record of the session */
+};
+
+/* The end of a session: gives back its --max-per-source counts (before the line, so that a
+ * client that reads the line and connects again is not refused), logs the "session PID conn N
+ * exited STATUS (REASON) after N bytes" line (or "killed by signal N"), adds its bytes to the
+ * total, and has the records it owes the store written on its behalf. */
+void session_ended(const struct session_ending *e);
+/* How a child ended, as a close record's reason: the session's reason, or "signal N". */
+const char *session_status_reason(int status, char *buf, size_t len);
 /* A forked session: session_init, then session_serve, then _exit(enum session_end). */
 _Noreturn void session_run(const struct session_args *a);
 /* Once per process: the signals (SIGTERM ends the connection in hand by shutdown(2); the

@@ -70,7 +70,7 @@ def test_a_live_server_still_refuses_a_second_one_after_rotation(tmp_path):
         srv.wait_line("reopened")
         second = Server(["-p", "0", "-b", "127.0.0.1", "-s", store])
         try:
-            assert second.proc.wait(10 * SLOW) == 64
+            assert second.proc.wait(10 * SLOW) == 73
             second.wait_line("another mpechod is writing it")
         finally:
             second.cleanup()

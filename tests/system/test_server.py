@@ -63,12 +63,12 @@ def test_port_in_use_exits_64(tmp_path):
     assert len(err.strip().splitlines()) == 1 and "in use" in err
 
 
-def test_unopenable_store_exits_64_and_leaves_nothing(tmp_path):
+def test_unopenable_store_exits_73_and_leaves_nothing(tmp_path):
     srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", str(tmp_path / "no" / "such" / "dir")])
     try:
         rc = srv.proc.wait(10 * SLOW)
         srv.reader.join(5)
-        assert rc == 64
+        assert rc == 73  # EX_CANTCREAT, as --inetd's
         assert len(srv.lines) == 1 and "store" in srv.lines[0], srv.lines
         assert proc_children(srv.pid) == []
     finally:
@@ -353,10 +353,10 @@ def test_idle_timeout(start_server):
     assert c["close"][0]["reason"] == "idle"
 
 
-def test_second_server_on_the_same_store_exits_64(start_server):
+def test_second_server_on_the_same_store_exits_73(start_server):
     srv = start_server()
     rc, _, err = run_mpechod(["-p", "0", "-b", "127.0.0.1", "-s", srv.store_path])
-    assert rc == 64 and "another mpechod" in err, err
+    assert rc == 73 and "another mpechod" in err, err
     assert echo(srv.port, b"first") == b"first"
     assert srv.stop() == 0
 

@@ -190,6 +190,37 @@ def test_user_runs_every_process_unprivileged(start_server, state_dir):
     assert os.stat(d / "s.jsonl").st_uid == 65534
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_inetd_user_runs_the_store_unprivileged(state_dir):
+    """--inetd -u: the session and its store process run as the user, and the store file is
+    the user's, as with the daemon (issue 22: the store stayed root and its file root's)."""
+    store = state_dir / "s.jsonl"
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen()
+        client = socket.create_connection(lst.getsockname(), timeout=10 * SLOW)
+        conn, _ = lst.accept()
+    p = Process([binary("mpechod"), "--inetd", "-u", "nobody", "-s", str(store)], stdin=conn,
+                stdout=conn)
+    conn.close()
+    try:
+        client.sendall(b"inetd")
+        assert recv_exact(client, 5) == b"inetd"
+        kids = wait_until(lambda: [k for k in proc_children(p.pid) if alive(k)], 10,
+                          what="the store process")
+        for pid in [p.pid] + kids:
+            assert uid_of(pid) == [65534] * 4, (pid, uid_of(pid))
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(10) == b""
+        assert p.finish(20) == 0, p.output()
+    finally:
+        client.close()
+        p.cleanup()
+    assert os.stat(store).st_uid == 65534
+    (c,) = store_by_conn(read_store(str(store))).values()
+    assert bytes(c["data"]) == b"inetd"
+
+
 def test_unknown_user_is_a_usage_error(tmp_path):
     r = subprocess.run([binary("mpechod"), "-p", "0", "-u", "no-such-user-here", "--no-store"],
                        capture_output=True, timeout=10 * SLOW)

@@ -246,6 +246,19 @@ def test_processes_master_store_and_session(tour):
     assert all("mpechod" in cmd and not stat.startswith("Z") for _, stat, cmd in rows.values()), out
 
 
+def closed_in(calls, pid, fd):
+    """Whether pid closed descriptor fd: by close, by a close_range from fd or below (what a
+    child does not keep), or by moving a descriptor it keeps onto fd (dup2, dup3)."""
+    for p, c in calls:
+        m = re.match(r"(close|close_range|dup2|dup3)\((\d+)(?:, (\d+))?.*\) = \d+$", c)
+        if p != pid or not m:
+            continue
+        if (m[1] == "close" and int(m[2]) == fd) or (m[1] == "close_range" and int(m[2]) <= fd) \
+                or (m[1] in ("dup2", "dup3") and m[3] is not None and int(m[3]) == fd):
+            return True
+    return False
+
+
 @uses("strace-fork", "client")
 def test_fork_is_clone_and_each_side_closes_what_it_does_not_use(tour):
     st = tour.start("strace-fork")
@@ -274,8 +287,15 @@ def test_fork_is_clone_and_each_side_closes_what_it_does_not_use(tour):
     assert child != srv
     assert (srv, f"clone = {child}") in [(p, re.sub(r"\(.*\)", "", c)) for p, c in calls], \
         f"no clone returning {child}:\n{text}"
-    assert (child, f"close({lfd}) = 0") in calls, f"the session did not close the listener:\n{text}"
-    assert (child, f"close({cfd}) = 0") in calls, text
+    # The child keeps its connection and store pipe at 3 and 4 and closes everything else with
+    # one close_range (proc_fork): with close_range and dup3 traced that shows as below; the
+    # tour's filter (close only) shows the session's close of its connection at its new number.
+    # test_fds.py checks what every child holds.
+    if any(p == child and c.startswith(("close_range(", "dup3(")) for p, c in calls):
+        assert closed_in(calls, child, int(lfd)), f"the session did not close the listener:\n{text}"
+        assert closed_in(calls, child, int(cfd)), text
+    else:
+        assert any(p == child and re.match(r"close\(\d+\) = 0$", c) for p, c in calls), text
     assert (srv, f"close({cfd}) = 0") in calls, f"the master did not close the connection:\n{text}"
     assert (srv, f"close({lfd}) = 0") not in calls, text
 
@@ -446,7 +466,7 @@ def test_the_store_has_open_data_and_close(tour):
 @uses("second-server")
 def test_a_second_server_on_the_same_store_is_refused(tour):
     rc, out, err = tour.sh("second-server")
-    assert rc == 0 and out == "exit status 64", (out, err)
+    assert rc == 0 and out == "exit status 73", (out, err)
     assert "another mpechod is writing it" in err, err
     assert tour.srv.store_pid() is not None
 

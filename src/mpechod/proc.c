@@ -1,0 +1,51 @@
+/*
+ * proc.c - the one way mpechod starts a child process (see proc.h).
+ */
+#define _GNU_SOURCE
+#include "proc.h"
+
+#include <fcntl.h>
+#include <syslog.h>
+#include <unistd.h>
+
+/* The kept descriptors go to 3, 4, ... in two steps, so that moving one never lands on another
+ * that is still to be moved: first each is copied above every descriptor involved, then each
+ * copy goes to its place.  The first step's copies and the originals are all above the last
+ * place, and the one close_range takes them with everything else. */
+static void
+proc_keep(int *const keep[], int nkeep)
+{
+	int tmp[PROC_KEEP_MAX], base = 3 + nkeep, to = 3;
+
+	for (int i = 0; i < nkeep; i++)
+		if (*keep[i] >= base)
+			base = *keep[i] + 1;
+	for (int i = 0; i < nkeep; i++)
+		tmp[i] = *keep[i] >= 0 ? fcntl(*keep[i], F_DUPFD_CLOEXEC, base) : -1;
+	for (int i = 0; i < nkeep; i++) {
+		if (tmp[i] < 0) {
+			*keep[i] = -1;
+			continue;
+		}
+		*keep[i] = dup3(tmp[i], to, O_CLOEXEC) < 0 ? -1 : to;
+		to++;
+	}
+	close_range((unsigned)to, ~0U, 0);
+}
+
+pid_t
+proc_fork(int *const keep[], int nkeep)
+{
+	/* _Fork is fork without the atfork work: the master has one thread and holds no lock at
+	 * this point, and fork()'s reset of malloc's and stdio's locks in the child would dirty
+	 * three pages of libc data in every session, 12 KiB per held connection. */
+	pid_t pid = _Fork();
+
+	if (pid != 0)
+		return pid;
+	/* syslog's socket is closed below like the rest: its number could be reused by a kept
+	 * descriptor, which syslog(3) would then write to (and close). */
+	closelog();
+	proc_keep(keep, nkeep < PROC_KEEP_MAX ? nkeep : PROC_KEEP_MAX);
+	return 0;
+}

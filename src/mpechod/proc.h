@@ -1,0 +1,35 @@
+/*
+ * proc.h - the one way mpechod starts a child process (OpenBSD httpd's proc_run): every role,
+ * a session, a pool process, the store, the datagram process, is forked here, and holds only
+ * what it owns.
+ *
+ * In the child the descriptors it keeps are moved to 3, 4, ... in the order given, and every
+ * other descriptor from there up is closed with one close_range(2): nothing is closed by name,
+ * so nothing the parent opened that a list forgot (a put-aside connection, systemd's notify
+ * socket, the master's lock, another helper's pipe) can leak into a child.  Descriptors 0, 1
+ * and 2 are left as they are.
+ */
+#ifndef MPECHO_PROC_H
+#define MPECHO_PROC_H
+
+#include <sys/types.h>
+
+/* What a child is: the master tells its children apart by this tag, not by their pids. */
+enum proc_role {
+	PROC_SESSION,  /* one connection (fork mode) */
+	PROC_POOL,     /* a pool process (--prefork) */
+	PROC_STORE,    /* the store's only writer */
+	PROC_DGRAM,    /* the datagram process (--udp) */
+	PROC_NROLES
+};
+
+/* The most descriptors a child keeps: its listeners and three more. */
+#define PROC_KEEP_MAX 40
+
+/* Forks.  In the child, each *keep[i] that is not -1 is moved to the next descriptor from 3 up
+ * (close-on-exec) and the variable updated to its new number; every other descriptor from 3 up
+ * is closed, and syslog's socket (reopened at the next syslog(3)).  Returns as fork(2) does;
+ * nkeep is at most PROC_KEEP_MAX. */
+pid_t proc_fork(int *const keep[], int nkeep);
+
+#endif
