@@ -235,7 +235,10 @@ rec_format_gap(char *dst, const struct rec_gap *g)
 	    (unsigned long long)g->dropped_records);
 	for (size_t i = 0; i < g->nconns; i++)
 		p += sprintf(p, "%s%llu", i ? "," : "", (unsigned long long)g->conns[i]);
-	p = rec_put(p, g->truncated ? "],\"conns_truncated\":true}\n" : "]}\n");
+	p = rec_put(p, g->truncated ? "],\"conns_truncated\":true" : "]");
+	if (g->torn_bytes > 0)
+		p += sprintf(p, ",\"torn_bytes\":%llu", (unsigned long long)g->torn_bytes);
+	p = rec_put(p, "}\n");
 	return (size_t)(p - dst);
 }
 

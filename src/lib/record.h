@@ -107,16 +107,19 @@ size_t rec_dgram_prefix(unsigned char *dst, size_t total, const char *peer);
  *   {"ts":"...","ev":"gap","dropped_bytes":N,"dropped_records":N,"conns":[3,17]}
  * dropped_bytes counts the data bytes lost, dropped_records every record lost (data, and the
  * open and close of a connection dropped whole), conns the connections they belonged to
- * ("conns_truncated":true follows when there were more than the store keeps a list of). */
+ * ("conns_truncated":true follows when there were more than the store keeps a list of).  A
+ * store that found the file ending inside a line (its predecessor was killed mid-write) cut
+ * that torn line off and says so: "torn_bytes":N, the bytes cut. */
 struct rec_gap {
 	int64_t ts_us;
 	uint64_t dropped_bytes, dropped_records;
+	uint64_t torn_bytes;
 	const uint64_t *conns;
 	size_t nconns;
 	int truncated;
 };
 /* Room rec_format_gap needs for n conns. */
-#define REC_GAP_LEN(n) (160 + REC_TS_LEN + 21 * (size_t)(n))
+#define REC_GAP_LEN(n) (200 + REC_TS_LEN + 21 * (size_t)(n))
 /* Formats g as one JSON line ending in '\n' into dst (room for REC_GAP_LEN(g->nconns));
  * returns its length. */
 size_t rec_format_gap(char *dst, const struct rec_gap *g);

@@ -7,7 +7,8 @@
  * (Redis's appendfsync: always after every write, everysec at most once a second, no never but
  * at exit).  What happens when a write fails (disk full, file too large: --store-full drop or
  * block) is decided there; this file owns the pipe, the file, its locks, signals and the loop.
- * A write that fails is cut back to the last whole line.
+ * A write that fails is cut back to the last whole line, and a file found ending inside a line
+ * (a store killed mid-write) is cut back too, and the cut said in the file (store_repair).
  */
 #define _GNU_SOURCE
 #include "store.h"
@@ -104,7 +105,8 @@ store_sighup(int signo)
 int
 store_open(const char *path)
 {
-	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	/* Read and write: a torn last line is found by reading (store_repair). */
+	return open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 }
 
 /* One writer per file: a second mpechod on the same store, or a new master while the old one's
@@ -149,6 +151,78 @@ store_master_lock(const char *path, int oldfd)
 	return fd;
 }
 
+
+/* The conn number a torn JSON line begins with ({"ts":"...","conn":N,...), or 0. */
+static uint64_t
+store_torn_conn(int fd, off_t at)
+{
+	char buf[128];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, at);
+	char *p;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strstr(buf, "\"conn\":");
+	return p == NULL ? 0 : strtoull(p + 7, NULL, 10);
+}
+
+/* Where the last line of a file of size bytes begins: after its last newline, or 0. */
+static off_t
+store_line_start(int fd, off_t size)
+{
+	char buf[4096];
+	off_t at = size;
+
+	while (at > 0) {
+		size_t want = at < (off_t)sizeof(buf) ? (size_t)at : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, at - (off_t)want);
+
+		if (n != (ssize_t)want)
+			return -1;
+		for (size_t i = want; i > 0; i--)
+			if (buf[i - 1] == '\n')
+				return at - (off_t)want + (off_t)i;
+		at -= (off_t)want;
+	}
+	return 0;
+}
+
+/* A store (or --inetd writer) killed in the middle of a write leaves the file ending inside a
+ * line; appending after it would make two records one line that is not JSON.  So before it
+ * writes, a writer that holds the file's lock cuts such a torn line back to the last newline and
+ * says so in the file: a gap record with "torn_bytes" (what was cut), naming the connection the
+ * line began.  The raw format has no lines: its bytes are appended as they are.  Returns 0, or
+ * -1 with errno when the file cannot be read or cut. */
+static int
+store_repair(int fd, const char *path, enum store_format format)
+{
+	char line[REC_GAP_LEN(1)];
+	struct stat st;
+	struct rec_gap g = { .dropped_records = 1 };
+	uint64_t conn;
+	off_t start;
+	char last = '\n';
+
+	if (format != STORE_JSONL)
+		return 0;
+	if (fstat(fd, &st) < 0 || (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1))
+		return -1;
+	if (st.st_size == 0 || last == '\n')
+		return 0;
+	if ((start = store_line_start(fd, st.st_size)) < 0)
+		return -1;
+	conn = store_torn_conn(fd, start);
+	if (ftruncate(fd, start) < 0)
+		return -1;
+	g.ts_us = rec_now_us();
+	g.torn_bytes = (uint64_t)(st.st_size - start);
+	g.conns = &conn;
+	g.nconns = conn != 0;
+	log_warnx("%s ended inside a line (a writer was killed mid-write): cut %llu bytes back to "
+	    "the last whole line", path, (unsigned long long)g.torn_bytes);
+	return io_write_all(fd, line, rec_format_gap(line, &g)) < 0 ? -1 : 0;
+}
 
 /* --inetd: each process of many holds the file's lock only while it writes, so their lines
  * never interleave.  Waits at most STORE_SHARED_WAIT_MS for it (a daemon's store holds it for
@@ -200,7 +274,7 @@ store_write_locked(const char *buf, size_t len)
 
 /* store_buf's writer: writes len bytes at the end of the file; on failure cuts off what got
  * in, so the file always ends with a whole line.  Returns 0, or -1 with errno.  With --inetd the
- * file's lock is taken for the write. */
+ * file's lock is taken for the write, and a line torn by a writer killed before is cut first. */
 static int
 store_write(void *ctx, const char *buf, size_t len)
 {
@@ -215,7 +289,9 @@ store_write(void *ctx, const char *buf, size_t len)
 		errno = err;
 		return -1;
 	}
-	r = store_write_locked(buf, len);
+	r = store_repair(store.fd, store.args->path, store.args->format);
+	if (r == 0)
+		r = store_write_locked(buf, len);
 	err = errno;
 	flock(store.fd, LOCK_UN);
 	errno = err;
@@ -555,8 +631,11 @@ store_setup(const struct store_args *a)
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
 	if (store.fd < 0)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
-	if (!a->shared)
+	if (!a->shared) {
 		store_take_lock(store.fd, a->path);
+		if (store_repair(store.fd, a->path, a->format) < 0)
+			log_warn("cannot cut the torn last line off %s", a->path);
+	}
 	store_buf_defaults(&cfg, a->format, a->full == STORE_FULL_BLOCK, store_write, NULL);
 	store.buf = store_buf_new(&cfg);
 	if (store.buf == NULL)
