@@ -105,10 +105,13 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 		return 0;
 	memcpy(&h, buf, sizeof(h));
 	if (h.magic != REC_MAGIC || h.key != rec_key || h.len > REC_PAYLOAD_MAX ||
-	    h.type < REC_OPEN || h.type > REC_DGRAM_MORE || h.conn == 0 || h.conn == UINT64_MAX)
+	    h.type < REC_OPEN || h.type > REC_GAP || h.conn == 0 || h.conn == UINT64_MAX)
 		return -1;
 	if (h.type == REC_CLOSE && (h.len < sizeof(uint64_t) ||
 	    h.len > sizeof(uint64_t) + REC_REASON_MAX))
+		return -1;
+	if (h.type == REC_GAP && (h.len < sizeof(uint64_t) || h.len % sizeof(uint64_t) != 0 ||
+	    h.len > sizeof(uint64_t) * (1 + REC_GAP_CONNS)))
 		return -1;
 	if (avail < sizeof(h) + h.len)
 		return 0;
@@ -293,6 +296,7 @@ rec_format_json(char *dst, const struct rec *r)
 		break;
 	case REC_DGRAM:
 	case REC_DGRAM_MORE: /* the store formats a datagram once it has all of it */
+	case REC_GAP:        /* the store says it in a gap record (rec_format_gap) */
 		return 0;
 	}
 	return (size_t)(p - dst);

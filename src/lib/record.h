@@ -23,7 +23,8 @@
 
 #define REC_MAGIC 0x4d45u /* "ME" */
 
-enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DGRAM_MORE = 5 };
+enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DGRAM_MORE = 5,
+	REC_GAP = 6 };
 
 /* A UDP datagram is one REC_DGRAM frame, then as many REC_DGRAM_MORE frames as its size needs,
  * all with the same conn (the datagram's number, unique for the server's life).  The first
@@ -36,6 +37,14 @@ enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DG
 /* The close record was written by the master for a session that could not (it died by a
  * signal); the store then counts the bytes itself. */
 #define REC_F_BEHALF 0x01u
+
+/* A REC_GAP frame says that the master dropped records it owed the store (its queue for a full
+ * pipe has a bound): the payload is the number of records (8 bytes), then the numbers of the
+ * connections they belonged to (8 bytes each; the header's conn is the first), at most
+ * REC_GAP_CONNS; REC_F_TRUNC says there were more.  The store says it in a gap record and closes
+ * those connections as lost. */
+#define REC_F_TRUNC 0x02u
+#define REC_GAP_CONNS 256
 
 struct rec_hdr {
 	uint16_t magic;   /* REC_MAGIC, so a corrupt stream is detected, not misread */

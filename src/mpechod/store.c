@@ -436,11 +436,29 @@ store_add(struct rec *r, struct store_buf_now now)
 		store_sync(1);
 }
 
+/* The master dropped records it owed while the pipe was full (its queue is bounded): said in
+ * the log here and in the file by the next gap record. */
+static void
+store_master_gap(const struct rec *r, struct store_buf_now now)
+{
+	uint64_t records, conns[REC_GAP_CONNS];
+	size_t n = r->len / sizeof(uint64_t) - 1;
+
+	memcpy(&records, r->data, sizeof(records));
+	memcpy(conns, r->data + sizeof(records), n * sizeof(uint64_t));
+	log_warnx("the master dropped %llu records of %zu%s connections while the store pipe was "
+	    "full; a gap record says which", (unsigned long long)records, n,
+	    (r->flags & REC_F_TRUNC) ? "+" : "");
+	store_buf_note_dropped(store.buf, records, conns, n, (r->flags & REC_F_TRUNC) != 0, now);
+}
+
 static void
 store_emit(struct rec *r, struct store_buf_now now)
 {
 	if (r->type == REC_DGRAM || r->type == REC_DGRAM_MORE)
 		store_dgram(r);
+	else if (r->type == REC_GAP)
+		store_master_gap(r, now);
 	else
 		store_add(r, now);
 }

@@ -474,13 +474,27 @@ store_buf_give_up(struct store_buf *b)
 	return 1;
 }
 
+static void
+sb_close_lost(struct store_buf *b, uint64_t conn, struct store_buf_now now)
+{
+	unsigned char buf[8 + REC_REASON_MAX];
+	struct rec r = { .type = REC_CLOSE, .conn = conn, .ts_us = now.us, .flags = REC_F_BEHALF };
+
+	r.len = rec_close_payload(buf, 0, "lost") - 8;
+	r.data = buf + 8;
+	store_buf_add(b, &r, now);
+}
+
 void
 store_buf_note_dropped(struct store_buf *b, uint64_t records, const uint64_t *conns,
-    size_t nconns, int truncated)
+    size_t nconns, int truncated, struct store_buf_now now)
 {
 	b->gap.dropped_records += records;
-	for (size_t i = 0; i < nconns; i++)
+	for (size_t i = 0; i < nconns; i++) {
 		sb_gap_conn(b, conns[i]);
+		if (sb_slot(b, conns[i], 0) != NULL)
+			sb_close_lost(b, conns[i], now);
+	}
 	if (truncated)
 		b->gap.truncated = 1;
 }
@@ -494,21 +508,9 @@ store_buf_live(const struct store_buf *b)
 void
 store_buf_close_lost(struct store_buf *b, struct store_buf_now now)
 {
-	unsigned char buf[8 + REC_REASON_MAX];
-	struct rec r;
-
-	for (size_t i = 0; i < b->cap; i++) {
-		if (b->tab[i].conn == 0 || b->tab[i].conn == SB_TOMB)
-			continue;
-		memset(&r, 0, sizeof(r));
-		r.type = REC_CLOSE;
-		r.conn = b->tab[i].conn;
-		r.ts_us = now.us;
-		r.len = rec_close_payload(buf, 0, "lost") - 8;
-		r.data = buf + 8;
-		r.flags = REC_F_BEHALF;
-		store_buf_add(b, &r, now);
-	}
+	for (size_t i = 0; i < b->cap; i++)
+		if (b->tab[i].conn != 0 && b->tab[i].conn != SB_TOMB)
+			sb_close_lost(b, b->tab[i].conn, now);
 }
 
 enum store_buf_event

@@ -94,9 +94,10 @@ int store_buf_blocked(const struct store_buf *b);
  * Returns 1 when the file was failing (the caller says so). */
 int store_buf_give_up(struct store_buf *b);
 /* Records dropped before they reached the store (the master's queue of owed records was full):
- * counted and named in the next gap record, which the next flush writes. */
+ * counted and named in the next gap record, which the next flush writes; a named connection
+ * still open here lost its close, and is closed as "lost" now. */
 void store_buf_note_dropped(struct store_buf *b, uint64_t records, const uint64_t *conns,
-    size_t nconns, int truncated);
+    size_t nconns, int truncated, struct store_buf_now now);
 /* The connections opened and not yet closed. */
 size_t store_buf_live(const struct store_buf *b);
 /* At exit: closes every connection still open, as "lost". */

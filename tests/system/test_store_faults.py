@@ -163,3 +163,58 @@ def test_the_store_file_is_created_private(start_server, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(inetd.stat().st_mode) == 0o600, oct(inetd.stat().st_mode)
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def churn(port, n):
+    """n short connections that each send a byte and close: with the store stalled, each
+    session waits for the pipe until --idle-timeout, and its records become owed."""
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
+        c.sendall(b"x")
+        c.close()
+
+
+def test_the_masters_owed_records_stay_bounded_while_the_store_is_stalled(start_server):
+    """Fault 22.10: with the store stopped and --idle-timeout set, every short connection's
+    records are owed by the master; past the queue's bound they are dropped, and the file says
+    so once the store runs again."""
+    srv = start_server("--idle-timeout", "1", "-c", "256")
+    store = wait_until(srv.store_pid, 10, what="the store")
+    os.kill(store, signal.SIGSTOP)
+    try:
+        big = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
+        big.setblocking(False)
+        try:
+            for _ in range(64):
+                big.send(b"y" * 65536)
+        except BlockingIOError:
+            pass
+        wait_until(srv.store_pipe_full, 20, what="the store pipe to fill up")
+        deadline = 60
+        while not any("dropping the records" in l for l in srv.lines):
+            churn(srv.port, 100)
+            deadline -= 1
+            assert deadline > 0, srv.output(last=20)
+        before = rss_kb(srv.pid)
+        churn(srv.port, 1000)
+        wait_until(lambda: srv.active() < 8, 60, what="the churned sessions to end")
+        after = rss_kb(srv.pid)
+        assert after - before < 128, (before, after)
+        big.close()
+    finally:
+        os.kill(store, signal.SIGCONT)
+    srv.wait_line("told the store that", timeout=30)
+    assert srv.stop() == 0
+    recs = check_store(srv.store_path)
+    gaps = [r for r in recs if r["ev"] == "gap"]
+    assert sum(g["dropped_records"] for g in gaps) >= 1000, gaps
+    for n, c in store_by_conn([r for r in recs if r["ev"] != "gap"]).items():
+        assert c["opens"] == 1 and len(c["close"]) == 1, (n, c)

@@ -401,10 +401,14 @@ Test(note, records_dropped_elsewhere_are_said_in_a_gap_record)
 	struct store_buf *b = new_buf(STORE_JSONL, 0, 0);
 	uint64_t conns[] = { 7, 8 };
 
-	store_buf_note_dropped(b, 4, conns, 2, 1);
-	cr_assert_eq(store_buf_flush(b, at(0)), STORE_BUF_OK);
+	add(b, REC_OPEN, 8, "127.0.0.1:8", 0);
+	add(b, REC_DATA, 8, "12345", 0);
+	store_buf_note_dropped(b, 4, conns, 2, 1, at(1));
+	cr_assert_eq(store_buf_live(b), 0u, "the connection whose close was dropped is still open");
+	cr_assert_eq(store_buf_flush(b, at(1)), STORE_BUF_OK);
 	cr_assert_eq(lines_with("\"dropped_bytes\":0,\"dropped_records\":4,\"conns\":[7,8],"
 	    "\"conns_truncated\":true}"), 1);
+	cr_assert_eq(lines_with("\"conn\":8,\"ev\":\"close\",\"reason\":\"lost\",\"bytes\":5"), 1);
 	store_buf_free(b);
 }
 
