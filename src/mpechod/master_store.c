@@ -295,7 +295,9 @@ master_end_reason(int status, char *buf, size_t len)
 void
 master_store_died(int status)
 {
-	master->store_lost = WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR;
+	/* Sticky: a later store that finishes cleanly does not undo an earlier one's loss. */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR)
+		master->store_lost = 1;
 	if (WIFSIGNALED(status))
 		log_warnx("store %d killed by signal %d", (int)master->store_pid, WTERMSIG(status));
 	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)

@@ -218,3 +218,19 @@ def test_the_masters_owed_records_stay_bounded_while_the_store_is_stalled(start_
     assert sum(g["dropped_records"] for g in gaps) >= 1000, gaps
     for n, c in store_by_conn([r for r in recs if r["ev"] != "gap"]).items():
         assert c["opens"] == 1 and len(c["close"]) == 1, (n, c)
+
+
+def test_records_never_stored_make_the_exit_status_74(start_server, tmp_path):
+    """The store dies with records in the pipe and no store can start again (its directory is
+    gone): mpechod says they were never stored, and so does its exit status (it was 0)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    srv = start_server(store=str(d / "store.jsonl"))
+    store = wait_until(srv.store_pid, 10, what="the store")
+    os.kill(store, signal.SIGSTOP)
+    assert echo(srv.port, b"never stored") == b"never stored"
+    os.rename(d, tmp_path / "gone")
+    os.kill(store, signal.SIGKILL)
+    srv.wait_line("cannot open", timeout=10)
+    assert srv.stop() == 74, srv.output(last=20)
+    assert any("were never stored" in l for l in srv.lines), srv.output(last=20)
