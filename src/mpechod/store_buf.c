@@ -406,6 +406,10 @@ sb_track(struct store_buf *b, struct rec *r, int32_t *open_idx)
 
 	*open_idx = -1;
 	if (r->type == REC_OPEN) {
+		/* The master writes an open for a session that died before it marked its own open
+		 * written; when the session's open did get in first, the master's is a duplicate. */
+		if ((r->flags & REC_F_BEHALF) && e != NULL)
+			return 0;
 		e = sb_conn_open(b, r->conn);
 		if (e != NULL) {
 			e->open_gen = b->gen;

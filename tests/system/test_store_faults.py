@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from conftest import (SLOW, Process, binary, echo, read_store, store_by_conn, wait_until)
+from conftest import (PREFORK, SLOW, binary, echo, pipe_fds, read_store, store_by_conn,
+                      wait_until)
 
 TORN = b'{"ts":"2026-11-21T10:00:00.123456Z","conn":77,"ev":"data","data":"half a rec'
 WHOLE = b'{"ts":"2026-11-21T10:00:00.000000Z","conn":77,"pid":1,"ev":"open","peer":"127.0.0.1:9"}\n'
@@ -234,3 +235,36 @@ def test_records_never_stored_make_the_exit_status_74(start_server, tmp_path):
     srv.wait_line("cannot open", timeout=10)
     assert srv.stop() == 74, srv.output(last=20)
     assert any("were never stored" in l for l in srv.lines), srv.output(last=20)
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="no gdb")
+def test_a_session_killed_right_after_writing_its_open_leaves_one_open(start_server):
+    """Suspected in issue 22, and real: a session that dies after its open record is in the
+    pipe but before it marks it written gets a second open from the master.  gdb stops the one
+    pool process at its write to the store pipe, lets the write happen, and kills it there."""
+    srv = start_server(*([] if PREFORK else ["--prefork"]), "-c", "1")
+    pipe = srv.store_pipe()[1]
+    pool = wait_until(lambda: srv.sessions(), 10, what="the pool process")[0]
+    fd = [f for f, p, mode in pipe_fds(pool) if p == pipe and mode == os.O_WRONLY][0]
+    gdb = subprocess.Popen(
+        ["gdb", "-p", str(pool), "-batch", "-nx", "-ex", "set pagination off",
+         "-ex", f"break *writev if $rdi == {fd}", "-ex", "continue", "-ex", "finish",
+         "-ex", "kill"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: traced(pool), 20, what="gdb attached")
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
+        c.sendall(b"doomed")
+        out, _ = gdb.communicate(timeout=60 * SLOW)
+        c.close()
+    finally:
+        if gdb.poll() is None:
+            gdb.kill()
+            gdb.wait()
+    out = out.decode(errors="replace")
+    assert "Breakpoint 1, " in out and "killed]" in out, out[-1500:]
+    srv.wait_line("killed by signal 9", timeout=10)
+    assert echo(srv.port, b"after") == b"after"
+    assert srv.stop() == 0
+    conns = store_by_conn([r for r in check_store(srv.store_path) if r["ev"] != "gap"])
+    for n, c in conns.items():
+        assert c["opens"] == 1 and len(c["close"]) == 1, (n, c)

@@ -429,3 +429,27 @@ Test(raw, a_full_disk_drops_bytes_and_recovers_without_a_gap_line)
 	cr_assert_eq(memcmp(file.data, "abcghi", 6), 0);
 	store_buf_free(b);
 }
+
+/* A session killed after its open got into the pipe but before it marked it written: the
+ * master writes the open again on its behalf, and the file must not have two. */
+Test(flush, the_masters_open_after_the_sessions_own_is_dropped)
+{
+	struct store_buf *b = new_buf(STORE_JSONL, 0, 0);
+	struct rec r = { .type = REC_OPEN, .conn = 3, .pid = 42, .flags = REC_F_BEHALF,
+	    .data = (const unsigned char *)"127.0.0.1:3", .len = 11 };
+
+	add(b, REC_OPEN, 3, "127.0.0.1:3", 0);
+	add(b, REC_DATA, 3, "abcd", 0);
+	store_buf_add(b, &r, at(1));
+	add(b, REC_CLOSE, 3, NULL, 2);
+	store_buf_flush(b, at(2));
+	cr_assert_eq(count_conn(3, OPEN_EV), 1);
+	cr_assert_eq(lines_with("\"bytes\":4"), 1);
+	/* The master's open for a session that wrote none is kept. */
+	r.conn = 4;
+	store_buf_add(b, &r, at(3));
+	add(b, REC_CLOSE, 4, NULL, 3);
+	store_buf_flush(b, at(3));
+	cr_assert_eq(count_conn(4, OPEN_EV), 1);
+	store_buf_free(b);
+}
