@@ -65,19 +65,29 @@ def fd_of(pid, path):
     raise AssertionError(f"{pid} does not hold {path} open")
 
 
-def gdb_tear(pid, path):
-    """Attaches gdb to the store: at its next write(2) to the file it halves the length, lets
-    that write happen, then kills the store with SIGKILL: the file ends inside a line."""
-    return subprocess.Popen(
-        ["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off",
-         "-ex", f"break *write if $rdi == {fd_of(pid, path)}", "-ex", "continue",
-         "-ex", "set $rdx = $rdx / 2", "-ex", "finish", "-ex", "kill"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
 def traced(pid):
     with open(f"/proc/{pid}/status") as f:
         return any(l.startswith("TracerPid:") and l.split()[1] != "0" for l in f)
+
+
+def kill_after_write(pid, call, fd, trigger, before=()):
+    """Attaches gdb to pid; at its next call (write or writev) on fd it runs the gdb commands
+    in before, lets the call happen, then kills pid with SIGKILL.  trigger() makes the process
+    write once gdb is attached."""
+    cmds = [f"break *{call} if $rdi == {fd}", "continue", *before, "finish", "kill"]
+    gdb = subprocess.Popen(["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off"] +
+                           [a for c in cmds for a in ("-ex", c)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: traced(pid), 20, what="gdb attached")
+        trigger()
+        out, _ = gdb.communicate(timeout=60 * SLOW)
+    finally:
+        if gdb.poll() is None:
+            gdb.kill()
+            gdb.wait()
+    out = out.decode(errors="replace")
+    assert "Breakpoint 1, " in out and "killed]" in out, out[-1500:]
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="no gdb")
@@ -87,19 +97,10 @@ def test_a_store_killed_in_the_middle_of_a_write_leaves_no_broken_line(start_ser
     assert echo(srv.port, b"before\n") == b"before\n"
     wait_until(lambda: path.stat().st_size > 0, 10, what="the first records")
     old = srv.store_pid()
-    gdb = gdb_tear(old, path)
-    try:
-        wait_until(lambda: traced(old), 20, what="gdb attached")
-        assert echo(srv.port, b"x" * 3000 + b"\n") == b"x" * 3000 + b"\n"
-        out, _ = gdb.communicate(timeout=60 * SLOW)
-    finally:
-        if gdb.poll() is None:
-            gdb.kill()
-            gdb.wait()
-    # The write took half the buffer, then the store died (the restarted store may already
-    # have repaired the file, so the tear is seen in gdb's words, and in the gap record).
-    out = out.decode(errors="replace")
-    assert "Breakpoint 1, " in out and "killed]" in out, out[-1500:]
+    # The write takes half the buffer, then the store dies (the restarted store may already
+    # have repaired the file when this looks: the tear is seen in the gap record).
+    kill_after_write(old, "write", fd_of(old, path),
+                     lambda: echo(srv.port, b"x" * 3000 + b"\n"), before=["set $rdx = $rdx / 2"])
     srv.wait_line("restarted the store", timeout=10)
     assert echo(srv.port, b"after\n") == b"after\n"
     assert srv.stop() == 0
@@ -246,22 +247,13 @@ def test_a_session_killed_right_after_writing_its_open_leaves_one_open(start_ser
     pipe = srv.store_pipe()[1]
     pool = wait_until(lambda: srv.sessions(), 10, what="the pool process")[0]
     fd = [f for f, p, mode in pipe_fds(pool) if p == pipe and mode == os.O_WRONLY][0]
-    gdb = subprocess.Popen(
-        ["gdb", "-p", str(pool), "-batch", "-nx", "-ex", "set pagination off",
-         "-ex", f"break *writev if $rdi == {fd}", "-ex", "continue", "-ex", "finish",
-         "-ex", "kill"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: traced(pool), 20, what="gdb attached")
+
+    def doomed():
         c = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
         c.sendall(b"doomed")
-        out, _ = gdb.communicate(timeout=60 * SLOW)
         c.close()
-    finally:
-        if gdb.poll() is None:
-            gdb.kill()
-            gdb.wait()
-    out = out.decode(errors="replace")
-    assert "Breakpoint 1, " in out and "killed]" in out, out[-1500:]
+
+    kill_after_write(pool, "writev", fd, doomed)
     srv.wait_line("killed by signal 9", timeout=10)
     assert echo(srv.port, b"after") == b"after"
     assert srv.stop() == 0
