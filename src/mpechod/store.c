@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -105,8 +106,7 @@ store_sighup(int signo)
 int
 store_open(const char *path)
 {
-	/* Read and write: a torn last line is found by reading (store_repair). */
-	return open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 }
 
 /* One writer per file: a second mpechod on the same store, or a new master while the old one's
@@ -195,7 +195,7 @@ store_line_start(int fd, off_t size)
  * line began.  The raw format has no lines: its bytes are appended as they are.  Returns 0, or
  * -1 with errno when the file cannot be read or cut. */
 static int
-store_repair(int fd, const char *path, enum store_format format)
+store_repair_fd(int fd, int rd, const char *path)
 {
 	char line[REC_GAP_LEN(1)];
 	struct stat st;
@@ -204,15 +204,13 @@ store_repair(int fd, const char *path, enum store_format format)
 	off_t start;
 	char last = '\n';
 
-	if (format != STORE_JSONL)
-		return 0;
-	if (fstat(fd, &st) < 0 || (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1))
+	if (fstat(rd, &st) < 0 || (st.st_size > 0 && pread(rd, &last, 1, st.st_size - 1) != 1))
 		return -1;
 	if (st.st_size == 0 || last == '\n')
 		return 0;
-	if ((start = store_line_start(fd, st.st_size)) < 0)
+	if ((start = store_line_start(rd, st.st_size)) < 0)
 		return -1;
-	conn = store_torn_conn(fd, start);
+	conn = store_torn_conn(rd, start);
 	if (ftruncate(fd, start) < 0)
 		return -1;
 	g.ts_us = rec_now_us();
@@ -222,6 +220,26 @@ store_repair(int fd, const char *path, enum store_format format)
 	log_warnx("%s ended inside a line (a writer was killed mid-write): cut %llu bytes back to "
 	    "the last whole line", path, (unsigned long long)g.torn_bytes);
 	return io_write_all(fd, line, rec_format_gap(line, &g)) < 0 ? -1 : 0;
+}
+
+/* The store's descriptor is write-only; the tail is read through a read-only one of the same
+ * file, opened for the check. */
+static int
+store_repair(int fd, const char *path, enum store_format format)
+{
+	char self[32];
+	int rd, r, err;
+
+	if (format != STORE_JSONL)
+		return 0;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	if ((rd = open(self, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	r = store_repair_fd(fd, rd, path);
+	err = errno;
+	close(rd);
+	errno = err;
+	return r;
 }
 
 /* --inetd: each process of many holds the file's lock only while it writes, so their lines
