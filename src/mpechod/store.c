@@ -337,7 +337,7 @@ store_sync(int force)
 static void
 store_say(enum store_buf_event ev)
 {
-	const struct rec_gap *g = store_buf_gap(store.buf);
+	const struct rec_gap *g = store_buf_said(store.buf);
 	const char *path = store.args->path;
 
 	switch (ev) {

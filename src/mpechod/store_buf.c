@@ -527,7 +527,13 @@ store_buf_finish(struct store_buf *b, struct store_buf_now now)
 const struct rec_gap *
 store_buf_gap(const struct store_buf *b)
 {
-	return b->failing ? &b->gap : &b->said;
+	return &b->gap;
+}
+
+const struct rec_gap *
+store_buf_said(const struct store_buf *b)
+{
+	return &b->said;
 }
 
 size_t

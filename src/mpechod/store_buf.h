@@ -105,8 +105,10 @@ void store_buf_close_lost(struct store_buf *b, struct store_buf_now now);
 /* At exit, with the file failing: one last try, now rather than after retry_ms.  Then
  * store_buf_failing says whether the file never took what store_buf_gap counts. */
 enum store_buf_event store_buf_finish(struct store_buf *b, struct store_buf_now now);
-/* What was dropped since the file last took a write (the last gap said, after RECOVERED). */
+/* What has been dropped since the file last took a write. */
 const struct rec_gap *store_buf_gap(const struct store_buf *b);
+/* The figures of the last gap record written (for RECOVERED's log line). */
+const struct rec_gap *store_buf_said(const struct store_buf *b);
 /* Bytes of open and close lines held now. */
 size_t store_buf_held(const struct store_buf *b);
 
