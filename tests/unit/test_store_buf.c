@@ -152,7 +152,7 @@ count_conn(uint64_t conn, const char *ev)
 
 Test(write_whole, loops_over_short_writes)
 {
-	(void)new_buf(STORE_JSONL, 0, 0);
+	store_buf_free(new_buf(STORE_JSONL, 0, 0)); /* only the file is used */
 	file.per_write = 7;
 	cr_assert_eq(store_buf_write_whole(&fake_io, "0123456789abcdef\n", 17), 0);
 	cr_assert_eq(file.len, 17u);
@@ -162,7 +162,7 @@ Test(write_whole, loops_over_short_writes)
 
 Test(write_whole, a_disk_that_fills_mid_write_is_cut_back_to_the_last_line)
 {
-	(void)new_buf(STORE_JSONL, 0, 0);
+	store_buf_free(new_buf(STORE_JSONL, 0, 0)); /* only the file is used */
 	cr_assert_eq(store_buf_write_whole(&fake_io, "line one\n", 9), 0);
 	disk(5, ENOSPC);
 	file.per_write = 2;
@@ -175,7 +175,7 @@ Test(write_whole, a_disk_that_fills_mid_write_is_cut_back_to_the_last_line)
 
 Test(write_whole, a_write_of_nothing_is_a_full_disk)
 {
-	(void)new_buf(STORE_JSONL, 0, 0);
+	store_buf_free(new_buf(STORE_JSONL, 0, 0)); /* only the file is used */
 	disk(0, 0);
 	errno = 0;
 	cr_assert_eq(store_buf_write_whole(&fake_io, "x\n", 2), -1);
