@@ -79,7 +79,7 @@ def kill_after_write(pid, call, fd, trigger, before=()):
                            [a for c in cmds for a in ("-ex", c)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: traced(pid), 20, what="gdb attached")
+        wait_until(lambda: traced(pid), 60, what="gdb attached")  # slow on a loaded machine
         trigger()
         out, _ = gdb.communicate(timeout=60 * SLOW)
     finally:
