@@ -148,6 +148,9 @@ $(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(D)/dgguard.o $(D)/admit.o
 $(BIN)/unit_test_spare: $(OBJ)/unit_test_spare.o $(D)/spare.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_store_buf: $(OBJ)/unit_test_store_buf.o $(D)/store_buf.o $(call lib,record)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -ljansson -lz
 

@@ -128,10 +128,13 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 		return 0;
 	memcpy(&h, buf, sizeof(h));
 	if (h.magic != REC_MAGIC || h.key != rec_key || h.len > REC_PAYLOAD_MAX ||
-	    h.type < REC_OPEN || h.type > REC_DGRAM_MORE || h.conn == 0 || h.conn == UINT64_MAX)
+	    h.type < REC_OPEN || h.type > REC_GAP || h.conn == 0 || h.conn == UINT64_MAX)
 		return -1;
 	if (h.type == REC_CLOSE && (h.len < sizeof(uint64_t) ||
 	    h.len > sizeof(uint64_t) + REC_REASON_MAX))
+		return -1;
+	if (h.type == REC_GAP && (h.len < sizeof(uint64_t) || h.len % sizeof(uint64_t) != 0 ||
+	    h.len > sizeof(uint64_t) * (1 + REC_GAP_CONNS)))
 		return -1;
 	if (avail < sizeof(h) + h.len)
 		return 0;
@@ -237,6 +240,7 @@ rec_json_escape(char *dst, const unsigned char *src, size_t n)
 }
 
 static char *rec_format_head(char *p, int64_t ts_us);
+static char *rec_format_head_of(char *p, int64_t ts_us, const char *life);
 
 static char *
 rec_put(char *p, const char *s)
@@ -252,13 +256,16 @@ rec_format_gap(char *dst, const struct rec_gap *g)
 {
 	char *p = dst;
 
-	p = rec_format_head(dst, g->ts_us);
+	p = rec_format_head_of(dst, g->ts_us, g->life != NULL ? g->life : rec_life);
 	p += sprintf(p, "\"ev\":\"gap\",\"dropped_bytes\":%llu,\"dropped_records\":%llu,"
 	    "\"conns\":[", (unsigned long long)g->dropped_bytes,
 	    (unsigned long long)g->dropped_records);
 	for (size_t i = 0; i < g->nconns; i++)
 		p += sprintf(p, "%s%llu", i ? "," : "", (unsigned long long)g->conns[i]);
-	p = rec_put(p, g->truncated ? "],\"conns_truncated\":true}\n" : "]}\n");
+	p = rec_put(p, g->truncated ? "],\"conns_truncated\":true" : "]");
+	if (g->torn_bytes > 0)
+		p += sprintf(p, ",\"torn_bytes\":%llu", (unsigned long long)g->torn_bytes);
+	p = rec_put(p, "}\n");
 	return (size_t)(p - dst);
 }
 
@@ -302,14 +309,20 @@ rec_format_bytes(char *p, const unsigned char *src, size_t n, enum rec_utf8 how)
 
 /* {"ts":"...","life":"...", */
 static char *
-rec_format_head(char *p, int64_t ts_us)
+rec_format_head_of(char *p, int64_t ts_us, const char *life)
 {
 	p = rec_put(p, "{\"ts\":\"");
 	rec_format_ts(p, ts_us);
 	p += REC_TS_LEN;
 	p = rec_put(p, "\",\"life\":\"");
-	memcpy(p, rec_life, REC_LIFE_LEN); /* NOLINT(bugprone-not-null-terminated-result) */
+	memcpy(p, life, REC_LIFE_LEN); /* NOLINT(bugprone-not-null-terminated-result) */
 	return rec_put(p + REC_LIFE_LEN, "\",");
+}
+
+static char *
+rec_format_head(char *p, int64_t ts_us)
+{
+	return rec_format_head_of(p, ts_us, rec_life);
 }
 
 static char *
@@ -387,6 +400,7 @@ rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry)
 	case REC_DATA:
 	case REC_DGRAM:
 	case REC_DGRAM_MORE: /* the store formats a datagram once it has all of it */
+	case REC_GAP:        /* the store says it in a gap record (rec_format_gap) */
 		return 0;
 	}
 	return (size_t)(p - dst);

@@ -27,7 +27,8 @@
 /* A server life's id: 128 random bits in hex. */
 #define REC_LIFE_LEN 32
 
-enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DGRAM_MORE = 5 };
+enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DGRAM_MORE = 5,
+	REC_GAP = 6 };
 
 /* A UDP datagram is one REC_DGRAM frame, then as many REC_DGRAM_MORE frames as its size needs,
  * all with the same conn (the datagram's number, unique for the server's life).  The first
@@ -40,6 +41,14 @@ enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DG
 /* The close record was written by the master for a session that could not (it died by a
  * signal); the store then counts the bytes itself. */
 #define REC_F_BEHALF 0x01u
+
+/* A REC_GAP frame says that the master dropped records it owed the store (its queue for a full
+ * pipe has a bound): the payload is the number of records (8 bytes), then the numbers of the
+ * connections they belonged to (8 bytes each; the header's conn is the first), at most
+ * REC_GAP_CONNS; REC_F_TRUNC says there were more.  The store says it in a gap record and closes
+ * those connections as lost. */
+#define REC_F_TRUNC 0x02u
+#define REC_GAP_CONNS 256
 
 struct rec_hdr {
 	uint16_t magic;   /* REC_MAGIC, so a corrupt stream is detected, not misread */
@@ -163,16 +172,21 @@ size_t rec_dgram_prefix(unsigned char *dst, size_t total, const char *peer);
  *   {"ts":"...","life":"...","ev":"gap","dropped_bytes":N,"dropped_records":N,"conns":[3,17]}
  * dropped_bytes counts the data bytes lost, dropped_records every record lost (data, and the
  * open and close of a connection dropped whole), conns the connections they belonged to
- * ("conns_truncated":true follows when there were more than the store keeps a list of). */
+ * ("conns_truncated":true follows when there were more than the store keeps a list of).  A
+ * store that found the file ending inside a line (its predecessor was killed mid-write) cut
+ * that torn line off and says so: "torn_bytes":N, the bytes cut. */
 struct rec_gap {
 	int64_t ts_us;
 	uint64_t dropped_bytes, dropped_records;
+	uint64_t torn_bytes;
 	const uint64_t *conns;
 	size_t nconns;
 	int truncated;
+	const char *life; /* the life the lost records belonged to (REC_LIFE_LEN hex digits); NULL:
+	                   * this one */
 };
 /* Room rec_format_gap needs for n conns. */
-#define REC_GAP_LEN(n) (160 + REC_TS_LEN + 21 * (size_t)(n))
+#define REC_GAP_LEN(n) (200 + REC_TS_LEN + 21 * (size_t)(n))
 /* Formats g as one JSON line ending in '\n' into dst (room for REC_GAP_LEN(g->nconns));
  * returns its length. */
 size_t rec_format_gap(char *dst, const struct rec_gap *g);

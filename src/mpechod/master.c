@@ -409,10 +409,13 @@ master_finish(void)
 		log_warnx("store %d did not finish in time; killing it", (int)master->store.pid);
 		kill(master->store.pid, SIGKILL);
 		waitpid(master->store.pid, NULL, 0);
+		master->store_lost = 1;
 	}
-	if (master_pipe_unread() > 0 || master->nowed > 0)
+	if (master_pipe_unread() > 0 || master->nowed > 0) {
 		log_warnx("%zu bytes of records and %d close records were never stored",
 		    master_pipe_unread(), master->nowed);
+		master->store_lost = 1;
+	}
 	log_info("stopped after %llu connections", (unsigned long long)master->accepted +
 	    (unsigned long long)__atomic_load_n(&master->shared.accepted, __ATOMIC_RELAXED));
 	free(master->owed);

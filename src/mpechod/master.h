@@ -97,7 +97,7 @@ struct master {
 	int pipe_rd, pipe_wr;        /* the store pipe; -1 without a store */
 	int lock_fd;                 /* holds the master's lock on the store; -1 without one */
 	struct child store;          /* the store process (role PROC_STORE) */
-	int store_lost;              /* the last store ended with records it could not write */
+	int store_lost;              /* records never reached the file: exit EX_IOERR (sticky) */
 	int64_t store_started_ms;
 	struct child *kids;          /* active sessions, unordered */
 	int nkids;

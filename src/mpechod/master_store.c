@@ -3,10 +3,15 @@
  * restarted if it dies, given up on at the end of a shutdown with --store-full block) and the
  * datagram process (--udp); and the records the master owes the store for sessions that could
  * not write their own, queued in memory while the pipe is full, so that the master never
- * blocks on it.
+ * blocks on it.  The queue is bounded (MASTER_OWED_MAX): past it a connection's owed records are
+ * dropped, counted, and told to the store in a REC_GAP frame once the queue has drained.
  */
 #define _GNU_SOURCE
 #include "master.h"
+
+/* The most owed records queued (about 230 KiB): the pipe itself holds about 10,000 close
+ * records, so the queue fills only while the store takes nothing. */
+#define MASTER_OWED_MAX 2048
 
 void
 master_start_store(int filefd)
@@ -127,7 +132,59 @@ master_open_store(const struct user_ids *user)
 	return fd;
 }
 
-/* Puts owed close records into the pipe, as many as fit now. */
+/* The owed records dropped because the queue was at MASTER_OWED_MAX, not yet told to the
+ * store: told in one REC_GAP frame once the queue has drained. */
+static struct {
+	uint64_t records;
+	uint64_t conns[REC_GAP_CONNS];
+	size_t nconns;
+	int truncated;
+} master_dropped;
+
+/* Tells the store what was dropped, when the pipe takes it. */
+static void
+master_pay_dropped(void)
+{
+	struct {
+		struct rec_hdr h;
+		uint64_t v[1 + REC_GAP_CONNS];
+	} f;
+	size_t len = sizeof(uint64_t) * (1 + master_dropped.nconns);
+	ssize_t n;
+
+	f.v[0] = master_dropped.records;
+	memcpy(f.v + 1, master_dropped.conns, master_dropped.nconns * sizeof(uint64_t));
+	rec_header(&f.h, REC_GAP, master_dropped.truncated ? REC_F_TRUNC : 0,
+	    master_dropped.conns[0], getpid(), len);
+	do
+		n = write(master->pipe_wr, &f, sizeof(f.h) + len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return;
+	log_warnx("told the store that %llu owed records of %zu%s connections were dropped",
+	    (unsigned long long)master_dropped.records, master_dropped.nconns,
+	    master_dropped.truncated ? "+" : "");
+	memset(&master_dropped, 0, sizeof(master_dropped));
+}
+
+/* The queue is full: the records of conn are dropped, counted and told to the store later.
+ * Said once per outage. */
+static void
+master_drop_owed(uint64_t conn, int records)
+{
+	if (master_dropped.records == 0)
+		log_warnx("the store pipe is full and %d records are queued for it: dropping the "
+		    "records of closed connections until it drains (a gap record will say which)",
+		    master->nowed);
+	master_dropped.records += (uint64_t)records;
+	if (master_dropped.nconns < REC_GAP_CONNS)
+		master_dropped.conns[master_dropped.nconns++] = conn;
+	else
+		master_dropped.truncated = 1;
+}
+
+/* Puts owed close records into the pipe, as many as fit now; then, once none is left, the word
+ * of any that were dropped. */
 void
 master_pay_owed(void)
 {
@@ -148,6 +205,8 @@ master_pay_owed(void)
 	}
 	memmove(master->owed, master->owed + i, (size_t)(master->nowed - i) * sizeof(*master->owed));
 	master->nowed -= i;
+	if (master->nowed == 0 && master_dropped.records > 0)
+		master_pay_dropped();
 }
 
 /* Queues one frame for the store and writes what the pipe takes now. */
@@ -201,6 +260,12 @@ master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, cons
 
 	if (master->pipe_wr < 0 || slot->closed)
 		return;
+	/* The queue grows only while the store takes nothing (stalled, or a disk that blocks):
+	 * past its bound a connection's owed records are dropped together, and said. */
+	if (master->nowed + (slot->opened ? 1 : 2) > MASTER_OWED_MAX) {
+		master_drop_owed(conn, slot->opened ? 1 : 2);
+		return;
+	}
 	if (!slot->opened)
 		master_owe(REC_OPEN, conn, pid, peer, strlen(peer));
 	master_owe(REC_CLOSE, conn, pid, payload, rec_close_payload(payload, slot->bytes, reason));
@@ -209,7 +274,9 @@ master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, cons
 void
 master_store_died(int status)
 {
-	master->store_lost = WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR;
+	/* Sticky: a later store that finishes cleanly does not undo an earlier one's loss. */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR)
+		master->store_lost = 1;
 	if (WIFSIGNALED(status))
 		log_warnx("store %d killed by signal %d", (int)master->store.pid, WTERMSIG(status));
 	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)

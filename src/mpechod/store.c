@@ -2,16 +2,17 @@
  * store.c - drain the store pipe into the store file.
  *
  * Frames arrive whole (each was one write of at most PIPE_BUF bytes) but a read may end in the
- * middle of one, so the tail is kept for the next read.  Output is batched: one write(2) per
- * pipe drain or per STORE_OUTBUF bytes, and fdatasync as --fsync says (Redis's appendfsync:
- * always after every write, everysec at most once a second, no never but at exit).
- * A write that fails (disk full, file too large) is diagnosed once; its records are dropped and
- * counted, the file is cut back to the last whole line, and the count is logged when writing
- * works again and at exit.  Dropping keeps sessions echoing; blocking them would stall every
- * client on the disk.
+ * middle of one, so the tail is kept for the next read.  Output is batched in store_buf.c, the
+ * policy without I/O: one write(2) per pipe drain or per 512 KiB, and fdatasync as --fsync says
+ * (Redis's appendfsync: always after every write, everysec at most once a second, no never but
+ * at exit).  What happens when a write fails (disk full, file too large: --store-full drop or
+ * block) is decided there; this file owns the pipe, the file, its locks, signals and the loop.
+ * A write that fails is cut back to the last whole line, and a file found ending inside a line
+ * (a store killed mid-write) is cut back too, and the cut said in the file (store_repair).
  */
 #define _GNU_SOURCE
 #include "store.h"
+#include "store_buf.h"
 #include "io.h"
 #include "log.h"
 #include "record.h"
@@ -22,6 +23,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -33,15 +35,11 @@
 #include <unistd.h>
 
 #define STORE_INBUF (256 * 1024)
-#define STORE_OUTBUF (512 * 1024)
-#define STORE_TOMB UINT64_MAX
 #define STORE_DRAIN_MAX ((size_t)1024 * 1024)
 #define STORE_LOCK_WAIT_MS 120000
 #define STORE_SHARED_WAIT_MS 5000
-#define STORE_OUTRECS 16384
-#define STORE_HELD_MAX ((size_t)4 * 1024 * 1024)
-#define STORE_GAP_CONNS 256
 #define STORE_RETRY_MS 200
+
 /* While the pipe is quiet, the store sleeps this long after it becomes readable before it reads,
  * so that a burst of small frames costs one wakeup, not one each (on 2 cores, a context switch
  * per request).  Quiet: less than STORE_BUSY_BYTES read in the current or the last window of
@@ -51,50 +49,26 @@
 #define STORE_WINDOW_MS 10LL
 #define STORE_BUSY_BYTES ((size_t)512 * 1024)
 
-/* Bytes recorded per open connection, to count for a close the master writes on behalf of a
- * killed session, and to close at exit any connection whose close never came. */
-struct store_conn {
-	uint64_t conn; /* 0: empty; STORE_TOMB: deleted */
-	uint64_t bytes;
-	int dropped;   /* its open record was dropped: so is its close */
-	struct rec_carry carry; /* an incomplete UTF-8 character, for its next data record */
-};
-
-/* Where each record lies in the output buffer, so that a write that fails can be sorted: the
- * data is dropped (and counted in the gap), the open and close records are held. */
-struct store_outrec {
-	uint32_t off, len; /* the line in out; the payload's bytes */
-	uint8_t type;
-	uint64_t conn;
-};
-
 static struct {
 	const struct store_args *args;
 	int fd;
+	struct store_buf *buf;        /* the output buffer and its policy (store_buf.c) */
 	unsigned char in[STORE_INBUF];
 	size_t inlen;
-	char out[STORE_OUTBUF];
-	size_t outlen;
-	struct store_outrec recs[STORE_OUTRECS];
-	size_t nrecs;
-	char *held;                   /* open and close lines kept while the file cannot be written */
-	size_t heldlen, heldcap;
-	uint64_t gap_conns[STORE_GAP_CONNS];
-	struct rec_gap gap;           /* what was dropped since the file last took a write */
-	int64_t retry_ms;             /* when a failing file is tried again */
-	int block;                    /* --store-full block, until given up at shutdown */
-	struct store_conn *tab;
-	size_t cap, used, live;
 	int dirty;
 	int64_t last_sync_ms;
-	int failing, fail_reported;
-	int64_t fail_logged_ms;
-	uint64_t dropped_writes;
 	int corrupt_logged, dg_lost_logged;
 	int64_t win_ms;               /* the current rate window's start */
 	size_t win_bytes;             /* bytes read from the pipe in it */
 	int busy;                     /* the last window had STORE_BUSY_BYTES */
 } store;
+
+/* The time for store_buf, read once per batch of records. */
+static struct store_buf_now
+store_now(void)
+{
+	return (struct store_buf_now){ .ms = io_now_ms(), .us = rec_now_us() };
+}
 
 /* The datagram being put together from its frames (store_dgram). */
 static struct {
@@ -133,7 +107,7 @@ store_sighup(int signo)
 int
 store_open(const char *path)
 {
-	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 }
 
 /* One writer per file: a second mpechod on the same store, or a new master while the old one's
@@ -178,68 +152,105 @@ store_master_lock(const char *path, int oldfd)
 	return fd;
 }
 
-static struct store_conn *
-store_slot(uint64_t conn, int for_insert)
+
+/* The conn number a torn JSON line begins with ({"ts":"...","life":"...","conn":N,...), or 0;
+ * and its life into life (REC_LIFE_LEN hex digits and a NUL), or "" when it names none (format
+ * 1): the gap record that says what was lost names the life it was lost from. */
+static uint64_t
+store_torn_conn(int fd, off_t at, char *life)
 {
-	size_t i = (size_t)(conn * 0x9e3779b97f4a7c15ull) & (store.cap - 1);
-	struct store_conn *tomb = NULL;
+	char buf[160];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, at);
+	char *p;
 
-	for (;; i = (i + 1) & (store.cap - 1)) {
-		struct store_conn *e = &store.tab[i];
-
-		if (e->conn == conn)
-			return e;
-		if (e->conn == STORE_TOMB && tomb == NULL)
-			tomb = e;
-		if (e->conn == 0)
-			return for_insert ? (tomb ? tomb : e) : NULL;
+	life[0] = '\0';
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strstr(buf, "\"life\":\"");
+	if (p != NULL && strspn(p + 8, "0123456789abcdef") >= REC_LIFE_LEN) {
+		memcpy(life, p + 8, REC_LIFE_LEN);
+		life[REC_LIFE_LEN] = '\0';
 	}
+	p = strstr(buf, "\"conn\":");
+	return p == NULL ? 0 : strtoull(p + 7, NULL, 10);
 }
 
-/* Rebuilds the table without tombstones, larger when it is more than a quarter full. */
-static void
-store_rehash(void)
+/* Where the last line of a file of size bytes begins: after its last newline, or 0. */
+static off_t
+store_line_start(int fd, off_t size)
 {
-	struct store_conn *old = store.tab;
-	size_t oldcap = store.cap;
+	char buf[4096];
+	off_t at = size;
 
-	store.cap = (store.live * 4 >= oldcap) ? oldcap * 2 : oldcap;
-	store.tab = calloc(store.cap, sizeof(*store.tab));
-	if (store.tab == NULL)
-		fatal(EX_OSERR, "store table");
-	store.used = store.live;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].conn != 0 && old[i].conn != STORE_TOMB)
-			*store_slot(old[i].conn, 1) = old[i];
-	free(old);
+	while (at > 0) {
+		size_t want = at < (off_t)sizeof(buf) ? (size_t)at : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, at - (off_t)want);
+
+		if (n != (ssize_t)want)
+			return -1;
+		for (size_t i = want; i > 0; i--)
+			if (buf[i - 1] == '\n')
+				return at - (off_t)want + (off_t)i;
+		at -= (off_t)want;
+	}
+	return 0;
 }
 
-static void
-store_conn_open(uint64_t conn)
+/* A store (or --inetd writer) killed in the middle of a write leaves the file ending inside a
+ * line; appending after it would make two records one line that is not JSON.  So before it
+ * writes, a writer that holds the file's lock cuts such a torn line back to the last newline and
+ * says so in the file: a gap record with "torn_bytes" (what was cut), naming the connection the
+ * line began.  The raw format has no lines: its bytes are appended as they are.  Returns 0, or
+ * -1 with errno when the file cannot be read or cut. */
+static int
+store_repair_fd(int fd, int rd, const char *path)
 {
-	struct store_conn *e;
+	char line[REC_GAP_LEN(1)], life[REC_LIFE_LEN + 1];
+	struct stat st;
+	struct rec_gap g = { .dropped_records = 1 };
+	uint64_t conn;
+	off_t start;
+	char last = '\n';
 
-	if ((store.used + 1) * 2 > store.cap)
-		store_rehash();
-	e = store_slot(conn, 1);
-	if (e->conn == conn)
-		return;
-	if (e->conn == 0)
-		store.used++;
-	e->conn = conn;
-	e->bytes = 0;
-	e->carry.n = 0;
-	store.live++;
+	if (fstat(rd, &st) < 0 || (st.st_size > 0 && pread(rd, &last, 1, st.st_size - 1) != 1))
+		return -1;
+	if (st.st_size == 0 || last == '\n')
+		return 0;
+	if ((start = store_line_start(rd, st.st_size)) < 0)
+		return -1;
+	conn = store_torn_conn(rd, start, life);
+	g.life = life[0] != '\0' ? life : NULL;
+	if (ftruncate(fd, start) < 0)
+		return -1;
+	g.ts_us = rec_now_us();
+	g.torn_bytes = (uint64_t)(st.st_size - start);
+	g.conns = &conn;
+	g.nconns = conn != 0;
+	log_warnx("%s ended inside a line (a writer was killed mid-write): cut %llu bytes back to "
+	    "the last whole line", path, (unsigned long long)g.torn_bytes);
+	return io_write_all(fd, line, rec_format_gap(line, &g)) < 0 ? -1 : 0;
 }
 
-static void
-store_conn_close(struct store_conn *e)
+/* The store's descriptor is write-only; the tail is read through a read-only one of the same
+ * file, opened for the check. */
+static int
+store_repair(int fd, const char *path, enum store_format format)
 {
-	e->conn = STORE_TOMB;
-	store.live--;
-}
+	char self[32];
+	int rd, r, err;
 
-static void store_sync(int force);
+	if (format != STORE_JSONL)
+		return 0;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	if ((rd = open(self, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	r = store_repair_fd(fd, rd, path);
+	err = errno;
+	close(rd);
+	errno = err;
+	return r;
+}
 
 /* --inetd: each process of many holds the file's lock only while it writes, so their lines
  * never interleave.  Waits at most STORE_SHARED_WAIT_MS for it (a daemon's store holds it for
@@ -257,253 +268,62 @@ store_shared_lock(void)
 	return 0;
 }
 
-static int store_write_locked(const char *buf, size_t len);
-
-/* Writes len bytes at the end of the file; on failure cuts off what got in, so the file always
- * ends with a whole line.  Returns 0 or -1. */
-static int
-store_write(const char *buf, size_t len)
+static ssize_t
+store_file_write(void *ctx, const char *buf, size_t len)
 {
-	int r;
+	ssize_t n = write(store.fd, buf, len);
 
-	if (!store.args->shared || len == 0)
-		return store_write_locked(buf, len);
-	if (store_shared_lock() < 0) {
-		log_warn("cannot lock %s", store.args->path);
-		return -1;
-	}
-	r = store_write_locked(buf, len);
-	flock(store.fd, LOCK_UN);
-	return r;
+	(void)ctx;
+	if (n > 0)
+		store.dirty = 1;
+	return n;
+}
+
+/* Cuts off the last len bytes: what got in of a write that failed. */
+static int
+store_file_cut(void *ctx, size_t len)
+{
+	off_t end = lseek(store.fd, 0, SEEK_END);
+
+	(void)ctx;
+	if (end >= (off_t)len && ftruncate(store.fd, end - (off_t)len) == 0)
+		return 0;
+	log_warn("cannot cut the partial line off %s", store.args->path);
+	return -1;
 }
 
 static int
 store_write_locked(const char *buf, size_t len)
 {
-	size_t done = 0;
-	ssize_t n;
+	static const struct store_buf_io io = { store_file_write, store_file_cut, NULL };
 
-	while (done < len) {
-		n = write(store.fd, buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	if (done > 0)
-		store.dirty = 1;
-	if (done == len)
-		return 0;
-	if (done > 0) {
-		off_t end = lseek(store.fd, 0, SEEK_END);
-		if (end >= (off_t)done && ftruncate(store.fd, end - (off_t)done) < 0)
-			log_warn("cannot cut the partial line off %s", store.args->path);
-	}
-	return -1;
+	return store_buf_write_whole(&io, buf, len);
 }
 
-static void
-store_gap_add(uint64_t conn, uint64_t bytes)
-{
-	size_t i;
-
-	store.gap.dropped_bytes += bytes;
-	store.gap.dropped_records++;
-	for (i = 0; i < store.gap.nconns && store.gap_conns[i] != conn; i++)
-		;
-	if (i < store.gap.nconns)
-		return;
-	if (store.gap.nconns == STORE_GAP_CONNS)
-		store.gap.truncated = 1;
-	else
-		store.gap_conns[store.gap.nconns++] = conn;
-}
-
-/* Makes room for len more bytes of held lines; 0, or -1 when memory is short. */
+/* store_buf's writer: writes len bytes at the end of the file; on failure cuts off what got
+ * in, so the file always ends with a whole line.  Returns 0, or -1 with errno.  With --inetd the
+ * file's lock is taken for the write, and a line torn by a writer killed before is cut first. */
 static int
-store_held_room(size_t len)
+store_write(void *ctx, const char *buf, size_t len)
 {
-	size_t cap = store.heldcap ? store.heldcap : 65536;
-	char *p;
+	int r, err;
 
-	if (store.heldlen + len <= store.heldcap)
-		return 0;
-	while (cap < store.heldlen + len)
-		cap *= 2;
-	p = realloc(store.held, cap);
-	if (p == NULL)
+	(void)ctx;
+	if (!store.args->shared || len == 0)
+		return store_write_locked(buf, len);
+	if (store_shared_lock() < 0) {
+		err = errno;
+		log_warn("cannot lock %s", store.args->path);
+		errno = err;
 		return -1;
-	store.held = p;
-	store.heldcap = cap;
-	return 0;
-}
-
-/* Keeps an open or close line for when the file can be written again.  Close lines are always
- * kept (every open in the file gets its close); past STORE_HELD_MAX an open line is dropped
- * with its connection's close, and the gap names the connection. */
-static void
-store_hold(const struct store_outrec *o, const char *line, size_t len)
-{
-	struct store_conn *e = store_slot(o->conn, 0);
-
-	if (o->type == REC_OPEN && store.heldlen + len > STORE_HELD_MAX) {
-		if (e != NULL)
-			e->dropped = 1;
-		store_gap_add(o->conn, 0);
-		return;
 	}
-	if (store_held_room(len) < 0) {
-		store_gap_add(o->conn, 0);
-		return;
-	}
-	memcpy(store.held + store.heldlen, line, len);
-	store.heldlen += len;
-}
-
-/* The output buffer could not be written: its data is counted in the gap and dropped, its
- * open and close lines are held. */
-static void
-store_divert(void)
-{
-	for (size_t i = 0; i < store.nrecs; i++) {
-		const struct store_outrec *o = &store.recs[i];
-		size_t end = i + 1 < store.nrecs ? store.recs[i + 1].off : store.outlen;
-
-		if (o->type == REC_DATA) {
-			store_gap_add(o->conn, o->len);
-		} else if (o->type == REC_DGRAM) {
-			store.gap.dropped_bytes += o->len;
-			store.gap.dropped_records++;
-		} else
-			store_hold(o, store.out + o->off, end - o->off);
-	}
-}
-
-/* With the file failing: once every STORE_RETRY_MS (or now, when forced), tries to write the
- * gap record and the held lines.  Returns 1 when the file took them. */
-static int
-store_recover(int force)
-{
-	static char line[REC_GAP_LEN(STORE_GAP_CONNS)];
-	int64_t now = io_now_ms();
-	size_t n = 0;
-
-	if (!force && now < store.retry_ms)
-		return 0;
-	store.retry_ms = now + STORE_RETRY_MS;
-	if (store.args->format == STORE_JSONL && store.gap.dropped_records > 0) {
-		store.gap.ts_us = rec_now_us();
-		store.gap.conns = store.gap_conns;
-		n = rec_format_gap(line, &store.gap);
-	}
-	/* One write: the gap record and the held lines go in together or not at all (with
-	 * --inetd another process may append between two writes). */
-	if (store_held_room(n) < 0)
-		return 0;
-	memmove(store.held + n, store.held, store.heldlen);
-	memcpy(store.held, line, n);
-	if (store_write(store.held, store.heldlen + n) < 0) {
-		memmove(store.held, store.held + n, store.heldlen);
-		return 0;
-	}
-	if (store.fail_reported)
-		log_warnx("%s is writable again; a gap record says what was lost: %llu data bytes "
-		    "in %llu records of %zu%s connections", store.args->path,
-		    (unsigned long long)store.gap.dropped_bytes,
-		    (unsigned long long)store.gap.dropped_records, store.gap.nconns,
-		    store.gap.truncated ? "+" : "");
-	store.fail_reported = 0;
-	store.failing = 0;
-	store.heldlen = 0;
-	memset(&store.gap, 0, sizeof(store.gap));
-	return 1;
-}
-
-/* --store-full block: while the file cannot be written, the output buffer is kept, nothing
- * more is read from the pipe, and sessions wait for room in it; the write is tried again every
- * STORE_RETRY_MS. */
-static int
-store_blocked(void)
-{
-	return store.block && store.failing;
-}
-
-static void
-store_flush_block(void)
-{
-	int64_t now = io_now_ms();
-
-	if (store.failing && now < store.retry_ms)
-		return;
-	if (store_write(store.out, store.outlen) < 0) {
-		if (!store.failing)
-			log_warn("cannot write %s; holding sessions back until it works again",
-			    store.args->path);
-		store.failing = 1;
-		store.retry_ms = now + STORE_RETRY_MS;
-		return;
-	}
-	if (store.failing)
-		log_warnx("%s is writable again; sessions go on", store.args->path);
-	store.failing = 0;
-	store.outlen = 0;
-	store.nrecs = 0;
-	if (store.args->fsync == FSYNC_ALWAYS)
-		store_sync(1);
-}
-
-/* The master's word at the end of a shutdown (SIGUSR1): a disk that is still full is not
- * waited for any longer; from now on what cannot be written is dropped and said, as in the
- * drop policy, so that the store can drain the pipe and exit. */
-static void
-store_give_up(void)
-{
-	store_giveup = 0;
-	if (!store.block)
-		return;
-	store.block = 0;
-	if (store.failing) {
-		log_warnx("shutting down with %s still not writable: dropping what cannot be "
-		    "written", store.args->path);
-		store.fail_reported = 1;
-		store_divert();
-		store.outlen = 0;
-		store.nrecs = 0;
-	}
-}
-
-/* Writes the output buffer.  When the file cannot take it (disk full, file too large, I/O
- * error), records are dropped until it can: the data counted in a gap record, the open and
- * close lines held (store_divert).  The raw format has no records to say so: its bytes are
- * dropped and counted in the log. */
-static void
-store_flush(void)
-{
-	if (store.block) {
-		store_flush_block();
-		return;
-	}
-	if (store.failing && !store_recover(0)) {
-		store_divert();
-	} else if (store_write(store.out, store.outlen) < 0) {
-		/* Diagnosed once, and again only a minute later: a nearly full disk takes some
-		 * writes and refuses others, and must not flood the log. */
-		if (io_now_ms() - store.fail_logged_ms >= 60000) {
-			log_warn("cannot write %s; dropping records until it works again",
-			    store.args->path);
-			store.fail_logged_ms = io_now_ms();
-			store.fail_reported = 1;
-		}
-		store.failing = 1;
-		store.retry_ms = io_now_ms() + STORE_RETRY_MS;
-		store.dropped_writes++;
-		store_divert();
-	}
-	store.outlen = 0;
-	store.nrecs = 0;
-	if (store.args->fsync == FSYNC_ALWAYS)
-		store_sync(1);
+	r = store_repair(store.fd, store.args->path, store.args->format);
+	if (r == 0)
+		r = store_write_locked(buf, len);
+	err = errno;
+	flock(store.fd, LOCK_UN);
+	errno = err;
+	return r;
 }
 
 static void
@@ -523,45 +343,66 @@ store_sync(int force)
 	store.last_sync_ms = now;
 }
 
-/* Keeps the per-connection count, and drops the close of a connection whose open was dropped
- * (returns 0 for a record to leave out). */
-static int
-store_track(struct rec *r)
+/* Says what store_buf_flush reports. */
+static void
+store_say(enum store_buf_event ev)
 {
-	struct store_conn *e = store_slot(r->conn, 0);
-	int keep = 1;
+	const struct rec_gap *g = store_buf_said(store.buf);
+	const char *path = store.args->path;
 
-	if (r->type == REC_OPEN)
-		store_conn_open(r->conn);
-	else if (r->type == REC_DATA && e != NULL)
-		e->bytes += r->len;
-	else if (r->type == REC_CLOSE && e != NULL) {
-		if (r->flags & REC_F_BEHALF)
-			r->bytes = e->bytes;
-		if (e->dropped) {
-			store_gap_add(r->conn, 0);
-			keep = 0;
-		}
-		store_conn_close(e);
+	switch (ev) {
+	case STORE_BUF_OK:
+		break;
+	case STORE_BUF_DROPPING:
+		/* Said at most once a minute (store_buf): a nearly full disk takes some writes
+		 * and refuses others, and must not flood the log. */
+		log_warn("cannot write %s; dropping records until it works again", path);
+		break;
+	case STORE_BUF_HOLDING:
+		log_warn("cannot write %s; holding sessions back until it works again", path);
+		break;
+	case STORE_BUF_RECOVERED:
+		log_warnx("%s is writable again; a gap record says what was lost: %llu data bytes "
+		    "in %llu records of %zu%s connections", path,
+		    (unsigned long long)g->dropped_bytes, (unsigned long long)g->dropped_records,
+		    g->nconns, g->truncated ? "+" : "");
+		break;
+	case STORE_BUF_WRITABLE:
+		log_warnx("%s is writable again; sessions go on", path);
+		break;
 	}
-	return keep;
+}
+
+/* Writes the output buffer (store_buf decides what happens when the file cannot take it). */
+static void
+store_flush(void)
+{
+	store_say(store_buf_flush(store.buf, store_now()));
+	if (store.args->fsync == FSYNC_ALWAYS)
+		store_sync(1);
+}
+
+/* The master's word at the end of a shutdown (SIGUSR1): with --store-full block, a disk that is
+ * still full is not waited for any longer; from now on what cannot be written is dropped and
+ * said, as in the drop policy, so that the store can drain the pipe and exit. */
+static void
+store_give_up(void)
+{
+	store_giveup = 0;
+	if (store_buf_give_up(store.buf))
+		log_warnx("shutting down with %s still not writable: dropping what cannot be "
+		    "written", store.args->path);
 }
 
 /* Formats a whole datagram, which may need more room than one frame's record. */
+static void store_add(struct rec *r, struct store_buf_now now);
+
 static void
 store_emit_dgram(const struct rec *r)
 {
-	if (store.outlen + REC_DGRAM_JSON_LEN(r->len) > sizeof(store.out) ||
-	    store.nrecs == STORE_OUTRECS)
-		store_flush();
-	store.recs[store.nrecs++] = (struct store_outrec){ .off = (uint32_t)store.outlen,
-	    .len = (uint32_t)r->len, .type = REC_DGRAM };
-	if (store.args->format == STORE_RAW) {
-		memcpy(store.out + store.outlen, r->data, r->len);
-		store.outlen += r->len;
-		return;
-	}
-	store.outlen += rec_format_json(store.out + store.outlen, r);
+	struct rec d = *r;
+
+	store_add(&d, store_now());
 }
 
 static void
@@ -611,92 +452,59 @@ store_dgram(const struct rec *r)
 	}
 }
 
+/* Adds a record to the output buffer, which writes itself when full. */
 static void
-store_emit(struct rec *r)
+store_add(struct rec *r, struct store_buf_now now)
 {
-	struct store_outrec *o;
-	struct store_conn *e = NULL;
-	struct rec_carry carry = { .n = 0 };
-	size_t n;
+	enum store_buf_event ev = store_buf_add(store.buf, r, now);
 
-	if (r->type == REC_DGRAM || r->type == REC_DGRAM_MORE) {
+	if (ev != STORE_BUF_OK)
+		store_say(ev);
+	if (store.dirty && store.args->fsync == FSYNC_ALWAYS)
+		store_sync(1);
+}
+
+/* The master dropped records it owed while the pipe was full (its queue is bounded): said in
+ * the log here and in the file by the next gap record. */
+static void
+store_master_gap(const struct rec *r, struct store_buf_now now)
+{
+	uint64_t records, conns[REC_GAP_CONNS];
+	size_t n = r->len / sizeof(uint64_t) - 1;
+
+	memcpy(&records, r->data, sizeof(records));
+	memcpy(conns, r->data + sizeof(records), n * sizeof(uint64_t));
+	log_warnx("the master dropped %llu records of %zu%s connections while the store pipe was "
+	    "full; a gap record says which", (unsigned long long)records, n,
+	    (r->flags & REC_F_TRUNC) ? "+" : "");
+	store_buf_note_dropped(store.buf, records, conns, n, (r->flags & REC_F_TRUNC) != 0, now);
+}
+
+static void
+store_emit(struct rec *r, struct store_buf_now now)
+{
+	if (r->type == REC_DGRAM || r->type == REC_DGRAM_MORE)
 		store_dgram(r);
-		return;
-	}
-	/* Taken before store_track, which forgets a connection at its close. */
-	if (r->type == REC_DATA || r->type == REC_CLOSE)
-		e = store_slot(r->conn, 0);
-	if (e != NULL)
-		carry = e->carry;
-	if (!store_track(r))
-		return;
-	if (store.outlen + REC_JSON_MAX > sizeof(store.out) || store.nrecs == STORE_OUTRECS)
-		store_flush();
-	o = &store.recs[store.nrecs++];
-	*o = (struct store_outrec){ .off = (uint32_t)store.outlen, .len = (uint32_t)r->len,
-	    .type = (uint8_t)r->type, .conn = r->conn };
-	if (store.args->format == STORE_RAW) {
-		if (r->type == REC_DATA) {
-			memcpy(store.out + store.outlen, r->data, r->len);
-			store.outlen += r->len;
-		}
-		return;
-	}
-	n = rec_format_line(store.out + store.outlen, r, e != NULL ? &carry : NULL);
-	if (e != NULL && r->type == REC_DATA) {
-		/* The line holds the bytes carried in, less those carried out. */
-		o->len = (uint32_t)(r->len + e->carry.n - carry.n);
-		e->carry = carry;
-	}
-	if (n == 0)
-		store.nrecs--;
-	store.outlen += n;
-}
-
-/* A start or stop line, kept like an open or close line when the file cannot take it. */
-static void
-store_emit_life(const char *line, size_t len)
-{
-	if (store.args->format == STORE_RAW)
-		return;
-	if (store.outlen + len > sizeof(store.out) || store.nrecs == STORE_OUTRECS)
-		store_flush();
-	store.recs[store.nrecs++] = (struct store_outrec){ .off = (uint32_t)store.outlen,
-	    .type = REC_CLOSE };
-	memcpy(store.out + store.outlen, line, len);
-	store.outlen += len;
-}
-
-/* The first line of a server life: who writes, and the options that shape the file. */
-static void
-store_start_record(const struct store_args *a)
-{
-	static const char *const fsyncs[] = { "always", "everysec", "no" };
-	char host[256] = "", line[REC_START_LEN];
-	struct rec_start st = { .ts_us = rec_now_us(), .version = MPECHO_VERSION, .host = host,
-	    .pid = a->master > 0 ? a->master : getppid(), .fsync = fsyncs[a->fsync],
-	    .full = a->full == STORE_FULL_BLOCK ? "block" : "drop", .inetd = a->shared };
-
-	gethostname(host, sizeof(host) - 1);
-	store_emit_life(line, rec_format_start(line, &st));
+	else if (r->type == REC_GAP)
+		store_master_gap(r, now);
+	else
+		store_add(r, now);
 }
 
 /* Formats every whole frame in the input buffer and keeps the incomplete tail. */
 static void
 store_consume(void)
 {
+	struct store_buf_now now = store_now();
 	size_t off = 0;
 	struct rec r;
 	ssize_t n;
 
 	while (off < store.inlen) {
-		/* Blocking: a full output buffer must be written before anything more is taken
-		 * (room for the largest record: a whole datagram). */
-		if (store.block && (store.outlen + REC_DGRAM_JSON_LEN(REC_DGRAM_MAX) >
-		    sizeof(store.out) ||
-		    store.nrecs == STORE_OUTRECS)) {
+		/* Blocking: a full output buffer must be written before anything more is taken. */
+		if (store_buf_wants_flush(store.buf)) {
 			store_flush();
-			if (store_blocked())
+			if (store_buf_blocked(store.buf))
 				break;
 		}
 		n = rec_decode(store.in + off, store.inlen - off, &r);
@@ -711,7 +519,7 @@ store_consume(void)
 			off++;
 			continue;
 		}
-		store_emit(&r);
+		store_emit(&r, now);
 		off += (size_t)n;
 	}
 	memmove(store.in, store.in + off, store.inlen - off);
@@ -728,9 +536,9 @@ store_drain_present(int pipe_rd)
 	size_t want, room;
 	ssize_t n;
 
-	if (store_blocked() || ioctl(pipe_rd, FIONREAD, &avail) < 0 || avail <= 0)
+	if (store_buf_blocked(store.buf) || ioctl(pipe_rd, FIONREAD, &avail) < 0 || avail <= 0)
 		return;
-	for (want = (size_t)avail; want > 0 && !store_blocked(); want -= (size_t)n) {
+	for (want = (size_t)avail; want > 0 && !store_buf_blocked(store.buf); want -= (size_t)n) {
 		room = sizeof(store.in) - store.inlen;
 		if (room == 0)
 			return;
@@ -787,7 +595,7 @@ store_drain(int pipe_rd)
 	ssize_t n;
 
 	while (got < STORE_DRAIN_MAX) {
-		if (store_blocked())
+		if (store_buf_blocked(store.buf))
 			return DRAIN_BLOCKED;
 		n = io_read(pipe_rd, store.in + store.inlen, sizeof(store.in) - store.inlen);
 		if (n == 0)
@@ -805,53 +613,51 @@ store_drain(int pipe_rd)
 	return DRAIN_MORE;
 }
 
-/* At exit: a connection opened but never closed lost its session and its master. */
+/* The first line of a server life: who writes, and the options that shape the file. */
 static void
-store_close_lost(void)
+store_start_record(const struct store_args *a)
 {
-	unsigned char buf[8 + REC_REASON_MAX];
-	struct rec r;
+	static const char *const fsyncs[] = { "always", "everysec", "no" };
+	char host[256] = "", line[REC_START_LEN];
+	struct rec_start st = { .ts_us = rec_now_us(), .version = MPECHO_VERSION, .host = host,
+	    .pid = a->master > 0 ? a->master : getppid(), .fsync = fsyncs[a->fsync],
+	    .full = a->full == STORE_FULL_BLOCK ? "block" : "drop", .inetd = a->shared };
 
-	for (size_t i = 0; i < store.cap; i++) {
-		if (store.tab[i].conn == 0 || store.tab[i].conn == STORE_TOMB)
-			continue;
-		memset(&r, 0, sizeof(r));
-		r.type = REC_CLOSE;
-		r.conn = store.tab[i].conn;
-		r.ts_us = rec_now_us();
-		r.len = rec_close_payload(buf, 0, "lost") - 8;
-		r.data = buf + 8;
-		r.flags = REC_F_BEHALF;
-		store_emit(&r);
-	}
+	gethostname(host, sizeof(host) - 1);
+	store_say(store_buf_add_line(store.buf, line, rec_format_start(line, &st), store_now()));
 }
 
 static void
 store_finish(void)
 {
-	if (store.live > 0) {
-		log_warnx("%zu connections had no close record; closing them as lost", store.live);
-		store_close_lost();
+	const struct rec_gap *g;
+
+	if (store_buf_live(store.buf) > 0) {
+		log_warnx("%zu connections had no close record; closing them as lost",
+		    store_buf_live(store.buf));
+		store_buf_close_lost(store.buf, store_now());
 	}
 	/* A clean end: every writer closed the pipe while the master lived (or --inetd's session
 	 * ended).  A store whose master died writes no stop: that life did not end cleanly. */
 	if (store.args->shared || store_orphaned == 0) {
 		char line[REC_START_LEN];
 
-		store_emit_life(line, rec_format_stop(line, rec_now_us()));
+		store_say(store_buf_add_line(store.buf, line, rec_format_stop(line, rec_now_us()),
+		    store_now()));
 	}
 	store_flush();
-	if (store.failing)
-		store_recover(1);
+	if (store_buf_failing(store.buf))
+		store_say(store_buf_finish(store.buf, store_now()));
 	store_sync(1);
 	close(store.fd);
-	if (store.failing) {
+	if (store_buf_failing(store.buf)) {
 		/* The file never took them: the gap is said here, and in the exit status. */
+		g = store_buf_gap(store.buf);
 		log_warnx("%s could not be written: lost %llu data bytes in %llu records of "
 		    "%zu%s connections, and %zu bytes of open and close records",
-		    store.args->path, (unsigned long long)store.gap.dropped_bytes,
-		    (unsigned long long)store.gap.dropped_records, store.gap.nconns,
-		    store.gap.truncated ? "+" : "", store.heldlen);
+		    store.args->path, (unsigned long long)g->dropped_bytes,
+		    (unsigned long long)g->dropped_records, g->nconns,
+		    g->truncated ? "+" : "", store_buf_held(store.buf));
 		_exit(EX_IOERR);
 	}
 	_exit(0);
@@ -887,30 +693,32 @@ static void
 store_setup(const struct store_args *a)
 {
 	static const int blocked[] = { SIGHUP, SIGUSR1, SIGUSR2, 0 };
+	struct store_buf_cfg cfg;
 
 	store.args = a;
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
 	if (store.fd < 0)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
-	if (!a->shared)
+	if (!a->shared) {
 		store_take_lock(store.fd, a->path);
+		if (store_repair(store.fd, a->path, a->format) < 0)
+			log_warn("cannot cut the torn last line off %s", a->path);
+	}
+	store_buf_defaults(&cfg, a->format, a->full == STORE_FULL_BLOCK, store_write, NULL);
+	store.buf = store_buf_new(&cfg);
+	if (store.buf == NULL)
+		fatal(EX_OSERR, "store buffer");
 	/* The master's first store starts the life; one restarted after a crash (filefd -1)
 	 * goes on with it. */
 	if (a->filefd >= 0)
 		store_start_record(a);
-	store.cap = 1024;
-	store.tab = calloc(store.cap, sizeof(*store.tab));
-	if (store.tab == NULL)
-		fatal(EX_OSERR, "store table");
 	store.last_sync_ms = io_now_ms();
-	store.fail_logged_ms = store.last_sync_ms - 60000;
 	sig_default(SIGCHLD);
 	/* The store outlives a TERM or INT sent to the whole process group: it ends when the
 	 * pipe's last writer closes, so nothing in flight is lost. */
 	sig_ignore(SIGTERM);
 	sig_ignore(SIGINT);
 	sig_handle(SIGUSR1, store_sigusr1, 0);
-	store.block = a->full == STORE_FULL_BLOCK;
 	/* Past a file size limit, write(2) should fail with EFBIG and be handled like a full
 	 * disk, not kill the store. */
 	sig_ignore(SIGXFSZ);
@@ -952,7 +760,7 @@ store_coalesce(const struct pollfd *pfd, const sigset_t *waitmask)
 
 	if (!(pfd->revents & POLLIN) || (pfd->revents & (POLLHUP | POLLERR)) ||
 	    store_pipe_busy() || store.args->fsync == FSYNC_ALWAYS ||
-	    store_hup || store_giveup || store_blocked())
+	    store_hup || store_giveup || store_buf_blocked(store.buf))
 		return;
 	if (ppoll(NULL, 0, &ts, waitmask) == 0)
 		return;
@@ -982,7 +790,7 @@ store_run(const struct store_args *a)
 		if (store_giveup)
 			store_give_up();
 		/* What a blocked store left unread in its input, once it can write again. */
-		if (!store_blocked() && store.inlen > 0)
+		if (!store_buf_blocked(store.buf) && store.inlen > 0)
 			store_consume();
 		if (store_orphaned == 1) {
 			log_warnx("the master died; writing what its sessions send until the last "
@@ -1002,7 +810,7 @@ store_run(const struct store_args *a)
 			ts.tv_sec = 0;
 			ts.tv_nsec = 0;
 			tmo = &ts;
-		} else if (store.failing) {
+		} else if (store_buf_failing(store.buf)) {
 			/* Try the file again even when nothing comes. */
 			ts.tv_sec = 0;
 			ts.tv_nsec = STORE_RETRY_MS * 1000000L;
@@ -1014,7 +822,7 @@ store_run(const struct store_args *a)
 			tmo = &ts;
 		}
 		/* Blocked, the pipe is not read, so it must not wake the loop either. */
-		if (ppoll(&pfd, store_blocked() ? 0 : 1, tmo, &waitmask) < 0) {
+		if (ppoll(&pfd, store_buf_blocked(store.buf) ? 0 : 1, tmo, &waitmask) < 0) {
 			if (errno != EINTR)
 				fatal(EX_OSERR, "ppoll");
 		} else {

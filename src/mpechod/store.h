@@ -24,7 +24,8 @@ struct store_args {
 	pid_t master;      /* the master's pid, to notice its death */
 };
 
-/* Opens path for appending (creating it 0644); returns the fd or -1 with errno. */
+/* Opens path for appending (creating it 0600: every
+ * client's messages are in it); returns the fd or -1 with errno. */
 int store_open(const char *path);
 /* The store's lock: one writer per file.  An flock(2) on the store's descriptor, taken without
  * waiting; returns 0, or -1 with errno (EWOULDBLOCK: another store holds it). */

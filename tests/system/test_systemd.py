@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from conftest import PREFORK, ROOT, SANITIZED, SLOW, wait_until
+from conftest import PREFORK, ROOT, SANITIZED, SLOW, record_bytes, wait_until
 
 NSPAWN = shutil.which("systemd-nspawn")
 pytestmark = [
@@ -294,7 +294,7 @@ def by_port(records):
         elif r.get("conn") not in current:
             continue
         elif r["ev"] == "data":
-            current[r["conn"]]["data"] += r["data"].encode("latin-1")
+            current[r["conn"]]["data"] += record_bytes(r)
         elif r["ev"] == "close":
             current[r["conn"]]["close"].append(r)
     return out
