@@ -20,6 +20,7 @@
 
 #define SB_TOMB UINT64_MAX
 #define SB_GAP_CONNS 256
+#define SB_CLOSED_RING 1024
 
 /* Bytes recorded per open connection, to count for a close the master writes on behalf of a
  * killed session, and to close at exit any connection whose close never came. */
@@ -58,6 +59,12 @@ struct store_buf {
 	struct sb_conn *tab;
 	size_t cap, used, live;
 	char gapline[REC_GAP_LEN(SB_GAP_CONNS)];
+	/* The connections this store saw closed last: a close the master writes for a session
+	 * that died after its own close got into the pipe (before it marked it written) is then
+	 * known for a duplicate.  A connection opened before this store started is not in it, so
+	 * the master's close for it is written. */
+	uint64_t closed_ring[SB_CLOSED_RING];
+	unsigned closed_next;
 };
 
 int
@@ -397,6 +404,15 @@ store_buf_blocked(const struct store_buf *b)
 	return b->cfg.block && b->failing;
 }
 
+static int
+sb_closed_lately(const struct store_buf *b, uint64_t conn)
+{
+	for (size_t i = 0; i < SB_CLOSED_RING; i++)
+		if (b->closed_ring[i] == conn)
+			return 1;
+	return 0;
+}
+
 /* Keeps the per-connection count, and drops the close of a connection whose open was dropped
  * (returns 0 for a record to leave out).  A close remembers where its open is when that is in
  * the same batch, so that dropping one drops the other (sb_divert_close). */
@@ -418,9 +434,13 @@ sb_track(struct store_buf *b, struct rec *r, int32_t *open_idx)
 		}
 	} else if (r->type == REC_DATA && e != NULL) {
 		e->bytes += r->len;
+	} else if (r->type == REC_CLOSE && e == NULL && (r->flags & REC_F_BEHALF) &&
+	    sb_closed_lately(b, r->conn)) {
+		return 0;
 	} else if (r->type == REC_CLOSE && e != NULL) {
 		if (r->flags & REC_F_BEHALF)
 			r->bytes = e->bytes;
+		b->closed_ring[b->closed_next++ % SB_CLOSED_RING] = r->conn;
 		e->conn = SB_TOMB;
 		b->live--;
 		if (e->dropped) {

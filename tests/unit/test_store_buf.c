@@ -453,3 +453,26 @@ Test(flush, the_masters_open_after_the_sessions_own_is_dropped)
 	cr_assert_eq(count_conn(4, OPEN_EV), 1);
 	store_buf_free(b);
 }
+
+Test(flush, the_masters_close_after_the_sessions_own_is_dropped)
+{
+	struct store_buf *b = new_buf(STORE_JSONL, 0, 0);
+	struct rec own = { .type = REC_CLOSE, .conn = 5, .pid = 42, .ts_us = at(1).us };
+
+	own.len = rec_close_payload((unsigned char *)payload, 4, "eof") - 8;
+	own.data = (const unsigned char *)payload + 8;
+	add(b, REC_OPEN, 5, "127.0.0.1:5", 0);
+	add(b, REC_DATA, 5, "abcd", 0);
+	/* The session's own close got into the pipe; it died before it marked it written, and
+	 * the master writes one on its behalf. */
+	store_buf_add(b, &own, at(1));
+	add(b, REC_CLOSE, 5, NULL, 2);
+	store_buf_flush(b, at(2));
+	cr_assert_eq(count_conn(5, CLOSE_EV), 1);
+	/* A connection opened before this store started (a restart): the master's close is the
+	 * only one, and is kept. */
+	add(b, REC_CLOSE, 6, NULL, 3);
+	store_buf_flush(b, at(3));
+	cr_assert_eq(count_conn(6, CLOSE_EV), 1);
+	store_buf_free(b);
+}
