@@ -83,10 +83,11 @@ check_stream(const uint8_t *data, size_t size)
 		}
 		if ((size_t)n > size - off || (size_t)n > REC_FRAME_MAX)
 			abort();
-		/* A datagram's later frames are put together by the store, not formatted alone. */
+		/* A datagram's later frames are put together by the store, not formatted alone; the
+		 * master's gap frame the store says in a gap record of its own (rec_format_gap). */
 		size_t len = rec_format_json(json, &r);
-		if (r.type == REC_DGRAM_MORE ? len != 0 : (len == 0 || len > sizeof(json) ||
-		    json[len - 1] != '\n' || memchr(json, '\n', len - 1) != NULL))
+		if (r.type == REC_DGRAM_MORE || r.type == REC_GAP ? len != 0 : (len == 0 ||
+		    len > sizeof(json) || json[len - 1] != '\n' || memchr(json, '\n', len - 1) != NULL))
 			abort();
 		off += (size_t)n;
 	}
