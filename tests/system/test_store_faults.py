@@ -250,28 +250,36 @@ def test_records_never_stored_make_the_exit_status_74(start_server, tmp_path):
     assert any("were never stored" in l for l in srv.lines), srv.output(last=20)
 
 
+def kill_pool_after_its_record(start_server, doomed, cond=""):
+    """A server with one pool process; gdb kills that process right after its writev of a
+    record to the store pipe (the first, or the first cond holds for) while doomed() makes it
+    serve a connection.  Then one more client, and the store: each connection must have exactly
+    one open and one close."""
+    srv = start_server(*([] if PREFORK else ["--prefork"]), "-c", "1")
+    pipe = srv.store_pipe()[1]
+    pool = wait_until(lambda: srv.sessions(), 10, what="the pool process")[0]
+    fd = [f for f, p, mode in pipe_fds(pool) if p == pipe and mode == os.O_WRONLY][0]
+    kill_after_write(pool, "writev", fd, lambda: doomed(srv.port), cond=cond)
+    srv.wait_line("killed by signal 9", timeout=10)
+    assert echo(srv.port, b"after") == b"after"
+    assert srv.stop() == 0
+    conns = store_by_conn([r for r in check_store(srv.store_path) if r["ev"] != "gap"])
+    assert len(conns) == 2, conns
+    for n, c in conns.items():
+        assert c["opens"] == 1 and len(c["close"]) == 1, (n, c)
+
+
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="no gdb")
 def test_a_session_killed_right_after_writing_its_open_leaves_one_open(start_server):
     """Suspected in issue 22, and real: a session that dies after its open record is in the
     pipe but before it marks it written gets a second open from the master.  gdb stops the one
     pool process at its write to the store pipe, lets the write happen, and kills it there."""
-    srv = start_server(*([] if PREFORK else ["--prefork"]), "-c", "1")
-    pipe = srv.store_pipe()[1]
-    pool = wait_until(lambda: srv.sessions(), 10, what="the pool process")[0]
-    fd = [f for f, p, mode in pipe_fds(pool) if p == pipe and mode == os.O_WRONLY][0]
-
-    def doomed():
-        c = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
+    def doomed(port):
+        c = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
         c.sendall(b"doomed")
         c.close()
 
-    kill_after_write(pool, "writev", fd, doomed)
-    srv.wait_line("killed by signal 9", timeout=10)
-    assert echo(srv.port, b"after") == b"after"
-    assert srv.stop() == 0
-    conns = store_by_conn([r for r in check_store(srv.store_path) if r["ev"] != "gap"])
-    for n, c in conns.items():
-        assert c["opens"] == 1 and len(c["close"]) == 1, (n, c)
+    kill_pool_after_its_record(start_server, doomed)
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="no gdb")
@@ -281,23 +289,11 @@ def test_a_session_killed_right_after_writing_its_close_leaves_one_close(start_s
     close the master writes for a connection it saw closed lately.  gdb stops the one pool
     process at its writev of a close frame (the frame header's type byte, offset 2, is 3) to the
     store pipe, lets the write happen, and kills it there."""
-    srv = start_server(*([] if PREFORK else ["--prefork"]), "-c", "1")
-    pipe = srv.store_pipe()[1]
-    pool = wait_until(lambda: srv.sessions(), 10, what="the pool process")[0]
-    fd = [f for f, p, mode in pipe_fds(pool) if p == pipe and mode == os.O_WRONLY][0]
-
-    def doomed():
-        c = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
+    def doomed(port):
+        c = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
         c.sendall(b"doomed")
         c.shutdown(socket.SHUT_WR)
         c.recv(64)
         c.close()
 
-    kill_after_write(pool, "writev", fd, doomed, cond="*(unsigned char *)(*(long *)$rsi + 2) == 3")
-    srv.wait_line("killed by signal 9", timeout=10)
-    assert echo(srv.port, b"after") == b"after"
-    assert srv.stop() == 0
-    conns = store_by_conn([r for r in check_store(srv.store_path) if r["ev"] != "gap"])
-    assert len(conns) == 2, conns
-    for n, c in conns.items():
-        assert c["opens"] == 1 and len(c["close"]) == 1, (n, c)
+    kill_pool_after_its_record(start_server, doomed, cond="*(unsigned char *)(*(long *)$rsi + 2) == 3")
