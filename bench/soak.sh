@@ -53,9 +53,10 @@ fi
 
 WORK=$(mktemp -d /tmp/mpecho-soak.XXXXXX)
 SERVER=""
+WATCHER=""
 BENCHES=()
 cleanup() {
-	for p in "${BENCHES[@]}" $SERVER; do
+	for p in "${BENCHES[@]}" $WATCHER $SERVER; do
 		kill -KILL "$p" 2>/dev/null
 	done
 	[ -n "$SERVER" ] && { descendants "$SERVER" | xargs -r kill -KILL 2>/dev/null; }
@@ -116,6 +117,31 @@ stats() {
 
 stat_field() { grep -oE "[ ,:]$1 [0-9]+" | head -1 | grep -oE '[0-9]+$'; }
 
+# Once a second while the clients run: the master's CPU time (schedstat), the listen queue and
+# the kernel's count of connections dropped for a full one.  Keeps, in FILE, one line with the
+# longest stretch in which the master got no CPU at all, the deepest queue seen and the drops.
+watch_master() {
+	local pid=$1 port=$2 out=$3 run last="" still=0 worst=0 q qmax=0 drops0 drops
+	drops0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
+	trap 'exit 0' TERM
+	while [ -r /proc/"$pid"/schedstat ]; do
+		read -r run _ </proc/"$pid"/schedstat
+		if [ "$run" = "$last" ]; then
+			still=$((still + 1))
+			[ "$still" -gt "$worst" ] && worst=$still
+		else
+			still=0
+		fi
+		last=$run
+		q=$(ss -Hltn "sport = :$port" 2>/dev/null | awk '{ print $2; exit }')
+		[ -n "$q" ] && [ "$q" -gt "$qmax" ] && qmax=$q
+		drops=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
+		echo "the master's longest stretch without CPU time ${worst} s, listen queue at most" \
+			"$qmax, connections dropped for a full listen queue (whole machine) $((${drops:-0} - ${drops0:-0}))" >"$out"
+		sleep 1
+	done
+}
+
 BAD=0
 fail() { echo "  FAIL: $*"; BAD=1; MODEBAD=1; }
 
@@ -152,6 +178,8 @@ soak_mode() {
 			127.0.0.1 "$PORT" >"$WORK/${r%%:*}-$mode.json" 2>"$WORK/${r%%:*}-$mode.err" &
 		BENCHES+=($!)
 	done
+	watch_master "$SERVER" "$PORT" "$WORK/watch-$mode" &
+	WATCHER=$!
 	sleep "$WARM"
 	m1=$(figures "$SERVER")
 	s1=$(figures "$(store_pid)")
@@ -163,6 +191,9 @@ soak_mode() {
 		wait "$p" || rc=1
 	done
 	BENCHES=()
+	kill "$WATCHER" 2>/dev/null
+	wait "$WATCHER" 2>/dev/null
+	WATCHER=""
 
 	# Idle again: no session in progress (a bounded wait), then the figures and the zombies.
 	for i in $(seq 600); do
@@ -193,7 +224,9 @@ except (OSError, ValueError):
     sys.exit(1)
 n = r.get("requests", r.get("connects", 0))
 lat = r.get("latency_us", {})
-print(f"| {sys.argv[2]} ({r['payload']}) | {r['connections']} | {n} | {r['errors']} "
+kinds = ", ".join(f"{k} {v}" for k, v in r.get("error_kinds", {}).items() if v)
+print(f"| {sys.argv[2]} ({r['payload']}) | {r['connections']} | {n} | {r['errors']}"
+      f"{' (' + kinds + ')' if kinds else ''} "
       f"| {lat.get('p50', 0):.0f} | {lat.get('p99', 0):.0f} | {lat.get('max', 0):.0f} |")
 if r["errors"]:
     print(f"{r['errors']} errors, first: {r['first_error']}", file=sys.stderr)
@@ -221,6 +254,8 @@ EOF
 	done
 	echo
 	echo "Zombies after the load: $(zombies)"
+	# What a stall of the accept path would show (the figures that explain a client's timeout).
+	[ -s "$WORK/watch-$mode" ] && echo "Under load: $(tail -1 "$WORK/watch-$mode")"
 
 	[ "$rc" = 0 ] && [ "$errs" = 0 ] || fail "a client run reported errors: $(cat "$WORK/why-$mode" 2>/dev/null)"
 	[ "$(echo "$m0" | cut -d' ' -f3)" = "$(echo "$m3" | cut -d' ' -f3)" ] ||
