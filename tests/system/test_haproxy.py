@@ -105,7 +105,7 @@ def exchange(port, data, half_close=True):
         return me, b"".join(out)
 
 
-def settled_store(path, pred, what, timeout=20):
+def settled_store(path, pred, what, timeout=60):
     """The store's connections (store_by_conn) once pred(conns) holds."""
     def look():
         try:
@@ -288,7 +288,7 @@ def test_three_instances_behind_haproxy(start_server, tmp_path, send, balance, m
     try:
         lsock.close()  # haproxy has it now
         wait_until(lambda: hap.proc.poll() is not None or
-                   servers_checked(tmp_path / "haproxy.sock", 3), 20, interval=0.05,
+                   servers_checked(tmp_path / "haproxy.sock", 3), 60, interval=0.05,
                    what="haproxy's health checks to pass on the 3 servers")
         assert hap.proc.poll() is None, f"haproxy exited:\n{hap.output()}"
 
@@ -318,7 +318,7 @@ def test_three_instances_behind_haproxy(start_server, tmp_path, send, balance, m
             return None
         peers = [c["open"]["peer"] for st in stores for c in st.values() if c["data"]]
         return stores if len(set(clients) & set(peers)) == len(clients) else None
-    stores = wait_until(everyone_stored, 20, interval=0.05,
+    stores = wait_until(everyone_stored, 60, interval=0.05,
                         what="every client's connection in a store, every connection closed")
 
     # Every payload is at least one byte, and a health check sends none: a connection with data
