@@ -176,7 +176,7 @@ main() {
 		echo "#load_before	$(cut -d' ' -f1-3 /proc/loadavg)"
 	} >"$WORK/head"
 	for name in "${NAMES[@]}"; do
-		start_config "$name" || PID[$name]=
+		start_config "$name" || { PID[$name]=; echo "$name did not start" >>"$WORK/notes"; }
 		echo "#config	$name	${CMD[$name]:-(did not start)}" >>"$WORK/head"
 	done
 	for round in $(seq "$ROUNDS"); do

@@ -71,8 +71,9 @@ def median_table(runs, names):
                 mine = [r for r in runs if r["cell"] == cell and r["name"] == n]
                 vals = [v for v in (figure(r, fn) for r in mine if r["ok"]) if v is not None]
                 bad = len(mine) - len(vals)
-                if bad:
-                    failed.append(f"{cell} / {n}: {bad} of {len(mine)} rounds failed")
+                note = f"{cell} / {n}: {bad} of {len(mine)} rounds failed"
+                if bad and note not in failed:
+                    failed.append(note)
                 if not vals:
                     row.append("failed")
                     continue
