@@ -58,70 +58,12 @@ RAW=$WORK/raw.tsv
 NOTES=$WORK/notes.txt
 STARTED=$SECONDS
 declare -A PID PORT CMD BASEKIDS
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
-log() { printf '[%3ds] %s\n' $((SECONDS - STARTED)) "$*" >&2; }
-
-# ---- processes ----
-
-# Every descendant of the given pids, through each thread's children list (with builtins only:
-# a server holding a thousand connections has a thousand children).
-descendants() {
-	local p f c kids
-	for p in "$@"; do
-		for f in /proc/"$p"/task/*/children; do
-			[ -r "$f" ] || continue
-			kids=()
-			read -r -a kids 2>/dev/null <"$f"
-			for c in "${kids[@]}"; do
-				echo "$c"
-				descendants "$c"
-			done
-		done
-	done
-}
-
-state_of() { awk '{ sub(/.*\) /, ""); print $1 }' /proc/"$1"/stat 2>/dev/null; }
-
-alive() { local s; s=$(state_of "$1"); [ -n "$s" ] && [ "$s" != Z ]; }
-
-# Stops a server and everything it started.  Its descendants go first, deepest first, while
-# their parents live to reap them (an orphan is init's to reap); then TERM to the server, up to
-# 3 s for it to go, and KILL.
-stop_tree() {
-	local pid=$1 kids i
-	kids=$(descendants "$pid" | tac)
-	if [ -n "$kids" ]; then
-		# shellcheck disable=SC2086
-		kill -KILL $kids 2>/dev/null
-		sleep 0.2
-	fi
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 30); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	kids=$(descendants "$pid")
-	# shellcheck disable=SC2086
-	kill -KILL "$pid" $kids 2>/dev/null
-	wait "$pid" 2>/dev/null
-	return 0
-}
-
-cleanup() {
-	local s
-	trap - EXIT INT TERM
-	for s in "${!PID[@]}"; do
-		[ -n "${PID[$s]}" ] && stop_tree "${PID[$s]}"
-	done
-	PID=()
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+arm_cleanup
 
 # ---- setup ----
-
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 
 install_missing() {
 	local pkgs=()
@@ -144,18 +86,6 @@ install_missing() {
 	else
 		log "missing ${pkgs[*]} and not root: servers without their program are skipped"
 	fi
-}
-
-# A TCP port below the ephemeral range (so no client socket can hold it) that nothing uses.
-NEXT_PORT=$((20000 + $$ % 4000 * 2))
-free_port() {
-	local hex
-	while :; do
-		NEXT_PORT=$((NEXT_PORT + 1))
-		hex=$(printf ':%04X ' "$NEXT_PORT")
-		grep -q "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null || break
-	done
-	echo "$NEXT_PORT"
 }
 
 # The mpechod --prefork servers.
@@ -261,8 +191,7 @@ wait_ready() {
 	local name=$1 i
 	for i in $(seq 50); do
 		alive "${PID[$name]}" || return 1
-		if { ! serves_tcp "$name" ||
-		    "$BENCH" -d 0.1 -t 1000 rr 127.0.0.1 "${PORT[$name]}" >/dev/null 2>&1; } &&
+		if { ! serves_tcp "$name" || echoes_tcp "${PORT[$name]}"; } &&
 		    { ! serves_udp "$name" ||
 		    "$BENCH" -d 0.1 -t 100 udp 127.0.0.1 "${PORT[$name]}" >/dev/null 2>&1; }; then
 			return 0
@@ -296,17 +225,14 @@ start_server() {
 # Waits (5 s at most) until the server is back to the processes it had when idle, so a cell
 # does not pay for the last one's exits.
 settle() {
-	local name=$1 i
+	local name=$1
 	# A prefork pool does not shrink back within seconds, and its processes do not exit after
 	# a connection: there is nothing to wait for.
 	if is_prefork "$name"; then
 		sleep 0.2
 		return 0
 	fi
-	for i in $(seq 50); do
-		[ "$(descendants "${PID[$name]}" | wc -l)" -le "${BASEKIDS[$name]}" ] && return 0
-		sleep 0.1
-	done
+	settle_tree "${PID[$name]}" "${BASEKIDS[$name]}" && return 0
 	# Stuck children (a stalled stream's) stay until the server stops; later cells need not
 	# wait for them again.
 	BASEKIDS[$name]=$(descendants "${PID[$name]}" | wc -l)
@@ -314,26 +240,6 @@ settle() {
 }
 
 # ---- the matrix ----
-
-# The cell's mpecho-bench arguments in ARGS, its duration in CELL_DUR and its timeout in
-# CELL_TMO.
-cell_args() {
-	CELL_DUR=$DUR
-	CELL_TMO=$TMO
-	case $1 in
-	conn1) ARGS=(-c 1 --rst connect) ;;
-	conn32) ARGS=(-c 32 --rst connect) ;;
-	rr1) ARGS=(-c 1 rr) ;;
-	rr32) ARGS=(-c 32 rr) ;;
-	stream) ARGS=(-c 1 stream) ;;
-	stream_text) ARGS=(-c 1 --text stream) ;;
-	hold) ARGS=(-c "$HOLD_C" hold) ;;
-	udp1) ARGS=(-c 1 udp); CELL_TMO=$UDP_TMO ;;
-	udp32) ARGS=(-c 32 udp); CELL_TMO=$UDP_TMO ;;
-	flood_rst) ARGS=(-c 32 --flood-close rst flood); CELL_DUR=$FLOOD_DUR ;;
-	flood_fin) ARGS=(-c 32 --flood-close fin flood); CELL_DUR=$FLOOD_DUR ;;
-	esac
-}
 
 # The CPU ticks of the fork-mode mpechod's long-lived children (its store, and its datagram
 # process, idle in the TCP cells), or nothing for another server: sessions come and go.
@@ -364,7 +270,7 @@ with_store_cpu() {
 }
 
 run_cell() {
-	local round=$1 name=$2 cell=$3 out rc limit helpers0 t0
+	local round=$1 name=$2 cell=$3 out rc helpers0 t0
 	if [ -n "${PID[$name]:-}" ] && ! alive "${PID[$name]}"; then
 		echo "round $round: $name had died before $cell; restarted it" >>"$NOTES"
 		log "$name died; restarting it"
@@ -377,13 +283,9 @@ run_cell() {
 		printf '%s\t%s\t%s\tdown\tnull\n' "$round" "$name" "$cell" >>"$RAW"
 		return
 	fi
-	cell_args "$cell"
-	# mpecho-bench bounds itself by the duration + 3 timeouts + 10 s; this is only a backstop.
-	limit=$((CELL_DUR + 3 * CELL_TMO / 1000 + 15))
 	helpers0=$(helpers_ticks "$name")
 	t0=$(date +%s%N)
-	out=$(timeout -k 2 "$limit" "$BENCH" --json -d "$CELL_DUR" -t "$CELL_TMO" --pid "${PID[$name]}" \
-	    "${ARGS[@]}" 127.0.0.1 "${PORT[$name]}" 2>>"$WORK/bench.err")
+	out=$(bench_cell "$cell" "${PID[$name]}" "${PORT[$name]}" "$WORK/bench.err")
 	rc=$?
 	out=$(with_store_cpu "$name" "$out" "$helpers0" "$t0")
 	printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$cell" "$rc" "${out:-null}" >>"$RAW"
@@ -404,18 +306,6 @@ restart() {
 	log "$1: restarting"
 	stop_tree "${PID[$1]}"
 	start_server "$1" || { PID[$1]=; echo "$1 could not be restarted" >>"$NOTES"; }
-}
-
-# The servers in an order that moves by one at each step, so none is always first after a
-# heavy cell.
-rotate() {
-	local k=$1 n i
-	shift
-	n=$#
-	local a=("$@")
-	for ((i = 0; i < n; i++)); do
-		echo "${a[$(((i + k) % n))]}"
-	done
 }
 
 forkrate() {
@@ -475,11 +365,7 @@ floods() {
 
 main() {
 	local round cell name c k=0
-	[ -x "$BENCH" ] && [ -x "$MPECHOD" ] || { echo "compare.sh: run make first" >&2; exit 1; }
-	# Copies, so that a rebuild during the run changes nothing in it.
-	cp "$BENCH" "$WORK/mpecho-bench" && cp "$MPECHOD" "$WORK/mpechod" || exit 1
-	BENCH=$WORK/mpecho-bench
-	MPECHOD=$WORK/mpechod
+	use_copies compare.sh
 	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 	install_missing
 	cc -O2 -o "$WORK/forkrate-dynamic" "$HERE/forkrate.c" || exit 1

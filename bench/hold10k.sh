@@ -34,6 +34,9 @@ WORK=$(mktemp -d /tmp/mpecho-hold10k.XXXXXX)
 RAW=$WORK/raw.tsv
 SERVER=
 PORT=
+# Its own log, stop and cleanup below replace the shared ones.
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 log() { printf '[%3ds] %s\n' "$SECONDS" "$*" >&2; }
 
@@ -139,13 +142,7 @@ EOF
 
 main() {
 	local size name
-	if [ ! -x "$BENCH" ] || [ ! -x "$MPECHOD" ]; then
-		echo "hold10k.sh: run make first" >&2
-		exit 1
-	fi
-	cp "$BENCH" "$WORK/mpecho-bench" && cp "$MPECHOD" "$WORK/mpechod" || exit 1
-	BENCH=$WORK/mpecho-bench
-	MPECHOD=$WORK/mpechod
+	use_copies hold10k.sh
 	# mpecho-bench raises its own limit; the server needs none per connection in its master
 	# (each session or pool process holds its one socket), but a generous one costs nothing.
 	ulimit -n "$(ulimit -Hn)"

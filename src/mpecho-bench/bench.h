@@ -42,6 +42,9 @@ extern const char *const bench_mode_names[MODE_MAX];
 
 enum err_kind { E_CONNECT, E_RESET, E_EOF, E_MISMATCH, E_EXTRA, E_TIMEOUT, E_LOCAL, E_MAX };
 extern const char *const bench_err_names[E_MAX];
+/* --payload: pseudo-random bytes, printable ASCII (--text), or UTF-8 Korean text. */
+enum bench_payload { PAYLOAD_BINARY, PAYLOAD_TEXT, PAYLOAD_KO, PAYLOAD_MAX };
+extern const char *const bench_payload_names[PAYLOAD_MAX];
 
 /* One worker's results, in memory shared with the parent.  Only that worker writes it; the
  * counters the progress line reads are stored with relaxed atomics. */
@@ -71,7 +74,8 @@ struct bench_settings {
 	int workers;             /* -w: worker processes; 0: one per CPU, at most conns */
 	int timeout_ms;          /* -t: a connect, an echo or a stalled stream fails after this */
 	pid_t pid;               /* --pid: the server; 0: the process listening on the port */
-	int json, text;
+	int json;
+	enum bench_payload payload;
 	int rst;                 /* close with a reset; flood: unless --flood-close fin */
 	const char *host, *port;
 	int portnum;
@@ -103,8 +107,13 @@ struct bench_run {
 /* BENCH_PATTERN pseudo-random bytes, then the pattern's start again, so that any slice of up
  * to BENCH_RBUF or the message size can be compared in one memcmp (bench_settings.c). */
 extern unsigned char *bench_pattern;
-/* Makes it, for bench_cfg's size and --text, before the workers are forked. */
+/* Makes it, for bench_cfg's size and --payload, before the workers are forked.  The ko
+ * pattern is whole UTF-8 characters, the last one ending at BENCH_PATTERN, so any slice from
+ * a character's first byte, wrapping or not, is valid UTF-8 up to where it is cut. */
 void bench_pattern_make(void);
+/* Where a connection's bytes start in the pattern, from a hash: h % BENCH_PATTERN, moved on to
+ * the next character's first byte for the ko payload. */
+uint64_t bench_pattern_start(uint64_t h);
 
 static inline int64_t
 bench_now_ns(void)

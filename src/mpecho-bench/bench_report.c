@@ -132,7 +132,7 @@ report_json_common(const struct totals *t)
 	printf(",\"port\":%d,\"connections\":%d,\"duration_s\":%g,\"size\":%zu,\"workers\":%d,"
 	    "\"timeout_ms\":%d,\"rst\":%s,\"payload\":\"%s\"", bench_cfg.portnum,
 	    bench_cfg.conns, bench_cfg.duration, bench_cfg.size, run->nworkers, bench_cfg.timeout_ms,
-	    bench_cfg.rst ? "true" : "false", bench_cfg.text ? "text" : "binary");
+	    bench_cfg.rst ? "true" : "false", bench_payload_names[bench_cfg.payload]);
 	printf(",\"errors\":%llu,\"error_kinds\":", (unsigned long long)t->errors);
 	report_json_kinds(t->err);
 	printf(",\"worker\":%d},\"first_error\":", run->worker_failures);

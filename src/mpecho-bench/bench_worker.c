@@ -315,7 +315,7 @@ conn_open(struct conn *c, int64_t now)
 
 	c->fd = socket(bench_cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	c->gen++;
-	c->base = mix64(((uint64_t)c->id << 32) | c->gen) % BENCH_PATTERN;
+	c->base = bench_pattern_start(mix64(((uint64_t)c->id << 32) | c->gen));
 	c->sent = c->rcvd = 0;
 	c->state = C_CONNECTING;
 	c->t0 = now;
