@@ -15,6 +15,8 @@
 #include "store_buf.h"
 #include "io.h"
 #include "log.h"
+#include "receipt.h"
+#include "receipt_q.h"
 #include "record.h"
 #include "sig.h"
 #include "version.h"
@@ -63,6 +65,14 @@ static struct {
 	int busy;                     /* the last window had STORE_BUSY_BYTES */
 } store;
 
+/* --echo-after: the receipts of records in the output buffer, and of records written but not
+ * yet fdatasynced (synced mode).  One list each, whatever the number of writers: group commit
+ * is a batch's receipts published at once, after its one write (and its one fdatasync). */
+static struct {
+	enum receipt_mode mode;
+	struct receipt_q inbuf, written;
+} store_rc;
+
 /* The time for store_buf, read once per batch of records. */
 static struct store_buf_now
 store_now(void)
@@ -73,6 +83,8 @@ store_now(void)
 /* The datagram being put together from its frames (store_dgram). */
 static struct {
 	uint64_t seq; /* its number; 0: none */
+	unsigned flags;
+	uint32_t receipt;
 	int64_t ts_us;
 	size_t total, got, peerlen;
 	unsigned char peer[255];
@@ -326,21 +338,69 @@ store_write(void *ctx, const char *buf, size_t len)
 	return r;
 }
 
+/* Acknowledges every receipt of the written list: one wake-up per writer. */
+static void
+store_receipts_publish(void)
+{
+	for (size_t i = 0; i < store_rc.written.len; i++)
+		receipt_publish(store_rc.written.e[i].idx, store_rc.written.e[i].tag,
+		    store_rc.written.e[i].n);
+	receipt_q_clear(&store_rc.written);
+}
+
+/* After store_buf may have ended a batch: the receipts of a batch the file took are published
+ * (written) or wait for the next fdatasync (synced); those of a batch it dropped are forgotten,
+ * and their writers never echo those bytes. */
+static void
+store_receipts_settle(void)
+{
+	if (store_rc.inbuf.len == 0)
+		return;
+	if (receipt_q_settle(&store_rc.inbuf, store_buf_gen(store.buf),
+	    store_buf_wrote_gen(store.buf), &store_rc.written) < 0)
+		log_warn("receipts");
+	if (store_rc.mode == RECEIPT_WRITTEN)
+		store_receipts_publish();
+}
+
+/* A tagged record went into the buffer (unless store_buf refused it: then it is not noted). */
+static void
+store_receipt_note(const struct rec *r, uint32_t gen, size_t outlen)
+{
+	uint32_t now = store_buf_gen(store.buf);
+	size_t len = store_buf_outlen(store.buf);
+
+	if ((now != gen ? len > 0 : len > outlen) &&
+	    receipt_q_note(&store_rc.inbuf, r->receipt, receipt_tag(r->conn), 1, now) < 0)
+		log_warn("receipts");
+	store_receipts_settle();
+}
+
 static void
 store_sync(int force)
 {
 	int64_t now;
+	int err = 0;
 
 	if (!store.dirty)
 		return;
 	now = io_now_ms();
+	/* Synced receipts waiting: at once (group commit: one fdatasync for all of them). */
+	if (store_rc.written.len > 0)
+		force = 1;
 	if (!force && store.args->fsync != FSYNC_ALWAYS &&
 	    (store.args->fsync == FSYNC_NO || now - store.last_sync_ms < 1000))
 		return;
-	if (fdatasync(store.fd) < 0 && errno != EINVAL)
+	if (fdatasync(store.fd) < 0 && errno != EINVAL) {
+		err = errno;
 		log_warn("fdatasync %s", store.args->path);
+	}
 	store.dirty = 0;
 	store.last_sync_ms = now;
+	/* Not durable: those writers never hear back (they end at their timeout). */
+	if (err != 0)
+		receipt_q_clear(&store_rc.written);
+	store_receipts_publish();
 }
 
 /* Says what store_buf_flush reports. */
@@ -378,6 +438,7 @@ static void
 store_flush(void)
 {
 	store_say(store_buf_flush(store.buf, store_now()));
+	store_receipts_settle();
 	if (store.args->fsync == FSYNC_ALWAYS)
 		store_sync(1);
 }
@@ -428,6 +489,8 @@ store_dgram(const struct rec *r)
 			return;
 		}
 		store_dg.seq = r->conn;
+		store_dg.flags = r->flags;
+		store_dg.receipt = r->receipt;
 		store_dg.ts_us = r->ts_us;
 		store_dg.total = r->total;
 		store_dg.peerlen = r->peerlen;
@@ -445,7 +508,8 @@ store_dgram(const struct rec *r)
 	store_dg.got += r->len;
 	if (store_dg.got == store_dg.total) {
 		struct rec d = { .type = REC_DGRAM, .ts_us = store_dg.ts_us, .peer = store_dg.peer,
-		    .peerlen = store_dg.peerlen, .data = store_dg.data, .len = store_dg.total };
+		    .peerlen = store_dg.peerlen, .data = store_dg.data, .len = store_dg.total,
+		    .conn = store_dg.seq, .flags = store_dg.flags, .receipt = store_dg.receipt };
 
 		store_dg.seq = 0;
 		store_emit_dgram(&d);
@@ -456,8 +520,12 @@ store_dgram(const struct rec *r)
 static void
 store_add(struct rec *r, struct store_buf_now now)
 {
+	uint32_t gen = store_buf_gen(store.buf);
+	size_t outlen = store_buf_outlen(store.buf);
 	enum store_buf_event ev = store_buf_add(store.buf, r, now);
 
+	if (store_rc.mode != RECEIPT_OFF && (r->flags & REC_F_RECEIPT))
+		store_receipt_note(r, gen, outlen);
 	if (ev != STORE_BUF_OK)
 		store_say(ev);
 	if (store.dirty && store.args->fsync == FSYNC_ALWAYS)
@@ -696,6 +764,7 @@ store_setup(const struct store_args *a)
 	struct store_buf_cfg cfg;
 
 	store.args = a;
+	store_rc.mode = receipt_mode();
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
 	if (store.fd < 0)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
@@ -759,7 +828,7 @@ store_coalesce(const struct pollfd *pfd, const sigset_t *waitmask)
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = STORE_COALESCE_NS };
 
 	if (!(pfd->revents & POLLIN) || (pfd->revents & (POLLHUP | POLLERR)) ||
-	    store_pipe_busy() || store.args->fsync == FSYNC_ALWAYS ||
+	    store_pipe_busy() || store.args->fsync == FSYNC_ALWAYS || store_rc.mode != RECEIPT_OFF ||
 	    store_hup || store_giveup || store_buf_blocked(store.buf))
 		return;
 	if (ppoll(NULL, 0, &ts, waitmask) == 0)

@@ -115,5 +115,10 @@ const struct rec_gap *store_buf_gap(const struct store_buf *b);
 const struct rec_gap *store_buf_said(const struct store_buf *b);
 /* Bytes of open and close lines held now. */
 size_t store_buf_held(const struct store_buf *b);
+/* --echo-after: the batch the buffer holds now, the last batch the file took whole (0: none),
+ * and the bytes buffered.  A data record with REC_F_WHOLE leaves no UTF-8 carry behind. */
+uint32_t store_buf_gen(const struct store_buf *b);
+uint32_t store_buf_wrote_gen(const struct store_buf *b);
+size_t store_buf_outlen(const struct store_buf *b);
 
 #endif
