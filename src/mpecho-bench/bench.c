@@ -112,8 +112,8 @@ static const char bench_usage_text[] =
 static const char bench_usage_fsync[] =
 "\n"
 "fsync-probe times COUNT (default 50) fdatasync calls, one after the other, on a\n"
-"file in DIR, and prints their p50, p90 and max: the floor under mpechod\n"
-"--echo-after synced's latency on that file system.\n";
+"file in DIR, and prints their p50, p90 and max: the floor under the latency of\n"
+"mpechod's synced receipts on that file system.\n";
 
 static long
 bench_number(const char *name, const char *arg, long min, long max)
