@@ -659,13 +659,14 @@ enum drain { DRAIN_EMPTY, DRAIN_MORE, DRAIN_EOF, DRAIN_BLOCKED };
 static enum drain
 store_drain(int pipe_rd)
 {
-	size_t got = 0;
+	size_t got = 0, want;
 	ssize_t n;
 
 	while (got < STORE_DRAIN_MAX) {
 		if (store_buf_blocked(store.buf))
 			return DRAIN_BLOCKED;
-		n = io_read(pipe_rd, store.in + store.inlen, sizeof(store.in) - store.inlen);
+		want = sizeof(store.in) - store.inlen;
+		n = io_read(pipe_rd, store.in + store.inlen, want);
 		if (n == 0)
 			return DRAIN_EOF;
 		if (n < 0) {
@@ -677,6 +678,10 @@ store_drain(int pipe_rd)
 		got += (size_t)n;
 		store.win_bytes += (size_t)n;
 		store_consume();
+		/* Sessions wait for their receipts: a short read emptied the pipe, so write now
+		 * rather than after one more read that would only say so. */
+		if (store_rc.mode != RECEIPT_OFF && (size_t)n < want)
+			return DRAIN_EMPTY;
 	}
 	return DRAIN_MORE;
 }
