@@ -30,7 +30,7 @@ receipt_q_note(struct receipt_q *q, uint32_t idx, uint32_t tag, uint32_t n, uint
 		last->n += n;
 		return 0;
 	}
-	if (q->len == q->cap && receipt_q_grow(q) < 0)
+	if ((q->e == NULL || q->len == q->cap) && receipt_q_grow(q) < 0)
 		return -1;
 	q->e[q->len++] = (struct receipt_ent){ .idx = idx, .tag = tag, .n = n, .gen = gen };
 	return 0;

@@ -3,8 +3,8 @@
  * batch of the output buffer, and which of them the file has taken.
  *
  * The store notes a tagged record as it goes into the buffer, with the buffer's batch number
- * (store_buf_gen).  Once that batch is gone from the buffer, it was either written
- * (store_buf_wrote_gen says it was) or dropped (--store-full drop on a failing file): its
+ * (store_buf_batch).  Once that batch is gone from the buffer, it was either written
+ * (store_buf_batch says it was) or dropped (--store-full drop on a failing file): its
  * receipts move to the written queue, or are forgotten, and those writers never hear back.  In
  * synced mode the written queue waits for the next fdatasync.  Consecutive records of one writer
  * share one entry, so a queue grows with the writers of a batch, not its records.

@@ -354,10 +354,12 @@ store_receipts_publish(void)
 static void
 store_receipts_settle(void)
 {
+	uint32_t gen, wrote;
+
 	if (store_rc.inbuf.len == 0)
 		return;
-	if (receipt_q_settle(&store_rc.inbuf, store_buf_gen(store.buf),
-	    store_buf_wrote_gen(store.buf), &store_rc.written) < 0)
+	store_buf_batch(store.buf, &gen, &wrote);
+	if (receipt_q_settle(&store_rc.inbuf, gen, wrote, &store_rc.written) < 0)
 		log_warn("receipts");
 	if (store_rc.mode == RECEIPT_WRITTEN)
 		store_receipts_publish();
@@ -367,8 +369,8 @@ store_receipts_settle(void)
 static void
 store_receipt_note(const struct rec *r, uint32_t gen, size_t outlen)
 {
-	uint32_t now = store_buf_gen(store.buf);
-	size_t len = store_buf_outlen(store.buf);
+	uint32_t now;
+	size_t len = store_buf_batch(store.buf, &now, NULL);
 
 	if ((now != gen ? len > 0 : len > outlen) &&
 	    receipt_q_note(&store_rc.inbuf, r->receipt, receipt_tag(r->conn), 1, now) < 0)
@@ -520,8 +522,8 @@ store_dgram(const struct rec *r)
 static void
 store_add(struct rec *r, struct store_buf_now now)
 {
-	uint32_t gen = store_buf_gen(store.buf);
-	size_t outlen = store_buf_outlen(store.buf);
+	uint32_t gen;
+	size_t outlen = store_buf_batch(store.buf, &gen, NULL);
 	enum store_buf_event ev = store_buf_add(store.buf, r, now);
 
 	if (store_rc.mode != RECEIPT_OFF && (r->flags & REC_F_RECEIPT))

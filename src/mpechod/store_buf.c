@@ -609,21 +609,12 @@ store_buf_said(const struct store_buf *b)
 	return &b->said;
 }
 
-uint32_t
-store_buf_gen(const struct store_buf *b)
-{
-	return b->gen;
-}
-
-uint32_t
-store_buf_wrote_gen(const struct store_buf *b)
-{
-	return b->wrote_gen;
-}
-
 size_t
-store_buf_outlen(const struct store_buf *b)
+store_buf_batch(const struct store_buf *b, uint32_t *gen, uint32_t *wrote_gen)
 {
+	*gen = b->gen;
+	if (wrote_gen != NULL)
+		*wrote_gen = b->wrote_gen;
 	return b->outlen;
 }
 

@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -15,7 +14,7 @@ import pytest
 
 from conftest import (MODE_ARGS, SLOW, Server, alive, connect, proc_children, proc_descendants, read_store,
                       record_bytes, recv_exact, store_by_conn, store_so_far, wait_until)
-from test_faults import Streamer, mount_tmpfs
+from test_faults import Streamer, roomy_fs  # noqa: F401 (a fixture)
 
 MODES = ["written", "synced"]
 
@@ -162,16 +161,6 @@ def test_udp_datagram_is_echoed_only_after_its_record(tmp_path):
     assert srv.stop() == 0
     dgs = [record_bytes(r) for r in read_store(path) if r["ev"] == "datagram"]
     assert dgs == [b"first", big]
-
-
-@pytest.fixture
-def roomy_fs(tmp_path):
-    mnt = tmp_path / "mnt"
-    try:
-        mount_tmpfs(mnt, 8192, 8192 - 64)
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.mark.parametrize("mode", MODES)
