@@ -10,8 +10,8 @@
 #define _GNU_SOURCE
 #include "bench.h"
 #include "log.h"
+#include "num.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +28,12 @@ fsync_cmp(const void *a, const void *b)
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
 	return (x > y) - (x < y);
+}
+
+static double
+fsync_us(int64_t ns)
+{
+	return (double)ns / 1e3;
 }
 
 /* The file, made in dir and unlinked before its first write. */
@@ -50,22 +56,19 @@ int
 bench_fsync_probe(int argc, char **argv)
 {
 	static const char line[] = "{\"ev\":\"data\",\"data\":\"fsync probe\"}\n";
-	int64_t t[FSYNC_PROBE_MAX];
-	long n = FSYNC_PROBE_DEFAULT;
-	char *end;
+	static int64_t t[FSYNC_PROBE_MAX];
+	long count = FSYNC_PROBE_DEFAULT;
+	size_t n;
 	int fd;
 
 	if (argc < 2 || argc > 3)
 		fatalx(EX_USAGE, "usage: mpecho-bench fsync-probe DIR [COUNT]");
-	if (argc == 3) {
-		errno = 0;
-		n = strtol(argv[2], &end, 10);
-		if (errno != 0 || *end != '\0' || n < 1 || n > FSYNC_PROBE_MAX)
-			fatalx(EX_USAGE, "fsync-probe: COUNT '%.64s' is not a whole number from 1 to %d",
-			    argv[2], FSYNC_PROBE_MAX);
-	}
+	if (argc == 3 && num_parse(argv[2], 1, FSYNC_PROBE_MAX, &count) < 0)
+		fatalx(EX_USAGE, "fsync-probe: COUNT '%.64s' is not a whole number from 1 to %d",
+		    argv[2], FSYNC_PROBE_MAX);
+	n = (size_t)count;
 	fd = fsync_open(argv[1]);
-	for (long i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int64_t t0;
 
 		if (write(fd, line, sizeof(line) - 1) != (ssize_t)(sizeof(line) - 1))
@@ -76,8 +79,8 @@ bench_fsync_probe(int argc, char **argv)
 		t[i] = bench_now_ns() - t0;
 	}
 	close(fd);
-	qsort(t, (size_t)n, sizeof(t[0]), fsync_cmp);
-	printf("fdatasync on %s: %ld calls, p50 %.1f us, p90 %.1f us, max %.1f us\n", argv[1], n,
-	    (double)t[n / 2] / 1e3, (double)t[n * 9 / 10] / 1e3, (double)t[n - 1] / 1e3);
+	qsort(t, n, sizeof(t[0]), fsync_cmp);
+	printf("fdatasync on %s: %zu calls, p50 %.1f us, p90 %.1f us, max %.1f us\n", argv[1], n,
+	    fsync_us(t[n / 2]), fsync_us(t[n * 9 / 10]), fsync_us(t[n - 1]));
 	return 0;
 }
