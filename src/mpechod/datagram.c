@@ -91,8 +91,8 @@ datagram_dropped(const struct sockaddr *sa, const char *why)
 		log_warnx("dropped a datagram from %s: %s", addr, why);
 }
 
-/* One frame into the pipe, waiting (bounded) for room; with rc, stamped for a receipt.  0, or -1 with errno.  The
- * buffers are not changed (struct iovec's base is simply not const). */
+/* One frame into the pipe, waiting (bounded) for room; with rc, stamped for a receipt.  0, or
+ * -1 with errno.  The buffers are not changed (struct iovec's base is simply not const). */
 static int
 datagram_frame(enum rec_type type, unsigned char *pre, size_t prelen, unsigned char *data,
     size_t n, struct receipt_ticket *rc)
@@ -315,6 +315,8 @@ datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 
 	dg.args = a;
 	dg.pid = getpid();
+	/* Unique across restarts of this process: --echo-after's tags (receipt_tag) come from it. */
+	dg.seq = (uint64_t)dg.pid << 32;
 	dg.receipts = a->pipe_wr >= 0 && receipt_mode() != RECEIPT_OFF;
 	dg_init(&dg.guard, a->port, a->per_source, a->global);
 	if (a->pipe_wr >= 0)

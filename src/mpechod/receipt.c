@@ -65,7 +65,7 @@ receipt_dg_slot(unsigned i)
 uint32_t
 receipt_tag(uint64_t conn)
 {
-	return (uint32_t)conn;
+	return (uint32_t)(conn ^ (conn >> 32));
 }
 
 void

@@ -69,7 +69,9 @@ int receipt_done(const union receipt_slot *s, uint32_t tag, uint32_t sent);
 int receipt_add(union receipt_slot *s, uint32_t tag, uint32_t n);
 /* The store: acknowledges n frames of tag in slot idx of the board and wakes its writer. */
 void receipt_publish(uint32_t idx, uint32_t tag, uint32_t n);
-/* The tag of a connection or datagram number. */
+/* The tag of a connection or datagram number: its low 32 bits folded with its high ones (the
+ * datagram process numbers its datagrams from its pid times 2^32, so a restarted one never
+ * takes the tags of frames its predecessor left in the pipe). */
 uint32_t receipt_tag(uint64_t conn);
 
 #endif

@@ -5,6 +5,7 @@ of the master (every byte any client received is in the file)."""
 import os
 import re
 import shutil
+import subprocess
 import signal
 import socket
 import threading
@@ -12,8 +13,9 @@ import time
 
 import pytest
 
-from conftest import (MODE_ARGS, SLOW, Server, alive, connect, proc_children, proc_descendants, read_store,
-                      record_bytes, recv_exact, store_by_conn, store_so_far, wait_until)
+from conftest import (BIN, MODE_ARGS, SLOW, Server, alive, connect, proc_children,
+                      proc_descendants, read_store, record_bytes, recv_exact, store_by_conn,
+                      store_so_far, wait_until)
 from test_faults import Streamer, roomy_fs  # noqa: F401 (a fixture)
 
 MODES = ["written", "synced"]
@@ -43,7 +45,8 @@ def by_port(recs):
 
 
 # 1234 1700000000.123456 write(5, "..."..., 8) = 8 <0.000010>
-CALL = re.compile(r'^(\d+)\s+(\d+\.\d+) (\w+)\((\d+)(?:, (.*?))?(?: <unfinished \.\.\.>|\) += (-?\d+).*?<(\d+\.\d+)>)$')
+CALL = re.compile(r'^(\d+)\s+(\d+\.\d+) (\w+)\((\d+)(?:, (.*?))?'
+                  r'(?: <unfinished \.\.\.>|\) += (-?\d+).*?<(\d+\.\d+)>)$')
 RESUMED = re.compile(r'^(\d+)\s+(\d+\.\d+) <\.\.\. (\w+) resumed>.*= (-?\d+).*?<(\d+\.\d+)>$')
 
 
@@ -247,3 +250,40 @@ def test_store_and_master_killed_every_byte_received_is_stored(tmp_path, mode):
         assert len(p.got) > 0
         assert stored[p.port][:len(p.got)] == bytes(p.got), \
             f"client {p.port} received {len(p.got)} bytes, not all in the file"
+
+
+def test_inetd_echo_is_a_receipt_too(tmp_path):
+    """--inetd has a store of its own, and the same receipts: traced as above."""
+    if shutil.which("strace") is None:
+        pytest.skip("no strace")
+    log, path = str(tmp_path / "strace.log"), str(tmp_path / "inetd.jsonl")
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(1)
+    c = socket.create_connection(lsn.getsockname())
+    s, _ = lsn.accept()
+    lsn.close()
+    p = subprocess.Popen(["strace", "-f", "-ttt", "-T", "-s", "65536", "-o", log, "-e",
+                          "trace=write,writev,fdatasync",
+                          os.path.join(BIN, "mpechod"), "--inetd", "-s", path,
+                          "--echo-after", "synced"], stdin=s, stdout=s,
+                         stderr=subprocess.DEVNULL)
+    s.close()
+    try:
+        markers = [f"in{i:04d}{os.urandom(4).hex()}".encode() for i in range(5)]
+        for m in markers:
+            c.sendall(m)
+            assert recv_exact(c, len(m)) == m
+        c.close()
+        assert p.wait(30 * SLOW) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    calls = strace_calls(log)
+    for m in markers:
+        text = m.decode()
+        (stored,) = [x for x in calls if x[1] == "write" and '\\"data\\":\\"' + text in x[3]]
+        (echoed,) = [x for x in calls if x[1] == "write" and x[3].startswith(f'"{text}"')]
+        assert [x for x in calls if x[1] == "fdatasync" and x[0] == stored[0] and
+                x[4] >= stored[5] and x[5] <= echoed[4]], f"{text}: echoed before its fdatasync"
