@@ -25,7 +25,7 @@ struct receipt_board {
 	uint32_t nslots;
 	uint32_t dg_base;
 	uint32_t pad;
-	union receipt_slot slot[];
+	struct receipt_slot slot[];
 };
 
 /* Inherited by every child through fork, like the mapping itself. */
@@ -35,7 +35,7 @@ int
 receipt_setup(enum receipt_mode mode, uint32_t nsessions)
 {
 	size_t n = (size_t)nsessions + RECEIPT_DG_SLOTS;
-	size_t len = offsetof(struct receipt_board, slot) + n * sizeof(union receipt_slot);
+	size_t len = offsetof(struct receipt_board, slot) + n * sizeof(struct receipt_slot);
 	void *p;
 
 	if (mode == RECEIPT_OFF)
@@ -71,7 +71,7 @@ receipt_tag(uint64_t conn)
 void
 receipt_begin(struct receipt_ticket *t, uint32_t idx, uint64_t conn)
 {
-	union receipt_slot v;
+	union receipt_word v;
 
 	t->slot = &receipt_board->slot[idx];
 	t->idx = idx;
@@ -79,7 +79,8 @@ receipt_begin(struct receipt_ticket *t, uint32_t idx, uint64_t conn)
 	t->sent = 0;
 	v.h.count = 0;
 	v.h.tag = t->tag;
-	__atomic_store_n(&t->slot->word, v.word, __ATOMIC_RELEASE);
+	__atomic_store_n(&t->slot->want, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->slot->w.word, v.word, __ATOMIC_SEQ_CST);
 }
 
 void
@@ -91,52 +92,56 @@ receipt_stamp(struct receipt_ticket *t, struct rec_hdr *h, int whole)
 }
 
 int
-receipt_done(const union receipt_slot *s, uint32_t tag, uint32_t sent)
+receipt_done(const struct receipt_slot *s, uint32_t tag, uint32_t sent)
 {
-	union receipt_slot v;
+	union receipt_word v;
 
-	v.word = __atomic_load_n(&s->word, __ATOMIC_ACQUIRE);
+	v.word = __atomic_load_n(&s->w.word, __ATOMIC_SEQ_CST);
 	return v.h.tag == tag && (int32_t)(v.h.count - sent) >= 0;
 }
 
 int
-receipt_add(union receipt_slot *s, uint32_t tag, uint32_t n)
+receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n)
 {
-	union receipt_slot old, v;
+	union receipt_word old, v;
 
-	old.word = __atomic_load_n(&s->word, __ATOMIC_ACQUIRE);
+	old.word = __atomic_load_n(&s->w.word, __ATOMIC_SEQ_CST);
 	do {
 		if (old.h.tag != tag)
-			return 0;
+			return -1;
 		v = old;
 		v.h.count += n;
-	} while (!__atomic_compare_exchange_n(&s->word, &old.word, v.word, 0, __ATOMIC_ACQ_REL,
-	    __ATOMIC_ACQUIRE));
-	return 1;
+	} while (!__atomic_compare_exchange_n(&s->w.word, &old.word, v.word, 0, __ATOMIC_SEQ_CST,
+	    __ATOMIC_SEQ_CST));
+	/* The writer stores what it waits for, then reads the count; this adds to the count, then
+	 * reads what it waits for (both sequentially consistent): one of the two sees the other's
+	 * store, so a writer never sleeps through the count it needs. */
+	return (int32_t)(v.h.count - __atomic_load_n(&s->want, __ATOMIC_SEQ_CST)) >= 0;
 }
 
 void
 receipt_publish(uint32_t idx, uint32_t tag, uint32_t n)
 {
-	union receipt_slot *s;
+	struct receipt_slot *s;
 
 	if (receipt_board == NULL || idx >= receipt_board->nslots)
 		return;
 	s = &receipt_board->slot[idx];
-	if (receipt_add(s, tag, n))
-		syscall(SYS_futex, &s->h.count, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	if (receipt_add(s, tag, n) == 1)
+		syscall(SYS_futex, &s->w.h.count, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 int
 receipt_wait(const struct receipt_ticket *t, int64_t deadline_ms,
     const volatile sig_atomic_t *stop)
 {
-	union receipt_slot v;
+	union receipt_word v;
 	struct timespec ts;
 	int64_t left;
 
+	__atomic_store_n(&t->slot->want, t->sent, __ATOMIC_SEQ_CST);
 	for (;;) {
-		v.word = __atomic_load_n(&t->slot->word, __ATOMIC_ACQUIRE);
+		v.word = __atomic_load_n(&t->slot->w.word, __ATOMIC_SEQ_CST);
 		if (v.h.tag == t->tag && (int32_t)(v.h.count - t->sent) >= 0)
 			return 0;
 		if (*stop) {
@@ -156,6 +161,6 @@ receipt_wait(const struct receipt_ticket *t, int64_t deadline_ms,
 		ts.tv_sec = 0;
 		ts.tv_nsec = (long)left * 1000000L;
 		/* Sleeps only while the count is still what was read (EAGAIN otherwise). */
-		syscall(SYS_futex, &t->slot->h.count, FUTEX_WAIT, v.h.count, &ts, NULL, 0);
+		syscall(SYS_futex, &t->slot->w.h.count, FUTEX_WAIT, v.h.count, &ts, NULL, 0);
 	}
 }

@@ -7,7 +7,8 @@
  * bits of the connection's number, or of the datagram's) and how many of its tagged frames the
  * store has written (written) or written and fdatasynced (synced).  A writer sets its tag and a
  * count of 0 (receipt_begin), marks each frame it writes with its slot (receipt_stamp), and waits
- * on the count with futex(2) (receipt_wait) before it echoes.  The store adds to the count of the
+ * on the count with futex(2) (receipt_wait) before it echoes, saying the count it needs, so the
+ * store wakes it once, when it is there.  The store adds to the count of the
  * frames it wrote, by compare-and-swap only while the tag is still the frame's, and wakes the
  * writer: a frame left in the pipe by a writer before (a session killed, a slot reused) never
  * counts for the next one, and a store counts only what it wrote itself (a store restarted after
@@ -30,7 +31,7 @@ enum receipt_mode { RECEIPT_OFF, RECEIPT_WRITTEN, RECEIPT_SYNCED };
 #define RECEIPT_DG_SLOTS 32
 
 /* One writer's word; the futex is the count. */
-union receipt_slot {
+union receipt_word {
 	uint64_t word;
 	struct {
 		uint32_t count; /* frames of tag the store has acknowledged */
@@ -38,9 +39,17 @@ union receipt_slot {
 	} h;
 };
 
+/* A writer's slot: its word, and the count it waits for (the store wakes it only then: one
+ * wake-up per chunk, however many batches its frames took). */
+struct receipt_slot {
+	union receipt_word w;
+	uint32_t want;
+	uint32_t pad;
+};
+
 /* What a writer knows of its own receipts. */
 struct receipt_ticket {
-	union receipt_slot *slot;
+	struct receipt_slot *slot;
 	uint32_t idx;  /* the slot's index, in every frame */
 	uint32_t tag;
 	uint32_t sent; /* frames stamped since receipt_begin */
@@ -64,9 +73,10 @@ int receipt_wait(const struct receipt_ticket *t, int64_t deadline_ms,
     const volatile sig_atomic_t *stop);
 
 /* Pure, on any slot: whether the store has acknowledged sent frames of tag; and adds n to the
- * count if the tag is still tag (returns 1), else leaves it (0). */
-int receipt_done(const union receipt_slot *s, uint32_t tag, uint32_t sent);
-int receipt_add(union receipt_slot *s, uint32_t tag, uint32_t n);
+ * count if the tag is still tag: returns 1 when the writer's wait is then over (wake it), 0 when
+ * not yet, -1 (nothing added) when the slot has another writer now. */
+int receipt_done(const struct receipt_slot *s, uint32_t tag, uint32_t sent);
+int receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n);
 /* The store: acknowledges n frames of tag in slot idx of the board and wakes its writer. */
 void receipt_publish(uint32_t idx, uint32_t tag, uint32_t n);
 /* The tag of a connection or datagram number: its low 32 bits folded with its high ones (the

@@ -71,6 +71,7 @@ static struct {
 static struct {
 	enum receipt_mode mode;
 	struct receipt_q inbuf, written;
+	uint32_t gen;  /* the output buffer's batch when inbuf was last sorted */
 } store_rc;
 
 /* The time for store_buf, read once per batch of records. */
@@ -356,9 +357,11 @@ store_receipts_settle(void)
 {
 	uint32_t gen, wrote;
 
-	if (store_rc.inbuf.len == 0)
-		return;
 	store_buf_batch(store.buf, &gen, &wrote);
+	/* Only when a batch has ended: once per batch, not once per record. */
+	if (store_rc.inbuf.len == 0 || gen == store_rc.gen)
+		return;
+	store_rc.gen = gen;
 	if (receipt_q_settle(&store_rc.inbuf, gen, wrote, &store_rc.written) < 0)
 		log_warn("receipts");
 	if (store_rc.mode == RECEIPT_WRITTEN)

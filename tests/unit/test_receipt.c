@@ -63,28 +63,40 @@ Test(receipt_q, grows_past_its_first_capacity)
 
 Test(receipt, counts_only_for_the_tag_in_the_slot)
 {
-	union receipt_slot s = { .word = 0 };
+	struct receipt_slot s = { .w.word = 0 };
 
-	s.h.tag = 7;
+	s.w.h.tag = 7;
 	cr_assert(receipt_done(&s, 7, 0));
 	cr_assert_not(receipt_done(&s, 7, 1));
 	cr_assert_eq(receipt_add(&s, 7, 2), 1);
 	cr_assert(receipt_done(&s, 7, 2));
 	cr_assert_not(receipt_done(&s, 7, 3));
 	/* A frame of the slot's writer before (an old connection) never counts for the new one. */
-	s.h.tag = 8;
-	s.h.count = 0;
-	cr_assert_eq(receipt_add(&s, 7, 1), 0);
-	cr_assert_eq(s.h.count, 0);
+	s.w.h.tag = 8;
+	s.w.h.count = 0;
+	cr_assert_eq(receipt_add(&s, 7, 1), -1);
+	cr_assert_eq(s.w.h.count, 0);
 	cr_assert_not(receipt_done(&s, 7, 0));
+}
+
+Test(receipt, wakes_the_writer_only_once_its_count_is_there)
+{
+	struct receipt_slot s = { .w.word = 0 };
+
+	s.w.h.tag = 3;
+	s.want = 17;
+	cr_assert_eq(receipt_add(&s, 3, 10), 0);
+	cr_assert_eq(receipt_add(&s, 3, 6), 0);
+	cr_assert_eq(receipt_add(&s, 3, 1), 1);
+	cr_assert(receipt_done(&s, 3, 17));
 }
 
 Test(receipt, the_count_wraps)
 {
-	union receipt_slot s = { .word = 0 };
+	struct receipt_slot s = { .w.word = 0 };
 
-	s.h.tag = 1;
-	s.h.count = UINT32_MAX;
+	s.w.h.tag = 1;
+	s.w.h.count = UINT32_MAX;
 	cr_assert(receipt_done(&s, 1, UINT32_MAX));
 	cr_assert_not(receipt_done(&s, 1, 0));
 	receipt_add(&s, 1, 1);
