@@ -6,7 +6,8 @@
  * SO_RCVTIMEO and SO_SNDTIMEO, set once.  A blocking read that times out fails with EAGAIN
  * (idle peer); a blocking write that makes no progress for the timeout fails with EAGAIN too
  * (a peer that sends but never reads).  poll(2) before every read would double the syscalls,
- * and alarm(2) would have to be re-armed per chunk.
+ * and alarm(2) would have to be re-armed per chunk.  With --echo-after, the echo waits for the
+ * store's receipt of the chunk's frames (receipt.h): one futex(2) wait, when it is not there yet.
  */
 #define _GNU_SOURCE
 #include "session.h"
@@ -151,9 +152,8 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 static int
 session_record_data(int pipe_wr, uint64_t conn, int pid, unsigned char *p, size_t n)
 {
-	size_t k;
-
 	unsigned flags;
+	size_t k;
 
 	for (; n > 0; p += k, n -= k) {
 		k = n < REC_PAYLOAD_MAX ? n : REC_PAYLOAD_MAX;

@@ -9,6 +9,8 @@
  * block) is decided there; this file owns the pipe, the file, its locks, signals and the loop.
  * A write that fails is cut back to the last whole line, and a file found ending inside a line
  * (a store killed mid-write) is cut back too, and the cut said in the file (store_repair).
+ * With --echo-after it answers back: the receipts of a batch are published once its write has
+ * returned (and, synced, once one fdatasync for all of them has), receipt.h and receipt_q.h.
  */
 #define _GNU_SOURCE
 #include "store.h"
