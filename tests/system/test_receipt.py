@@ -224,7 +224,7 @@ class Pinger(threading.Thread):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_store_and_master_killed_every_byte_received_is_stored(tmp_path, mode):
+def test_store_session_and_master_killed_every_byte_received_is_stored(tmp_path, mode):
     srv, path = server(tmp_path, "--echo-after", mode, "--idle-timeout", "2", "--grace", "3")
     pingers = [Pinger(srv.port) for _ in range(4)]
     for p in pingers:
@@ -235,6 +235,10 @@ def test_store_and_master_killed_every_byte_received_is_stored(tmp_path, mode):
     before = [len(p.got) for p in pingers]
     wait_until(lambda: any(len(p.got) > b for p, b in zip(pingers, before)), 20 * SLOW,
                what="echoes after the store's restart")
+    # One session (or pool process) too, in the middle of whatever it was doing.
+    store = srv.store_pid()
+    victim = next(q for q in srv.sessions() if q != store)
+    os.kill(victim, signal.SIGKILL)
     family = proc_descendants(srv.pid)
     os.kill(srv.pid, signal.SIGKILL)
     srv.proc.wait(10 * SLOW)
