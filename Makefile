@@ -151,6 +151,10 @@ $(BIN)/unit_test_spare: $(OBJ)/unit_test_spare.o $(D)/spare.o
 $(BIN)/unit_test_store_buf: $(OBJ)/unit_test_store_buf.o $(D)/store_buf.o $(call lib,record)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_receipt: $(OBJ)/unit_test_receipt.o $(D)/receipt.o $(D)/receipt_q.o \
+	$(D)/store_buf.o $(call lib,record io)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -ljansson -lz
 

@@ -143,6 +143,7 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 	out->conn = h.conn;
 	out->ts_us = h.ts_us;
 	out->pid = (pid_t)h.pid;
+	out->receipt = h.reserved;
 	out->data = buf + sizeof(h);
 	out->len = h.len;
 	out->bytes = 0;

@@ -50,6 +50,12 @@ enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DG
 #define REC_F_TRUNC 0x02u
 #define REC_GAP_CONNS 256
 
+/* --echo-after: the writer waits for the store's receipt of this frame; the header's reserved
+ * field is then its slot on the receipt board (receipt.h).  REC_F_WHOLE marks a chunk's last
+ * frame: the store leaves none of its bytes in a UTF-8 carry, so that the receipt covers them. */
+#define REC_F_RECEIPT 0x04u
+#define REC_F_WHOLE 0x08u
+
 struct rec_hdr {
 	uint16_t magic;   /* REC_MAGIC, so a corrupt stream is detected, not misread */
 	uint8_t type;     /* enum rec_type */
@@ -59,7 +65,7 @@ struct rec_hdr {
 	uint64_t conn;    /* connection number, unique for the server's life; never 0 */
 	int64_t ts_us;    /* CLOCK_REALTIME in microseconds */
 	uint32_t pid;     /* the session's pid */
-	uint32_t reserved;
+	uint32_t reserved; /* REC_F_RECEIPT: the writer's receipt slot; else 0 */
 };
 
 #define REC_FRAME_MAX PIPE_BUF
@@ -92,6 +98,7 @@ struct rec {
 	const unsigned char *peer; /* datagram (first frame) only: the peer text */
 	size_t peerlen;
 	size_t total;              /* datagram (first frame) only: its whole size */
+	uint32_t receipt;          /* REC_F_RECEIPT: the writer's receipt slot */
 };
 
 /* Sets the key every frame carries and rec_decode requires.  The master draws it at random

@@ -149,6 +149,8 @@ void worker_attach(pid_t parent, const char *role);
 void worker_sync(int ready_wr, int go_rd);
 /* One worker: sets up its connections, writes a byte on ready_wr, waits for go_rd's EOF, runs
  * the window, winds down and exits (bench_worker.c). */
+/* mpecho-bench fsync-probe DIR [COUNT] (bench_fsync.c): argv[0] is "fsync-probe". */
+int bench_fsync_probe(int argc, char **argv);
 _Noreturn void worker_main(int index, int nconns, int nworkers, struct bench_shared *sh,
     int ready_wr, int go_rd, pid_t parent);
 

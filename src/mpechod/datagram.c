@@ -19,6 +19,7 @@
 #include "io.h"
 #include "log.h"
 #include "net.h"
+#include "receipt.h"
 #include "record.h"
 #include "sig.h"
 
@@ -39,6 +40,11 @@
 #define DG_ROUNDS 8 /* batches per socket per wakeup, so that one socket cannot starve another */
 #define DG_MAX_FDS 32
 #define DG_FRAME_WAIT_MS 100
+/* --echo-after: how long a batch's datagrams wait for their receipts before they are dropped
+ * unanswered (the store blocked on a full disk, or restarting). */
+#define DG_RECEIPT_WAIT_MS 5000
+
+_Static_assert(DG_BATCH <= RECEIPT_DG_SLOTS, "a receipt slot per datagram of a batch");
 
 static struct {
 	const struct datagram_args *args;
@@ -47,6 +53,8 @@ static struct {
 	int pipe_cap;
 	uint64_t seq;
 	struct admit_ratelog log_drop;
+	int receipts;                /* --echo-after */
+	struct receipt_ticket rc[DG_BATCH]; /* the receipt of each echo queued in out */
 	struct mmsghdr in[DG_BATCH], out[DG_BATCH];
 	struct iovec iov[DG_BATCH], oiov[DG_BATCH];
 	struct sockaddr_storage from[DG_BATCH];
@@ -83,12 +91,13 @@ datagram_dropped(const struct sockaddr *sa, const char *why)
 		log_warnx("dropped a datagram from %s: %s", addr, why);
 }
 
-/* One frame into the pipe; with wait, waits (bounded) for room.  0, or -1 with errno.  The
- * buffers are not changed (struct iovec's base is simply not const). */
+/* One frame into the pipe, waiting (bounded) for room; with rc, stamped for a receipt.  0, or
+ * -1 with errno.  The buffers are not changed (struct iovec's base is simply not const). */
 static int
 datagram_frame(enum rec_type type, unsigned char *pre, size_t prelen, unsigned char *data,
-    size_t n, int wait)
+    size_t n, struct receipt_ticket *rc)
 {
+
 	struct rec_hdr h;
 	struct iovec iov[3] = {
 		{ .iov_base = &h, .iov_len = sizeof(h) },
@@ -98,18 +107,24 @@ datagram_frame(enum rec_type type, unsigned char *pre, size_t prelen, unsigned c
 	struct pollfd pfd = { .fd = dg.args->pipe_wr, .events = POLLOUT };
 
 	rec_header(&h, type, 0, dg.seq, dg.pid, prelen + n);
+	/* A datagram is one record in the file, whatever its frames: its first frame is the one
+	 * receipt the store gives. */
+	if (rc != NULL && type == REC_DGRAM)
+		receipt_stamp(rc, &h, 1);
 	while (writev(dg.args->pipe_wr, iov, 3) < 0) {
 		if (errno == EINTR)
 			continue;
-		if (errno != EAGAIN || !wait || poll(&pfd, 1, DG_FRAME_WAIT_MS) <= 0)
+		if (errno != EAGAIN || poll(&pfd, 1, DG_FRAME_WAIT_MS) <= 0)
 			return -1;
 	}
 	return 0;
 }
 
-/* Records a datagram: all its frames, or (no room in the pipe) none.  0, or -1. */
+/* Records a datagram: all its frames, or (no room in the pipe) none.  With rc, the store's
+ * receipt is asked for.  0, or -1. */
 static int
-datagram_record(const struct sockaddr *sa, unsigned char *data, size_t n)
+datagram_record(const struct sockaddr *sa, unsigned char *data, size_t n,
+    struct receipt_ticket *rc)
 {
 	unsigned char pre[REC_DGRAM_HDR + 255];
 	char peer[NET_ADDRLEN];
@@ -134,12 +149,14 @@ datagram_record(const struct sockaddr *sa, unsigned char *data, size_t n)
 			return -1;
 	}
 	dg.seq++;
-	if (datagram_frame(REC_DGRAM, pre, prelen, data, first, 1) < 0)
+	if (rc != NULL)
+		receipt_begin(rc, rc->idx, dg.seq);
+	if (datagram_frame(REC_DGRAM, pre, prelen, data, first, rc) < 0)
 		return -1;
 	for (size_t off = first; off < n; off += REC_PAYLOAD_MAX) {
 		size_t k = n - off < REC_PAYLOAD_MAX ? n - off : REC_PAYLOAD_MAX;
 
-		if (datagram_frame(REC_DGRAM_MORE, NULL, 0, data + off, k, 1) < 0)
+		if (datagram_frame(REC_DGRAM_MORE, NULL, 0, data + off, k, NULL) < 0)
 			return -1;
 	}
 	return 0;
@@ -186,7 +203,10 @@ datagram_one(int i, unsigned int len, int nout)
 		datagram_dropped(sa, dg_reason(v));
 		return 0;
 	}
-	if (dg.args->pipe_wr >= 0 && datagram_record(sa, dg.buf[i], len) < 0) {
+	if (dg.receipts)
+		dg.rc[nout].idx = receipt_dg_slot((unsigned)nout);
+	if (dg.args->pipe_wr >= 0 &&
+	    datagram_record(sa, dg.buf[i], len, dg.receipts ? &dg.rc[nout] : NULL) < 0) {
 		__atomic_add_fetch(&dg.args->stats->dropped_store, 1, __ATOMIC_RELAXED);
 		datagram_dropped(sa, "the store pipe is full");
 		return 0;
@@ -234,6 +254,31 @@ datagram_send(int fd, int nout)
 	}
 }
 
+/* --echo-after: keeps the queued echoes whose records the store has acknowledged, in order;
+ * the others are dropped unanswered.  Returns how many are kept. */
+static int
+datagram_receipts(int nout)
+{
+	int64_t deadline = io_now_ms() + DG_RECEIPT_WAIT_MS;
+	int kept = 0;
+
+	for (int i = 0; i < nout; i++) {
+		if (receipt_wait(&dg.rc[i], deadline, &dg_stop) < 0) {
+			__atomic_add_fetch(&dg.args->stats->dropped_store, 1, __ATOMIC_RELAXED);
+			datagram_dropped((const struct sockaddr *)dg.out[i].msg_hdr.msg_name,
+			    "no receipt from the store in time");
+			continue;
+		}
+		if (kept != i) {
+			dg.oiov[kept] = dg.oiov[i];
+			dg.out[kept] = dg.out[i];
+			dg.out[kept].msg_hdr.msg_iov = &dg.oiov[kept];
+		}
+		kept++;
+	}
+	return kept;
+}
+
 static void
 datagram_serve(int fd)
 {
@@ -255,6 +300,8 @@ datagram_serve(int fd)
 		}
 		for (int i = 0; i < n; i++)
 			nout += datagram_one(i, dg.in[i].msg_len, nout);
+		if (dg.receipts)
+			nout = datagram_receipts(nout);
 		datagram_send(fd, nout);
 		if (n < DG_BATCH)
 			return;
@@ -268,6 +315,9 @@ datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 
 	dg.args = a;
 	dg.pid = getpid();
+	/* Unique across restarts of this process: --echo-after's tags (receipt_tag) come from it. */
+	dg.seq = (uint64_t)dg.pid << 32;
+	dg.receipts = a->pipe_wr >= 0 && receipt_mode() != RECEIPT_OFF;
 	dg_init(&dg.guard, a->port, a->per_source, a->global);
 	if (a->pipe_wr >= 0)
 		dg.pipe_cap = fcntl(a->pipe_wr, F_GETPIPE_SZ);

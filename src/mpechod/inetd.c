@@ -15,6 +15,7 @@
 #include "io.h"
 #include "log.h"
 #include "net.h"
+#include "receipt.h"
 #include "record.h"
 #include "session.h"
 #include "sig.h"
@@ -114,7 +115,7 @@ inetd_run(const struct settings *set, const struct user_ids *user)
 	static struct session_slot slot;
 	struct session_args a = { .fd = STDIN_FILENO, .pipe_wr = -1,
 	    .idle_timeout = set->idle_timeout, .grace = set->grace, .master = getppid(),
-	    .slot = &slot };
+	    .slot = &slot, .receipt = 0 };
 	char err[256];
 	pid_t store = 0;
 	enum session_end end;
@@ -124,6 +125,8 @@ inetd_run(const struct settings *set, const struct user_ids *user)
 	sig_ignore(SIGPIPE);
 	rec_new_key();
 	a.conn = (uint64_t)(rec_now_us() / 1000) * 1000 + (uint64_t)(getpid() % 1000);
+	if (set->store != NULL && receipt_setup((enum receipt_mode)set->echo_after, 1) < 0)
+		fatal(EX_OSERR, "receipt board");
 	if (set->store != NULL)
 		store = inetd_start_store(set, user, &a.pipe_wr);
 	else if (user != NULL && user_drop(user, err, sizeof(err)) < 0)

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "receipt.h"
 
 struct master *master;
 
@@ -65,6 +66,9 @@ master_alloc(void)
 	master->kids = master_shared(n * sizeof(*master->kids));
 	master->free_slots = master_shared(n * sizeof(*master->free_slots));
 	master->board = master_shared(n * sizeof(*master->board));
+	if (master->set.store != NULL &&
+	    receipt_setup((enum receipt_mode)master->set.echo_after, (uint32_t)n) < 0)
+		fatal(EX_OSERR, "receipt board");
 	master->admit = master_shared(admit_size(master->set.max_clients, master->set.max_per_source));
 	admit_init(master->admit, master->set.max_clients, master->set.max_per_source,
 	    master->set.max_rate);

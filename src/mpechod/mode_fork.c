@@ -54,7 +54,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, struct admit_c
 		.fd = cfd, .conn = master->next_conn, .peer = *peer, .pipe_wr = master->pipe_wr,
 		.idle_timeout = master->set.idle_timeout,
 		.gate = master->set.proxy ? &master->gate : NULL, .grace = master->set.grace,
-		.master = getpid(), .slot = &master->board[slot],
+		.master = getpid(), .slot = &master->board[slot], .receipt = slot,
 	};
 	int *const keep[] = { &a.fd, &a.pipe_wr };
 	pid_t pid;

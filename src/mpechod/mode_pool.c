@@ -99,7 +99,8 @@ master_spawn_pool(int n)
 			.index = slot, .idle = master->pool_idle, .starting = master->pool_starting,
 			.sess = { .fd = -1, .pipe_wr = master->pipe_wr,
 			    .idle_timeout = master->set.idle_timeout, .grace = master->set.grace,
-			    .master = getpid(), .gate = master->set.proxy ? &master->gate : NULL },
+			    .master = getpid(), .gate = master->set.proxy ? &master->gate : NULL,
+			    .receipt = slot },
 		};
 		int *keep[2 + POOL_MAX_LISTEN] = { &a.wake_wr, &a.sess.pipe_wr };
 		int nkeep = 2;

@@ -17,7 +17,7 @@ enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
-	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT
+	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT, OPT_ECHO_AFTER
 };
 
 static const struct option opts_long[] = {
@@ -49,6 +49,7 @@ static const struct option opts_long[] = {
 	{ "max-conns-per-child", required_argument, NULL, OPT_MAX_CONNS_CHILD },
 	{ "udp-per-source", required_argument, NULL, OPT_UDP_PER_SOURCE },
 	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
+	{ "echo-after", required_argument, NULL, OPT_ECHO_AFTER },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -172,6 +173,7 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 	static const char *const formats[] = { "jsonl", "raw", NULL };
 	static const char *const fsyncs[] = { "always", "everysec", "no", NULL };
 	static const char *const fulls[] = { "drop", "block", NULL };
+	static const char *const afters[] = { "written", "synced", NULL };
 	int v;
 
 	switch (c) {
@@ -253,6 +255,11 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		    errlen);
 	case OPT_UDP_RATE:
 		return opts_int("--udp-rate", arg, 0, 10000000, &s->udp_rate, err, errlen);
+	case OPT_ECHO_AFTER:
+		if (opts_word("--echo-after", arg, afters, &v, err, errlen) < 0)
+			return -1;
+		s->echo_after = v + 1;
+		return 0;
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -310,6 +317,11 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp || s->proxy)) {
 		snprintf(err, errlen, "--inetd serves the one connection on standard input: -p, -b, "
 		    "--prefork, --udp and --proxy-protocol do not apply");
+		return OPTS_ERROR;
+	}
+	if (s->echo_after != 0 && s->store == NULL) {
+		snprintf(err, errlen, "--echo-after waits for the store: it needs one (not "
+		    "--no-store)");
 		return OPTS_ERROR;
 	}
 	if (s->min_spare > s->max_spare) {
@@ -388,6 +400,11 @@ static const char *const opts_usage_parts[] = {
 	    "      --inetd              serve the one connection on standard input, as started\n"
 	    "                           by inetd, xinetd or systemd (Accept=yes); logs go to\n"
 	    "                           syslog; the store file may be shared by many of them\n"
+	    "      --echo-after WHEN    echo a chunk (or datagram) only once the store has\n"
+	    "                           written its record (written: write(2) returned) or\n"
+	    "                           made it durable (synced: an fdatasync covering it\n"
+	    "                           returned); off by default.  --idle-timeout bounds the\n"
+	    "                           wait (reason receipt-timeout)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

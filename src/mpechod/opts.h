@@ -49,6 +49,8 @@ struct settings {
 	const char *user;                  /* -u USER[:GROUP] to run as; NULL: stay */
 	int udp_per_source;                /* UDP replies a second per source address; 0: any */
 	int udp_rate;                      /* UDP replies a second in all; 0: any */
+	int echo_after;                    /* --echo-after: enum receipt_mode (0 off, 1 written,
+	                                    * 2 synced) */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

@@ -6,7 +6,8 @@
  * SO_RCVTIMEO and SO_SNDTIMEO, set once.  A blocking read that times out fails with EAGAIN
  * (idle peer); a blocking write that makes no progress for the timeout fails with EAGAIN too
  * (a peer that sends but never reads).  poll(2) before every read would double the syscalls,
- * and alarm(2) would have to be re-armed per chunk.
+ * and alarm(2) would have to be re-armed per chunk.  With --echo-after, the echo waits for the
+ * store's receipt of the chunk's frames (receipt.h): one futex(2) wait, when it is not there yet.
  */
 #define _GNU_SOURCE
 #include "session.h"
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "net.h"
 #include "proxy.h"
+#include "receipt.h"
 #include "record.h"
 #include "sig.h"
 
@@ -42,6 +44,7 @@ static struct {
 	int grace;
 	int idle_ms;              /* --idle-timeout: also bounds a wait for the store */
 	volatile sig_atomic_t stopping;
+	struct receipt_ticket rc;  /* --echo-after; rc.slot NULL: off */
 	unsigned char buf[SESSION_BUF];
 } session __attribute__((aligned(4096)));
 
@@ -56,6 +59,7 @@ static const char *const session_reasons[] = {
 	[SESSION_STORE_WAIT] = "store-timeout",
 	[SESSION_REFUSED] = "refused",
 	[SESSION_PROXY_ERROR] = "proxy-error",
+	[SESSION_RECEIPT_WAIT] = "receipt-timeout",
 };
 
 const char *
@@ -105,7 +109,9 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 	struct pollfd pfd = { .fd = pipe_wr, .events = POLLOUT };
 	int64_t since = 0;
 
-	rec_header(&h, (enum rec_type)type, flags, conn, pid, n);
+	rec_header(&h, (enum rec_type)type, flags & ~REC_F_RECEIPT, conn, pid, n);
+	if (flags & REC_F_RECEIPT)
+		receipt_stamp(&session.rc, &h, (flags & REC_F_WHOLE) != 0);
 	iov[0].iov_base = &h;
 	iov[0].iov_len = sizeof(h);
 	iov[1].iov_base = payload;
@@ -146,14 +152,28 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 static int
 session_record_data(int pipe_wr, uint64_t conn, int pid, unsigned char *p, size_t n)
 {
+	unsigned flags;
 	size_t k;
 
 	for (; n > 0; p += k, n -= k) {
 		k = n < REC_PAYLOAD_MAX ? n : REC_PAYLOAD_MAX;
-		if (session_record(pipe_wr, REC_DATA, 0, conn, pid, p, k) < 0)
+		flags = session.rc.slot == NULL ? 0 : REC_F_RECEIPT | (k == n ? REC_F_WHOLE : 0);
+		if (session_record(pipe_wr, REC_DATA, flags, conn, pid, p, k) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+/* --echo-after: waits for the store's receipt of every frame recorded, bounded by the idle
+ * timeout and by the end of the session (SIGTERM, the grace after the master's death). */
+static enum session_end
+session_receipt(void)
+{
+	int64_t deadline = session.idle_ms > 0 ? io_now_ms() + session.idle_ms : 0;
+
+	if (receipt_wait(&session.rc, deadline, &session.stopping) == 0)
+		return SESSION_EOF;
+	return session.stopping ? SESSION_SHUTDOWN : SESSION_RECEIPT_WAIT;
 }
 
 void
@@ -311,6 +331,8 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 		    session_record_data(a->pipe_wr, a->conn, pid, session.buf, (size_t)n) < 0)
 			return session_store_end(errno);
 		session_count(a, bytes, (size_t)n);
+		if (session.rc.slot != NULL && (end = session_receipt()) != SESSION_EOF)
+			return end;
 		if (io_write_all(a->fd, session.buf, (size_t)n) < 0)
 			return session_sock_error(errno, SESSION_WTIMEOUT);
 		/* A read that fills the buffer means a stream: with nothing to record, splice the
@@ -416,6 +438,9 @@ session_serve(const struct session_args *a)
 
 	session.fd = a->fd;
 	session.stop_deadline_ms = 0;
+	session.rc.slot = NULL;
+	if (a->pipe_wr >= 0 && a->receipt >= 0 && receipt_mode() != RECEIPT_OFF)
+		receipt_begin(&session.rc, (uint32_t)a->receipt, a->conn);
 	/* SIGTERM may have come before the descriptor was known: it is shut down now. */
 	if (session.stopping)
 		shutdown(a->fd, SHUT_RDWR);

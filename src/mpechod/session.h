@@ -29,7 +29,8 @@ enum session_end {
 	SESSION_STORE_WAIT = 7, /* the store took no record for --idle-timeout seconds */
 	SESSION_REFUSED = 8,  /* the client named by the PROXY header is refused: no record */
 	SESSION_PROXY_ERROR = 9, /* no valid PROXY header in time */
-	SESSION_END_MAX = SESSION_PROXY_ERROR
+	SESSION_RECEIPT_WAIT = 10, /* --echo-after: no receipt from the store for --idle-timeout */
+	SESSION_END_MAX = SESSION_RECEIPT_WAIT
 };
 
 /* After SIGTERM, how long a session waits for room in a full store pipe before it gives up
@@ -56,6 +57,7 @@ struct session_args {
 	int grace;                    /* seconds to finish in when the master dies */
 	pid_t master;                 /* the master's pid, to notice its death */
 	struct session_slot *slot;
+	int receipt;                  /* --echo-after: the receipt slot (receipt.h); -1: none */
 };
 
 const char *session_reason(int status);

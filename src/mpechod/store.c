@@ -9,12 +9,16 @@
  * block) is decided there; this file owns the pipe, the file, its locks, signals and the loop.
  * A write that fails is cut back to the last whole line, and a file found ending inside a line
  * (a store killed mid-write) is cut back too, and the cut said in the file (store_repair).
+ * With --echo-after it answers back: the receipts of a batch are published once its write has
+ * returned (and, synced, once one fdatasync for all of them has), receipt.h and receipt_q.h.
  */
 #define _GNU_SOURCE
 #include "store.h"
 #include "store_buf.h"
 #include "io.h"
 #include "log.h"
+#include "receipt.h"
+#include "receipt_q.h"
 #include "record.h"
 #include "sig.h"
 #include "version.h"
@@ -63,6 +67,15 @@ static struct {
 	int busy;                     /* the last window had STORE_BUSY_BYTES */
 } store;
 
+/* --echo-after: the receipts of records in the output buffer, and of records written but not
+ * yet fdatasynced (synced mode).  One list each, whatever the number of writers: group commit
+ * is a batch's receipts published at once, after its one write (and its one fdatasync). */
+static struct {
+	enum receipt_mode mode;
+	struct receipt_q inbuf, written;
+	uint32_t gen;  /* the output buffer's batch when inbuf was last sorted */
+} store_rc;
+
 /* The time for store_buf, read once per batch of records. */
 static struct store_buf_now
 store_now(void)
@@ -73,6 +86,8 @@ store_now(void)
 /* The datagram being put together from its frames (store_dgram). */
 static struct {
 	uint64_t seq; /* its number; 0: none */
+	unsigned flags;
+	uint32_t receipt;
 	int64_t ts_us;
 	size_t total, got, peerlen;
 	unsigned char peer[255];
@@ -326,21 +341,73 @@ store_write(void *ctx, const char *buf, size_t len)
 	return r;
 }
 
+/* Acknowledges every receipt of the written list: one wake-up per writer. */
+static void
+store_receipts_publish(void)
+{
+	for (size_t i = 0; i < store_rc.written.len; i++)
+		receipt_publish(store_rc.written.e[i].idx, store_rc.written.e[i].tag,
+		    store_rc.written.e[i].n);
+	receipt_q_clear(&store_rc.written);
+}
+
+/* After store_buf may have ended a batch: the receipts of a batch the file took are published
+ * (written) or wait for the next fdatasync (synced); those of a batch it dropped are forgotten,
+ * and their writers never echo those bytes. */
+static void
+store_receipts_settle(void)
+{
+	uint32_t gen, wrote;
+
+	store_buf_batch(store.buf, &gen, &wrote);
+	/* Only when a batch has ended: once per batch, not once per record. */
+	if (store_rc.inbuf.len == 0 || gen == store_rc.gen)
+		return;
+	store_rc.gen = gen;
+	if (receipt_q_settle(&store_rc.inbuf, gen, wrote, &store_rc.written) < 0)
+		log_warn("receipts");
+	if (store_rc.mode == RECEIPT_WRITTEN)
+		store_receipts_publish();
+}
+
+/* A tagged record went into the buffer (unless store_buf refused it: then it is not noted). */
+static void
+store_receipt_note(const struct rec *r, uint32_t gen, size_t outlen)
+{
+	uint32_t now;
+	size_t len = store_buf_batch(store.buf, &now, NULL);
+
+	if ((now != gen ? len > 0 : len > outlen) &&
+	    receipt_q_note(&store_rc.inbuf, r->receipt, receipt_tag(r->conn), 1, now) < 0)
+		log_warn("receipts");
+	store_receipts_settle();
+}
+
 static void
 store_sync(int force)
 {
 	int64_t now;
+	int err = 0;
 
 	if (!store.dirty)
 		return;
 	now = io_now_ms();
+	/* Synced receipts waiting: at once (group commit: one fdatasync for all of them). */
+	if (store_rc.written.len > 0)
+		force = 1;
 	if (!force && store.args->fsync != FSYNC_ALWAYS &&
 	    (store.args->fsync == FSYNC_NO || now - store.last_sync_ms < 1000))
 		return;
-	if (fdatasync(store.fd) < 0 && errno != EINVAL)
+	if (fdatasync(store.fd) < 0 && errno != EINVAL) {
+		err = errno;
 		log_warn("fdatasync %s", store.args->path);
+	}
 	store.dirty = 0;
 	store.last_sync_ms = now;
+	/* Not durable: those writers never hear back (they end at their timeout). */
+	if (err != 0)
+		receipt_q_clear(&store_rc.written);
+	store_receipts_publish();
 }
 
 /* Says what store_buf_flush reports. */
@@ -378,6 +445,7 @@ static void
 store_flush(void)
 {
 	store_say(store_buf_flush(store.buf, store_now()));
+	store_receipts_settle();
 	if (store.args->fsync == FSYNC_ALWAYS)
 		store_sync(1);
 }
@@ -428,6 +496,8 @@ store_dgram(const struct rec *r)
 			return;
 		}
 		store_dg.seq = r->conn;
+		store_dg.flags = r->flags;
+		store_dg.receipt = r->receipt;
 		store_dg.ts_us = r->ts_us;
 		store_dg.total = r->total;
 		store_dg.peerlen = r->peerlen;
@@ -445,7 +515,8 @@ store_dgram(const struct rec *r)
 	store_dg.got += r->len;
 	if (store_dg.got == store_dg.total) {
 		struct rec d = { .type = REC_DGRAM, .ts_us = store_dg.ts_us, .peer = store_dg.peer,
-		    .peerlen = store_dg.peerlen, .data = store_dg.data, .len = store_dg.total };
+		    .peerlen = store_dg.peerlen, .data = store_dg.data, .len = store_dg.total,
+		    .conn = store_dg.seq, .flags = store_dg.flags, .receipt = store_dg.receipt };
 
 		store_dg.seq = 0;
 		store_emit_dgram(&d);
@@ -456,8 +527,12 @@ store_dgram(const struct rec *r)
 static void
 store_add(struct rec *r, struct store_buf_now now)
 {
+	uint32_t gen;
+	size_t outlen = store_buf_batch(store.buf, &gen, NULL);
 	enum store_buf_event ev = store_buf_add(store.buf, r, now);
 
+	if (store_rc.mode != RECEIPT_OFF && (r->flags & REC_F_RECEIPT))
+		store_receipt_note(r, gen, outlen);
 	if (ev != STORE_BUF_OK)
 		store_say(ev);
 	if (store.dirty && store.args->fsync == FSYNC_ALWAYS)
@@ -591,13 +666,14 @@ enum drain { DRAIN_EMPTY, DRAIN_MORE, DRAIN_EOF, DRAIN_BLOCKED };
 static enum drain
 store_drain(int pipe_rd)
 {
-	size_t got = 0;
+	size_t got = 0, want;
 	ssize_t n;
 
 	while (got < STORE_DRAIN_MAX) {
 		if (store_buf_blocked(store.buf))
 			return DRAIN_BLOCKED;
-		n = io_read(pipe_rd, store.in + store.inlen, sizeof(store.in) - store.inlen);
+		want = sizeof(store.in) - store.inlen;
+		n = io_read(pipe_rd, store.in + store.inlen, want);
 		if (n == 0)
 			return DRAIN_EOF;
 		if (n < 0) {
@@ -609,6 +685,10 @@ store_drain(int pipe_rd)
 		got += (size_t)n;
 		store.win_bytes += (size_t)n;
 		store_consume();
+		/* Sessions wait for their receipts: a short read emptied the pipe, so write now
+		 * rather than after one more read that would only say so. */
+		if (store_rc.mode != RECEIPT_OFF && (size_t)n < want)
+			return DRAIN_EMPTY;
 	}
 	return DRAIN_MORE;
 }
@@ -696,6 +776,7 @@ store_setup(const struct store_args *a)
 	struct store_buf_cfg cfg;
 
 	store.args = a;
+	store_rc.mode = receipt_mode();
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
 	if (store.fd < 0)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
@@ -759,7 +840,7 @@ store_coalesce(const struct pollfd *pfd, const sigset_t *waitmask)
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = STORE_COALESCE_NS };
 
 	if (!(pfd->revents & POLLIN) || (pfd->revents & (POLLHUP | POLLERR)) ||
-	    store_pipe_busy() || store.args->fsync == FSYNC_ALWAYS ||
+	    store_pipe_busy() || store.args->fsync == FSYNC_ALWAYS || store_rc.mode != RECEIPT_OFF ||
 	    store_hup || store_giveup || store_buf_blocked(store.buf))
 		return;
 	if (ppoll(NULL, 0, &ts, waitmask) == 0)

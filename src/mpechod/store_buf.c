@@ -49,6 +49,7 @@ struct store_buf {
 	struct sb_rec *recs;
 	size_t nrecs;
 	uint32_t gen;         /* counts batches (a batch ends when the buffer is emptied) */
+	uint32_t wrote_gen;   /* the last batch the file took (--echo-after's receipts) */
 	char *held;           /* open and close lines kept while the file cannot be written */
 	size_t heldlen, heldcap;
 	uint64_t gap_conns[SB_GAP_CONNS];
@@ -378,6 +379,7 @@ store_buf_flush(struct store_buf *b, struct store_buf_now now)
 	}
 	if (b->outlen > 0 && b->cfg.write(b->cfg.ctx, b->out, b->outlen) < 0)
 		return sb_failed(b, now, ev);
+	b->wrote_gen = b->gen;
 	sb_reset(b);
 	if (b->failing && b->cfg.block)
 		ev = STORE_BUF_WRITABLE;
@@ -453,6 +455,19 @@ sb_track(struct store_buf *b, struct rec *r, int32_t *open_idx)
 	return 1;
 }
 
+/* --echo-after: a chunk's last frame leaves no carry, since its writer waits for its receipt
+ * before it sends more: the incomplete character goes in a line of its own (base64). */
+static size_t
+sb_carry_out(char *dst, const struct rec *r, struct rec_carry *carry)
+{
+	struct rec c = { .type = REC_DATA, .conn = r->conn, .ts_us = r->ts_us, .pid = r->pid,
+	    .data = carry->b, .len = carry->n };
+	size_t n = rec_format_line(dst, &c, NULL);
+
+	carry->n = 0;
+	return n;
+}
+
 enum store_buf_event
 store_buf_add(struct store_buf *b, struct rec *r, struct store_buf_now now)
 {
@@ -490,6 +505,8 @@ store_buf_add(struct store_buf *b, struct rec *r, struct store_buf_now now)
 		return ev;
 	}
 	n = rec_format_line(b->out + b->outlen, r, e != NULL ? &carry : NULL);
+	if (e != NULL && r->type == REC_DATA && (r->flags & REC_F_WHOLE) && carry.n > 0)
+		n += sb_carry_out(b->out + b->outlen + n, r, &carry);
 	if (e != NULL && r->type == REC_DATA) {
 		/* The line holds the bytes carried in, less those carried out. */
 		o->len = (uint32_t)(r->len + e->carry.n - carry.n);
@@ -590,6 +607,15 @@ const struct rec_gap *
 store_buf_said(const struct store_buf *b)
 {
 	return &b->said;
+}
+
+size_t
+store_buf_batch(const struct store_buf *b, uint32_t *gen, uint32_t *wrote_gen)
+{
+	*gen = b->gen;
+	if (wrote_gen != NULL)
+		*wrote_gen = b->wrote_gen;
+	return b->outlen;
 }
 
 size_t

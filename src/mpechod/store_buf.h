@@ -115,5 +115,9 @@ const struct rec_gap *store_buf_gap(const struct store_buf *b);
 const struct rec_gap *store_buf_said(const struct store_buf *b);
 /* Bytes of open and close lines held now. */
 size_t store_buf_held(const struct store_buf *b);
+/* --echo-after: the batch the buffer holds now (*gen) and the last batch the file took whole
+ * (*wrote_gen, if not NULL; 0: none); returns the bytes buffered.  A data record with
+ * REC_F_WHOLE leaves no UTF-8 carry behind. */
+size_t store_buf_batch(const struct store_buf *b, uint32_t *gen, uint32_t *wrote_gen);
 
 #endif

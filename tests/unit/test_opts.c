@@ -159,3 +159,20 @@ Test(opts, number_bounds)
 	cr_assert_eq(num_parse("-", 0, 10, &v), -1);
 	cr_assert_eq(num_parse("0x5", 0, 10, &v), -1);
 }
+
+Test(opts, echo_after)
+{
+	struct settings s;
+	char err[OPTS_ERRLEN];
+
+	cr_assert_eq(parse(&s, err, (const char *const[]){ NULL }), OPTS_RUN);
+	cr_assert_eq(s.echo_after, 0);
+	cr_assert_eq(PARSE(&s, err, "--echo-after", "written"), OPTS_RUN, "%s", err);
+	cr_assert_eq(s.echo_after, 1);
+	cr_assert_eq(PARSE(&s, err, "--echo-after=synced"), OPTS_RUN, "%s", err);
+	cr_assert_eq(s.echo_after, 2);
+	cr_assert_eq(PARSE(&s, err, "--echo-after", "read"), OPTS_ERROR);
+	cr_assert_neq(strstr(err, "--echo-after"), NULL, "%s", err);
+	cr_assert_eq(PARSE(&s, err, "--echo-after", "written", "--no-store"), OPTS_ERROR);
+	cr_assert_neq(strstr(err, "needs one"), NULL, "%s", err);
+}

@@ -1,0 +1,166 @@
+/*
+ * receipt.c - --echo-after: the receipt board, a writer's wait and the store's acknowledgement
+ * (see receipt.h).  A futex on a word of a MAP_SHARED mapping: the writer sleeps in the kernel
+ * only when its count is not there yet, and one FUTEX_WAKE per slot and batch wakes it.
+ */
+#define _GNU_SOURCE
+#include "receipt.h"
+#include "io.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A waiting writer looks at its stop flag at least this often: a signal that came just before
+ * it went to sleep did not wake it. */
+#define RECEIPT_SLICE_MS 100
+
+struct receipt_board {
+	uint32_t mode;
+	uint32_t nslots;
+	uint32_t dg_base;
+	uint32_t pad;
+	struct receipt_slot slot[];
+};
+
+/* Inherited by every child through fork, like the mapping itself. */
+static struct receipt_board *receipt_board;
+
+int
+receipt_setup(enum receipt_mode mode, uint32_t nsessions)
+{
+	size_t n = (size_t)nsessions + RECEIPT_DG_SLOTS;
+	size_t len = offsetof(struct receipt_board, slot) + n * sizeof(struct receipt_slot);
+	void *p;
+
+	if (mode == RECEIPT_OFF)
+		return 0;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	receipt_board = p;
+	receipt_board->mode = (uint32_t)mode;
+	receipt_board->nslots = (uint32_t)n;
+	receipt_board->dg_base = nsessions;
+	return 0;
+}
+
+enum receipt_mode
+receipt_mode(void)
+{
+	return receipt_board == NULL ? RECEIPT_OFF : (enum receipt_mode)receipt_board->mode;
+}
+
+uint32_t
+receipt_dg_slot(unsigned i)
+{
+	return receipt_board->dg_base + (uint32_t)i % RECEIPT_DG_SLOTS;
+}
+
+uint32_t
+receipt_tag(uint64_t conn)
+{
+	return (uint32_t)(conn ^ (conn >> 32));
+}
+
+void
+receipt_begin(struct receipt_ticket *t, uint32_t idx, uint64_t conn)
+{
+	union receipt_word v;
+
+	t->slot = &receipt_board->slot[idx];
+	t->idx = idx;
+	t->tag = receipt_tag(conn);
+	t->sent = 0;
+	v.h.count = 0;
+	v.h.tag = t->tag;
+	__atomic_store_n(&t->slot->want, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->slot->w.word, v.word, __ATOMIC_SEQ_CST);
+}
+
+void
+receipt_stamp(struct receipt_ticket *t, struct rec_hdr *h, int whole)
+{
+	h->flags |= REC_F_RECEIPT | (whole ? REC_F_WHOLE : 0u);
+	h->reserved = t->idx;
+	t->sent++;
+}
+
+int
+receipt_done(const struct receipt_slot *s, uint32_t tag, uint32_t sent)
+{
+	union receipt_word v;
+
+	v.word = __atomic_load_n(&s->w.word, __ATOMIC_SEQ_CST);
+	return v.h.tag == tag && (int32_t)(v.h.count - sent) >= 0;
+}
+
+int
+receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n)
+{
+	union receipt_word old, v;
+
+	old.word = __atomic_load_n(&s->w.word, __ATOMIC_SEQ_CST);
+	do {
+		if (old.h.tag != tag)
+			return -1;
+		v = old;
+		v.h.count += n;
+	} while (!__atomic_compare_exchange_n(&s->w.word, &old.word, v.word, 0, __ATOMIC_SEQ_CST,
+	    __ATOMIC_SEQ_CST));
+	/* The writer stores what it waits for, then reads the count; this adds to the count, then
+	 * reads what it waits for (both sequentially consistent): one of the two sees the other's
+	 * store, so a writer never sleeps through the count it needs. */
+	return (int32_t)(v.h.count - __atomic_load_n(&s->want, __ATOMIC_SEQ_CST)) >= 0;
+}
+
+void
+receipt_publish(uint32_t idx, uint32_t tag, uint32_t n)
+{
+	struct receipt_slot *s;
+
+	if (receipt_board == NULL || idx >= receipt_board->nslots)
+		return;
+	s = &receipt_board->slot[idx];
+	if (receipt_add(s, tag, n) == 1)
+		syscall(SYS_futex, &s->w.h.count, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+int
+receipt_wait(const struct receipt_ticket *t, int64_t deadline_ms,
+    const volatile sig_atomic_t *stop)
+{
+	union receipt_word v;
+	struct timespec ts;
+	int64_t left;
+
+	__atomic_store_n(&t->slot->want, t->sent, __ATOMIC_SEQ_CST);
+	for (;;) {
+		v.word = __atomic_load_n(&t->slot->w.word, __ATOMIC_SEQ_CST);
+		if (v.h.tag == t->tag && (int32_t)(v.h.count - t->sent) >= 0)
+			return 0;
+		if (*stop) {
+			errno = EINTR;
+			return -1;
+		}
+		left = RECEIPT_SLICE_MS;
+		if (deadline_ms > 0) {
+			left = deadline_ms - io_now_ms();
+			if (left <= 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			if (left > RECEIPT_SLICE_MS)
+				left = RECEIPT_SLICE_MS;
+		}
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)left * 1000000L;
+		/* Sleeps only while the count is still what was read (EAGAIN otherwise). */
+		syscall(SYS_futex, &t->slot->w.h.count, FUTEX_WAIT, v.h.count, &ts, NULL, 0);
+	}
+}

@@ -1,0 +1,87 @@
+/*
+ * receipt.h - --echo-after written|synced: the echo is the store's receipt.
+ *
+ * The master maps one board of words shared with every child before it forks any (like the
+ * scoreboard), one word a writer: a session's or pool process's slot, and RECEIPT_DG_SLOTS for
+ * the datagram process, one per datagram of its batch.  A word is the writer's tag (the low 32
+ * bits of the connection's number, or of the datagram's) and how many of its tagged frames the
+ * store has written (written) or written and fdatasynced (synced).  A writer sets its tag and a
+ * count of 0 (receipt_begin), marks each frame it writes with its slot (receipt_stamp), and waits
+ * on the count with futex(2) (receipt_wait) before it echoes, saying the count it needs, so the
+ * store wakes it once, when it is there.  The store adds to the count of the
+ * frames it wrote, by compare-and-swap only while the tag is still the frame's, and wakes the
+ * writer: a frame left in the pipe by a writer before (a session killed, a slot reused) never
+ * counts for the next one, and a store counts only what it wrote itself (a store restarted after
+ * a crash cannot acknowledge what its predecessor read but never wrote: those writers wait, and
+ * end at their idle timeout).
+ *
+ * Off (the default), nothing here runs: no board, no flag, no syscall.
+ */
+#ifndef MPECHO_RECEIPT_H
+#define MPECHO_RECEIPT_H
+
+#include "record.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+enum receipt_mode { RECEIPT_OFF, RECEIPT_WRITTEN, RECEIPT_SYNCED };
+
+/* The datagram process's slots: at least its batch (datagram.c's DG_BATCH). */
+#define RECEIPT_DG_SLOTS 32
+
+/* One writer's word; the futex is the count. */
+union receipt_word {
+	uint64_t word;
+	struct {
+		uint32_t count; /* frames of tag the store has acknowledged */
+		uint32_t tag;
+	} h;
+};
+
+/* A writer's slot: its word, and the count it waits for (the store wakes it only then: one
+ * wake-up per chunk, however many batches its frames took). */
+struct receipt_slot {
+	union receipt_word w;
+	uint32_t want;
+	uint32_t pad;
+};
+
+/* What a writer knows of its own receipts. */
+struct receipt_ticket {
+	struct receipt_slot *slot;
+	uint32_t idx;  /* the slot's index, in every frame */
+	uint32_t tag;
+	uint32_t sent; /* frames stamped since receipt_begin */
+};
+
+/* The master, before it forks anything: maps the board for nsessions slots and the datagram
+ * process's.  0, or -1 with errno. */
+int receipt_setup(enum receipt_mode mode, uint32_t nsessions);
+/* RECEIPT_OFF when there is no board (in this process's family). */
+enum receipt_mode receipt_mode(void);
+/* The slot of the datagram process's i-th datagram of a batch. */
+uint32_t receipt_dg_slot(unsigned i);
+
+/* Takes slot idx for the writer of conn (a connection or a datagram): its count starts at 0. */
+void receipt_begin(struct receipt_ticket *t, uint32_t idx, uint64_t conn);
+/* Marks a frame's header as one the writer waits for; whole: a chunk's last frame. */
+void receipt_stamp(struct receipt_ticket *t, struct rec_hdr *h, int whole);
+/* Waits until the store has acknowledged every frame stamped, until deadline_ms (io_now_ms;
+ * 0: none) or while *stop stays 0.  0, or -1 with errno ETIMEDOUT or EINTR (*stop). */
+int receipt_wait(const struct receipt_ticket *t, int64_t deadline_ms,
+    const volatile sig_atomic_t *stop);
+
+/* Pure, on any slot: whether the store has acknowledged sent frames of tag; and adds n to the
+ * count if the tag is still tag: returns 1 when the writer's wait is then over (wake it), 0 when
+ * not yet, -1 (nothing added) when the slot has another writer now. */
+int receipt_done(const struct receipt_slot *s, uint32_t tag, uint32_t sent);
+int receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n);
+/* The store: acknowledges n frames of tag in slot idx of the board and wakes its writer. */
+void receipt_publish(uint32_t idx, uint32_t tag, uint32_t n);
+/* The tag of a connection or datagram number: its low 32 bits folded with its high ones (the
+ * datagram process numbers its datagrams from its pid times 2^32, so a restarted one never
+ * takes the tags of frames its predecessor left in the pipe). */
+uint32_t receipt_tag(uint64_t conn);
+
+#endif
