@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "receipt.h"
 
 /* The most owed records queued (about 230 KiB): the pipe itself holds about 10,000 close
  * records, so the queue fills only while the store takes nothing. */
@@ -284,6 +285,7 @@ master_store_died(int status)
 	else
 		log_info("store %d finished", (int)master->store.pid);
 	master->store.pid = 0;
+	receipt_store_died();
 	master_restart_store();
 }
 

@@ -24,7 +24,7 @@ struct receipt_board {
 	uint32_t mode;
 	uint32_t nslots;
 	uint32_t dg_base;
-	uint32_t pad;
+	uint32_t store_gen; /* how many stores died: the master counts them (receipt_store_died) */
 	struct receipt_slot slot[];
 };
 
@@ -77,6 +77,7 @@ receipt_begin(struct receipt_ticket *t, uint32_t idx, uint64_t conn)
 	t->idx = idx;
 	t->tag = receipt_tag(conn);
 	t->sent = 0;
+	t->gen = __atomic_load_n(&receipt_board->store_gen, __ATOMIC_ACQUIRE);
 	v.h.count = 0;
 	v.h.tag = t->tag;
 	__atomic_store_n(&t->slot->want, 0, __ATOMIC_SEQ_CST);
@@ -131,26 +132,52 @@ receipt_publish(uint32_t idx, uint32_t tag, uint32_t n)
 		syscall(SYS_futex, &s->w.h.count, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+void
+receipt_store_died(void)
+{
+	if (receipt_board != NULL)
+		__atomic_add_fetch(&receipt_board->store_gen, 1, __ATOMIC_RELEASE);
+}
+
+/* The deadline of a wait once a store has died since the writer's frames were acknowledged last:
+ * what that store had read but not written is never acknowledged, and with no --idle-timeout
+ * the writer would wait for ever.  The restarted store has RECEIPT_LOST_MS to acknowledge what
+ * was still in the pipe; the writer then gives up (its close reason says receipt-timeout). */
+static int64_t
+receipt_lost_deadline(struct receipt_ticket *t, int64_t deadline_ms, int64_t *lost_ms)
+{
+	if (*lost_ms == 0 &&
+	    __atomic_load_n(&receipt_board->store_gen, __ATOMIC_ACQUIRE) != t->gen)
+		*lost_ms = io_now_ms() + RECEIPT_LOST_MS;
+	if (*lost_ms != 0 && (deadline_ms == 0 || *lost_ms < deadline_ms))
+		return *lost_ms;
+	return deadline_ms;
+}
+
 int
-receipt_wait(const struct receipt_ticket *t, int64_t deadline_ms,
-    const volatile sig_atomic_t *stop)
+receipt_wait(struct receipt_ticket *t, int64_t deadline_ms, const volatile sig_atomic_t *stop)
 {
 	union receipt_word v;
 	struct timespec ts;
-	int64_t left;
+	int64_t left, lost_ms = 0, until;
 
 	__atomic_store_n(&t->slot->want, t->sent, __ATOMIC_SEQ_CST);
 	for (;;) {
 		v.word = __atomic_load_n(&t->slot->w.word, __ATOMIC_SEQ_CST);
-		if (v.h.tag == t->tag && (int32_t)(v.h.count - t->sent) >= 0)
+		if (v.h.tag == t->tag && (int32_t)(v.h.count - t->sent) >= 0) {
+			/* Everything before is acknowledged: a store that dies later loses only
+			 * what comes after. */
+			t->gen = __atomic_load_n(&receipt_board->store_gen, __ATOMIC_ACQUIRE);
 			return 0;
+		}
 		if (*stop) {
 			errno = EINTR;
 			return -1;
 		}
+		until = receipt_lost_deadline(t, deadline_ms, &lost_ms);
 		left = RECEIPT_SLICE_MS;
-		if (deadline_ms > 0) {
-			left = deadline_ms - io_now_ms();
+		if (until > 0) {
+			left = until - io_now_ms();
 			if (left <= 0) {
 				errno = ETIMEDOUT;
 				return -1;

@@ -53,7 +53,14 @@ struct receipt_ticket {
 	uint32_t idx;  /* the slot's index, in every frame */
 	uint32_t tag;
 	uint32_t sent; /* frames stamped since receipt_begin */
+	uint32_t gen;  /* the board's store_gen when everything sent before was acknowledged */
 };
+
+/* How long a writer waits for a receipt once the store that should have given it died: the
+ * restarted store's time to write what was left in the pipe. */
+#ifndef RECEIPT_LOST_MS
+#define RECEIPT_LOST_MS 30000
+#endif
 
 /* The master, before it forks anything: maps the board for nsessions slots and the datagram
  * process's.  0, or -1 with errno. */
@@ -69,8 +76,11 @@ void receipt_begin(struct receipt_ticket *t, uint32_t idx, uint64_t conn);
 void receipt_stamp(struct receipt_ticket *t, struct rec_hdr *h, int whole);
 /* Waits until the store has acknowledged every frame stamped, until deadline_ms (io_now_ms;
  * 0: none) or while *stop stays 0.  0, or -1 with errno ETIMEDOUT or EINTR (*stop). */
-int receipt_wait(const struct receipt_ticket *t, int64_t deadline_ms,
+int receipt_wait(struct receipt_ticket *t, int64_t deadline_ms,
     const volatile sig_atomic_t *stop);
+/* The master, when it reaps a store: a writer waiting for a receipt gives up RECEIPT_LOST_MS
+ * later if it has not come by then (what the dead store read but did not write never comes). */
+void receipt_store_died(void);
 
 /* Pure, on any slot: whether the store has acknowledged sent frames of tag; and adds n to the
  * count if the tag is still tag: returns 1 when the writer's wait is then over (wake it), 0 when

@@ -220,3 +220,30 @@ Test(store_buf_receipt, a_whole_chunk_leaves_no_utf8_carry)
 	    (int)file.len, file.data);
 	store_buf_free(b);
 }
+
+/* A store that died after reading a writer's frames never acknowledges them: the writer, with
+ * no deadline of its own, gives up RECEIPT_LOST_MS (300 ms in this build) after it sees the
+ * death; one that had everything acknowledged before the death waits as before. */
+Test(receipt, a_wait_ends_once_the_store_that_owed_it_died)
+{
+	static const volatile sig_atomic_t go_on = 0;
+	struct receipt_ticket t;
+	struct rec_hdr h = { 0 };
+
+	cr_assert_eq(receipt_setup(RECEIPT_WRITTEN, 4), 0);
+	receipt_begin(&t, 2, 42);
+	receipt_stamp(&t, &h, 1);
+	receipt_publish(2, receipt_tag(42), 1);
+	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
+	receipt_stamp(&t, &h, 1);
+	receipt_store_died();
+	errno = 0;
+	cr_assert_eq(receipt_wait(&t, 0, &go_on), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	/* A later frame, acknowledged by the next store: no deadline left over. */
+	receipt_publish(2, receipt_tag(42), 1);
+	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
+	receipt_stamp(&t, &h, 1);
+	receipt_publish(2, receipt_tag(42), 1);
+	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
+}
