@@ -564,14 +564,16 @@ def store_so_far(path):
     return [json.loads(l.decode("utf-8")) for l in raw.split(b"\n")[:-1]]
 
 
-def store_by_conn(records):
+def store_by_conn(records, by_life=False):
     """conn -> {"open": rec, "data": bytes, "close": [recs]} (records of no connection, such as
-    start, stop, gap and datagram records, are left out)"""
+    start, stop, gap and datagram records, are left out); by_life: keyed by (life, conn), for a
+    store of several lives at once (--inetd processes each number their connection 1)"""
     conns = {}
     for r in records:
         if "conn" not in r:
             continue
-        c = conns.setdefault(r["conn"], {"open": None, "data": bytearray(), "close": [], "opens": 0})
+        key = (r.get("life"), r["conn"]) if by_life else r["conn"]
+        c = conns.setdefault(key, {"open": None, "data": bytearray(), "close": [], "opens": 0})
         if r["ev"] == "open":
             c["open"] = r
             c["opens"] += 1
