@@ -643,3 +643,22 @@ def scaled(rate, seconds, lo, hi, multiple=1):
     rounded down to a multiple of `multiple`."""
     n = int(min(max(rate * seconds, lo), hi))
     return max(n - n % multiple, multiple)
+
+
+def store_datagrams(recs):
+    """The datagram records put together: [(peer, bytes, parts)].  A datagram written in parts
+    has them one after the other, 1 to N, each with the same peer."""
+    out = []
+    for r in recs:
+        if r["ev"] != "datagram":
+            continue
+        part, parts = r.get("part"), r.get("parts")
+        if part is None or part == 1:
+            assert not out or out[-1][3] == out[-1][2], f"a datagram's parts cut short: {r}"
+            out.append([r["peer"], record_bytes(r), parts or 1, part or 1])
+        else:
+            last = out[-1]
+            assert (r["peer"], parts, part) == (last[0], last[2], last[3] + 1), r
+            last[1] += record_bytes(r)
+            last[3] = part
+    return [(peer, data, parts) for peer, data, parts, _ in out]

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import (SLOW, Server, alive, binary, proc_children, read_store, record_bytes,
-                      wait_until)
+                      store_datagrams, wait_until)
 
 
 def udp_socket(family=socket.AF_INET, port=0):
@@ -54,25 +54,6 @@ def udp_server(start_server):
     return start
 
 
-def datagrams(recs):
-    """The datagram records put together: [(peer, bytes, parts)].  A datagram written in parts
-    has them one after the other, 1 to N, each with the same peer."""
-    out = []
-    for r in recs:
-        if r["ev"] != "datagram":
-            continue
-        part, parts = r.get("part"), r.get("parts")
-        if part is None or part == 1:
-            assert not out or out[-1][3] == out[-1][2], f"a datagram's parts cut short: {r}"
-            out.append([r["peer"], record_bytes(r), parts or 1, part or 1])
-        else:
-            last = out[-1]
-            assert (r["peer"], parts, part) == (last[0], last[2], last[3] + 1), r
-            last[1] += record_bytes(r)
-            last[3] = part
-    return [(peer, data, parts) for peer, data, parts, _ in out]
-
-
 def test_echo_of_every_size_is_recorded(udp_server):
     """Every size up to the largest UDP payload, each line of the store within 8 KB: a datagram
     over 4 KiB is written in parts, which give back its bytes in file order."""
@@ -92,7 +73,7 @@ def test_echo_of_every_size_is_recorded(udp_server):
     assert srv.stop() == 0
     raw = open(srv.store_path, "rb").read().split(b"\n")[:-1]
     assert max(len(line) + 1 for line in raw) <= 8192
-    dgs = datagrams(read_store(srv.store_path))
+    dgs = store_datagrams(read_store(srv.store_path))
     assert [d for _, d, _ in dgs] == [d for d, _ in sent]
     assert [p for p, _, _ in dgs] == [f"127.0.0.1:{p}" for _, p in sent]
     assert [n for _, _, n in dgs][:len(sizes)] == [1, 1, 1, 1, 1, 2, 2, 4, 16]
