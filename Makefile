@@ -160,6 +160,9 @@ $(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(D)/sd.o $(call lib,num)
 $(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(D)/user.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_log: $(OBJ)/unit_test_log.o $(call lib,log)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 deps:
 	@scripts/deps.sh
 

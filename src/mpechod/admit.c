@@ -1,6 +1,6 @@
 /*
- * admit.c - admission control: sessions per source, the new-session rate, and the rate-limited
- * log of refusals.  Pure: the caller gives the time and the memory (see admit.h).
+ * admit.c - admission control: sessions per source and the new-session rate.  Pure: the
+ * caller gives the time and the memory (see admit.h).
  */
 #include "admit.h"
 
@@ -200,17 +200,4 @@ admit_add(struct admit *a, const struct admit_key *k)
 	i = admit_find(a, k);
 	a->tab[i].key = *k;
 	a->tab[i].count++;
-}
-
-int
-admit_ratelog(struct admit_ratelog *rl, int64_t now_ms, int64_t period_ms, uint64_t *held)
-{
-	if (now_ms < rl->next_ms) {
-		rl->held++;
-		return 0;
-	}
-	*held = rl->held;
-	rl->held = 0;
-	rl->next_ms = now_ms + period_ms;
-	return 1;
 }

@@ -46,7 +46,7 @@ static struct {
 	struct dg_guard guard;
 	int pipe_cap;
 	uint64_t seq;
-	struct admit_ratelog log_drop;
+	struct log_ratelimit log_drop;
 	struct mmsghdr in[DG_BATCH], out[DG_BATCH];
 	struct iovec iov[DG_BATCH], oiov[DG_BATCH];
 	struct sockaddr_storage from[DG_BATCH];
@@ -71,16 +71,9 @@ static void
 datagram_dropped(const struct sockaddr *sa, const char *why)
 {
 	char addr[NET_ADDRLEN];
-	uint64_t held;
 
-	if (!admit_ratelog(&dg.log_drop, io_now_ms(), 1000, &held))
-		return;
 	net_addr_str(sa, addr, sizeof(addr));
-	if (held > 0)
-		log_warnx("dropped a datagram from %s: %s (and %llu more in the last second)", addr,
-		    why, (unsigned long long)held);
-	else
-		log_warnx("dropped a datagram from %s: %s", addr, why);
+	log_ratelimit(&dg.log_drop, io_now_ms(), 0, "dropped a datagram from %s: %s", addr, why);
 }
 
 /* One frame into the pipe; with wait, waits (bounded) for room.  0, or -1 with errno.  The
