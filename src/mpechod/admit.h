@@ -51,7 +51,7 @@ struct admit {
 	int max_rate;           /* sessions a second; 0: no limit */
 	struct admit_bucket rate;
 	uint32_t cap;           /* slots in tab: a power of two, at least twice the clients */
-	struct admit_src tab[]; /* open addressing, linear probing, no tombstones */
+	struct admit_src tab[]; /* htab.h's: linear probing, no tombstones */
 };
 
 /* The key of a peer address (AF_INET or AF_INET6; anything else is one key of its own).  An
