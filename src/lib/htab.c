@@ -20,9 +20,15 @@ htab_hash(const void *key, size_t ksize)
 }
 
 static unsigned char *
-htab_slot(const void *slots, const struct htab_shape *s, size_t i)
+htab_slot(void *slots, const struct htab_shape *s, size_t i)
 {
-	return (unsigned char *)(uintptr_t)slots + i * s->size;
+	return (unsigned char *)slots + i * s->size;
+}
+
+static const unsigned char *
+htab_cslot(const void *slots, const struct htab_shape *s, size_t i)
+{
+	return (const unsigned char *)slots + i * s->size;
 }
 
 int
@@ -42,7 +48,7 @@ htab_find(const void *slots, size_t cap, const struct htab_shape *s, const void 
 	size_t mask = cap - 1, i = (size_t)htab_hash(key, s->ksize) & mask;
 
 	for (;; i = (i + 1) & mask) {
-		const unsigned char *e = htab_slot(slots, s, i);
+		const unsigned char *e = htab_cslot(slots, s, i);
 
 		if (memcmp(e, key, s->ksize) == 0 || htab_is_empty(e, s))
 			return i;
@@ -77,7 +83,7 @@ htab_rehash(void *slots, size_t cap, const void *old, size_t oldcap,
     const struct htab_shape *s)
 {
 	for (size_t i = 0; i < oldcap; i++) {
-		const unsigned char *e = htab_slot(old, s, i);
+		const unsigned char *e = htab_cslot(old, s, i);
 
 		if (!htab_is_empty(e, s))
 			memcpy(htab_slot(slots, s, htab_find(slots, cap, s, e)), e, s->size);
