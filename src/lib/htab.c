@@ -4,6 +4,7 @@
  */
 #include "htab.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 uint64_t
@@ -88,6 +89,20 @@ htab_rehash(void *slots, size_t cap, const void *old, size_t oldcap,
 		if (!htab_is_empty(e, s))
 			memcpy(htab_slot(slots, s, htab_find(slots, cap, s, e)), e, s->size);
 	}
+}
+
+void *
+htab_grow(void *slots, size_t cap, const struct htab_shape *s, size_t *newcap)
+{
+	size_t ncap = cap == 0 ? 64 : cap * 2;
+	void *ns = calloc(ncap, s->size);
+
+	if (ns == NULL)
+		return NULL;
+	htab_rehash(ns, ncap, slots, cap, s);
+	free(slots);
+	*newcap = ncap;
+	return ns;
 }
 
 /* From an empty slot round the table: a removal moves entries back within a cluster, which

@@ -1,7 +1,8 @@
 /*
  * htab.h - one open-addressing hash table for the tables of mpechod and mpecho-store:
  * admission's sources (admit.c, in the master's shared mapping), the store's open connections
- * (store_buf.c) and mpecho-store's (mstore_tab.c).  Pure: no allocation, no I/O.
+ * (store_buf.c) and mpecho-store's (mstore_tab.c).  Pure: no I/O, and no allocation but
+ * htab_grow's.
  *
  * The slots are the caller's: an array of cap slots (a power of two) of size bytes, each
  * starting with its key of ksize bytes.  A slot whose key is all zero bytes is empty, so a key
@@ -34,6 +35,9 @@ void htab_remove(void *slots, size_t cap, const struct htab_shape *s, size_t i);
 /* Puts every entry of old (oldcap slots) into slots (cap slots, all empty). */
 void htab_rehash(void *slots, size_t cap, const void *old, size_t oldcap,
     const struct htab_shape *s);
+/* A table of twice cap slots (64 when cap is 0) holding every entry of slots, freed; or NULL when
+ * memory is short (slots is kept). */
+void *htab_grow(void *slots, size_t cap, const struct htab_shape *s, size_t *newcap);
 /* Calls fn on every entry once, in no order; fn may remove (htab_remove) the entry it is given,
  * and nothing else. */
 void htab_each(void *slots, size_t cap, const struct htab_shape *s,

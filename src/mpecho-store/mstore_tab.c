@@ -27,22 +27,6 @@ mtab_find(struct mtab *t, unsigned inst, unsigned life, uint64_t conn)
 	return c->inst == 0 ? NULL : c;
 }
 
-/* Doubles the table (64 slots at first). */
-static int
-mtab_grow(struct mtab *t)
-{
-	size_t cap = t->cap == 0 ? 64 : t->cap * 2;
-	struct mconn *ns = calloc(cap, sizeof(*ns));
-
-	if (ns == NULL)
-		return -1;
-	htab_rehash(ns, cap, t->slot, t->cap, &mtab_shape);
-	free(t->slot);
-	t->slot = ns;
-	t->cap = cap;
-	return 0;
-}
-
 struct mconn *
 mtab_add(struct mtab *t, unsigned inst, unsigned life, uint64_t conn)
 {
@@ -51,8 +35,13 @@ mtab_add(struct mtab *t, unsigned inst, unsigned life, uint64_t conn)
 
 	if (c != NULL)
 		return c;
-	if ((t->live + 1) * 2 > t->cap && mtab_grow(t) < 0)
-		return NULL;
+	if ((t->live + 1) * 2 > t->cap) {
+		struct mconn *ns = htab_grow(t->slot, t->cap, &mtab_shape, &t->cap);
+
+		if (ns == NULL)
+			return NULL;
+		t->slot = ns;
+	}
 	c = &t->slot[htab_find(t->slot, t->cap, &mtab_shape, &key)];
 	memset(c, 0, sizeof(*c));
 	c->inst = inst;

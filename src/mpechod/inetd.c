@@ -16,6 +16,7 @@
 #include "io.h"
 #include "log.h"
 #include "net.h"
+#include "proc.h"
 #include "record.h"
 #include "session.h"
 #include "sig.h"
@@ -100,8 +101,7 @@ inetd_wait_store(pid_t pid)
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (io_now_ms() >= deadline) {
 			log_warnx("store %d did not finish in time; killing it", (int)pid);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
+			proc_kill_wait(pid);
 			return EX_IOERR;
 		}
 		poll(NULL, 0, 10);

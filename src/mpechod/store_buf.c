@@ -149,30 +149,20 @@ sb_slot(struct store_buf *b, uint64_t conn)
 	return e->conn == 0 ? NULL : e;
 }
 
-/* Doubles the table.  Returns -1 when memory is short (the old table stays). */
-static int
-sb_grow(struct store_buf *b)
-{
-	size_t cap = b->cap * 2;
-	struct sb_conn *tab = calloc(cap, sizeof(*tab));
-
-	if (tab == NULL)
-		return -1;
-	htab_rehash(tab, cap, b->tab, b->cap, &sb_shape);
-	free(b->tab);
-	b->tab = tab;
-	b->cap = cap;
-	return 0;
-}
-
 /* Kept at most half full; past that, with no memory to grow, while a slot is left. */
 static struct sb_conn *
 sb_conn_open(struct store_buf *b, uint64_t conn)
 {
 	struct sb_conn *e;
 
-	if ((b->live + 1) * 2 > b->cap && sb_grow(b) < 0 && b->live + 1 >= b->cap)
-		return NULL;
+	if ((b->live + 1) * 2 > b->cap) {
+		struct sb_conn *tab = htab_grow(b->tab, b->cap, &sb_shape, &b->cap);
+
+		if (tab != NULL)
+			b->tab = tab;
+		else if (b->live + 1 >= b->cap)
+			return NULL; /* no memory to grow, and no slot left to spare */
+	}
 	e = &b->tab[htab_find(b->tab, b->cap, &sb_shape, &conn)];
 	if (e->conn == conn)
 		return e;

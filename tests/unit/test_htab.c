@@ -154,3 +154,20 @@ Test(htab, each_visits_every_entry_once_while_removing)
 		cr_assert_eq(get(t, 64, k) != NULL, k % 2 == 0);
 	}
 }
+
+Test(htab, grow_doubles_and_keeps_every_entry)
+{
+	size_t cap = 0;
+	struct ent *t = htab_grow(NULL, 0, &shape, &cap);
+
+	cr_assert_not_null(t);
+	cr_assert_eq(cap, 64);
+	for (uint64_t k = 1; k <= 32; k++)
+		put(t, cap, k, k);
+	t = htab_grow(t, cap, &shape, &cap);
+	cr_assert_not_null(t);
+	cr_assert_eq(cap, 128);
+	for (uint64_t k = 1; k <= 32; k++)
+		cr_assert(get(t, cap, k) != NULL && get(t, cap, k)->val == k);
+	free(t);
+}
