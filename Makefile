@@ -54,15 +54,15 @@ $(patsubst src/%.c,$(OBJ)/%.o,$(1))
 endef
 lib = $(patsubst %,$(OBJ)/lib/%.o,$(1))
 
-MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log io net sig record cidr num)
+MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log io net sig record cidr num htab)
 MPECHO_O  := $(call objs,$(wildcard src/mpecho/*.c)) $(call lib,log io net sig dial)
 BENCH_O   := $(call objs,$(wildcard src/mpecho-bench/*.c)) $(call lib,log io net sig dial num)
 # mpecho-store reads JSON with Jansson and gzip with zlib; mstore-gen writes big stores for
 # measuring it (not installed).
 MSTORE_LIB_O := $(call objs,$(patsubst %,src/mpecho-store/%.c,mstore_src mstore_rec mstore_tab \
-	mstore_filt)) $(call lib,record cidr)
+	mstore_filt)) $(call lib,record cidr htab)
 MSTORE_O  := $(call objs,$(filter-out %/mstore_gen.c,$(wildcard src/mpecho-store/*.c))) \
-	$(call lib,log io sig record cidr num)
+	$(call lib,log io sig record cidr num htab)
 
 PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench $(BIN)/mpecho-store
 
@@ -133,7 +133,7 @@ $(BIN)/unit_test_hist: $(OBJ)/unit_test_hist.o $(OBJ)/mpecho-bench/hist.o
 $(BIN)/unit_test_procfs: $(OBJ)/unit_test_procfs.o $(OBJ)/mpecho-bench/procfs.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(D)/admit.o
+$(BIN)/unit_test_admit: $(OBJ)/unit_test_admit.o $(D)/admit.o $(call lib,htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_proxy: $(OBJ)/unit_test_proxy.o $(D)/proxy.o
@@ -142,13 +142,13 @@ $(BIN)/unit_test_proxy: $(OBJ)/unit_test_proxy.o $(D)/proxy.o
 $(BIN)/unit_test_cidr: $(OBJ)/unit_test_cidr.o $(call lib,cidr)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(D)/dgguard.o $(D)/admit.o
+$(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(D)/dgguard.o $(D)/admit.o $(call lib,htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_spare: $(OBJ)/unit_test_spare.o $(D)/spare.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_store_buf: $(OBJ)/unit_test_store_buf.o $(D)/store_buf.o $(call lib,record)
+$(BIN)/unit_test_store_buf: $(OBJ)/unit_test_store_buf.o $(D)/store_buf.o $(call lib,record htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 # receipt.c once more, with the wait after a store's death cut to 300 ms for its unit test.
@@ -167,6 +167,12 @@ $(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(D)/sd.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(D)/user.o $(call lib,num)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_log: $(OBJ)/unit_test_log.o $(call lib,log)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_htab: $(OBJ)/unit_test_htab.o $(call lib,htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 deps:
@@ -195,7 +201,7 @@ build-fuzz/fuzz_cidr: fuzz/fuzz_cidr.c src/lib/cidr.c src/lib/cidr.h
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_cidr.c src/lib/cidr.c
 
 MSTORE_FUZZ_SRC := $(patsubst %,src/mpecho-store/%.c,mstore_rec mstore_filt mstore_tab) \
-	src/lib/record.c src/lib/cidr.c
+	src/lib/record.c src/lib/cidr.c src/lib/htab.c
 build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/mstore_rec.h \
 		src/mpecho-store/mstore_filt.h
 	@mkdir -p $(@D)

@@ -7,10 +7,13 @@
  *  - as the bytes of a connection's two reads, split where the first byte says: the data lines
  *    of format 2 (a JSON string of UTF-8, or base64, with the carry of an incomplete character
  *    between them and before the close) must decode back to exactly those bytes, in order,
- *    each line within REC_DATA_LINE_MAX, its text valid UTF-8 with no raw control byte.
+ *    each line within REC_DATA_LINE_MAX, its text valid UTF-8 with no raw control byte;
+ *  - as a whole datagram: its lines (in parts past REC_DGRAM_PART bytes, numbered from 1) must
+ *    each be within REC_LINE_MAX and give back exactly its bytes, in order.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,17 +107,16 @@ check_escape(const uint8_t *data, size_t size)
 		abort();
 }
 
-/* The bytes of one format 2 data line, appended at out; returns how many. */
+/* The bytes of a format 2 line's "data" or "b64" value, which starts at p and ends at end (its
+ * closing quote), appended at out; returns how many. */
 static size_t
-data_bytes(const char *line, size_t len, unsigned char *out)
+value_bytes(const char *p, const char *end, unsigned char *out)
 {
-	const char *p = memmem(line, len, "\"ev\":\"data\",", 12), *end = line + len - 3;
 	enum rec_utf8 how;
 	size_t o = 0;
 
-	if (p == NULL || memcmp(end, "\"}\n", 3) != 0)
+	if (memcmp(end, "\"}\n", 3) != 0)
 		abort();
-	p += 12;
 	if (memcmp(p, "\"b64\":\"", 7) == 0) {
 		ssize_t n = rec_b64_decode(out, p + 7, (size_t)(end - p - 7));
 		if (n < 0)
@@ -149,6 +151,59 @@ data_bytes(const char *line, size_t len, unsigned char *out)
 	if (rec_utf8_scan(out, o, &how) != o || how != REC_UTF8_WHOLE)
 		abort();
 	return o;
+}
+
+/* The bytes of one format 2 data line, appended at out; returns how many. */
+static size_t
+data_bytes(const char *line, size_t len, unsigned char *out)
+{
+	const char *p = memmem(line, len, "\"ev\":\"data\",", 12);
+
+	if (p == NULL)
+		abort();
+	return value_bytes(p + 12, line + len - 3, out);
+}
+
+/* A whole datagram: its lines, one or one a part ("part":I,"parts":N, I from 1, in order), each
+ * within REC_LINE_MAX, give back its bytes. */
+static void
+check_dgram(const uint8_t *data, size_t size)
+{
+	static char out[REC_DGRAM_JSON_LEN(REC_DGRAM_MAX)];
+	static unsigned char back[REC_DGRAM_MAX];
+	static const char peer[] = "127.0.0.1:1";
+	static const char head[] = "\"ev\":\"datagram\",\"peer\":\"127.0.0.1:1\",";
+	size_t n = size < REC_DGRAM_MAX ? size : REC_DGRAM_MAX, len, got = 0, parts = 0, nlines;
+	struct rec r = { .type = REC_DGRAM, .data = data, .len = n,
+	    .peer = (const unsigned char *)peer, .peerlen = sizeof(peer) - 1 };
+	char want[64];
+
+	len = rec_format_line(out, &r, NULL);
+	if (len == 0 || len > sizeof(out) || out[len - 1] != '\n')
+		abort();
+	nlines = 1;
+	for (const char *p = out; p < out + len; parts++) {
+		const char *nl = memchr(p, '\n', (size_t)(out + len - p)), *q;
+
+		if (nl == NULL || (size_t)(nl + 1 - p) > REC_LINE_MAX ||
+		    (q = memmem(p, (size_t)(nl - p), head, sizeof(head) - 1)) == NULL)
+			abort();
+		q += sizeof(head) - 1;
+		if (p == out && memcmp(q, "\"part\":1,\"parts\":", 17) == 0)
+			nlines = strtoul(q + 17, NULL, 10);
+		if (nlines > 1) {
+			size_t k = (size_t)snprintf(want, sizeof(want), "\"part\":%zu,\"parts\":%zu,",
+			    parts + 1, nlines);
+			if (memcmp(q, want, k) != 0)
+				abort();
+			q += k;
+		}
+		got += value_bytes(q, nl - 2, back + got);
+		p = nl + 1;
+	}
+	if (parts != nlines || (n > REC_DGRAM_PART) != (nlines > 1) || got != n ||
+	    memcmp(back, data, n) != 0)
+		abort();
 }
 
 /* Splits the formatted lines at their newlines and decodes the data lines. */
@@ -202,5 +257,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_stream(data, size);
 	check_escape(data, size);
 	check_format2(data, size);
+	check_dgram(data, size);
 	return 0;
 }

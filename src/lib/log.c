@@ -202,6 +202,52 @@ fatalx(int status, const char *fmt, ...)
 	log_exit(status);
 }
 
+int
+log_ratelimit_pass(struct log_ratelimit *rl, int64_t now_ms, uint64_t *held)
+{
+	if (now_ms < rl->next_ms) {
+		rl->held++;
+		return 0;
+	}
+	*held = rl->held;
+	rl->held = 0;
+	rl->next_ms = now_ms + LOG_RATELIMIT_MS;
+	return 1;
+}
+
+/* log_emit for a format of its own. */
+static void
+log_emitf(int prio, int with_errno, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(prio, with_errno, fmt, ap);
+	va_end(ap);
+}
+
+int
+log_ratelimit(struct log_ratelimit *rl, int64_t now_ms, int with_errno, const char *fmt, ...)
+{
+	char msg[768];
+	uint64_t held;
+	int saved = errno;
+	va_list ap;
+
+	if (!log_ratelimit_pass(rl, now_ms, &held))
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	errno = saved;
+	if (held > 0)
+		log_emitf(LOG_WARNING, with_errno, "%s (and %llu more in the last second)", msg,
+		    (unsigned long long)held);
+	else
+		log_emitf(LOG_WARNING, with_errno, "%s", msg);
+	return 1;
+}
+
 void
 usage_error(const char *fmt, ...)
 {

@@ -364,6 +364,47 @@ rec_format_carried(char *p, const struct rec *r, struct rec_carry *c)
 	    REC_UTF8_WHOLE) : p;
 }
 
+/* Where a datagram's parts end: each at most REC_DGRAM_PART bytes, a cut moved back (at most 3
+ * bytes) to the start of a UTF-8 character so that a text datagram's parts stay text.  Returns
+ * the number of parts (1 for an empty datagram). */
+static size_t
+rec_dgram_cuts(const unsigned char *s, size_t n, size_t *ends)
+{
+	size_t parts = 0, at = 0, cut;
+
+	do {
+		cut = n - at > REC_DGRAM_PART ? at + REC_DGRAM_PART : n;
+		for (int back = 0; cut < n && back < REC_CARRY_MAX && (s[cut] & 0xc0) == 0x80; back++)
+			cut--;
+		if (cut < n && (s[cut] & 0xc0) == 0x80)
+			cut = at + REC_DGRAM_PART; /* not UTF-8 there: cut where the bound is */
+		ends[parts++] = cut;
+		at = cut;
+	} while (at < n);
+	return parts;
+}
+
+/* A datagram's lines: one, or when it is larger than REC_DGRAM_PART, one a part, written
+ * together, each saying "part":I,"parts":N (I from 1) before its bytes. */
+static char *
+rec_format_dgram(char *p, const struct rec *r)
+{
+	size_t ends[REC_DGRAM_PARTS_MAX], parts = rec_dgram_cuts(r->data, r->len, ends), at = 0;
+
+	for (size_t i = 0; i < parts; i++) {
+		p = rec_format_head(p, r->ts_us);
+		p = rec_put(p, "\"ev\":\"datagram\",\"peer\":\"");
+		p += rec_json_escape(p, r->peer, r->peerlen);
+		p = rec_put(p, "\",");
+		if (parts > 1)
+			p += sprintf(p, "\"part\":%zu,\"parts\":%zu,", i + 1, parts);
+		p = rec_format_bytes(p, r->data + at, ends[i] - at, REC_UTF8_BAD);
+		p = rec_put(p, "}\n");
+		at = ends[i];
+	}
+	return p;
+}
+
 size_t
 rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry)
 {
@@ -378,14 +419,9 @@ rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry)
 		p = rec_format_data(p, r, carry->b, carry->n, REC_UTF8_BAD);
 		carry->n = 0;
 	}
+	if (r->type == REC_DGRAM)
+		return (size_t)(rec_format_dgram(p, r) - dst);
 	p = rec_format_head(p, r->ts_us);
-	if (r->type == REC_DGRAM) {
-		p = rec_put(p, "\"ev\":\"datagram\",\"peer\":\"");
-		p += rec_json_escape(p, r->peer, r->peerlen);
-		p = rec_put(p, "\",");
-		p = rec_format_bytes(p, r->data, r->len, REC_UTF8_BAD);
-		return (size_t)(rec_put(p, "}\n") - dst);
-	}
 	p += sprintf(p, "\"conn\":%llu,", (unsigned long long)r->conn);
 	switch (r->type) {
 	case REC_OPEN:

@@ -78,7 +78,8 @@ struct rec_hdr {
 #define REC_CARRY_MAX 3
 /* The longest data line for n bytes (base64 at worst, and the fields around it): 5,540 bytes for
  * a whole frame with PIPE_BUF 4096 (4,056 payload bytes and 3 carried), within rsyslog's 8 KB
- * default line.  A datagram's line is at most REC_DGRAM_JSON_LEN of its size. */
+ * default line.  A datagram's lines (REC_LINE_MAX at most each) take at most REC_DGRAM_JSON_LEN
+ * of its size together. */
 #define REC_DATA_LINE_MAX(n) (REC_B64_LEN(n) + 128)
 /* Room rec_format_line needs for one frame's lines (an open line escapes its peer text 6x). */
 #define REC_JSON_MAX (6 * REC_PAYLOAD_MAX + 1024)
@@ -133,14 +134,21 @@ struct rec_carry {
 };
 /* Formats r as JSON lines ending in '\n' into dst (room for REC_JSON_MAX); returns their
  * length.  A REC_DGRAM is formatted whole: r->data and r->len are then the whole datagram
- * (room for REC_DGRAM_JSON_LEN(r->len)).  With carry (the connection's, zeroed at its open), a
- * data record's bytes are the carry's and then its own, less the incomplete character they end
+ * (room for REC_DGRAM_JSON_LEN(r->len)), in parts of REC_DGRAM_PART bytes at most.  With carry
+ * (the connection's, zeroed at its open), a data record's bytes are the carry's and then its own, less the incomplete character they end
  * in, which becomes the carry (no line at all when nothing else is left); a close record writes
  * a carry left as a data line of its own first.  Without carry, the record's bytes are
  * written as they are. */
 size_t rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry);
 size_t rec_format_json(char *dst, const struct rec *r);
-#define REC_DGRAM_JSON_LEN(n) (REC_B64_LEN(n) + 2048)
+/* A datagram's line holds at most REC_DGRAM_PART of its bytes: a larger one is written as
+ * several lines, its parts, one after the other (rec_format_line).  Every line of the store is
+ * then at most REC_LINE_MAX bytes, its newline included (a part's base64 is 5,464 bytes; the
+ * peer text, escaped, at most 1,530; the other fields fewer than 200). */
+#define REC_LINE_MAX 8192
+#define REC_DGRAM_PART 4096
+#define REC_DGRAM_PARTS_MAX (REC_DGRAM_MAX / (REC_DGRAM_PART - REC_CARRY_MAX) + 1)
+#define REC_DGRAM_JSON_LEN(n) (REC_B64_LEN(n) + 2048 * ((size_t)(n) / (REC_DGRAM_PART - 3) + 1))
 
 /* What a start record says about the server life and the options that shape the file. */
 struct rec_start {

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sysexits.h>
 #include <sys/types.h>
@@ -140,7 +141,32 @@ stat_get(const uint64_t *p)
 /* Counts an error of the given kind in st, and keeps the first one's text, which names the
  * connection ("conn 12", "probe 3") (bench_worker.c). */
 void stat_error(struct bench_stats *st, enum err_kind kind, const char *what, uint32_t id,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void stat_verror(struct bench_stats *st, enum err_kind kind, const char *what, uint32_t id,
     const char *fmt, va_list ap);
+
+/* The epoll loop every worker kind runs (bench_worker.c, bench_flood.c, bench_udp.c): one wait
+ * until wake_ns (at once when it has passed, or when busy); the events it returns.  A failure
+ * of epoll_wait itself ends the worker (EX_OSERR). */
+int worker_wait(int ep, struct epoll_event *ev, int max, int64_t now, int64_t wake, int busy);
+/* What every worker kind keeps: its results slot, its epoll set, how many connections or
+ * clients it runs, and its window. */
+struct worker_base {
+	struct bench_stats *st;
+	int ep;
+	int nc;
+	int64_t end_ns;     /* end of the measured window */
+	int64_t timeout_ns; /* --timeout */
+};
+/* A worker's start: w filled (its results slot sh->w[index], an epoll set, n, the timeout),
+ * and n zeroed elements of size bytes for its connections or clients; EX_OSERR when they
+ * cannot be had. */
+void *worker_setup(struct worker_base *w, struct bench_shared *sh, int index, int n,
+    size_t size);
+/* worker_sync, then the window's end is set from the start the parent gave. */
+void worker_go(struct worker_base *w, int ready_wr, int go_rd, const struct bench_shared *sh);
+/* Once its window has been run: the slot says it finished, and the worker exits 0. */
+_Noreturn void worker_finish(struct bench_stats *st);
 
 /* A forked child's first step: it dies with its parent (PR_SET_PDEATHSIG), or exits at once
  * if the parent is already gone; role names it in its log lines (bench_worker.c). */

@@ -39,23 +39,9 @@ struct fconn {
 };
 
 static struct {
-	int ep;
+	struct worker_base w;
 	struct fconn *c;
-	int nc;
-	int64_t end_ns;
-	int64_t timeout_ns;
-	struct bench_stats *st;
 } flood_ctx;
-
-static void PRINTFLIKE(3, 4)
-flood_error(const struct fconn *c, enum err_kind kind, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	stat_error(flood_ctx.st, kind, "conn", c->id, fmt, ap);
-	va_end(ap);
-}
 
 /* Closes the connection as the flood closes them all: a reset unless --flood-close fin. */
 static void
@@ -81,21 +67,21 @@ flood_open(struct fconn *c, int64_t now)
 
 	c->fd = socket(bench_cfg.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		flood_error(c, E_LOCAL, "socket: %s", strerror(errno));
+		stat_error(flood_ctx.w.st, E_LOCAL, "conn", c->id, "socket: %s", strerror(errno));
 		return;
 	}
 	c->state = F_CONNECTING;
 	c->sent = 0;
-	c->deadline = now + flood_ctx.timeout_ns;
+	c->deadline = now + flood_ctx.w.timeout_ns;
 	if (connect(c->fd, (struct sockaddr *)&bench_cfg.addr, bench_cfg.addrlen) < 0 &&
 	    errno != EINPROGRESS) {
-		flood_error(c, errno == EADDRNOTAVAIL ? E_LOCAL : E_CONNECT, "connect: %s",
-		    strerror(errno));
+		stat_error(flood_ctx.w.st, errno == EADDRNOTAVAIL ? E_LOCAL : E_CONNECT, "conn", c->id,
+		    "connect: %s", strerror(errno));
 		flood_close(c);
 		return;
 	}
-	if (epoll_ctl(flood_ctx.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
-		flood_error(c, E_LOCAL, "epoll_ctl: %s", strerror(errno));
+	if (epoll_ctl(flood_ctx.w.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+		stat_error(flood_ctx.w.st, E_LOCAL, "conn", c->id, "epoll_ctl: %s", strerror(errno));
 		flood_close(c);
 	}
 }
@@ -106,9 +92,9 @@ flood_done(struct fconn *c, int64_t now)
 {
 	flood_close(c);
 	c->n++;
-	if (now <= flood_ctx.end_ns)
-		stat_add(&flood_ctx.st->done, 1);
-	if (now < flood_ctx.end_ns)
+	if (now <= flood_ctx.w.end_ns)
+		stat_add(&flood_ctx.w.st->done, 1);
+	if (now < flood_ctx.w.end_ns)
 		flood_open(c, now);
 }
 
@@ -126,7 +112,7 @@ flood_send_chunk(struct fconn *c)
 		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 		if (k < 0) {
-			flood_error(c, E_RESET, "send: %s", strerror(errno));
+			stat_error(flood_ctx.w.st, E_RESET, "conn", c->id, "send: %s", strerror(errno));
 			return -1;
 		}
 		c->sent += (size_t)k;
@@ -147,7 +133,7 @@ flood_event(struct fconn *c, int64_t now)
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;
 		if (soerr != 0) {
-			flood_error(c, E_CONNECT, "connect: %s", strerror(soerr));
+			stat_error(flood_ctx.w.st, E_CONNECT, "conn", c->id, "connect: %s", strerror(soerr));
 			flood_close(c);
 			return;
 		}
@@ -168,13 +154,13 @@ flood_event(struct fconn *c, int64_t now)
 static void
 flood_tick(int64_t now)
 {
-	for (int i = 0; i < flood_ctx.nc; i++) {
+	for (int i = 0; i < flood_ctx.w.nc; i++) {
 		struct fconn *c = &flood_ctx.c[i];
 
 		if (c->fd < 0) {
 			flood_open(c, now);
 		} else if (now > c->deadline) {
-			flood_error(c, E_TIMEOUT, c->state == F_CONNECTING ?
+			stat_error(flood_ctx.w.st, E_TIMEOUT, "conn", c->id, c->state == F_CONNECTING ?
 			    "not connected after %d ms" : "chunk not sent after %d ms",
 			    bench_cfg.timeout_ms);
 			flood_close(c);
@@ -190,16 +176,13 @@ flood_loop(void)
 	int64_t wake;
 	int n;
 
-	while (now < flood_ctx.end_ns) {
+	while (now < flood_ctx.w.end_ns) {
 		if (now >= next_tick) {
 			flood_tick(now);
 			next_tick = now + FLOOD_TICK_NS;
 		}
-		wake = next_tick < flood_ctx.end_ns ? next_tick : flood_ctx.end_ns;
-		n = epoll_wait(flood_ctx.ep, ev, FLOOD_EVENTS,
-		    wake > now ? (int)((wake - now + 999999) / 1000000) : 0);
-		if (n < 0 && errno != EINTR)
-			fatal(EX_OSERR, "epoll_wait");
+		wake = next_tick < flood_ctx.w.end_ns ? next_tick : flood_ctx.w.end_ns;
+		n = worker_wait(flood_ctx.w.ep, ev, FLOOD_EVENTS, now, wake, 0);
 		now = bench_now_ns();
 		for (int i = 0; i < n; i++)
 			flood_event(ev[i].data.ptr, now);
@@ -209,13 +192,7 @@ flood_loop(void)
 static void
 flood_init(int index, int nconns, int nworkers, struct bench_shared *sh)
 {
-	flood_ctx.st = &sh->w[index];
-	flood_ctx.nc = nconns;
-	flood_ctx.timeout_ns = (int64_t)bench_cfg.timeout_ms * 1000000;
-	flood_ctx.c = calloc((size_t)nconns, sizeof(*flood_ctx.c));
-	flood_ctx.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (flood_ctx.c == NULL || flood_ctx.ep < 0)
-		fatal(EX_OSERR, "flood worker %d", index);
+	flood_ctx.c = worker_setup(&flood_ctx.w, sh, index, nconns, sizeof(*flood_ctx.c));
 	for (int i = 0; i < nconns; i++) {
 		flood_ctx.c[i].fd = -1;
 		flood_ctx.c[i].id = (uint32_t)(index + i * nworkers);
@@ -230,14 +207,12 @@ flood_worker_main(int index, int nconns, int nworkers, struct bench_shared *sh, 
 {
 	worker_attach(parent, "flood");
 	flood_init(index, nconns, nworkers, sh);
-	worker_sync(ready_wr, go_rd);
-	flood_ctx.end_ns = sh->start_ns + (int64_t)(bench_cfg.duration * NS);
+	worker_go(&flood_ctx.w, ready_wr, go_rd, sh);
 	flood_loop();
 	/* What is in flight when the window ends is closed uncounted, as it would be anyway. */
 	for (int i = 0; i < nconns; i++)
 		flood_close(&flood_ctx.c[i]);
-	flood_ctx.st->finished = 1;
-	_exit(0);
+	worker_finish(flood_ctx.w.st);
 }
 
 /* ---- the probe ---- */
@@ -346,16 +321,6 @@ probe_once(uint32_t seq, int64_t *ns, char *err, size_t errlen)
 	return kind;
 }
 
-static void PRINTFLIKE(4, 5)
-probe_error(struct bench_stats *st, enum err_kind kind, uint32_t seq, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	stat_error(st, kind, "probe", seq, fmt, ap);
-	va_end(ap);
-}
-
 /* A probe every BENCH_PROBE_MS from the start of the window to its end; a probe that runs
  * late makes the next one start at once, never two at a time. */
 _Noreturn void
@@ -382,13 +347,12 @@ flood_probe_main(int index, struct bench_shared *sh, int ready_wr, int go_rd, pi
 			hist_add(&st->lat, (uint64_t)ns);
 			stat_add(&st->done, 1);
 		} else {
-			probe_error(st, (enum err_kind)kind, seq, "%s", err);
+			stat_error(st, (enum err_kind)kind, "probe", seq, "%s", err);
 		}
 		seq++;
 		next += period;
 		if (next < bench_now_ns())
 			next = bench_now_ns();
 	}
-	st->finished = 1;
-	_exit(0);
+	worker_finish(st);
 }

@@ -42,14 +42,10 @@ struct uclient {
 };
 
 static struct {
-	int ep;
+	struct worker_base w;
 	struct uclient *c;
-	int nc;
 	int waiting;             /* clients with a request in flight */
 	int running;             /* in the window: a client sends its next request */
-	int64_t end_ns;          /* end of the measured window */
-	int64_t timeout_ns;
-	struct bench_stats *st;
 } udp_ctx;
 
 static unsigned char udp_rbuf[65536];
@@ -60,16 +56,6 @@ static unsigned char *
 udp_payload(uint32_t id, uint64_t seq)
 {
 	return bench_pattern + ((uint64_t)id * 65537u + seq * 7919u) % BENCH_PATTERN;
-}
-
-static void PRINTFLIKE(3, 4)
-udp_error(const struct uclient *c, enum err_kind kind, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	stat_error(udp_ctx.st, kind, "client", c->id, fmt, ap);
-	va_end(ap);
 }
 
 /* The request in flight is over, answered or not: the client is free for the next. */
@@ -92,7 +78,7 @@ udp_send(struct uclient *c)
 	ssize_t k;
 
 	c->t0 = bench_now_ns();
-	if (!udp_ctx.running || c->t0 >= udp_ctx.end_ns) {
+	if (!udp_ctx.running || c->t0 >= udp_ctx.w.end_ns) {
 		c->state = U_DONE;
 		return;
 	}
@@ -106,13 +92,13 @@ udp_send(struct uclient *c)
 	if (k < 0) {
 		/* A full socket buffer is not the server's doing: the tick sends it again. */
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
-			udp_error(c, errno == ECONNREFUSED ? E_CONNECT : E_LOCAL, "send: %s",
-			    strerror(errno));
+			stat_error(udp_ctx.w.st, errno == ECONNREFUSED ? E_CONNECT : E_LOCAL, "client",
+			    c->id, "send: %s", strerror(errno));
 		c->state = U_RETRY;
 		return;
 	}
 	c->state = U_WAITING;
-	c->deadline = c->t0 + udp_ctx.timeout_ns;
+	c->deadline = c->t0 + udp_ctx.w.timeout_ns;
 	udp_ctx.waiting++;
 }
 
@@ -152,21 +138,23 @@ udp_check(struct uclient *c, size_t n, uint64_t *seq)
 
 	*seq = 0;
 	if (n < BENCH_UDP_HDR) {
-		udp_error(c, E_MISMATCH, "a %zu-byte datagram back for %zu sent", n, bench_cfg.size);
+		stat_error(udp_ctx.w.st, E_MISMATCH, "client", c->id,
+		    "a %zu-byte datagram back for %zu sent", n, bench_cfg.size);
 		return -1;
 	}
 	memcpy(seq, udp_rbuf, 8);
 	memcpy(&id, udp_rbuf + 8, 4);
 	if (id != c->id || *seq > c->seq || *seq == 0) {
-		udp_error(c, E_MISMATCH, "a datagram this client never sent (header: client %u, "
-		    "request %llu; it is at request %llu)", id, (unsigned long long)*seq,
+		stat_error(udp_ctx.w.st, E_MISMATCH, "client", c->id, "a datagram this client never "
+		    "sent (header: client %u, request %llu; it is at request %llu)", id, (unsigned long long)*seq,
 		    (unsigned long long)c->seq);
 		*seq = 0;
 		return -1;
 	}
 	if (n != bench_cfg.size) {
-		udp_error(c, E_MISMATCH, "a %zu-byte echo of request %llu for %zu sent", n,
-		    (unsigned long long)*seq, bench_cfg.size);
+		stat_error(udp_ctx.w.st, E_MISMATCH, "client", c->id,
+		    "a %zu-byte echo of request %llu for %zu sent", n, (unsigned long long)*seq,
+		    bench_cfg.size);
 		return -1;
 	}
 	want = udp_payload(c->id, *seq);
@@ -174,8 +162,8 @@ udp_check(struct uclient *c, size_t n, uint64_t *seq)
 		return 0;
 	for (i = 0; udp_rbuf[BENCH_UDP_HDR + i] == want[i]; i++)
 		;
-	udp_error(c, E_MISMATCH, "wrong byte at offset %zu of the echo of request %llu: got "
-	    "0x%02x, sent 0x%02x", BENCH_UDP_HDR + i, (unsigned long long)*seq,
+	stat_error(udp_ctx.w.st, E_MISMATCH, "client", c->id, "wrong byte at offset %zu of the echo "
+	    "of request %llu: got 0x%02x, sent 0x%02x", BENCH_UDP_HDR + i, (unsigned long long)*seq,
 	    udp_rbuf[BENCH_UDP_HDR + i], want[i]);
 	return -1;
 }
@@ -190,18 +178,19 @@ udp_reply(struct uclient *c, size_t n, int64_t now)
 
 	if (c->state == U_WAITING && seq == c->seq) {
 		udp_settle(c, U_RETRY);
-		if (!bad && now <= udp_ctx.end_ns) {
-			stat_add(&udp_ctx.st->done, 1);
-			stat_add(&udp_ctx.st->bytes, n);
-			hist_add(&udp_ctx.st->lat, (uint64_t)(now - c->t0));
+		if (!bad && now <= udp_ctx.w.end_ns) {
+			stat_add(&udp_ctx.w.st->done, 1);
+			stat_add(&udp_ctx.w.st->bytes, n);
+			hist_add(&udp_ctx.w.st->lat, (uint64_t)(now - c->t0));
 		}
 		udp_next(c, 0);
 	} else if (bad) {
 		return;
 	} else if (udp_late(c, seq)) {
-		stat_add(&udp_ctx.st->late, 1);
+		stat_add(&udp_ctx.w.st->late, 1);
 	} else {
-		udp_error(c, E_EXTRA, "a second echo of request %llu", (unsigned long long)seq);
+		stat_error(udp_ctx.w.st, E_EXTRA, "client", c->id, "a second echo of request %llu",
+		    (unsigned long long)seq);
 	}
 }
 
@@ -221,8 +210,8 @@ udp_event(struct uclient *c)
 		if (k < 0) {
 			/* ICMP port unreachable, most likely: nothing serves the port.  The
 			 * request is over; the same goes again at the tick, so this cannot spin. */
-			udp_error(c, errno == ECONNREFUSED ? E_CONNECT : E_LOCAL, "%s",
-			    errno == ECONNREFUSED ? "refused (ICMP port unreachable): nothing "
+			stat_error(udp_ctx.w.st, errno == ECONNREFUSED ? E_CONNECT : E_LOCAL, "client",
+			    c->id, "%s", errno == ECONNREFUSED ? "refused (ICMP port unreachable): nothing "
 			    "serves the UDP port" : strerror(errno));
 			if (c->state == U_WAITING)
 				udp_settle(c, U_RETRY);
@@ -236,12 +225,12 @@ udp_event(struct uclient *c)
 static void
 udp_tick(int64_t now)
 {
-	for (int i = 0; i < udp_ctx.nc; i++) {
+	for (int i = 0; i < udp_ctx.w.nc; i++) {
 		struct uclient *c = &udp_ctx.c[i];
 
 		if (c->state == U_WAITING && now > c->deadline) {
 			udp_settle(c, U_RETRY);
-			stat_add(&udp_ctx.st->lost, 1);
+			stat_add(&udp_ctx.w.st->lost, 1);
 			udp_next(c, 1);
 		} else if (c->state == U_RETRY) {
 			udp_send(c);
@@ -260,16 +249,13 @@ udp_loop(void)
 
 	while (udp_ctx.running || udp_ctx.waiting > 0) {
 		wake = next_tick;
-		if (udp_ctx.running && udp_ctx.end_ns < wake)
-			wake = udp_ctx.end_ns;
-		n = epoll_wait(udp_ctx.ep, ev, UDP_EVENTS,
-		    wake > now ? (int)((wake - now + 999999) / 1000000) : 0);
-		if (n < 0 && errno != EINTR)
-			fatal(EX_OSERR, "epoll_wait");
+		if (udp_ctx.running && udp_ctx.w.end_ns < wake)
+			wake = udp_ctx.w.end_ns;
+		n = worker_wait(udp_ctx.w.ep, ev, UDP_EVENTS, now, wake, 0);
 		for (int i = 0; i < n; i++)
 			udp_event(ev[i].data.ptr);
 		now = bench_now_ns();
-		if (now >= udp_ctx.end_ns)
+		if (now >= udp_ctx.w.end_ns)
 			udp_ctx.running = 0;
 		if (now >= next_tick) {
 			udp_tick(now);
@@ -290,20 +276,14 @@ udp_open(struct uclient *c)
 		fatal(EX_OSERR, "socket");
 	if (connect(c->fd, (struct sockaddr *)&bench_cfg.addr, bench_cfg.addrlen) < 0)
 		fatal(EX_OSERR, "connect to the UDP port");
-	if (epoll_ctl(udp_ctx.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+	if (epoll_ctl(udp_ctx.w.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
 		fatal(EX_OSERR, "epoll_ctl");
 }
 
 static void
 udp_init(int index, int nclients, int nworkers, struct bench_shared *sh)
 {
-	udp_ctx.st = &sh->w[index];
-	udp_ctx.nc = nclients;
-	udp_ctx.timeout_ns = (int64_t)bench_cfg.timeout_ms * 1000000;
-	udp_ctx.c = calloc((size_t)nclients, sizeof(*udp_ctx.c));
-	udp_ctx.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (udp_ctx.c == NULL || udp_ctx.ep < 0)
-		fatal(EX_OSERR, "udp worker %d", index);
+	udp_ctx.c = worker_setup(&udp_ctx.w, sh, index, nclients, sizeof(*udp_ctx.c));
 	for (int i = 0; i < nclients; i++) {
 		udp_ctx.c[i].id = (uint32_t)(index + i * nworkers);
 		udp_ctx.c[i].state = U_DONE;
@@ -317,12 +297,10 @@ udp_worker_main(int index, int nclients, int nworkers, struct bench_shared *sh, 
 {
 	worker_attach(parent, "udp");
 	udp_init(index, nclients, nworkers, sh);
-	worker_sync(ready_wr, go_rd);
-	udp_ctx.end_ns = sh->start_ns + (int64_t)(bench_cfg.duration * NS);
+	worker_go(&udp_ctx.w, ready_wr, go_rd, sh);
 	udp_ctx.running = 1;
 	for (int i = 0; i < nclients; i++)
 		udp_next(&udp_ctx.c[i], 0);
 	udp_loop();
-	udp_ctx.st->finished = 1;
-	_exit(0);
+	worker_finish(udp_ctx.w.st);
 }

@@ -55,19 +55,15 @@ struct conn {
 };
 
 static struct {
-	int ep;
+	struct worker_base w;
 	struct conn *c;
-	int nc;
 	int live;                /* connections not dead */
 	int pending;             /* setup: connections that have not echoed yet */
 	int next;                /* setup: the next connection to open */
 	int *ready;              /* connections (indices) that stopped at their burst */
 	int nready;
 	enum phase phase;
-	int64_t end_ns;          /* end of the measured window */
 	int64_t stop_ns;         /* nothing waits past this */
-	int64_t timeout_ns;
-	struct bench_stats *st;
 } worker_ctx;
 
 static unsigned char rbuf[BENCH_RBUF];
@@ -115,7 +111,7 @@ conn_retire(struct conn *c)
 }
 
 void
-stat_error(struct bench_stats *st, enum err_kind kind, const char *what, uint32_t id,
+stat_verror(struct bench_stats *st, enum err_kind kind, const char *what, uint32_t id,
     const char *fmt, va_list ap)
 {
 	int n;
@@ -129,6 +125,56 @@ stat_error(struct bench_stats *st, enum err_kind kind, const char *what, uint32_
 		vsnprintf(st->first_error + n, sizeof(st->first_error) - (size_t)n, fmt, ap);
 }
 
+void
+stat_error(struct bench_stats *st, enum err_kind kind, const char *what, uint32_t id,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	stat_verror(st, kind, what, id, fmt, ap);
+	va_end(ap);
+}
+
+int
+worker_wait(int ep, struct epoll_event *ev, int max, int64_t now, int64_t wake, int busy)
+{
+	int ms = wake > now && !busy ? (int)((wake - now + 999999) / 1000000) : 0;
+	int n = epoll_wait(ep, ev, max, ms);
+
+	if (n < 0 && errno != EINTR)
+		fatal(EX_OSERR, "epoll_wait");
+	return n < 0 ? 0 : n;
+}
+
+void *
+worker_setup(struct worker_base *w, struct bench_shared *sh, int index, int n, size_t size)
+{
+	void *p = calloc((size_t)n, size);
+
+	w->st = &sh->w[index];
+	w->nc = n;
+	w->timeout_ns = (int64_t)bench_cfg.timeout_ms * 1000000;
+	w->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (p == NULL || w->ep < 0)
+		fatal(EX_OSERR, "worker %d", index);
+	return p;
+}
+
+void
+worker_go(struct worker_base *w, int ready_wr, int go_rd, const struct bench_shared *sh)
+{
+	worker_sync(ready_wr, go_rd);
+	w->end_ns = sh->start_ns + (int64_t)(bench_cfg.duration * NS);
+}
+
+void
+worker_finish(struct bench_stats *st)
+{
+	st->finished = 1;
+	_exit(0);
+}
+
 /* Counts an error and ends the connection.  In connect mode the slot opens a new one at the
  * next tick, never from here, so a server that refuses everything cannot recurse. */
 static void PRINTFLIKE(3, 4)
@@ -137,7 +183,7 @@ conn_fail(struct conn *c, enum err_kind kind, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	stat_error(worker_ctx.st, kind, "conn", c->id, fmt, ap);
+	stat_verror(worker_ctx.w.st, kind, "conn", c->id, fmt, ap);
 	va_end(ap);
 	if (worker_ctx.phase == P_SETUP && c->state != C_IDLE)
 		worker_ctx.pending--;
@@ -148,6 +194,19 @@ conn_fail(struct conn *c, enum err_kind kind, const char *fmt, ...)
 		c->state = C_DEAD;
 		worker_ctx.live--;
 	}
+}
+
+/* After a send or recv that failed: 1 to try again (EINTR); 0 when the socket would block, or
+ * when the connection failed (counted and closed; what names the call in the error). */
+static int
+conn_io_again(struct conn *c, const char *what)
+{
+	if (errno == EINTR)
+		return 1;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		conn_fail(c, c->state == C_CONNECTING ? E_CONNECT : E_RESET, "%s%s", what,
+		    strerror(errno));
+	return 0;
 }
 
 static void
@@ -177,16 +236,12 @@ conn_write(struct conn *c, int64_t now)
 			if (room < n)
 				n = (size_t)room;
 			if (c->sent == c->rcvd)
-				c->deadline = now + worker_ctx.timeout_ns;
+				c->deadline = now + worker_ctx.w.timeout_ns;
 		}
 		k = send(c->fd, pattern_at(c, c->sent), n, MSG_NOSIGNAL);
 		if (k < 0) {
-			if (errno == EINTR)
+			if (conn_io_again(c, "send: "))
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			conn_fail(c, c->state == C_CONNECTING ? E_CONNECT : E_RESET, "send: %s",
-			    strerror(errno));
 			return;
 		}
 		if (c->state == C_CONNECTING)
@@ -205,7 +260,7 @@ conn_request(struct conn *c, int64_t now)
 	else
 		c->target = c->rcvd + bench_cfg.size;
 	c->t0 = now;
-	c->deadline = now + worker_ctx.timeout_ns;
+	c->deadline = now + worker_ctx.w.timeout_ns;
 	if (c->state == C_IDLE)
 		c->state = C_BUSY;
 	conn_write(c, now);
@@ -222,16 +277,16 @@ conn_done(struct conn *c, int64_t now)
 	if (worker_ctx.phase == P_SETUP) {
 		worker_ctx.pending--;
 		if (bench_cfg.mode == MODE_HOLD)
-			stat_add(&worker_ctx.st->held, 1);
+			stat_add(&worker_ctx.w.st->held, 1);
 		return;
 	}
 	if (worker_ctx.phase == P_STOP) {
 		conn_retire(c);
 		return;
 	}
-	if (now <= worker_ctx.end_ns) {
-		stat_add(&worker_ctx.st->done, 1);
-		hist_add(&worker_ctx.st->lat, lat);
+	if (now <= worker_ctx.w.end_ns) {
+		stat_add(&worker_ctx.w.st->done, 1);
+		hist_add(&worker_ctx.w.st->lat, lat);
 	}
 	if (bench_cfg.mode == MODE_CONNECT) {
 		conn_close(c, bench_cfg.rst);
@@ -274,12 +329,8 @@ conn_read(struct conn *c, int64_t now)
 	for (;;) {
 		k = recv(c->fd, rbuf, sizeof(rbuf), 0);
 		if (k < 0) {
-			if (errno == EINTR)
+			if (conn_io_again(c, ""))
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			conn_fail(c, c->state == C_CONNECTING ? E_CONNECT : E_RESET, "%s",
-			    strerror(errno));
 			return;
 		}
 		if (k == 0) {
@@ -294,10 +345,10 @@ conn_read(struct conn *c, int64_t now)
 		if (conn_verify(c, (size_t)k) < 0)
 			return;
 		c->rcvd += (uint64_t)k;
-		if (worker_ctx.phase == P_RUN && now <= worker_ctx.end_ns)
-			stat_add(&worker_ctx.st->bytes, (uint64_t)k);
+		if (worker_ctx.phase == P_RUN && now <= worker_ctx.w.end_ns)
+			stat_add(&worker_ctx.w.st->bytes, (uint64_t)k);
 		if (bench_cfg.mode == MODE_STREAM)
-			c->deadline = c->sent > c->rcvd ? now + worker_ctx.timeout_ns : 0;
+			c->deadline = c->sent > c->rcvd ? now + worker_ctx.w.timeout_ns : 0;
 		if (c->rcvd == c->target) {
 			conn_done(c, now);
 			return;
@@ -332,7 +383,7 @@ conn_open(struct conn *c, int64_t now)
 	}
 	ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
 	ev.data.ptr = c;
-	if (epoll_ctl(worker_ctx.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+	if (epoll_ctl(worker_ctx.w.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
 		conn_fail(c, E_LOCAL, "epoll_ctl: %s", strerror(errno));
 		return;
 	}
@@ -380,7 +431,7 @@ worker_run_ready(void)
 static void
 worker_tick(int64_t now)
 {
-	for (int i = 0; i < worker_ctx.nc; i++) {
+	for (int i = 0; i < worker_ctx.w.nc; i++) {
 		struct conn *c = &worker_ctx.c[i];
 
 		if (c->state == C_BACKOFF) {
@@ -403,7 +454,7 @@ worker_more(int64_t now)
 	case P_SETUP:
 		return worker_ctx.pending > 0;
 	case P_RUN:
-		return worker_ctx.live > 0 && now < worker_ctx.end_ns;
+		return worker_ctx.live > 0 && now < worker_ctx.w.end_ns;
 	case P_STOP:
 		return worker_ctx.live > 0 && now < worker_ctx.stop_ns;
 	}
@@ -415,19 +466,16 @@ worker_loop(void)
 {
 	struct epoll_event ev[BENCH_EVENTS];
 	int64_t now = bench_now_ns(), next_tick = now + BENCH_TICK_NS, wake;
-	int n, ms;
+	int n;
 
 	while (worker_more(now)) {
-		while (worker_ctx.phase == P_SETUP && worker_ctx.next < worker_ctx.nc &&
-		    worker_ctx.next - (worker_ctx.nc - worker_ctx.pending) < BENCH_SETUP_INFLIGHT)
+		while (worker_ctx.phase == P_SETUP && worker_ctx.next < worker_ctx.w.nc &&
+		    worker_ctx.next - (worker_ctx.w.nc - worker_ctx.pending) < BENCH_SETUP_INFLIGHT)
 			conn_open(&worker_ctx.c[worker_ctx.next++], now);
 		wake = next_tick;
-		if (worker_ctx.phase == P_RUN && worker_ctx.end_ns < wake)
-			wake = worker_ctx.end_ns;
-		ms = wake > now && worker_ctx.nready == 0 ? (int)((wake - now + 999999) / 1000000) : 0;
-		n = epoll_wait(worker_ctx.ep, ev, BENCH_EVENTS, ms);
-		if (n < 0 && errno != EINTR)
-			fatal(EX_OSERR, "epoll_wait");
+		if (worker_ctx.phase == P_RUN && worker_ctx.w.end_ns < wake)
+			wake = worker_ctx.w.end_ns;
+		n = worker_wait(worker_ctx.w.ep, ev, BENCH_EVENTS, now, wake, worker_ctx.nready > 0);
 		for (int i = 0; i < n; i++)
 			worker_event(&ev[i]);
 		worker_run_ready();
@@ -442,7 +490,7 @@ worker_loop(void)
 static void
 worker_start_run(int64_t now)
 {
-	for (int i = 0; i < worker_ctx.nc; i++) {
+	for (int i = 0; i < worker_ctx.w.nc; i++) {
 		struct conn *c = &worker_ctx.c[i];
 
 		if (bench_cfg.mode == MODE_CONNECT)
@@ -458,7 +506,7 @@ worker_start_run(int64_t now)
 static void
 worker_start_stop(int64_t now)
 {
-	for (int i = 0; i < worker_ctx.nc; i++) {
+	for (int i = 0; i < worker_ctx.w.nc; i++) {
 		struct conn *c = &worker_ctx.c[i];
 
 		if (c->state == C_DEAD)
@@ -478,7 +526,7 @@ worker_start_stop(int64_t now)
 static void
 worker_abandon(void)
 {
-	for (int i = 0; i < worker_ctx.nc; i++)
+	for (int i = 0; i < worker_ctx.w.nc; i++)
 		if (worker_ctx.c[i].state != C_DEAD)
 			conn_fail(&worker_ctx.c[i], E_TIMEOUT, "still waiting when the run ended");
 }
@@ -486,14 +534,10 @@ worker_abandon(void)
 static void
 worker_init(int index, int nconns, int nworkers, struct bench_shared *sh)
 {
-	worker_ctx.st = &sh->w[index];
-	worker_ctx.nc = nconns;
 	worker_ctx.live = nconns;
-	worker_ctx.timeout_ns = (int64_t)bench_cfg.timeout_ms * 1000000;
-	worker_ctx.c = calloc((size_t)nconns, sizeof(*worker_ctx.c));
+	worker_ctx.c = worker_setup(&worker_ctx.w, sh, index, nconns, sizeof(*worker_ctx.c));
 	worker_ctx.ready = calloc((size_t)nconns, sizeof(*worker_ctx.ready));
-	worker_ctx.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (worker_ctx.c == NULL || worker_ctx.ready == NULL || worker_ctx.ep < 0)
+	if (worker_ctx.ready == NULL)
 		fatal(EX_OSERR, "worker %d", index);
 	for (int i = 0; i < nconns; i++) {
 		worker_ctx.c[i].fd = -1;
@@ -535,9 +579,8 @@ worker_main(int index, int nconns, int nworkers, struct bench_shared *sh, int re
 		worker_ctx.pending = nconns;
 		worker_loop();
 	}
-	worker_sync(ready_wr, go_rd);
-	worker_ctx.end_ns = sh->start_ns + (int64_t)(bench_cfg.duration * NS);
-	worker_ctx.stop_ns = worker_ctx.end_ns + worker_ctx.timeout_ns + NS;
+	worker_go(&worker_ctx.w, ready_wr, go_rd, sh);
+	worker_ctx.stop_ns = worker_ctx.w.end_ns + worker_ctx.w.timeout_ns + NS;
 	worker_ctx.phase = P_RUN;
 	worker_start_run(bench_now_ns());
 	worker_loop();
@@ -545,7 +588,6 @@ worker_main(int index, int nconns, int nworkers, struct bench_shared *sh, int re
 	worker_start_stop(bench_now_ns());
 	worker_loop();
 	worker_abandon();
-	worker_ctx.st->finished = 1;
-	_exit(0);
+	worker_finish(worker_ctx.w.st);
 }
 

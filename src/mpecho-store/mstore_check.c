@@ -34,8 +34,13 @@ struct mdefer {
 	char msg[128];
 };
 
-/* What check keeps about the current life of each instance. */
+/* What check keeps about each server life being read: several at once when their lines
+ * interleave (--inetd processes writing one file, each a life of its own). */
 struct mlife {
+	unsigned inst, life;
+	unsigned dg_next, dg_parts; /* a datagram in parts: the part awaited, of how many */
+	const char *dg_path;        /* where its first part is */
+	unsigned long dg_line;
 	struct mranges closed; /* conn numbers closed */
 	struct mranges gapped; /* conn numbers a gap names */
 	int gapped_all;        /* a gap's list of conns was cut */
@@ -47,13 +52,76 @@ struct mcheck {
 	const struct mopts *o;
 	struct mscan s;
 	struct mtab tab;
-	struct mlife *lives;   /* per instance */
+	struct mlife *lives;   /* the lives being read */
+	size_t nopen, capopen;
 	struct mdefer *defer;
 	size_t ndefer, capdefer;
 	unsigned long violations, gaps, records, conns, nlives, before, datagrams;
 	unsigned end_inst, end_life; /* the life mcheck_life_end is closing */
 	int oom;
 };
+
+static void mcheck_violation(struct mcheck *k, const char *path, unsigned long line,
+    const char *msg);
+
+/* The state of a life, made when it is first asked for; out of memory, a scratch one (the loop
+ * stops at once). */
+static struct mlife *
+mcheck_life(struct mcheck *k, unsigned inst, unsigned life)
+{
+	static struct mlife scratch;
+	size_t i;
+
+	for (i = k->nopen; i > 0; i--)
+		if (k->lives[i - 1].inst == inst && k->lives[i - 1].life == life)
+			return &k->lives[i - 1];
+	if (k->nopen == k->capopen) {
+		size_t cap = k->capopen ? k->capopen * 2 : 8;
+		struct mlife *n = realloc(k->lives, cap * sizeof(*n));
+		if (n == NULL) {
+			k->oom = 1;
+			memset(&scratch, 0, sizeof(scratch));
+			return &scratch;
+		}
+		k->lives = n;
+		k->capopen = cap;
+	}
+	memset(&k->lives[k->nopen], 0, sizeof(k->lives[0]));
+	k->lives[k->nopen].inst = inst;
+	k->lives[k->nopen].life = life;
+	return &k->lives[k->nopen++];
+}
+
+/* A datagram's parts come one after the other, 1 to N, in its life. */
+static void
+mcheck_dgram(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
+{
+	struct mlife *l = mcheck_life(k, it->inst, it->life);
+	char msg[160];
+
+	if (l->dg_next != 0 && (r->part != l->dg_next || r->parts != l->dg_parts)) {
+		snprintf(msg, sizeof(msg), "a datagram in %u parts (first part at %s:%lu) ends "
+		    "after part %u", l->dg_parts, l->dg_path, l->dg_line, l->dg_next - 1);
+		mcheck_violation(k, it->path, it->line, msg);
+		l->dg_next = 0;
+	}
+	if (l->dg_next == 0 && r->part > 1) {
+		snprintf(msg, sizeof(msg), "part %u of %u of a datagram without its part 1",
+		    r->part, r->parts);
+		mcheck_violation(k, it->path, it->line, msg);
+		return;
+	}
+	if (r->part == 1) {
+		l->dg_parts = r->parts;
+		l->dg_path = it->path;
+		l->dg_line = it->line;
+	}
+	l->dg_next = r->part + 1;
+	if (r->part == r->parts) {
+		l->dg_next = 0;
+		k->datagrams++;
+	}
+}
 
 static void
 mcheck_violation(struct mcheck *k, const char *path, unsigned long line, const char *msg)
@@ -100,7 +168,7 @@ mcheck_open(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 		mcheck_violation(k, it->path, it->line, msg);
 		return;
 	}
-	if (c != NULL || mranges_has(&k->lives[it->inst - 1].closed, r->conn)) {
+	if (c != NULL || mranges_has(&mcheck_life(k, it->inst, it->life)->closed, r->conn)) {
 		snprintf(msg, sizeof(msg), "conn %llu opened after %s in the same server life",
 		    (unsigned long long)r->conn, c != NULL ? "records of it" : "its close");
 		mcheck_violation(k, it->path, it->line, msg);
@@ -127,7 +195,7 @@ mcheck_conn(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 
 	if (c != NULL)
 		return c;
-	if (mranges_has(&k->lives[it->inst - 1].closed, r->conn)) {
+	if (mranges_has(&mcheck_life(k, it->inst, it->life)->closed, r->conn)) {
 		snprintf(msg, sizeof(msg), "%s for conn %llu after its close",
 		    r->ev == MREC_DATA ? "data" : "a second close", (unsigned long long)r->conn);
 		mcheck_violation(k, it->path, it->line, msg);
@@ -162,7 +230,7 @@ mcheck_close(struct mcheck *k, const struct mscan_item *it, const struct mrec *r
 		    (unsigned long long)c->sum);
 		mcheck_defer(k, c, it->path, it->line, msg);
 	}
-	if (mranges_add(&k->lives[it->inst - 1].closed, r->conn) < 0)
+	if (mranges_add(&mcheck_life(k, it->inst, it->life)->closed, r->conn) < 0)
 		k->oom = 1;
 	mtab_del(&k->tab, c);
 }
@@ -177,13 +245,13 @@ mcheck_gap(struct mcheck *k, const struct mscan_item *it, const struct mrec *r)
 	for (i = 0; i < r->nconns; i++) {
 		if (i < 20)
 			printf(" %llu", (unsigned long long)r->conns[i]);
-		if (mranges_add(&k->lives[it->inst - 1].gapped, r->conns[i]) < 0)
+		if (mranges_add(&mcheck_life(k, it->inst, it->life)->gapped, r->conns[i]) < 0)
 			k->oom = 1;
 	}
 	printf("%s%s\n", i > 20 ? " ..." : i == 0 ? " (none named)" : "",
 	    r->conns_truncated ? " and more" : "");
 	if (r->conns_truncated)
-		k->lives[it->inst - 1].gapped_all = 1;
+		mcheck_life(k, it->inst, it->life)->gapped_all = 1;
 	k->gaps++;
 }
 
@@ -191,7 +259,7 @@ static void
 mcheck_record(struct mcheck *k, const struct mscan_item *it)
 {
 	const struct mrec *r = &it->rec;
-	struct mlife *l = &k->lives[it->inst - 1];
+	struct mlife *l = mcheck_life(k, it->inst, it->life);
 	struct mconn *c;
 
 	k->records++;
@@ -216,7 +284,7 @@ mcheck_record(struct mcheck *k, const struct mscan_item *it)
 		mcheck_gap(k, it, r);
 		break;
 	case MREC_DGRAM:
-		k->datagrams++;
+		mcheck_dgram(k, it, r);
 		break;
 	case MREC_START:
 	case MREC_STOP:
@@ -250,11 +318,17 @@ mcheck_began_before(const struct mlife *l, const struct mdefer *d)
 static void
 mcheck_life_end(struct mcheck *k, unsigned inst, unsigned life)
 {
-	struct mlife *l = &k->lives[inst - 1];
+	struct mlife *l = mcheck_life(k, inst, life);
 	uint64_t last = 0;
 	size_t i, j;
+	char msg[160];
 
 	k->nlives++;
+	if (l->dg_next != 0) {
+		snprintf(msg, sizeof(msg), "a datagram in %u parts ends after part %u with its "
+		    "server life", l->dg_parts, l->dg_next - 1);
+		mcheck_violation(k, l->dg_path, l->dg_line, msg);
+	}
 	k->end_inst = inst;
 	k->end_life = life;
 	mtab_each(&k->tab, mcheck_unclosed, k);
@@ -275,7 +349,8 @@ mcheck_life_end(struct mcheck *k, unsigned inst, unsigned life)
 	k->ndefer = j;
 	mranges_free(&l->closed);
 	mranges_free(&l->gapped);
-	memset(l, 0, sizeof(*l));
+	if (l >= k->lives && l < k->lives + k->nopen)
+		*l = k->lives[--k->nopen];
 }
 
 static int
@@ -314,8 +389,6 @@ mcheck_run(const struct mopts *o)
 
 	if ((status = mout_open(o, &k.s)) != 0)
 		return status;
-	if ((k.lives = calloc(k.s.ninst + 1, sizeof(*k.lives))) == NULL)
-		k.oom = 1;
 	status = mcheck_loop(&k);
 	if (k.before > 0)
 		snprintf(more, sizeof(more), "; %lu connections began in a file before the first "
@@ -326,7 +399,7 @@ mcheck_run(const struct mopts *o)
 		fprintf(stderr, "%s: %lu records, %lu connections, %lu server lives: %lu violations, "
 		    "%lu gaps%s\n", MSTORE_PROG, k.records, k.conns, k.nlives, k.violations, k.gaps,
 		    more);
-	for (unsigned i = 0; k.lives != NULL && i < k.s.ninst; i++) {
+	for (size_t i = 0; i < k.nopen; i++) {
 		mranges_free(&k.lives[i].closed);
 		mranges_free(&k.lives[i].gapped);
 	}

@@ -5,9 +5,12 @@
  *
  * A connection is read in one pass that stops at its close, with nothing but the current line
  * in memory; several connections are several passes, so each comes out whole even when they
- * overlapped in time (standard input, which cannot be read twice, takes one).  A CONN that
- * matches several connections (the same number in two lives or instances) means the first;
- * list shows the longer ids (L.N, I:L.N) that tell them apart.
+ * overlapped in time (standard input, which cannot be read twice, takes one).  A CONN without
+ * a life is conn N of the first life, as list shows it ("N"), even when another life's conn N
+ * comes first in the file (--inetd lives writing at once each have a conn 1); when the first
+ * life has none, the first connection that matches in any life (a second pass).  Standard
+ * input, read once, takes the first that matches.  list shows the longer ids (L.N, I:L.N)
+ * that tell them apart.
  */
 #define _GNU_SOURCE
 #include "mstore.h"
@@ -122,13 +125,34 @@ mdump_id(char *dst, size_t len, const struct mfilt_conn *c)
 	snprintf(dst, len, "%s%s%llu", in, li, (unsigned long long)c->conn);
 }
 
+/* A CONN without a life in the first life (see above); 0, 1 when it is not there, or an exit
+ * status. */
+static int
+mdump_in_first_life(struct mdump *d, int stdin_read)
+{
+	const struct mfilt_conn *want = d->want;
+	struct mfilt_conn first = *want;
+	int rc;
+
+	if (want->life != 0 || stdin_read)
+		return mdump_one(d);
+	first.life = 1;
+	d->want = &first;
+	rc = mdump_one(d);
+	d->want = want;
+	return rc;
+}
+
 int
 mdump_run(const struct mopts *o)
 {
 	static char obuf[1 << 20];
 	struct mdump d = { .o = o };
 	char id[64];
-	int status, rc;
+	int status, rc, stdin_read = 0;
+
+	for (size_t f = 0; f < o->nfiles; f++)
+		stdin_read |= strcmp(o->files[f], "-") == 0;
 
 	setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
 	if ((status = mout_open(o, &d.s)) != 0)
@@ -141,7 +165,10 @@ mdump_run(const struct mopts *o)
 			status = EX_USAGE;
 			break;
 		}
-		rc = mdump_one(&d);
+		rc = mdump_in_first_life(&d, stdin_read);
+		if (rc == 1 && d.want->life == 0 && !stdin_read &&
+		    mscan_rewind(&d.s) == 0)
+			rc = mdump_one(&d);
 		if (rc == 1) {
 			mdump_id(id, sizeof(id), d.want);
 			fprintf(stderr, "%s: no connection %s in the store\n", MSTORE_PROG, id);

@@ -8,9 +8,16 @@
  * its last whole lines to it before it reopens, and the new one is read from its start.  A file
  * that shrank was truncated and is read again from its start.  INT and TERM end it, exit 0;
  * they are blocked but in the wait, so one arriving in the middle of a read is not lost.
+ *
+ * A CONN is followed in whatever server life it turns up in first; "L.N" asks for life L, the
+ * lives numbered in the order follow sees their first record (with --from-start, list's numbers
+ * for a store of one file).  Once found, only that life's records of the connection count, so
+ * another life's connection with the same number (a restart, another --inetd process writing
+ * to the same file) is never mixed in; the life's stop ends following too.
  */
 #define _GNU_SOURCE
 #include "mstore.h"
+#include "record.h"
 #include "sig.h"
 
 #include <errno.h>
@@ -35,6 +42,10 @@ struct mfollow {
 	unsigned long line;
 	int skipping;          /* in the rest of an overlong line */
 	struct mrec_ctx ctx;
+	char (*lives)[REC_LIFE_LEN]; /* the life ids seen, in order: life L is lives[L - 1] */
+	unsigned nlives, caplives;
+	unsigned life;         /* the life of the connection followed (0: format 1), */
+	int found;             /* once found */
 };
 
 static volatile sig_atomic_t mfollow_stop;
@@ -63,6 +74,29 @@ mfollow_open(struct mfollow *f, int at_end)
 	return 0;
 }
 
+/* The number of a format 2 record's life (0 for format 1, and when out of memory). */
+static unsigned
+mfollow_life(struct mfollow *f, const struct mrec *r)
+{
+	unsigned i;
+
+	if (r->format != 2)
+		return 0;
+	for (i = f->nlives; i > 0; i--)
+		if (memcmp(f->lives[i - 1], r->life.p, REC_LIFE_LEN) == 0)
+			return i;
+	if (f->nlives == f->caplives) {
+		unsigned cap = f->caplives ? f->caplives * 2 : 16;
+		char (*l)[REC_LIFE_LEN] = realloc(f->lives, cap * sizeof(*l));
+		if (l == NULL)
+			return 0;
+		f->lives = l;
+		f->caplives = cap;
+	}
+	memcpy(f->lives[f->nlives++], r->life.p, REC_LIFE_LEN);
+	return f->nlives;
+}
+
 /* One whole line: printed, or with a CONN its data written; returns 1 at that conn's close. */
 static int
 mfollow_line(struct mfollow *f, const char *line, size_t len)
@@ -70,6 +104,7 @@ mfollow_line(struct mfollow *f, const char *line, size_t len)
 	const struct mfilt_conn *want = &f->o->filt.conns[0];
 	char err[MREC_ERRLEN];
 	struct mrec r;
+	unsigned life;
 	int rc;
 
 	f->line++;
@@ -85,8 +120,14 @@ mfollow_line(struct mfollow *f, const char *line, size_t len)
 		putchar('\n');
 		return 0;
 	}
-	if (r.conn == 0 || r.conn != want->conn)
+	life = mfollow_life(f, &r);
+	if (f->found && life == f->life && r.ev == MREC_STOP)
+		return 1;
+	if (r.conn == 0 || r.conn != want->conn || (want->life > 0 && life != want->life) ||
+	    (f->found && life != f->life))
 		return 0;
+	f->found = 1;
+	f->life = life;
 	if (r.ev == MREC_DATA)
 		fwrite(r.data.p, 1, r.data.len, stdout);
 	return r.ev == MREC_CLOSE;
@@ -213,6 +254,7 @@ mfollow_run(const struct mopts *o)
 	status = mfollow_loop(&f, &waitmask);
 	close(f.fd);
 	free(f.buf);
+	free(f.lives);
 	mrec_free(&f.ctx);
 	return mout_finish(status);
 }

@@ -147,14 +147,27 @@ mout_ended(struct mtab *tab, unsigned inst, unsigned life,
 {
 	struct mout_left l = { .inst = inst, .life = life };
 
-	if ((l.v = malloc((tab->live + 1) * sizeof(struct mconn *))) == NULL)
+	uint64_t *conns;
+	struct mconn *c;
+
+	l.v = malloc((tab->live + 1) * sizeof(struct mconn *));
+	conns = malloc((tab->live + 1) * sizeof(*conns));
+	if (l.v == NULL || conns == NULL) {
+		free(l.v);
+		free(conns);
 		return -1;
+	}
 	mtab_each(tab, mout_collect, &l);
 	qsort(l.v, l.n, sizeof(struct mconn *), mout_by_conn);
 	for (size_t i = 0; i < l.n; i++) {
 		done(l.v[i], arg);
-		mtab_del(tab, l.v[i]);
+		conns[i] = l.v[i]->conn;
 	}
+	/* A deletion moves other entries: by key, once every pointer is used. */
+	for (size_t i = 0; i < l.n; i++)
+		if ((c = mtab_find(tab, inst, life, conns[i])) != NULL)
+			mtab_del(tab, c);
+	free(conns);
 	free(l.v);
 	return 0;
 }

@@ -371,6 +371,27 @@ mrec_get_bytes(json_t *o, struct mrec *r, char **out, char *err, size_t el)
 	return 0;
 }
 
+/* A datagram written in parts (record.h's REC_DGRAM_PART) says "part":I,"parts":N, 1 <= I <= N
+ * and N > 1; a whole one says neither. */
+static int
+mrec_dgram_part(json_t *o, struct mrec *r, char *err, size_t el)
+{
+	json_t *i = json_object_get(o, "part"), *n = json_object_get(o, "parts");
+
+	if (i == NULL && n == NULL)
+		return 0;
+	if (!json_is_integer(i) || !json_is_integer(n) || json_integer_value(n) < 2 ||
+	    json_integer_value(n) > REC_DGRAM_PARTS_MAX || json_integer_value(i) < 1 ||
+	    json_integer_value(i) > json_integer_value(n)) {
+		snprintf(err, el, "fields \"part\" and \"parts\" are not 1 <= part <= parts, "
+		    "parts from 2 to %d", (int)REC_DGRAM_PARTS_MAX);
+		return -1;
+	}
+	r->part = (unsigned)json_integer_value(i);
+	r->parts = (unsigned)json_integer_value(n);
+	return 0;
+}
+
 static int
 mrec_slow_ev(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char **out, char *err, size_t el)
 {
@@ -393,7 +414,8 @@ mrec_slow_ev(struct mrec_ctx *ctx, json_t *o, struct mrec *r, char **out, char *
 	case MREC_GAP:
 		return mrec_slow_gap(ctx, o, r, err, el);
 	case MREC_DGRAM:
-		if (mrec_get_str(o, "peer", &r->peer, out, err, el, r) < 0)
+		if (mrec_get_str(o, "peer", &r->peer, out, err, el, r) < 0 ||
+		    mrec_dgram_part(o, r, err, el) < 0)
 			return -1;
 		return mrec_get_bytes(o, r, out, err, el);
 	case MREC_START:

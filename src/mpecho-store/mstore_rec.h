@@ -34,6 +34,7 @@ struct mrec {
 	long pid;                  /* open; -1 when absent */
 	struct mrec_str peer, via; /* open, datagram; via only behind a proxy */
 	struct mrec_str data;      /* data, datagram: the echoed bytes */
+	unsigned part, parts;      /* datagram: part I of N (from 1); 0, 0 when it is whole */
 	struct mrec_str reason;    /* close */
 	uint64_t bytes;            /* close */
 	uint64_t dropped_bytes, dropped_records; /* gap */

@@ -1,86 +1,48 @@
 /*
- * mstore_tab.c - open connections in an open-addressing hash table (linear probing, with
+ * mstore_tab.c - open connections in htab.h's open-addressing table (linear probing, no
  * tombstones), and sets of numbers as ranges.
  */
 #define _GNU_SOURCE
 #include "mstore_tab.h"
+#include "htab.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MTAB_TOMB ((unsigned)-1)
-
-static size_t
-mtab_hash(unsigned inst, unsigned life, uint64_t conn)
-{
-	uint64_t h = conn * 0x9e3779b97f4a7c15ull ^ ((uint64_t)inst << 32 | life) * 0xff51afd7ed558ccdull;
-
-	return (size_t)(h ^ (h >> 29));
-}
-
-static int
-mtab_is(const struct mconn *c, unsigned inst, unsigned life, uint64_t conn)
-{
-	return c->inst == inst && c->life == life && c->conn == conn;
-}
+/* The key is (inst, life, conn), the first 16 bytes of struct mconn; inst is never 0, so a
+ * used slot's key is never all zero (htab.h). */
+static const struct htab_shape mtab_shape = { sizeof(struct mconn),
+	offsetof(struct mconn, conn) + sizeof(uint64_t) };
 
 struct mconn *
 mtab_find(struct mtab *t, unsigned inst, unsigned life, uint64_t conn)
 {
+	struct mconn key = { .inst = inst, .life = life, .conn = conn };
+	struct mconn *c;
+
 	if (t->cap == 0)
 		return NULL;
-	for (size_t i = mtab_hash(inst, life, conn) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
-		struct mconn *c = &t->slot[i];
-
-		if (c->inst == 0)
-			return NULL;
-		if (mtab_is(c, inst, life, conn))
-			return c;
-	}
-}
-
-/* Doubles the table when it is over half full (tombstones count), or rebuilds it in place. */
-static int
-mtab_grow(struct mtab *t)
-{
-	size_t cap = t->cap == 0 ? 64 : t->live * 4 > t->cap ? t->cap * 2 : t->cap;
-	struct mconn *old = t->slot, *ns = calloc(cap, sizeof(*ns));
-	size_t oldcap = t->cap;
-
-	if (ns == NULL)
-		return -1;
-	t->slot = ns;
-	t->cap = cap;
-	t->used = 0;
-	for (size_t i = 0; i < oldcap; i++) {
-		if (old[i].inst == 0 || old[i].inst == MTAB_TOMB)
-			continue;
-		size_t j = mtab_hash(old[i].inst, old[i].life, old[i].conn) & (cap - 1);
-		while (ns[j].inst != 0)
-			j = (j + 1) & (cap - 1);
-		ns[j] = old[i];
-		t->used++;
-	}
-	free(old);
-	return 0;
+	c = &t->slot[htab_find(t->slot, t->cap, &mtab_shape, &key)];
+	return c->inst == 0 ? NULL : c;
 }
 
 struct mconn *
 mtab_add(struct mtab *t, unsigned inst, unsigned life, uint64_t conn)
 {
 	struct mconn *c = mtab_find(t, inst, life, conn);
-	size_t i;
+	struct mconn key = { .inst = inst, .life = life, .conn = conn };
 
 	if (c != NULL)
 		return c;
-	if ((t->used + 1) * 2 > t->cap && mtab_grow(t) < 0)
-		return NULL;
-	for (i = mtab_hash(inst, life, conn) & (t->cap - 1); t->slot[i].inst != 0 &&
-	    t->slot[i].inst != MTAB_TOMB; i = (i + 1) & (t->cap - 1))
-		;
-	c = &t->slot[i];
-	if (c->inst == 0)
-		t->used++;
+	if ((t->live + 1) * 2 > t->cap) {
+		struct mconn *ns = htab_grow(t->slot, t->cap, &mtab_shape, &t->cap);
+
+		if (ns == NULL)
+			return NULL;
+		t->slot = ns;
+	}
+	c = &t->slot[htab_find(t->slot, t->cap, &mtab_shape, &key)];
 	memset(c, 0, sizeof(*c));
 	c->inst = inst;
 	c->life = life;
@@ -94,18 +56,30 @@ mtab_add(struct mtab *t, unsigned inst, unsigned life, uint64_t conn)
 void
 mtab_del(struct mtab *t, struct mconn *c)
 {
-	c->inst = MTAB_TOMB;
-	c->life = 0;
-	c->conn = 0;
+	htab_remove(t->slot, t->cap, &mtab_shape, (size_t)(c - t->slot));
 	t->live--;
+}
+
+struct mtab_each_fn {
+	void (*fn)(struct mconn *, void *);
+	void *arg;
+};
+
+static void
+mtab_each_one(void *slot, size_t i, void *arg)
+{
+	const struct mtab_each_fn *e = arg;
+
+	(void)i;
+	e->fn(slot, e->arg);
 }
 
 void
 mtab_each(struct mtab *t, void (*fn)(struct mconn *, void *), void *arg)
 {
-	for (size_t i = 0; i < t->cap; i++)
-		if (t->slot[i].inst != 0 && t->slot[i].inst != MTAB_TOMB)
-			fn(&t->slot[i], arg);
+	struct mtab_each_fn e = { fn, arg };
+
+	htab_each(t->slot, t->cap, &mtab_shape, mtab_each_one, &e);
 }
 
 void

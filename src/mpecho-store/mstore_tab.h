@@ -25,10 +25,11 @@ struct mconn {
 	unsigned flags;        /* the command's own */
 };
 
+/* At most half full; a deletion moves other entries (htab.h): a pointer into the table is good
+ * until the next mtab_add or mtab_del. */
 struct mtab {
 	struct mconn *slot;
-	size_t cap, used;      /* used counts tombstones too */
-	size_t live;
+	size_t cap, live;
 };
 
 /* The connection, or NULL. */
@@ -36,7 +37,7 @@ struct mconn *mtab_find(struct mtab *t, unsigned inst, unsigned life, uint64_t c
 /* The connection, added (zeroed but for its key) if absent; NULL when out of memory. */
 struct mconn *mtab_add(struct mtab *t, unsigned inst, unsigned life, uint64_t conn);
 void mtab_del(struct mtab *t, struct mconn *c);
-/* Calls fn on every connection (in no order); fn may delete the one it is given. */
+/* Calls fn on every connection once (in no order); fn may delete the one it is given. */
 void mtab_each(struct mtab *t, void (*fn)(struct mconn *, void *), void *arg);
 void mtab_free(struct mtab *t);
 /* Copies n bytes of text into a MTAB_TEXT field, cut to fit, NUL-terminated. */

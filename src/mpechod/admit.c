@@ -1,8 +1,9 @@
 /*
- * admit.c - admission control: sessions per source, the new-session rate, and the rate-limited
- * log of refusals.  Pure: the caller gives the time and the memory (see admit.h).
+ * admit.c - admission control: sessions per source and the new-session rate.  Pure: the
+ * caller gives the time and the memory (see admit.h).
  */
 #include "admit.h"
+#include "htab.h"
 
 #include <netinet/in.h>
 #include <string.h>
@@ -64,16 +65,16 @@ admit_hash(const struct admit_key *k)
 	return h;
 }
 
+/* The table is htab.h's: a slot's key is the source (never all zero: its first byte is the
+ * address family), and a slot is emptied when its count drops to 0. */
+static const struct htab_shape admit_shape = { sizeof(struct admit_src), ADMIT_KEY_LEN };
+
 /* The slot holding k, or the empty slot where it would go.  The table is never more than half
  * full (at most max_clients sources, in at least twice as many slots), so the probe ends. */
 static uint32_t
 admit_find(const struct admit *a, const struct admit_key *k)
 {
-	uint32_t i = admit_hash(k) & (a->cap - 1);
-
-	while (a->tab[i].count != 0 && memcmp(&a->tab[i].key, k, sizeof(*k)) != 0)
-		i = (i + 1) & (a->cap - 1);
-	return i;
+	return (uint32_t)htab_find(a->tab, a->cap, &admit_shape, k);
 }
 
 unsigned
@@ -125,28 +126,6 @@ admit_check(struct admit *a, const struct admit_key *k, int64_t now_ms)
 	return ADMIT_OK;
 }
 
-/* Deletion without tombstones (Knuth's algorithm R): an entry after the emptied slot moves
- * back into it unless its home lies cyclically between the hole and itself, so every lookup
- * still finds every entry before the first empty slot. */
-static void
-admit_remove(struct admit *a, uint32_t hole)
-{
-	uint32_t mask = a->cap - 1, j = hole, home;
-
-	a->tab[hole].count = 0;
-	for (;;) {
-		j = (j + 1) & mask;
-		if (a->tab[j].count == 0)
-			return;
-		home = admit_hash(&a->tab[j].key) & mask;
-		if (((j - home) & mask) < ((j - hole) & mask))
-			continue;
-		a->tab[hole] = a->tab[j];
-		a->tab[j].count = 0;
-		hole = j;
-	}
-}
-
 enum admit_verdict
 admit_take_rate(struct admit *a, int64_t now_ms)
 {
@@ -181,7 +160,7 @@ admit_release(struct admit *a, const struct admit_key *k)
 	if (a->tab[i].count == 0)
 		return;
 	if (--a->tab[i].count == 0)
-		admit_remove(a, i);
+		htab_remove(a->tab, a->cap, &admit_shape, i); /* no tombstones */
 }
 
 void
@@ -200,17 +179,4 @@ admit_add(struct admit *a, const struct admit_key *k)
 	i = admit_find(a, k);
 	a->tab[i].key = *k;
 	a->tab[i].count++;
-}
-
-int
-admit_ratelog(struct admit_ratelog *rl, int64_t now_ms, int64_t period_ms, uint64_t *held)
-{
-	if (now_ms < rl->next_ms) {
-		rl->held++;
-		return 0;
-	}
-	*held = rl->held;
-	rl->held = 0;
-	rl->next_ms = now_ms + period_ms;
-	return 1;
 }

@@ -1,14 +1,15 @@
 /*
  * admit.h - admission control: who may start a session now (OpenSSH's srclimit.c).
  *
- * Three pieces of pure logic that the master consults for every accepted connection, before it
- * forks: the count of concurrent sessions per source address (--max-per-source), a token bucket
- * of new sessions per second (--max-rate), and the rate-limited log that reports refusals at
- * most once a second.  Nothing here reads a clock, prints or allocates: the caller passes the
- * time in milliseconds and the memory, so the unit tests step the clock by hand, and the whole
- * state is one block without pointers that can live in a shared mapping.  It has one writer at a
- * time (the master today); a pool whose processes admit their own connections must serialise
- * admit_check and admit_release behind a process-shared lock.
+ * Two pieces of pure logic consulted for every accepted connection before its session starts:
+ * the count of concurrent sessions per source address (--max-per-source) and a token bucket of
+ * new sessions per second (--max-rate).  Refusals are reported through log.h's rate-limited
+ * log.  Nothing here reads a clock, prints or allocates: the caller passes the time in
+ * milliseconds and the memory, so the unit tests step the clock by hand, and the whole state is
+ * one block without pointers, in the master's shared mapping.  Its writers are the master (fork
+ * mode), the pool processes (--prefork: each admits the connection it accepted) and sessions
+ * that learn their client from a PROXY header; they serialise admit_* behind shared.h's robust
+ * process-shared lock, and the master rebuilds the table from the claims after a death under it.
  */
 #ifndef MPECHO_ADMIT_H
 #define MPECHO_ADMIT_H
@@ -32,13 +33,6 @@ struct admit_claim {
 	uint32_t held; /* key is counted */
 };
 
-/* A log line that may repeat at a flood's rate is written at most once a period, with the count
- * of the ones held back (as sshd does for its connection-limit messages). */
-struct admit_ratelog {
-	int64_t next_ms;
-	uint64_t held;
-};
-
 enum admit_verdict { ADMIT_OK, ADMIT_PER_SOURCE, ADMIT_RATE };
 
 /* A token bucket: rate tokens a second, holding at most a second's worth; it starts full. */
@@ -57,7 +51,7 @@ struct admit {
 	int max_rate;           /* sessions a second; 0: no limit */
 	struct admit_bucket rate;
 	uint32_t cap;           /* slots in tab: a power of two, at least twice the clients */
-	struct admit_src tab[]; /* open addressing, linear probing, no tombstones */
+	struct admit_src tab[]; /* htab.h's: linear probing, no tombstones */
 };
 
 /* The key of a peer address (AF_INET or AF_INET6; anything else is one key of its own).  An
@@ -92,9 +86,5 @@ void admit_bucket_init(struct admit_bucket *b, int rate);
 /* Takes one token at now_ms: 1, or 0 when the bucket is empty (nothing taken).  A clock that
  * steps back refills nothing. */
 int admit_bucket_take(struct admit_bucket *b, int rate, int64_t now_ms);
-
-/* Whether a line may be written at now_ms: 1, with *held set to the number of lines held back
- * since the last one written, or 0 (this one is held back and counted). */
-int admit_ratelog(struct admit_ratelog *rl, int64_t now_ms, int64_t period_ms, uint64_t *held);
 
 #endif

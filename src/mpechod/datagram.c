@@ -52,7 +52,7 @@ static struct {
 	struct dg_guard guard;
 	int pipe_cap;
 	uint64_t seq;
-	struct admit_ratelog log_drop;
+	struct log_ratelimit log_drop;
 	int receipts;                /* --echo-after */
 	struct receipt_ticket rc[DG_BATCH]; /* the receipt of each echo queued in out */
 	struct mmsghdr in[DG_BATCH], out[DG_BATCH];
@@ -79,16 +79,9 @@ static void
 datagram_dropped(const struct sockaddr *sa, const char *why)
 {
 	char addr[NET_ADDRLEN];
-	uint64_t held;
 
-	if (!admit_ratelog(&dg.log_drop, io_now_ms(), 1000, &held))
-		return;
 	net_addr_str(sa, addr, sizeof(addr));
-	if (held > 0)
-		log_warnx("dropped a datagram from %s: %s (and %llu more in the last second)", addr,
-		    why, (unsigned long long)held);
-	else
-		log_warnx("dropped a datagram from %s: %s", addr, why);
+	log_ratelimit(&dg.log_drop, io_now_ms(), 0, "dropped a datagram from %s: %s", addr, why);
 }
 
 /* One frame into the pipe, waiting (bounded) for room; with rc, stamped for a receipt.  0, or
@@ -97,7 +90,6 @@ static int
 datagram_frame(enum rec_type type, unsigned char *pre, size_t prelen, unsigned char *data,
     size_t n, struct receipt_ticket *rc)
 {
-
 	struct rec_hdr h;
 	struct iovec iov[3] = {
 		{ .iov_base = &h, .iov_len = sizeof(h) },

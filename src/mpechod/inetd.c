@@ -5,8 +5,9 @@
  * No master, no listener: this process is the session, and a store process of its own (forked
  * as the master forks one) writes its records.  Many such processes may append to one store
  * file at once, so the store takes the file's lock for each write only (store.c, shared), and
- * every write is whole lines.  Connection numbers are unique across them (milliseconds since
- * the epoch, times 1000, plus the pid's last three digits), not counted from 1.  Nothing but the
+ * every write is whole lines.  Each process is a server life of its own, with its own random
+ * life id on every line (record.c), so its one connection is conn 1, as a master's first is:
+ * (life, conn) is unique across them by construction.  Nothing but the
  * echo is ever written to the socket: under xinetd standard error is the socket too, so
  * diagnostics go to syslog and descriptor 2 to /dev/null.
  */
@@ -15,6 +16,7 @@
 #include "io.h"
 #include "log.h"
 #include "net.h"
+#include "proc.h"
 #include "receipt.h"
 #include "record.h"
 #include "session.h"
@@ -100,8 +102,7 @@ inetd_wait_store(pid_t pid)
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (io_now_ms() >= deadline) {
 			log_warnx("store %d did not finish in time; killing it", (int)pid);
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
+			proc_kill_wait(pid);
 			return EX_IOERR;
 		}
 		poll(NULL, 0, 10);
@@ -124,7 +125,7 @@ inetd_run(const struct settings *set, const struct user_ids *user)
 	inetd_quiet();
 	sig_ignore(SIGPIPE);
 	rec_new_key();
-	a.conn = (uint64_t)(rec_now_us() / 1000) * 1000 + (uint64_t)(getpid() % 1000);
+	a.conn = 1;
 	if (set->store != NULL && receipt_setup((enum receipt_mode)set->echo_after, 1) < 0)
 		fatal(EX_OSERR, "receipt board");
 	if (set->store != NULL)

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "proc.h"
 #include "receipt.h"
 
 struct master *master;
@@ -411,8 +412,7 @@ master_finish(void)
 	}
 	if (master->store.pid > 0) {
 		log_warnx("store %d did not finish in time; killing it", (int)master->store.pid);
-		kill(master->store.pid, SIGKILL);
-		waitpid(master->store.pid, NULL, 0);
+		proc_kill_wait(master->store.pid);
 		master->store_lost = 1;
 	}
 	if (master_pipe_unread() > 0 || master->nowed > 0) {

@@ -108,7 +108,7 @@ struct master {
 	int nowed, capowed;
 	uint64_t next_conn, accepted, reaped_exit, reaped_signal, bytes_done;
 	struct admit *admit;         /* --max-per-source and --max-rate */
-	struct admit_ratelog log_accept, log_fork;
+	struct log_ratelimit log_accept, log_fork;
 	int64_t accept_resume_ms;    /* accepting paused until then (fork or fd failure) */
 	struct deferred {            /* accepted, admitted, not yet forked (a FIFO ring) */
 		int fd;
@@ -166,8 +166,7 @@ extern const struct master_mode master_mode_fork, master_mode_pool;
 /* The files below master.c (the loop), each calling only the ones listed after it:
  * mode_fork.c and mode_pool.c, master_store.c, master_setup.c. */
 
-/* master_setup.c: sockets, privileges, systemd, the gate, rate-limited warnings */
-void master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what);
+/* master_setup.c: sockets, privileges, systemd, the gate */
 void master_std_fds(void);
 void *master_shared(size_t len);
 void master_gate(void);

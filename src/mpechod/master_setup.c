@@ -209,24 +209,6 @@ master_gate(void)
 		master_rules("--proxy-from", loopback, 2, &g->proxy_from);
 }
 
-/* A warning that a flood could repeat thousands of times a second, at most once a second. */
-void
-master_ratelog(struct admit_ratelog *rl, int with_errno, const char *what)
-{
-	char held[64] = "";
-	uint64_t n;
-
-	if (!admit_ratelog(rl, io_now_ms(), 1000, &n))
-		return;
-	if (n > 0)
-		snprintf(held, sizeof(held), " (and %llu more in the last second)",
-		    (unsigned long long)n);
-	if (with_errno)
-		log_warn("%s%s", what, held);
-	else
-		log_warnx("%s%s", what, held);
-}
-
 /* Started with 0, 1 or 2 closed, the store pipe or the store file could become "stderr" and
  * receive log lines: hold those numbers with /dev/null first. */
 void

@@ -299,8 +299,6 @@ master_pipe_unread(void)
 	return (size_t)n;
 }
 
-/* After the last session: hand the store everything owed, close the pipe so the store reads
- * EOF, and wait for it to write, fsync and exit. */
 /* With --store-full block, a store still waiting for its disk when the last session has ended
  * is told (SIGUSR1) to drop what it cannot write, once, so that the shutdown ends in bounded
  * time; what is lost is said in the log and the exit status. */

@@ -65,8 +65,8 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, struct admit_c
 		session_run(&a);
 	close(cfd);
 	if (pid < 0) {
-		master_ratelog(&master->log_fork, 1, "fork failed; closed the connection, pausing accepts "
-		    "for 100 ms");
+		log_ratelimit(&master->log_fork, io_now_ms(), 1, "fork failed; closed the connection, "
+		    "pausing accepts for 100 ms");
 		master->free_slots[master->nfree++] = slot;
 		gate_release(&master->gate, claim);
 		master->accept_resume_ms = io_now_ms() + 100;
@@ -147,7 +147,8 @@ master_accept(int lfd)
 			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the backlog keeps the connection;
 			 * pause instead of spinning on a listener that stays readable, and try
 			 * again by ourselves (nginx and sshd back off the same way). */
-			master_ratelog(&master->log_accept, 1, "accept failed; pausing accepts for 100 ms");
+			log_ratelimit(&master->log_accept, io_now_ms(), 1, "accept failed; pausing "
+			    "accepts for 100 ms");
 			master->accept_resume_ms = io_now_ms() + 100;
 			return 1;
 		}

@@ -121,8 +121,8 @@ master_spawn_pool(int n)
 			master->pslots[slot].state = POOL_FREE;
 			/* Not at once again: the listeners are watched (and a waiting connection
 			 * makes the master try again) after 100 ms, as in fork mode. */
-			master_ratelog(&master->log_fork, 1, "fork failed; the pool does not grow for "
-			    "100 ms");
+			log_ratelimit(&master->log_fork, io_now_ms(), 1, "fork failed; the pool does "
+			    "not grow for 100 ms");
 			master->accept_resume_ms = io_now_ms() + 100;
 			return;
 		}

@@ -4,8 +4,11 @@
 #define _GNU_SOURCE
 #include "proc.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <syslog.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* The kept descriptors go to 3, 4, ... in two steps, so that moving one never lands on another
@@ -48,4 +51,15 @@ proc_fork(int *const keep[], int nkeep)
 	closelog();
 	proc_keep(keep, nkeep < PROC_KEEP_MAX ? nkeep : PROC_KEEP_MAX);
 	return 0;
+}
+
+int
+proc_kill_wait(pid_t pid)
+{
+	int status = 0;
+
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return status;
 }

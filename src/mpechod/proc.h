@@ -1,7 +1,7 @@
 /*
  * proc.h - the one way mpechod starts a child process (OpenBSD httpd's proc_run): every role,
  * a session, a pool process, the store, the datagram process, is forked here, and holds only
- * what it owns.
+ * what it owns; and a helper that overstays its bounded wait is ended here.
  *
  * In the child the descriptors it keeps are moved to 3, 4, ... in the order given, and every
  * other descriptor from there up is closed with one close_range(2): nothing is closed by name,
@@ -31,5 +31,9 @@ enum proc_role {
  * is closed, and syslog's socket (reopened at the next syslog(3)).  Returns as fork(2) does;
  * nkeep is at most PROC_KEEP_MAX. */
 pid_t proc_fork(int *const keep[], int nkeep);
+/* The one way a helper that did not finish in its bounded wait is ended (the store, at the end
+ * of the master's shutdown or of an --inetd session): SIGKILL, then waitpid, so that no zombie
+ * is left.  Returns its wait status. */
+int proc_kill_wait(pid_t pid);
 
 #endif

@@ -40,17 +40,17 @@ shared_unlock(struct shared *sh)
 	pthread_mutex_unlock(&sh->lock);
 }
 
+/* The decision under the lock; the line, which may wait for stderr, after it. */
 void
-shared_log(struct shared *sh, struct admit_ratelog *rl, const char *msg)
+shared_log(struct shared *sh, struct log_ratelimit *rl, const char *msg)
 {
-	uint64_t held;
-	int now;
+	struct log_ratelimit now = { .next_ms = INT64_MIN };
+	int64_t ms = io_now_ms();
+	int pass;
 
 	shared_lock(sh);
-	now = admit_ratelog(rl, io_now_ms(), 1000, &held);
+	pass = log_ratelimit_pass(rl, ms, &now.held);
 	shared_unlock(sh);
-	if (now && held > 0)
-		log_warnx("%s (and %llu more in the last second)", msg, (unsigned long long)held);
-	else if (now)
-		log_warnx("%s", msg);
+	if (pass)
+		log_ratelimit(&now, ms, 0, "%s", msg);
 }

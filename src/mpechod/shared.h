@@ -14,13 +14,14 @@
 #define MPECHO_SHARED_H
 
 #include "admit.h"
+#include "log.h"
 
 #include <pthread.h>
 #include <stdint.h>
 
 struct shared {
 	pthread_mutex_t lock;        /* admission control and the logs below */
-	struct admit_ratelog log_refused, log_culled, log_proxy;
+	struct log_ratelimit log_refused, log_culled, log_proxy;
 	uint64_t next_conn;          /* atomic, as every counter here */
 	uint64_t accepted, culled, refused_source, refused_rate, denied, proxy_errors;
 	uint64_t bytes_done;
@@ -35,6 +36,6 @@ void shared_lock(struct shared *sh);
 void shared_unlock(struct shared *sh);
 /* A warning that could repeat at a flood's rate, at most once a second across every process
  * that shares rl, with the count of those held back. */
-void shared_log(struct shared *sh, struct admit_ratelog *rl, const char *msg);
+void shared_log(struct shared *sh, struct log_ratelimit *rl, const char *msg);
 
 #endif

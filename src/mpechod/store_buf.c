@@ -13,19 +13,19 @@
  */
 #define _GNU_SOURCE
 #include "store_buf.h"
+#include "htab.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SB_TOMB UINT64_MAX
 #define SB_GAP_CONNS 256
 #define SB_CLOSED_RING 1024
 
 /* Bytes recorded per open connection, to count for a close the master writes on behalf of a
  * killed session, and to close at exit any connection whose close never came. */
 struct sb_conn {
-	uint64_t conn;     /* 0: empty; SB_TOMB: deleted */
+	uint64_t conn;     /* 0: empty (htab.h) */
 	uint64_t bytes;
 	uint32_t open_gen; /* the batch its open record is in, and where */
 	uint32_t open_idx;
@@ -58,7 +58,7 @@ struct store_buf {
 	int failing, reported;
 	int64_t retry_ms, logged_ms;
 	struct sb_conn *tab;
-	size_t cap, used, live;
+	size_t cap, live;
 	char gapline[REC_GAP_LEN(SB_GAP_CONNS)];
 	/* The connections this store saw closed last: a close the master writes for a session
 	 * that died after its own close got into the pipe (before it marked it written) is then
@@ -138,57 +138,35 @@ store_buf_free(struct store_buf *b)
 	free(b);
 }
 
+/* The table of open connections is htab.h's, keyed by conn (never 0). */
+static const struct htab_shape sb_shape = { sizeof(struct sb_conn), sizeof(uint64_t) };
+
+/* The connection's entry, or NULL.  Good until the next removal or open (htab.h). */
 static struct sb_conn *
-sb_slot(struct store_buf *b, uint64_t conn, int for_insert)
+sb_slot(struct store_buf *b, uint64_t conn)
 {
-	size_t i = (size_t)(conn * 0x9e3779b97f4a7c15ull) & (b->cap - 1);
-	struct sb_conn *tomb = NULL;
+	struct sb_conn *e = &b->tab[htab_find(b->tab, b->cap, &sb_shape, &conn)];
 
-	for (;; i = (i + 1) & (b->cap - 1)) {
-		struct sb_conn *e = &b->tab[i];
-
-		if (e->conn == conn)
-			return e;
-		if (e->conn == SB_TOMB && tomb == NULL)
-			tomb = e;
-		if (e->conn == 0)
-			return for_insert ? (tomb ? tomb : e) : NULL;
-	}
+	return e->conn == 0 ? NULL : e;
 }
 
-/* Rebuilds the table without tombstones, larger when it is more than a quarter full.  Returns
- * -1 when memory is short (the old table stays). */
-static int
-sb_rehash(struct store_buf *b)
-{
-	struct sb_conn *old = b->tab;
-	size_t oldcap = b->cap, cap = (b->live * 4 >= oldcap) ? oldcap * 2 : oldcap;
-	struct sb_conn *tab = calloc(cap, sizeof(*tab));
-
-	if (tab == NULL)
-		return -1;
-	b->tab = tab;
-	b->cap = cap;
-	b->used = b->live;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].conn != 0 && old[i].conn != SB_TOMB)
-			*sb_slot(b, old[i].conn, 1) = old[i];
-	free(old);
-	return 0;
-}
-
+/* Kept at most half full; past that, with no memory to grow, while a slot is left. */
 static struct sb_conn *
 sb_conn_open(struct store_buf *b, uint64_t conn)
 {
 	struct sb_conn *e;
 
-	if ((b->used + 1) * 2 > b->cap && sb_rehash(b) < 0 && b->used + 1 >= b->cap)
-		return NULL;
-	e = sb_slot(b, conn, 1);
+	if ((b->live + 1) * 2 > b->cap) {
+		struct sb_conn *tab = htab_grow(b->tab, b->cap, &sb_shape, &b->cap);
+
+		if (tab != NULL)
+			b->tab = tab;
+		else if (b->live + 1 >= b->cap)
+			return NULL; /* no memory to grow, and no slot left to spare */
+	}
+	e = &b->tab[htab_find(b->tab, b->cap, &sb_shape, &conn)];
 	if (e->conn == conn)
 		return e;
-	if (e->conn == 0)
-		b->used++;
 	*e = (struct sb_conn){ .conn = conn };
 	b->live++;
 	return e;
@@ -256,7 +234,7 @@ sb_divert_open(struct store_buf *b, struct sb_rec *o, size_t len)
 	if (b->heldlen + len <= b->cfg.held_max && sb_hold(b, b->out + o->off, len) == 0)
 		return;
 	o->dropped = 1;
-	e = sb_slot(b, o->conn, 0);
+	e = sb_slot(b, o->conn);
 	if (e != NULL)
 		e->dropped = 1;
 	sb_gap_add(b, o->conn, 0);
@@ -421,7 +399,7 @@ sb_closed_lately(const struct store_buf *b, uint64_t conn)
 static int
 sb_track(struct store_buf *b, struct rec *r, int32_t *open_idx)
 {
-	struct sb_conn *e = sb_slot(b, r->conn, 0);
+	struct sb_conn *e = sb_slot(b, r->conn);
 
 	*open_idx = -1;
 	if (r->type == REC_OPEN) {
@@ -440,17 +418,19 @@ sb_track(struct store_buf *b, struct rec *r, int32_t *open_idx)
 	    sb_closed_lately(b, r->conn)) {
 		return 0;
 	} else if (r->type == REC_CLOSE && e != NULL) {
+		struct sb_conn gone = *e; /* the removal moves other entries into e */
+
 		if (r->flags & REC_F_BEHALF)
-			r->bytes = e->bytes;
+			r->bytes = gone.bytes;
 		b->closed_ring[b->closed_next++ % SB_CLOSED_RING] = r->conn;
-		e->conn = SB_TOMB;
+		htab_remove(b->tab, b->cap, &sb_shape, (size_t)(e - b->tab));
 		b->live--;
-		if (e->dropped) {
+		if (gone.dropped) {
 			sb_gap_add(b, r->conn, 0);
 			return 0;
 		}
-		if (e->open_gen == b->gen)
-			*open_idx = (int32_t)e->open_idx;
+		if (gone.open_gen == b->gen)
+			*open_idx = (int32_t)gone.open_idx;
 	}
 	return 1;
 }
@@ -489,7 +469,7 @@ store_buf_add(struct store_buf *b, struct rec *r, struct store_buf_now now)
 	}
 	/* Taken before sb_track, which forgets a connection at its close. */
 	if (r->type == REC_DATA || r->type == REC_CLOSE)
-		e = sb_slot(b, r->conn, 0);
+		e = sb_slot(b, r->conn);
 	if (e != NULL)
 		carry = e->carry;
 	if (r->type != REC_DGRAM && !sb_track(b, r, &open_idx))
@@ -569,7 +549,7 @@ store_buf_note_dropped(struct store_buf *b, uint64_t records, const uint64_t *co
 	b->gap.dropped_records += records;
 	for (size_t i = 0; i < nconns; i++) {
 		sb_gap_conn(b, conns[i]);
-		if (sb_slot(b, conns[i], 0) != NULL)
+		if (sb_slot(b, conns[i]) != NULL)
 			sb_close_lost(b, conns[i], now);
 	}
 	if (truncated)
@@ -582,12 +562,27 @@ store_buf_live(const struct store_buf *b)
 	return b->live;
 }
 
+struct sb_lost {
+	struct store_buf *b;
+	struct store_buf_now now;
+};
+
+/* Its close removes the entry it is given, and no other (htab_each). */
+static void
+sb_close_lost_one(void *slot, size_t i, void *arg)
+{
+	const struct sb_lost *l = arg;
+
+	(void)i;
+	sb_close_lost(l->b, ((const struct sb_conn *)slot)->conn, l->now);
+}
+
 void
 store_buf_close_lost(struct store_buf *b, struct store_buf_now now)
 {
-	for (size_t i = 0; i < b->cap; i++)
-		if (b->tab[i].conn != 0 && b->tab[i].conn != SB_TOMB)
-			sb_close_lost(b, b->tab[i].conn, now);
+	struct sb_lost l = { b, now };
+
+	htab_each(b->tab, b->cap, &sb_shape, sb_close_lost_one, &l);
 }
 
 enum store_buf_event

@@ -564,14 +564,16 @@ def store_so_far(path):
     return [json.loads(l.decode("utf-8")) for l in raw.split(b"\n")[:-1]]
 
 
-def store_by_conn(records):
+def store_by_conn(records, by_life=False):
     """conn -> {"open": rec, "data": bytes, "close": [recs]} (records of no connection, such as
-    start, stop, gap and datagram records, are left out)"""
+    start, stop, gap and datagram records, are left out); by_life: keyed by (life, conn), for a
+    store of several lives at once (--inetd processes each number their connection 1)"""
     conns = {}
     for r in records:
         if "conn" not in r:
             continue
-        c = conns.setdefault(r["conn"], {"open": None, "data": bytearray(), "close": [], "opens": 0})
+        key = (r.get("life"), r["conn"]) if by_life else r["conn"]
+        c = conns.setdefault(key, {"open": None, "data": bytearray(), "close": [], "opens": 0})
         if r["ev"] == "open":
             c["open"] = r
             c["opens"] += 1
@@ -641,3 +643,22 @@ def scaled(rate, seconds, lo, hi, multiple=1):
     rounded down to a multiple of `multiple`."""
     n = int(min(max(rate * seconds, lo), hi))
     return max(n - n % multiple, multiple)
+
+
+def store_datagrams(recs):
+    """The datagram records put together: [(peer, bytes, parts)].  A datagram written in parts
+    has them one after the other, 1 to N, each with the same peer."""
+    out = []
+    for r in recs:
+        if r["ev"] != "datagram":
+            continue
+        part, parts = r.get("part"), r.get("parts")
+        if part is None or part == 1:
+            assert not out or out[-1][3] == out[-1][2], f"a datagram's parts cut short: {r}"
+            out.append([r["peer"], record_bytes(r), parts or 1, part or 1])
+        else:
+            last = out[-1]
+            assert (r["peer"], parts, part) == (last[0], last[2], last[3] + 1), r
+            last[1] += record_bytes(r)
+            last[3] = part
+    return [(peer, data, parts) for peer, data, parts, _ in out]

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from conftest import (ROOT, SLOW, Process, binary, connect, echo, read_store, record_bytes,
-                      recv_exact, store_by_conn)
+                      recv_exact, store_by_conn, store_datagrams)
 
 TOOL = binary("mpecho-store")
 MAN = os.path.join(ROOT, "man", "mpecho-store.1")
@@ -160,8 +160,9 @@ def test_datagrams_text_and_binary(start_server):
             assert u.recv(65535) == d
     assert srv.stop() == 0
     recs = [r for r in read_store(srv.store_path) if r["ev"] == "datagram"]
-    assert [record_bytes(r) for r in recs] == sent
+    assert [d for _, d, _ in store_datagrams(recs)] == sent
     assert recs[0]["data"] == "한국어 datagram" and "b64" in recs[1]
+    assert [r.get("part") for r in recs[2:]] == list(range(1, 17))
 
 
 def test_every_line_says_its_life_and_a_restart_is_a_new_one(start_server, tmp_path):
@@ -246,6 +247,8 @@ def test_concurrent_inetd_processes_are_lives_of_their_own(tmp_path):
         if r["ev"] == "data":
             by_life[r["life"]] = by_life.get(r["life"], b"") + record_bytes(r)
     assert sorted(by_life.values()) == sorted(texts)
+    # Each process numbers its one connection 1: the life id tells them apart.
+    assert {r["conn"] for r in recs if "conn" in r} == {1}
     rc, out, err = tool("check", store)
     assert rc == 0 and f"{n} server lives" in err, out.decode() + err
     rc, out, err = tool("list", "--json", store)

@@ -130,8 +130,10 @@ def test_inetd_mode_many_processes_one_store(tmp_path):
     finally:
         p.cleanup()
     recs = read_store(store)  # whole lines only: no write was torn or interleaved
-    conns = store_by_conn(recs)
+    conns = store_by_conn(recs, by_life=True)
     assert len(conns) == n
+    # Each process is a life of its own, and its one connection is conn 1 of it.
+    assert {conn for _, conn in conns} == {1}
     assert sorted(bytes(c["data"]) for c in conns.values()) == sorted(payloads)
     for c in conns.values():
         assert c["opens"] == 1 and [r["reason"] for r in c["close"]] == ["eof"]

@@ -564,3 +564,105 @@ def test_follow_starts_at_the_end_by_default(start_server, follow):
     assert f.stop() == 0
     assert all(r["conn"] != 1 for r in f.records())
     assert srv.stop() == 0
+
+
+LIFE_A, LIFE_B = "a" * 32, "b" * 32
+
+
+def line2(life, ev, conn=None, **fields):
+    """One format 2 line as mpechod writes it."""
+    rec = {"ts": "2026-12-07T10:00:00.000001Z", "life": life}
+    if conn is not None:
+        rec["conn"] = conn
+    rec["ev"] = ev
+    rec.update(fields)
+    return json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def start2(life):
+    return line2(life, "start", format=2, version="0.1.0", host="h", pid=1, fsync="everysec",
+                 store_full="drop", inetd=True)
+
+
+def interleaved_lives():
+    """Two --inetd lives writing one file at once, each with its conn 1, lines interleaved."""
+    return "".join([
+        start2(LIFE_A), start2(LIFE_B),
+        line2(LIFE_A, "open", 1, pid=10, peer="127.0.0.1:1000"),
+        line2(LIFE_B, "open", 1, pid=11, peer="127.0.0.1:1001"),
+        line2(LIFE_A, "data", 1, data="a1|"),
+        line2(LIFE_B, "data", 1, data="b1|"),
+        line2(LIFE_A, "data", 1, data="a2"),
+        line2(LIFE_A, "close", 1, reason="eof", bytes=5),
+        line2(LIFE_A, "stop"),
+        line2(LIFE_B, "data", 1, data="b2"),
+        line2(LIFE_B, "close", 1, reason="eof", bytes=5),
+        line2(LIFE_B, "stop"),
+    ])
+
+
+def test_check_keeps_interleaved_lives_apart(tmp_path):
+    """check's per-life state: one life's close and stop say nothing of another's conn 1, opened
+    after that close, its lines among and after the first life's; a real fault in one of them
+    is still found."""
+    lines = [start2(LIFE_A), start2(LIFE_B),
+             line2(LIFE_A, "open", 1, pid=10, peer="127.0.0.1:1000"),
+             line2(LIFE_A, "data", 1, data="a1"),
+             line2(LIFE_A, "close", 1, reason="eof", bytes=2),
+             line2(LIFE_B, "open", 1, pid=11, peer="127.0.0.1:1001"),
+             line2(LIFE_B, "data", 1, data="b1"),
+             line2(LIFE_A, "stop"),
+             line2(LIFE_B, "data", 1, data="b2"),
+             line2(LIFE_B, "close", 1, reason="eof", bytes=4),
+             line2(LIFE_B, "stop")]
+    path = tmp_path / "inetd.jsonl"
+    path.write_text("".join(lines))
+    rc, out, err = tool("check", path)
+    assert rc == 0 and out == b"" and "2 connections, 2 server lives: 0 violations" in err, \
+        out.decode() + err
+    lines.insert(10, line2(LIFE_B, "data", 1, data="late"))
+    path.write_text("".join(lines))
+    rc, out, err = tool("check", path)
+    assert rc == 1 and out.decode().splitlines() == [
+        f"{path}:11: data for conn 1 after its close"], out.decode() + err
+
+
+def test_check_finds_a_datagram_cut_short(tmp_path):
+    """A datagram in parts: its parts one after the other, 1 to N; a missing part is found."""
+    parts = [line2(LIFE_A, "datagram", peer="127.0.0.1:9", part=i, parts=3, data=f"p{i}")
+             for i in (1, 2, 3)]
+    path = tmp_path / "dg.jsonl"
+    path.write_text(start2(LIFE_A) + "".join(parts) + line2(LIFE_A, "stop"))
+    rc, out, err = tool("check", path)
+    assert rc == 0 and "1 datagrams" in err, out.decode() + err
+    path.write_text(start2(LIFE_A) + parts[0] + parts[2] + line2(LIFE_A, "stop"))
+    rc, out, err = tool("check", path)
+    assert rc == 1 and "ends after part 1" in out.decode(), out.decode() + err
+
+
+@pytest.mark.parametrize("conn,want", [("1", b"a1|a2"), ("2.1", b"b1|b2"), ("1.1", b"a1|a2")])
+def test_follow_a_connection_in_one_life(tmp_path, follow, conn, want):
+    """follow CONN keeps to the life the connection first turns up in (L.N names the life, in
+    the order follow sees them): the other life's conn 1 is never mixed in, and it ends at the
+    close in that life."""
+    path = tmp_path / "inetd.jsonl"
+    path.write_text(interleaved_lives())
+    f = follow("--from-start", "--poll", "20", conn, path)
+    assert f.proc.wait(10 * SLOW) == 0
+    f.reader.join(10 * SLOW)
+    assert f.output() == want
+
+
+def test_follow_a_connection_of_a_later_life(start_server, follow):
+    """A restart on the same file: follow 2.1, started before the second life exists, waits for
+    it and gives only its conn 1's bytes."""
+    srv = start_server()
+    session(srv.port, b"first life")
+    f = follow("--from-start", "--poll", "20", "2.1", srv.store_path)
+    assert srv.stop() == 0
+    srv2 = start_server(store=srv.store_path)
+    session(srv2.port, b"second life")
+    f.proc.wait(10 * SLOW)
+    f.reader.join(10 * SLOW)
+    assert f.proc.returncode == 0 and f.output() == b"second life"
+    assert srv2.stop() == 0

@@ -285,18 +285,20 @@ def echo_in(m, data, port=7):
 def by_port(records):
     """local port of the client -> its connection's records ({"open", "data", "close"}).  A
     new master numbers its connections from 1 again, so a conn number means the connection most
-    recently opened with it (the old master's store has finished before the new one writes)."""
+    recently opened with it (the old master's store has finished before the new one writes).
+    A connection is known by (life, conn): each --inetd process numbers its one connection 1."""
     out, current = {}, {}
     for r in records:
+        key = (r.get("life"), r.get("conn"))
         if r["ev"] == "open":
-            current[r["conn"]] = c = {"open": r, "data": bytearray(), "close": []}
+            current[key] = c = {"open": r, "data": bytearray(), "close": []}
             out[int(r["peer"].rsplit(":", 1)[1])] = c
-        elif r.get("conn") not in current:
+        elif key not in current:
             continue
         elif r["ev"] == "data":
-            current[r["conn"]]["data"] += record_bytes(r)
+            current[key]["data"] += record_bytes(r)
         elif r["ev"] == "close":
-            current[r["conn"]]["close"].append(r)
+            current[key]["close"].append(r)
     return out
 
 

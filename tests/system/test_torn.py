@@ -243,11 +243,13 @@ def test_killed_between_admission_and_its_record_leaks_no_count(start_server, gd
 
 
 def admit_home(addr, max_clients):
-    """The home slot of an IPv4 source in the admission table (src/mpechod/admit.c: FNV-1a over
-    the family and the address, in a table of the first power of two >= 2 * max_clients)."""
-    h = 2166136261
+    """The home slot of an IPv4 source in the admission table (src/lib/htab.c's hash, 64-bit
+    FNV-1a then its high bits folded in, over the 17-byte key of src/mpechod/admit.c: the
+    family and the address; a table of the first power of two >= 2 * max_clients)."""
+    h = 14695981039346656037
     for b in bytes([socket.AF_INET]) + socket.inet_aton(addr) + bytes(12):
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    h ^= (h >> 29) ^ (h >> 47)
     cap = 1
     while cap < 2 * max_clients:
         cap <<= 1

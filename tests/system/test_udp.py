@@ -3,11 +3,12 @@ is supervised like the store."""
 import os
 import signal
 import socket
+import subprocess
 
 import pytest
 
-from conftest import (SLOW, Server, alive, proc_children, read_store, record_bytes,
-                      wait_until)
+from conftest import (SLOW, Server, alive, binary, proc_children, read_store, record_bytes,
+                      store_datagrams, wait_until)
 
 
 def udp_socket(family=socket.AF_INET, port=0):
@@ -54,19 +55,33 @@ def udp_server(start_server):
 
 
 def test_echo_of_every_size_is_recorded(udp_server):
+    """Every size up to the largest UDP payload, each line of the store within 8 KB: a datagram
+    over 4 KiB is written in parts, which give back its bytes in file order."""
     srv = udp_server("--udp-per-source", "0")
     assert srv.wait_line("serving UDP on 127.0.0.1:")[0].endswith(f":{srv.port}")
-    sizes = [0, 1, 100, 4000, 4096, 4100, 12289, 65507]
+    sizes = [0, 1, 100, 4000, 4096, 4097, 4100, 12289, 65507]
     sent = []
     for n in sizes:
         data = os.urandom(n)
         got, src = udp_echo(srv.port, data)
         assert got == data, n
         sent.append((data, src))
+    text = ("안녕하세요 echo " * 4000).encode()[:60000]  # parts cut between characters
+    got, src = udp_echo(srv.port, text)
+    assert got == text
+    sent.append((text, src))
     assert srv.stop() == 0
-    recs = [r for r in read_store(srv.store_path) if r["ev"] == "datagram"]
-    assert [record_bytes(r) for r in recs] == [d for d, _ in sent]
-    assert [r["peer"] for r in recs] == [f"127.0.0.1:{p}" for _, p in sent]
+    raw = open(srv.store_path, "rb").read().split(b"\n")[:-1]
+    assert max(len(line) + 1 for line in raw) <= 8192
+    dgs = store_datagrams(read_store(srv.store_path))
+    assert [d for _, d, _ in dgs] == [d for d, _ in sent]
+    assert [p for p, _, _ in dgs] == [f"127.0.0.1:{p}" for _, p in sent]
+    assert [n for _, _, n in dgs][:len(sizes)] == [1, 1, 1, 1, 1, 2, 2, 4, 16]
+    text_parts = [r for r in read_store(srv.store_path) if r.get("parts") == dgs[-1][2]]
+    assert all("data" in r for r in text_parts), "a text datagram's part went to base64"
+    p = subprocess.run([binary("mpecho-store"), "check", srv.store_path], capture_output=True,
+                       timeout=60 * SLOW)
+    assert p.returncode == 0 and f"{len(sent)} datagrams" in p.stderr.decode(), p
 
 
 def test_ipv6_and_ipv4_on_the_same_port(start_server):

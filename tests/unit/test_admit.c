@@ -1,6 +1,6 @@
 /*
- * Unit tests for admit.c: sessions per source, the token bucket and the rate-limited log, with
- * the clock stepped by hand.
+ * Unit tests for admit.c: sessions per source and the token bucket, with the clock stepped by
+ * hand.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -217,22 +217,6 @@ Test(rate, refused_per_source_takes_no_token)
 	cr_assert_eq(admit_check(a, &o, 0), ADMIT_OK, "the per-source refusals took tokens");
 	cr_assert_eq(admit_check(a, &t, 0), ADMIT_RATE);
 	free(a);
-}
-
-Test(ratelog, one_line_a_period_with_the_count_held_back)
-{
-	struct admit_ratelog rl = { 0 };
-	uint64_t held = 99;
-
-	cr_assert_eq(admit_ratelog(&rl, 10000, 1000, &held), 1);
-	cr_assert_eq(held, 0u);
-	for (int i = 0; i < 7; i++)
-		cr_assert_eq(admit_ratelog(&rl, 10000 + i * 100, 1000, &held), 0);
-	cr_assert_eq(admit_ratelog(&rl, 10999, 1000, &held), 0);
-	cr_assert_eq(admit_ratelog(&rl, 11000, 1000, &held), 1);
-	cr_assert_eq(held, 8u, "held %llu, want 8", (unsigned long long)held);
-	cr_assert_eq(admit_ratelog(&rl, 50000, 1000, &held), 1);
-	cr_assert_eq(held, 0u);
 }
 
 Test(halves, rate_at_accept_and_source_later_match_admit_check)

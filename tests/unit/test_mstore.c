@@ -400,3 +400,24 @@ Test(src, rotation_names)
 	cr_assert_eq(msrc_rotation("store2", &n), -1);
 	cr_assert_eq(n, 6);
 }
+
+Test(rec, datagram_in_parts)
+{
+	struct mrec r;
+
+	cr_assert_eq(decode("{\"ts\":\"2026-11-21T10:00:00Z\",\"life\":\"9f0c41d2a7b35e6084c1f2a9d3b7e510\","
+	    "\"ev\":\"datagram\",\"peer\":\"127.0.0.1:40000\",\"part\":2,\"parts\":3,\"b64\":\"AP8=\"}",
+	    &r), 0, "%s", err);
+	cr_assert_eq(r.ev, MREC_DGRAM);
+	cr_assert_eq(r.part, 2);
+	cr_assert_eq(r.parts, 3);
+	cr_assert_eq(r.data.len, 2);
+	cr_assert_eq(decode("{\"ts\":\"2026-11-21T10:00:00Z\",\"ev\":\"datagram\",\"peer\":\"x\","
+	    "\"data\":\"hi\"}", &r), 0, "%s", err);
+	cr_assert_eq(r.part, 0);
+	cr_assert_eq(r.parts, 0);
+	cr_assert_eq(decode("{\"ts\":\"2026-11-21T10:00:00Z\",\"ev\":\"datagram\",\"peer\":\"x\","
+	    "\"part\":4,\"parts\":3,\"data\":\"hi\"}", &r), -1);
+	cr_assert_eq(decode("{\"ts\":\"2026-11-21T10:00:00Z\",\"ev\":\"datagram\",\"peer\":\"x\","
+	    "\"part\":1,\"data\":\"hi\"}", &r), -1);
+}
