@@ -106,7 +106,8 @@ def test_strace_no_echo_before_its_record_is_written_or_synced(tmp_path, mode):
 
 def test_off_costs_no_syscall(tmp_path):
     """Without --echo-after a session never waits on a futex; with it, it does (the session is
-    the process that writes the echo)."""
+    the process that writes the echo).  Not on every chunk: a receipt already there when the
+    session looks needs no sleep, so the test asks for at least one wait in twenty."""
     if shutil.which("strace") is None:
         pytest.skip("no strace")
     counts = {}
@@ -125,7 +126,7 @@ def test_off_costs_no_syscall(tmp_path):
             lines = f.read().splitlines()
         (session,) = {l.split()[0] for l in lines if '"' + "x" * 32 in l and "write(" in l}
         counts[on] = sum(1 for l in lines if l.split()[0] == session and "futex(" in l)
-    assert counts[False] == 0 and counts[True] >= 20, counts
+    assert counts[False] == 0 and counts[True] >= 1, counts
 
 
 def test_idle_timeout_bounds_the_wait_for_a_receipt(tmp_path):
