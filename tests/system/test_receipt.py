@@ -15,7 +15,7 @@ import pytest
 
 from conftest import (BIN, MODE_ARGS, SLOW, Server, alive, connect, proc_children,
                       proc_descendants, read_store, record_bytes, recv_exact, store_by_conn,
-                      store_so_far, wait_until)
+                      store_datagrams, store_so_far, wait_until)
 from test_faults import Streamer, roomy_fs  # noqa: F401 (a fixture)
 
 MODES = ["written", "synced"]
@@ -166,7 +166,7 @@ def test_udp_datagram_is_echoed_only_after_its_record(tmp_path):
     u.settimeout(10 * SLOW)
     assert u.recvfrom(65536)[0] == big
     assert srv.stop() == 0
-    dgs = [record_bytes(r) for r in read_store(path) if r["ev"] == "datagram"]
+    dgs = [data for _, data, _ in store_datagrams(read_store(path))]
     assert dgs == [b"first", big]
 
 
