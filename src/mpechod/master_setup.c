@@ -173,7 +173,7 @@ master_shared(size_t len)
 }
 
 /* Adds each CIDR of list to l; a bad one is a usage error. */
-static void
+void
 master_rules(const char *opt, const char *const *list, int n, struct cidr_list *l)
 {
 	char err[NET_ERRLEN];

@@ -59,7 +59,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, struct admit_c
 	int *const keep[] = { &a.fd, &a.pipe_wr };
 	pid_t pid;
 
-	master->board[slot] = (struct session_slot){ 0 };
+	master->board[slot] = (struct session_slot){ .start_ms = io_now_ms() };
 	pid = proc_fork(keep, 2);
 	if (pid == 0)
 		session_run(&a);

@@ -17,7 +17,8 @@ enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
-	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT
+	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT,
+	OPT_METRICS, OPT_METRICS_ALLOW, OPT_LOG_FORMAT
 };
 
 static const struct option opts_long[] = {
@@ -49,6 +50,9 @@ static const struct option opts_long[] = {
 	{ "max-conns-per-child", required_argument, NULL, OPT_MAX_CONNS_CHILD },
 	{ "udp-per-source", required_argument, NULL, OPT_UDP_PER_SOURCE },
 	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "metrics-allow", required_argument, NULL, OPT_METRICS_ALLOW },
+	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -172,6 +176,7 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 	static const char *const formats[] = { "jsonl", "raw", NULL };
 	static const char *const fsyncs[] = { "always", "everysec", "no", NULL };
 	static const char *const fulls[] = { "drop", "block", NULL };
+	static const char *const log_formats[] = { "text", "json", NULL };
 	int v;
 
 	switch (c) {
@@ -253,6 +258,13 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		    errlen);
 	case OPT_UDP_RATE:
 		return opts_int("--udp-rate", arg, 0, 10000000, &s->udp_rate, err, errlen);
+	case OPT_METRICS:
+		return opts_path("--metrics", arg, &s->metrics, err, errlen);
+	case OPT_METRICS_ALLOW:
+		return opts_rule("--metrics-allow", arg, s->metrics_allow, &s->nmetrics_allow, err,
+		    errlen);
+	case OPT_LOG_FORMAT:
+		return opts_word("--log-format", arg, log_formats, &s->log_json, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -310,6 +322,14 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp || s->proxy)) {
 		snprintf(err, errlen, "--inetd serves the one connection on standard input: -p, -b, "
 		    "--prefork, --udp and --proxy-protocol do not apply");
+		return OPTS_ERROR;
+	}
+	if (s->inetd && s->metrics != NULL) {
+		snprintf(err, errlen, "--metrics needs the daemon: not with --inetd");
+		return OPTS_ERROR;
+	}
+	if (s->nmetrics_allow > 0 && s->metrics == NULL) {
+		snprintf(err, errlen, "--metrics-allow needs --metrics");
 		return OPTS_ERROR;
 	}
 	if (s->min_spare > s->max_spare) {
@@ -388,6 +408,10 @@ static const char *const opts_usage_parts[] = {
 	    "      --inetd              serve the one connection on standard input, as started\n"
 	    "                           by inetd, xinetd or systemd (Accept=yes); logs go to\n"
 	    "                           syslog; the store file may be shared by many of them\n"
+	    "      --metrics ADDR:PORT  answer HTTP GET /metrics there with the live figures in\n"
+	    "                           Prometheus's text format (PORT alone: 127.0.0.1)\n"
+	    "      --metrics-allow CIDR who may scrape (repeatable; default 127.0.0.0/8, ::1)\n"
+	    "      --log-format FMT     text (default) or json (one JSON object a line)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

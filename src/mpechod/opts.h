@@ -49,6 +49,10 @@ struct settings {
 	const char *user;                  /* -u USER[:GROUP] to run as; NULL: stay */
 	int udp_per_source;                /* UDP replies a second per source address; 0: any */
 	int udp_rate;                      /* UDP replies a second in all; 0: any */
+	const char *metrics;               /* --metrics ADDR:PORT; NULL: no endpoint */
+	const char *metrics_allow[OPTS_MAX_RULES]; /* who may scrape (CIDR text); none: loopback */
+	int nmetrics_allow;
+	int log_json;                      /* --log-format json */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

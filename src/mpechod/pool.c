@@ -115,7 +115,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 		close(cfd);
 		return 0;
 	}
-	slot->s = (struct session_slot){ 0 };
+	slot->s = (struct session_slot){ .start_ms = io_now_ms() };
 	__atomic_store_n(&slot->conn, __atomic_fetch_add(&a->sh->next_conn, 1, __ATOMIC_RELAXED),
 	    __ATOMIC_RELEASE);
 	__atomic_add_fetch(&a->sh->accepted, 1, __ATOMIC_RELAXED);

@@ -20,6 +20,7 @@ enum proc_role {
 	PROC_POOL,     /* a pool process (--prefork) */
 	PROC_STORE,    /* the store's only writer */
 	PROC_DGRAM,    /* the datagram process (--udp) */
+	PROC_METRICS,  /* the metrics endpoint (--metrics) */
 	PROC_NROLES
 };
 

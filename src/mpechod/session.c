@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "session.h"
+#include "figures.h"
 #include "io.h"
 #include "log.h"
 #include "net.h"
@@ -492,6 +493,10 @@ session_ended(const struct session_ending *e)
 		    (unsigned long long)e->bytes);
 	if (!e->logged && e->total != NULL)
 		__atomic_add_fetch(e->total, e->bytes, __ATOMIC_RELAXED);
+	if (!e->logged && e->slot != NULL)
+		figures_session(figures_live, WIFSIGNALED(e->status) ? FIG_CLOSE_SIGNAL :
+		    WEXITSTATUS(e->status), e->slot->start_ms > 0 ?
+		    (io_now_ms() - e->slot->start_ms) * 1000 : 0, e->bytes);
 	if (e->owe != NULL && !e->slot->closed)
 		e->owe(e, reason);
 }

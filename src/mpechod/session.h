@@ -42,6 +42,7 @@ struct session_slot {
 	uint32_t opened; /* its open record is in the pipe */
 	uint32_t closed; /* its close record is in the pipe, or no record is owed */
 	struct admit_claim claim; /* counted by admission control (behind a PROXY header) */
+	int64_t start_ms; /* io_now_ms() at its start (the master's or pool process's write) */
 };
 
 

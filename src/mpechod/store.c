@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "store.h"
 #include "store_buf.h"
+#include "figures.h"
 #include "io.h"
 #include "log.h"
 #include "record.h"
@@ -276,6 +277,8 @@ store_file_write(void *ctx, const char *buf, size_t len)
 	(void)ctx;
 	if (n > 0)
 		store.dirty = 1;
+	if (n > 0 && figures_live != NULL)
+		figures_add(&figures_live->store_bytes, (uint64_t)n);
 	return n;
 }
 
@@ -326,6 +329,23 @@ store_write(void *ctx, const char *buf, size_t len)
 	return r;
 }
 
+/* fdatasync, counted and timed in the shared figures. */
+static void
+store_fdatasync(void)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	if (fdatasync(store.fd) < 0 && errno != EINVAL)
+		log_warn("fdatasync %s", store.args->path);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (figures_live == NULL)
+		return;
+	figures_add(&figures_live->store_fsyncs, 1);
+	figures_add(&figures_live->store_fsync_us, (uint64_t)((b.tv_sec - a.tv_sec) * 1000000 +
+	    (b.tv_nsec - a.tv_nsec) / 1000));
+}
+
 static void
 store_sync(int force)
 {
@@ -337,8 +357,7 @@ store_sync(int force)
 	if (!force && store.args->fsync != FSYNC_ALWAYS &&
 	    (store.args->fsync == FSYNC_NO || now - store.last_sync_ms < 1000))
 		return;
-	if (fdatasync(store.fd) < 0 && errno != EINVAL)
-		log_warn("fdatasync %s", store.args->path);
+	store_fdatasync();
 	store.dirty = 0;
 	store.last_sync_ms = now;
 }
@@ -362,6 +381,11 @@ store_say(enum store_buf_event ev)
 		log_warn("cannot write %s; holding sessions back until it works again", path);
 		break;
 	case STORE_BUF_RECOVERED:
+		if (figures_live != NULL) {
+			figures_add(&figures_live->store_gaps, 1);
+			figures_add(&figures_live->store_dropped_bytes, g->dropped_bytes);
+			figures_add(&figures_live->store_dropped_records, g->dropped_records);
+		}
 		log_warnx("%s is writable again; a gap record says what was lost: %llu data bytes "
 		    "in %llu records of %zu%s connections", path,
 		    (unsigned long long)g->dropped_bytes, (unsigned long long)g->dropped_records,
@@ -457,6 +481,9 @@ static void
 store_add(struct rec *r, struct store_buf_now now)
 {
 	enum store_buf_event ev = store_buf_add(store.buf, r, now);
+
+	if (figures_live != NULL)
+		figures_add(&figures_live->store_records, 1);
 
 	if (ev != STORE_BUF_OK)
 		store_say(ev);
