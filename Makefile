@@ -160,6 +160,10 @@ $(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(D)/sd.o $(call lib,num)
 $(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(D)/user.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_metrics: $(OBJ)/unit_test_metrics.o $(D)/metrics_http.o $(D)/metrics_text.o \
+		$(D)/figures.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 deps:
 	@scripts/deps.sh
 
@@ -185,6 +189,10 @@ build-fuzz/fuzz_cidr: fuzz/fuzz_cidr.c src/lib/cidr.c src/lib/cidr.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_cidr.c src/lib/cidr.c
 
+build-fuzz/fuzz_metrics_http: fuzz/fuzz_metrics_http.c src/mpechod/metrics_http.c \
+		src/mpechod/metrics_http.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_metrics_http.c src/mpechod/metrics_http.c
 MSTORE_FUZZ_SRC := $(patsubst %,src/mpecho-store/%.c,mstore_rec mstore_filt mstore_tab) \
 	src/lib/record.c src/lib/cidr.c
 build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/mstore_rec.h \
@@ -193,8 +201,8 @@ build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/m
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) -ljansson
 
 fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record build-fuzz/fuzz_mstore build-fuzz/fuzz_proxy \
-		build-fuzz/fuzz_cidr
-	@for t in opts record mstore proxy cidr; do \
+		build-fuzz/fuzz_cidr build-fuzz/fuzz_metrics_http
+	@for t in opts record mstore proxy cidr metrics_http; do \
 		mkdir -p build-fuzz/new-$$t; \
 		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=0 \
 			build-fuzz/new-$$t fuzz/corpus/$$t 2>build-fuzz/$$t.log \
