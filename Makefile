@@ -64,7 +64,12 @@ MSTORE_LIB_O := $(call objs,$(patsubst %,src/mpecho-store/%.c,mstore_src mstore_
 MSTORE_O  := $(call objs,$(filter-out %/mstore_gen.c,$(wildcard src/mpecho-store/*.c))) \
 	$(call lib,log io sig record cidr num)
 
-PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench $(BIN)/mpecho-store
+# mpecho-top reads mpechod's shared memory through the server's own headers and readers.
+TOP_O     := $(call objs,$(wildcard src/mpecho-top/*.c)) $(call objs,$(patsubst %,src/mpechod/%.c,\
+	arena scoreboard figures spare)) $(call lib,log io net num)
+
+PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench $(BIN)/mpecho-store \
+	$(BIN)/mpecho-top
 
 .PHONY: all clean install test unit system system-san examples bench deps lint fuzz flake soak
 all: $(PROGS)
@@ -107,6 +112,14 @@ $(BIN)/mpecho-bench: $(BENCH_O)
 $(BIN)/mpecho-store: $(MSTORE_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -ljansson -lz
+
+$(BIN)/mpecho-top: $(TOP_O)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OBJ)/mpecho-top/%.o: src/mpecho-top/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LIB_I) -Isrc/mpechod -c -o $@ $<
 
 $(BIN)/mstore-gen: $(OBJ)/mpecho-store/mstore_gen.o $(OBJ)/lib/record.o
 	@mkdir -p $(@D)

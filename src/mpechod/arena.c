@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "arena.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -28,10 +29,38 @@ arena_pages(uint64_t len)
 	return (len + page - 1) / page * page;
 }
 
+/* Objects left by masters that were killed (SIGKILL runs no exit handler): a name whose pid
+ * runs no process is removed.  Those of another user stay (shm_unlink is refused). */
+static void
+arena_sweep(void)
+{
+	DIR *d = opendir(ARENA_DIR);
+	struct dirent *e;
+	char path[128];
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		const char *pid = e->d_name + strlen(ARENA_PREFIX);
+
+		if (strncmp(e->d_name, ARENA_PREFIX, strlen(ARENA_PREFIX)) != 0 ||
+		    strspn(pid, "0123456789") != strlen(pid) || strlen(pid) > 20)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s", pid);
+		if (access(path, F_OK) < 0 && errno == ENOENT) {
+			snprintf(path, sizeof(path), "/%s", e->d_name);
+			shm_unlink(path);
+		}
+	}
+	closedir(d);
+}
+
 int
 arena_create(pid_t pid, uint32_t layout)
 {
 	int fd;
+
+	arena_sweep();
 
 	snprintf(arena.name, sizeof(arena.name), "/" ARENA_PREFIX "%ld", (long)pid);
 	fd = shm_open(arena.name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

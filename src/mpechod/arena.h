@@ -9,7 +9,7 @@
  * first page is a header that lists each piece's address in the master and its offset in the
  * object, so a reader maps the object once and translates the master's pointers.  The master
  * removes the object when it exits; one left by a master killed with SIGKILL names a pid that
- * no longer runs, and mpecho-top says so.
+ * no longer runs: mpecho-top passes it by, and the next master to start removes it.
  */
 #ifndef MPECHO_ARENA_H
 #define MPECHO_ARENA_H
@@ -35,7 +35,8 @@ struct arena_head {
 	} maps[ARENA_MAPS];
 };
 
-/* The master: creates /dev/shm/mpechod.PID; 0, or -1 with errno. */
+/* The master: removes the objects of masters no longer running, then creates
+ * /dev/shm/mpechod.PID; 0, or -1 with errno. */
 int arena_create(pid_t pid, uint32_t layout);
 /* A zeroed shared piece of len bytes from the object; NULL with errno when there is no object
  * or it cannot grow (the caller then maps anonymous memory). */

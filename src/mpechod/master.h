@@ -201,6 +201,9 @@ void master_peer_str(const struct child *c, char *buf, size_t len);
 /* master_figures.c: the named shared memory, the stats line, the metrics process */
 void master_arena(void);
 void master_figures_line(char *line, size_t len);
+struct sb_src;
+/* The master's own view of its shared state (in the metrics process too: the same pages). */
+void master_scoreboard(struct sb_src *s);
 void master_metrics_listen(void);
 void master_start_metrics(void);
 void master_restart_metrics(void);

@@ -35,12 +35,19 @@ master_arena(void)
 }
 
 void
+master_scoreboard(struct sb_src *s)
+{
+	*s = (struct sb_src){ .m = master, .kids = master->kids, .board = master->board,
+	    .pslots = master->pslots, .idle = master->pool_idle, .starting = master->pool_starting };
+}
+
+void
 master_figures_line(char *line, size_t len)
 {
 	struct fig_snap snap;
 	struct sb_src src;
 
-	scoreboard_self(&src);
+	master_scoreboard(&src);
 	scoreboard_snap(&src, &snap);
 	figures_line(&snap, line, len);
 }

@@ -72,7 +72,7 @@ metrics_body(const struct metrics_args *a, enum mh_result r, char *body, size_t 
 
 	if (r != MH_METRICS)
 		return (size_t)snprintf(body, cap, "%s\n", metrics_http_reason(r));
-	scoreboard_self(&src);
+	master_scoreboard(&src);
 	scoreboard_snap(&src, &snap);
 	if (a->pipe_rd >= 0 && ioctl(a->pipe_rd, FIONREAD, &unread) == 0 && unread > 0)
 		snap.store_pipe = (uint64_t)unread;

@@ -10,13 +10,6 @@ sb_load(const uint64_t *w)
 	return __atomic_load_n(w, __ATOMIC_RELAXED);
 }
 
-void
-scoreboard_self(struct sb_src *s)
-{
-	*s = (struct sb_src){ .m = master, .kids = master->kids, .board = master->board,
-	    .pslots = master->pslots, .idle = master->pool_idle, .starting = master->pool_starting };
-}
-
 /* The child table entry i, or NULL when it is being changed under us (a reader elsewhere). */
 static const struct child *
 sb_kid(const struct sb_src *s, int i)

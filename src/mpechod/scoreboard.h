@@ -32,8 +32,6 @@ struct sb_proc {
 	char peer[NET_ADDRLEN];        /* "" when none */
 };
 
-/* The master's own view (its memory is the shared memory). */
-void scoreboard_self(struct sb_src *s);
 /* Every figure (store_pipe is left 0: only a holder of the pipe can read it). */
 void scoreboard_snap(const struct sb_src *s, struct fig_snap *out);
 /* The helpers first (store, datagram, metrics, those running), then the child table.  Returns
