@@ -46,9 +46,9 @@ arena_sweep(void)
 		if (strncmp(e->d_name, ARENA_PREFIX, strlen(ARENA_PREFIX)) != 0 ||
 		    strspn(pid, "0123456789") != strlen(pid) || strlen(pid) > 20)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s", pid);
+		snprintf(path, sizeof(path), "/proc/%.100s", pid);
 		if (access(path, F_OK) < 0 && errno == ENOENT) {
-			snprintf(path, sizeof(path), "/%s", e->d_name);
+			snprintf(path, sizeof(path), "/%.100s", e->d_name);
 			shm_unlink(path);
 		}
 	}
