@@ -54,7 +54,7 @@ $(patsubst src/%.c,$(OBJ)/%.o,$(1))
 endef
 lib = $(patsubst %,$(OBJ)/lib/%.o,$(1))
 
-MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log io net sig record cidr num)
+MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log log_sink io net sig record cidr num)
 MPECHO_O  := $(call objs,$(wildcard src/mpecho/*.c)) $(call lib,log io net sig dial)
 BENCH_O   := $(call objs,$(wildcard src/mpecho-bench/*.c)) $(call lib,log io net sig dial num)
 # mpecho-store reads JSON with Jansson and gzip with zlib; mstore-gen writes big stores for
@@ -171,6 +171,9 @@ $(BIN)/unit_test_sd: $(OBJ)/unit_test_sd.o $(D)/sd.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_user: $(OBJ)/unit_test_user.o $(D)/user.o $(call lib,num)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_log_sink: $(OBJ)/unit_test_log_sink.o $(call lib,log_sink log)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_metrics: $(OBJ)/unit_test_metrics.o $(D)/metrics_http.o $(D)/metrics_text.o \

@@ -490,6 +490,7 @@ main(int argc, char **argv)
 	case OPTS_RUN:
 		break;
 	}
+	log_sink_setup("mpechod", master->set.log_json ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	user = master_resolve_user();
 	if (master->set.inetd)
 		inetd_run(&master->set, user);

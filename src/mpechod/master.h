@@ -15,6 +15,7 @@
 #include "inetd.h"
 #include "io.h"
 #include "log.h"
+#include "log_sink.h"
 #include "net.h"
 #include "opts.h"
 #include "pool.h"

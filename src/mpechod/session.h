@@ -80,6 +80,8 @@ struct session_ending {
 	 * record if that did not make it either), with reason; NULL elsewhere. */
 	void (*owe)(const struct session_ending *e, const char *reason);
 	const void *who;              /* for owe: the master's record of the session */
+	const char *peer;             /* the client's address as text, for the log's fields; NULL:
+	                               * not known */
 };
 
 /* The end of a session: gives back its --max-per-source counts (before the line, so that a
