@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #define TOP_MAX_PROCS 4096
+/* A pointer of the master's, as the address arena_at translates. */
+#define TOP_ADDR(p) ((uint64_t)(uintptr_t)(p))
 
 static const char top_usage[] =
     "usage: mpecho-top [-n COUNT | --once] [PORT | PID]\n"
@@ -72,7 +74,7 @@ top_map(const char *name, struct arena_view *v)
 static const struct master *
 top_master(const struct arena_view *v)
 {
-	return arena_at(v, (const void *)(uintptr_t)v->h->master, sizeof(struct master));
+	return arena_at(v, v->h->master, sizeof(struct master));
 }
 
 /* Finds the server: want is a pid, a port, or NULL (the only one).  Fills name. */
@@ -120,20 +122,16 @@ top_src(const struct arena_view *v, struct sb_src *s)
 	if (m == NULL)
 		return -1;
 	n = (size_t)m->set.max_clients;
-	*s = (struct sb_src){ .m = m, .kids = arena_at(v, m->kids, n * sizeof(*s->kids)) };
+	*s = (struct sb_src){ .m = m, .kids = arena_at(v, TOP_ADDR(m->kids), n * sizeof(*s->kids)) };
 	if (m->set.prefork) {
-		s->pslots = arena_at(v, m->pslots, n * sizeof(*s->pslots));
-		s->idle = m->pool_idle;
-		s->starting = m->pool_starting;
-		/* Read only, through spare_map_count, whose map type is the master's. */
-		s->idle.bits = (uint64_t *)(uintptr_t)arena_at(v, m->pool_idle.bits,
-		    (size_t)m->pool_idle.words * 8);
-		s->starting.bits = (uint64_t *)(uintptr_t)arena_at(v, m->pool_starting.bits,
-		    (size_t)m->pool_idle.words * 8);
-		if (s->pslots == NULL || s->idle.bits == NULL || s->starting.bits == NULL)
+		s->pslots = arena_at(v, TOP_ADDR(m->pslots), n * sizeof(*s->pslots));
+		s->words = m->pool_idle.words;
+		s->idle = arena_at(v, TOP_ADDR(m->pool_idle.bits), (size_t)s->words * 8);
+		s->starting = arena_at(v, TOP_ADDR(m->pool_starting.bits), (size_t)s->words * 8);
+		if (s->pslots == NULL || s->idle == NULL || s->starting == NULL)
 			return -1;
 	} else {
-		s->board = arena_at(v, m->board, n * sizeof(*s->board));
+		s->board = arena_at(v, TOP_ADDR(m->board), n * sizeof(*s->board));
 		if (s->board == NULL)
 			return -1;
 	}

@@ -163,14 +163,13 @@ void
 arena_unmap(struct arena_view *v)
 {
 	if (v->base != NULL)
-		munmap((void *)(uintptr_t)v->base, v->len);
+		munmap(v->base, v->len);
 	v->base = NULL;
 }
 
 const void *
-arena_at(const struct arena_view *v, const void *addr, size_t len)
+arena_at(const struct arena_view *v, uint64_t a, size_t len)
 {
-	uint64_t a = (uint64_t)(uintptr_t)addr;
 	uint32_t n = __atomic_load_n(&v->h->nmaps, __ATOMIC_ACQUIRE);
 
 	for (uint32_t i = 0; i < n && i < ARENA_MAPS; i++) {

@@ -48,7 +48,7 @@ void arena_unlink(void);
 
 /* A reader's view of an object mapped read-only. */
 struct arena_view {
-	const unsigned char *base;
+	unsigned char *base;          /* mapped PROT_READ */
 	size_t len;
 	const struct arena_head *h;
 };
@@ -57,6 +57,6 @@ struct arena_view {
 int arena_map(const char *path, uint32_t layout, struct arena_view *v);
 void arena_unmap(struct arena_view *v);
 /* The master's address addr, len bytes from it, in the view; NULL when outside every piece. */
-const void *arena_at(const struct arena_view *v, const void *addr, size_t len);
+const void *arena_at(const struct arena_view *v, uint64_t addr, size_t len);
 
 #endif

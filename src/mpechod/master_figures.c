@@ -38,7 +38,8 @@ void
 master_scoreboard(struct sb_src *s)
 {
 	*s = (struct sb_src){ .m = master, .kids = master->kids, .board = master->board,
-	    .pslots = master->pslots, .idle = master->pool_idle, .starting = master->pool_starting };
+	    .pslots = master->pslots, .idle = master->pool_idle.bits,
+	    .starting = master->pool_starting.bits, .words = master->pool_idle.words };
 }
 
 void

@@ -85,7 +85,7 @@ metrics_serve(const struct metrics_args *a, int fd)
 {
 	static char req[MH_MAX], body[METRICS_TEXT_MAX];
 	struct timeval tv = { .tv_sec = METRICS_TIMEOUT_MS / 1000 };
-	struct mh_req rq;
+	struct mh_req rq = { 0 };
 	enum mh_result r = metrics_read(fd, req, &rq);
 	char head[256];
 	size_t blen, hlen;

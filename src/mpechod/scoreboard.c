@@ -63,6 +63,17 @@ sb_udp(const struct sb_src *s, struct fig_snap *o)
 	o->udp_dropped[FIG_NUDP_DROP - 1] = sb_load(&d->dropped_store);
 }
 
+/* spare_map_count, for a reader's read-only copy of the map. */
+static int
+sb_count(const uint64_t *bits, int words)
+{
+	int n = 0;
+
+	for (int i = 0; i < words; i++)
+		n += __builtin_popcountll(__atomic_load_n(&bits[i], __ATOMIC_ACQUIRE));
+	return n;
+}
+
 void
 scoreboard_snap(const struct sb_src *s, struct fig_snap *o)
 {
@@ -85,8 +96,8 @@ scoreboard_snap(const struct sb_src *s, struct fig_snap *o)
 	o->proxy_errors = sb_load(&sh->proxy_errors);
 	if (m->set.prefork) {
 		o->procs = m->nkids;
-		o->idle = spare_map_count(&s->idle);
-		o->starting = spare_map_count(&s->starting);
+		o->idle = sb_count(s->idle, s->words);
+		o->starting = sb_count(s->starting, s->words);
 	}
 	if (m->set.udp)
 		sb_udp(s, o);

@@ -17,7 +17,8 @@ struct sb_src {
 	const struct child *kids;             /* max_clients entries, m->nkids in use */
 	const struct session_slot *board;     /* fork mode; max_clients entries */
 	const struct pool_slot *pslots;       /* --prefork; max_clients entries */
-	struct spare_map idle, starting;
+	const uint64_t *idle, *starting; /* --prefork: the pool's bit maps (spare.h) */
+	int words;
 };
 
 /* One process of the server, as mpecho-top shows it. */

@@ -481,7 +481,7 @@ void
 session_ended(const struct session_ending *e)
 {
 	char reason[32];
-	int64_t dur_ms = e->slot != NULL && e->slot->start_ms > 0 ?
+	int64_t dur_ms = e->slot->start_ms > 0 ?
 	    io_now_ms() - e->slot->start_ms : -1;
 	struct log_fields f = { .event = "session-end", .conn = e->conn, .pid = (long)e->pid,
 	    .peer = e->peer, .reason = reason, .bytes = (long long)e->bytes,
@@ -499,7 +499,7 @@ session_ended(const struct session_ending *e)
 		    (unsigned long long)e->bytes);
 	if (!e->logged && e->total != NULL)
 		__atomic_add_fetch(e->total, e->bytes, __ATOMIC_RELAXED);
-	if (!e->logged && e->slot != NULL)
+	if (!e->logged)
 		figures_session(figures_live, WIFSIGNALED(e->status) ? FIG_CLOSE_SIGNAL :
 		    WEXITSTATUS(e->status), dur_ms > 0 ? dur_ms * 1000 : 0, e->bytes);
 	if (e->owe != NULL && !e->slot->closed)
