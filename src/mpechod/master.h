@@ -4,7 +4,8 @@
  * shutdown, stats), the two process models behind struct master_mode, mode_fork.c (accept and
  * fork a session per connection) and mode_pool.c (--prefork's pool), master_store.c (the store
  * and datagram processes, and the records owed to the store), master_setup.c (sockets,
- * privileges, systemd, the gate's rules).
+ * privileges, systemd, the gate's rules); beside them master_figures.c (the live figures: the
+ * named shared memory, the stats line, the metrics process).
  */
 #ifndef MPECHO_MASTER_H
 #define MPECHO_MASTER_H

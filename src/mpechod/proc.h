@@ -1,6 +1,6 @@
 /*
  * proc.h - the one way mpechod starts a child process (OpenBSD httpd's proc_run): every role,
- * a session, a pool process, the store, the datagram process, is forked here, and holds only
+ * a session, a pool process, the store, the datagram process, the metrics process, is forked here, and holds only
  * what it owns.
  *
  * In the child the descriptors it keeps are moved to 3, 4, ... in the order given, and every
