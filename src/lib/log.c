@@ -118,7 +118,9 @@ log_emit(int prio, int with_errno, const char *fmt, va_list ap)
 		errno = saved;
 		return;
 	}
-	if (log_sink != NULL) {
+	/* Into the journal, only events go as datagrams: the journal knows a stream's unit from
+	 * its start, a datagram's from its sender, which may have exited by then. */
+	if (log_sink != NULL && (log_fields_now != NULL || !log_to_journal)) {
 		vsnprintf(line, sizeof(line), fmt, ap);
 		n = (int)strlen(line);
 		if (with_errno)

@@ -4,8 +4,9 @@
  *  - JSON (--log-format json): one object a line on stderr, in one write(2): ts (RFC 3339, UTC,
  *    milliseconds), level, event ("log" for a plain line), role and pid of the writer, msg, and
  *    an event's fields (conn, peer, reason, bytes, duration in seconds).
- *  - journald's native protocol, when stderr is the journal (JOURNAL_STREAM): one datagram a
- *    line to /run/systemd/journal/socket with MESSAGE, PRIORITY, SYSLOG_IDENTIFIER,
+ *  - journald's native protocol, when stderr is the journal (JOURNAL_STREAM): one datagram an
+ *    event (plain lines stay on the stream, which the journal ties to the unit whatever becomes
+ *    of the writer) to /run/systemd/journal/socket with MESSAGE, PRIORITY, SYSLOG_IDENTIFIER,
  *    MESSAGE_ID (one per event kind) and MPECHO_EVENT, MPECHO_ROLE, MPECHO_CONN, MPECHO_PEER,
  *    MPECHO_REASON, MPECHO_BYTES, MPECHO_DURATION, so that `journalctl MPECHO_REASON=idle`
  *    works.  A line the socket refuses goes to stderr as text.
