@@ -259,3 +259,37 @@ def test_usage_errors():
         p = subprocess.run([binary("mpechod"), "-p", "0", "--no-store"] + args,
                            capture_output=True, text=True, timeout=10 * SLOW)
         assert p.returncode == 64 and words in p.stderr, (args, p.stderr)
+
+
+def test_a_session_killed_mid_connection_is_counted_once(start_server):
+    """The process serving a connection is killed (SIGKILL, at whatever instruction): the
+    master counts its end as "signal", and every accepted connection is closed or active."""
+    srv = start_server("--metrics", "127.0.0.1:0")
+    addr = metrics_addr(srv)
+    c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    peer = "%s:%d" % c.getsockname()
+    c.sendall(b"abc")
+    assert c.recv(3) == b"abc"
+
+    def serving():
+        out = subprocess.run([binary("mpecho-top"), "--once", str(srv.pid)], capture_output=True,
+                             text=True, timeout=10 * SLOW).stdout
+        return next((int(l.split()[1]) for l in out.splitlines() if peer in l), None)
+    pid = wait_until(serving, 10 * SLOW, interval=0.1, what="the process serving the client")
+    os.kill(pid, 9)
+    c.settimeout(10 * SLOW)
+    try:
+        assert c.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    c.close()
+
+    def settled():
+        t = scrape(addr)
+        return t if value(t, 'mpecho_sessions_closed_total{reason="signal"}') == 1 and \
+            value(t, "mpecho_sessions_active") == 0 else None
+    text = wait_until(settled, 10 * SLOW, interval=0.1, what="the killed session counted")
+    closed = sum(float(l.split()[1]) for l in text.splitlines()
+                 if l.startswith("mpecho_sessions_closed_total{"))
+    assert value(text, "mpecho_connections_accepted_total") == closed == 1
+    assert value(text, 'mpecho_processes_reaped_total{how="signal"}') == 1
