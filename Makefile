@@ -54,7 +54,7 @@ $(patsubst src/%.c,$(OBJ)/%.o,$(1))
 endef
 lib = $(patsubst %,$(OBJ)/lib/%.o,$(1))
 
-MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log io net sig record cidr num htab)
+MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log log_sink io net sig record cidr num htab)
 MPECHO_O  := $(call objs,$(wildcard src/mpecho/*.c)) $(call lib,log io net sig dial)
 BENCH_O   := $(call objs,$(wildcard src/mpecho-bench/*.c)) $(call lib,log io net sig dial num)
 # mpecho-store reads JSON with Jansson and gzip with zlib; mstore-gen writes big stores for
@@ -64,7 +64,12 @@ MSTORE_LIB_O := $(call objs,$(patsubst %,src/mpecho-store/%.c,mstore_src mstore_
 MSTORE_O  := $(call objs,$(filter-out %/mstore_gen.c,$(wildcard src/mpecho-store/*.c))) \
 	$(call lib,log io sig record cidr num htab)
 
-PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench $(BIN)/mpecho-store
+# mpecho-top reads mpechod's shared memory through the server's own headers and readers.
+TOP_O     := $(call objs,$(wildcard src/mpecho-top/*.c)) $(call objs,$(patsubst %,src/mpechod/%.c,\
+	arena scoreboard figures spare)) $(call lib,log io net num)
+
+PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench $(BIN)/mpecho-store \
+	$(BIN)/mpecho-top
 
 .PHONY: all clean install test unit system system-san examples bench deps lint fuzz flake soak
 all: $(PROGS)
@@ -107,6 +112,14 @@ $(BIN)/mpecho-bench: $(BENCH_O)
 $(BIN)/mpecho-store: $(MSTORE_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -ljansson -lz
+
+$(BIN)/mpecho-top: $(TOP_O)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OBJ)/mpecho-top/%.o: src/mpecho-top/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LIB_I) -Isrc/mpechod -c -o $@ $<
 
 $(BIN)/mstore-gen: $(OBJ)/mpecho-store/mstore_gen.o $(OBJ)/lib/record.o
 	@mkdir -p $(@D)
@@ -175,6 +188,13 @@ $(BIN)/unit_test_log: $(OBJ)/unit_test_log.o $(call lib,log)
 $(BIN)/unit_test_htab: $(OBJ)/unit_test_htab.o $(call lib,htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_log_sink: $(OBJ)/unit_test_log_sink.o $(call lib,log_sink log)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_metrics: $(OBJ)/unit_test_metrics.o $(D)/metrics_http.o $(D)/metrics_text.o \
+		$(D)/figures.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 deps:
 	@scripts/deps.sh
 
@@ -200,6 +220,10 @@ build-fuzz/fuzz_cidr: fuzz/fuzz_cidr.c src/lib/cidr.c src/lib/cidr.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_cidr.c src/lib/cidr.c
 
+build-fuzz/fuzz_metrics_http: fuzz/fuzz_metrics_http.c src/mpechod/metrics_http.c \
+		src/mpechod/metrics_http.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_metrics_http.c src/mpechod/metrics_http.c
 MSTORE_FUZZ_SRC := $(patsubst %,src/mpecho-store/%.c,mstore_rec mstore_filt mstore_tab) \
 	src/lib/record.c src/lib/cidr.c src/lib/htab.c
 build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/mstore_rec.h \
@@ -208,8 +232,8 @@ build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/m
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) -ljansson
 
 fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record build-fuzz/fuzz_mstore build-fuzz/fuzz_proxy \
-		build-fuzz/fuzz_cidr
-	@for t in opts record mstore proxy cidr; do \
+		build-fuzz/fuzz_cidr build-fuzz/fuzz_metrics_http
+	@for t in opts record mstore proxy cidr metrics_http; do \
 		mkdir -p build-fuzz/new-$$t; \
 		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=0 \
 			build-fuzz/new-$$t fuzz/corpus/$$t 2>build-fuzz/$$t.log \

@@ -7,7 +7,7 @@
 set -eu
 
 BUILD="gcc make libc6-dev libjansson-dev zlib1g-dev"
-TEST="libcriterion-dev python3 python3-pytest procps gdb jq rsyslog cppcheck clang-tidy valgrind clang libclang-rt-14-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy xinetd debootstrap systemd-container debian-archive-keyring util-linux stress-ng"
+TEST="libcriterion-dev python3 python3-pytest procps gdb jq rsyslog cppcheck clang-tidy valgrind clang libclang-rt-14-dev debhelper lintian dpkg-dev fakeroot systemd adduser logrotate strace haproxy xinetd debootstrap systemd-container debian-archive-keyring util-linux stress-ng prometheus tmux gnuplot-nox"
 if [ "${1:-}" = build ]; then
 	shift
 	PKGS="$BUILD"

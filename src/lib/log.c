@@ -25,6 +25,8 @@ static int log_guarded;
 static int log_to_syslog;
 static int log_to_journal;
 static unsigned long log_dropped;
+static log_sink_fn log_sink;
+static const struct log_fields *log_fields_now; /* log_event's, during its line */
 
 /* Whether stderr is the stream systemd connected to the journal: JOURNAL_STREAM is
  * "DEVICE:INODE" of that stream, and a stderr redirected elsewhere has another. */
@@ -116,6 +118,17 @@ log_emit(int prio, int with_errno, const char *fmt, va_list ap)
 		errno = saved;
 		return;
 	}
+	/* Into the journal, only events go as datagrams: the journal knows a stream's unit from
+	 * its start, a datagram's from its sender, which may have exited by then. */
+	if (log_sink != NULL && (log_fields_now != NULL || !log_to_journal)) {
+		vsnprintf(line, sizeof(line), fmt, ap);
+		n = (int)strlen(line);
+		if (with_errno)
+			snprintf(line + n, sizeof(line) - (size_t)n, ": %s", strerror(saved));
+		log_sink(prio, log_role, line, log_fields_now);
+		errno = saved;
+		return;
+	}
 	n = log_prefix(line, sizeof(line), prio);
 	if (log_dropped > 0 && n > 0 && n < (int)sizeof(line)) {
 		m = snprintf(line + n, sizeof(line) - (size_t)n, "(%lu log lines dropped) ",
@@ -148,6 +161,30 @@ log_exit(int status)
 	if (log_role != NULL)
 		_exit(status);
 	exit(status);
+}
+
+void
+log_set_sink(log_sink_fn sink)
+{
+	log_sink = sink;
+}
+
+int
+log_is_journal(void)
+{
+	return log_to_journal;
+}
+
+void
+log_event(const struct log_fields *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	log_fields_now = f;
+	va_start(ap, fmt);
+	log_emit(LOG_INFO, 0, fmt, ap);
+	va_end(ap);
+	log_fields_now = NULL;
 }
 
 void

@@ -52,6 +52,25 @@ int log_ratelimit_pass(struct log_ratelimit *rl, int64_t now_ms, uint64_t *held)
  * held is the count (it lets the line through at once). */
 int log_ratelimit(struct log_ratelimit *rl, int64_t now_ms, int with_errno, const char *fmt,
     ...) PRINTFLIKE(4, 5);
+
+/* A structured event's fields, beside its text (log_sink.c writes them as JSON or journald
+ * fields).  bytes and duration_ms below 0, conn 0 and NULL strings are not given. */
+struct log_fields {
+	const char *event;            /* the kind: "session-end", ... */
+	uint64_t conn;
+	long pid;                     /* the session's (0: none) */
+	const char *peer, *reason;
+	long long bytes, duration_ms;
+};
+/* Where lines go instead of stderr's text (log_sink.c); NULL: text.  msg is the formatted
+ * text (with strerror for the *_warn variants); f the event's fields, or NULL. */
+typedef void (*log_sink_fn)(int prio, const char *role, const char *msg,
+    const struct log_fields *f);
+void log_set_sink(log_sink_fn sink);
+/* Whether stderr is the journal's stream (JOURNAL_STREAM). */
+int log_is_journal(void);
+/* An info line that is an event with fields (its text as log_info's). */
+void log_event(const struct log_fields *f, const char *fmt, ...) PRINTFLIKE(2, 3);
 /* Bad usage: one line "PROG: reason (see PROG --help)" on stderr, then exit 64 (EX_USAGE). */
 _Noreturn void usage_error(const char *fmt, ...) PRINTFLIKE(1, 2);
 

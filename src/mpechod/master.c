@@ -81,6 +81,7 @@ master_alloc(void)
 	master->next_conn = 1;
 	master->store.role = PROC_STORE;
 	master->dgram.role = PROC_DGRAM;
+	master->metrics.role = PROC_METRICS;
 	master->wake_rd = master->wake_wr = -1;
 	master->notify_fd = -1;
 	mode->alloc(n);
@@ -105,7 +106,7 @@ master_signals(void)
 static struct child *
 master_child(pid_t pid)
 {
-	struct child *helper[] = { &master->store, &master->dgram };
+	struct child *helper[] = { &master->store, &master->dgram, &master->metrics };
 
 	for (size_t i = 0; i < sizeof(helper) / sizeof(helper[0]); i++)
 		if (helper[i]->pid == pid)
@@ -144,7 +145,10 @@ master_child_died(pid_t pid, int status)
 		master_store_died(status);
 		break;
 	case PROC_DGRAM:
-		master_dgram_died(status);
+		master_helper_died("datagram", c, status);
+		break;
+	case PROC_METRICS:
+		master_helper_died("metrics", c, status);
 		break;
 	case PROC_SESSION:
 	case PROC_POOL:
@@ -202,59 +206,13 @@ master_reap(void)
 		master_readmit_if_torn();
 }
 
-/* The stats line's part for --udp, appended to buf. */
-static void
-master_stats_udp(char *buf, size_t len)
-{
-	const struct datagram_stats *d = &master->dgstats;
-	uint64_t drop[DG_NVERDICTS + 1], all = 0;
-	size_t n = strlen(buf);
-
-	for (int v = 0; v < DG_NVERDICTS; v++)
-		all += drop[v] = __atomic_load_n(&d->dropped[v], __ATOMIC_RELAXED);
-	all += drop[DG_NVERDICTS] = __atomic_load_n(&d->dropped_store, __ATOMIC_RELAXED);
-	snprintf(buf + n, len - n, ", udp echoed %llu, udp bytes %llu, udp dropped %llu, "
-	    "udp dropped for source port %llu, for address %llu, over source rate %llu, over "
-	    "global rate %llu, for store %llu",
-	    (unsigned long long)__atomic_load_n(&d->echoed, __ATOMIC_RELAXED),
-	    (unsigned long long)__atomic_load_n(&d->bytes, __ATOMIC_RELAXED),
-	    (unsigned long long)all, (unsigned long long)drop[DG_BAD_PORT],
-	    (unsigned long long)drop[DG_BAD_ADDR], (unsigned long long)drop[DG_RATE_SOURCE],
-	    (unsigned long long)drop[DG_RATE_ALL], (unsigned long long)drop[DG_NVERDICTS]);
-}
-
-/* The stats figures as one line (the USR1 line, and systemd's STATUS=). */
-static void
-master_stats_line(char *line, size_t len)
-{
-	struct shared *sh = &master->shared;
-	uint64_t bytes = master->bytes_done + mode->bytes(), v[4];
-
-	v[0] = master->accepted + __atomic_load_n(&sh->accepted, __ATOMIC_RELAXED);
-	v[1] = __atomic_load_n(&sh->refused_source, __ATOMIC_RELAXED);
-	v[2] = __atomic_load_n(&sh->refused_rate, __ATOMIC_RELAXED);
-	v[3] = __atomic_load_n(&sh->culled, __ATOMIC_RELAXED);
-	bytes += __atomic_load_n(&sh->bytes_done, __ATOMIC_RELAXED);
-	snprintf(line, len, "active %d, accepted %llu, bytes echoed %llu, reaped %llu by "
-	    "exit, %llu by signal, refused %llu per source, %llu over rate, culled %llu dead, "
-	    "denied %llu, proxy errors %llu",
-	    mode->busy(), (unsigned long long)v[0], (unsigned long long)bytes,
-	    (unsigned long long)master->reaped_exit, (unsigned long long)master->reaped_signal,
-	    (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3],
-	    (unsigned long long)__atomic_load_n(&sh->denied, __ATOMIC_RELAXED),
-	    (unsigned long long)__atomic_load_n(&sh->proxy_errors, __ATOMIC_RELAXED));
-	mode->stats(line, len);
-	if (master->set.udp)
-		master_stats_udp(line, len);
-}
-
 static void
 master_stats(void)
 {
 	char line[768];
 
 	got_usr1 = 0;
-	master_stats_line(line, sizeof(line));
+	master_figures_line(line, sizeof(line));
 	log_info("stats: %s", line);
 }
 
@@ -270,6 +228,7 @@ master_begin_shutdown(void)
 		master->nufd = 0;
 		if (master->dgram.pid > 0)
 			kill(master->dgram.pid, SIGTERM);
+		master_stop_metrics();
 		mode->stop();
 		log_info("shutting down: %d sessions get %d s to finish", mode->busy(),
 		    master->set.grace);
@@ -288,7 +247,8 @@ master_shutdown_step(void)
 {
 	int sig;
 
-	if (master->stopping == 0 || (master->nkids == 0 && master->dgram.pid == 0) ||
+	if (master->stopping == 0 || (master->nkids == 0 && master->dgram.pid == 0 &&
+	    master->metrics.pid == 0) ||
 	    io_now_ms() < master->phase_deadline_ms)
 		return;
 	if (master->stopping >= 3)
@@ -302,6 +262,8 @@ master_shutdown_step(void)
 	 * stuck) must not hold the shutdown for ever. */
 	if (sig == SIGKILL && master->dgram.pid > 0)
 		kill(master->dgram.pid, SIGKILL);
+	if (sig == SIGKILL && master->metrics.pid > 0)
+		kill(master->metrics.pid, SIGKILL);
 	master->stopping++;
 	master->phase_deadline_ms = io_now_ms() + MASTER_KILL_WAIT_MS;
 }
@@ -322,12 +284,13 @@ master_poll_timeout(int64_t now)
 		t = (t < 0 || d < t) ? d : t;
 	}
 	if (master->stopping && master->stopping < 3 &&
-	    (master->nkids > 0 || master->dgram.pid > 0)) {
+	    (master->nkids > 0 || master->dgram.pid > 0 || master->metrics.pid > 0)) {
 		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
 	if (((master->store.pid == 0 && master->pipe_wr >= 0) ||
-	    (master->dgram.pid == 0 && master->nufd > 0)) && (t < 0 || t > 1000))
+	    (master->dgram.pid == 0 && master->nufd > 0) ||
+	    (master->metrics.pid == 0 && master->nmetrics_fd > 0)) && (t < 0 || t > 1000))
 		t = 1000;
 	if (t > 3600000)
 		t = 3600000;
@@ -436,7 +399,7 @@ master_status(void)
 	if (master->notify_fd < 0 || io_now_ms() < master->next_status_ms)
 		return;
 	master->next_status_ms = io_now_ms() + MASTER_STATUS_MS;
-	master_stats_line(line, sizeof(line));
+	master_figures_line(line, sizeof(line));
 	master_notify("STATUS=%s", line);
 }
 
@@ -481,11 +444,12 @@ master_loop(void)
 		master_serve();
 		master_restart_store();
 		master_restart_dgram();
+		master_restart_metrics();
 		mode->tick();
 		master_status();
 		master_shutdown_step();
 		if (master->stopping && master->nkids == 0 && mode->pending() == 0 &&
-		    master->dgram.pid == 0)
+		    master->dgram.pid == 0 && master->metrics.pid == 0)
 			master_finish();
 	}
 }
@@ -502,6 +466,7 @@ master_start(int store_fd)
 	}
 	master_notify_open();
 	master_start_dgram();
+	master_start_metrics();
 	master_announce();
 	mode->start();
 	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
@@ -529,14 +494,17 @@ main(int argc, char **argv)
 	case OPTS_RUN:
 		break;
 	}
+	log_sink_setup("mpechod", master->set.log_json ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	user = master_resolve_user();
 	if (master->set.inetd)
 		inetd_run(&master->set, user);
 	mode = master->set.prefork ? &master_mode_pool : &master_mode_fork;
+	master_arena();
 	master_alloc();
 	rec_new_key();
 	master_signals();
 	master_sockets();
+	master_metrics_listen();
 	master_start(master_open_store(user));
 	master_loop();
 }

@@ -4,16 +4,19 @@
  * shutdown, stats), the two process models behind struct master_mode, mode_fork.c (accept and
  * fork a session per connection) and mode_pool.c (--prefork's pool), master_store.c (the store
  * and datagram processes, and the records owed to the store), master_setup.c (sockets,
- * privileges, systemd, the gate's rules).
+ * privileges, systemd, the gate's rules); beside them master_figures.c (the live figures: the
+ * named shared memory, the stats line, the metrics process).
  */
 #ifndef MPECHO_MASTER_H
 #define MPECHO_MASTER_H
 
 #include "admit.h"
 #include "datagram.h"
+#include "figures.h"
 #include "inetd.h"
 #include "io.h"
 #include "log.h"
+#include "log_sink.h"
 #include "net.h"
 #include "opts.h"
 #include "pool.h"
@@ -132,6 +135,12 @@ struct master {
 	sigset_t waitmask;
 	struct pollfd pfd[MASTER_MAX_LISTEN + 2]; /* what the last ppoll watched */
 	int npfd;
+	struct figures figures;      /* counters every process adds to (figures.h) */
+	struct child metrics;        /* the metrics process (role PROC_METRICS), --metrics */
+	int64_t metrics_started_ms;
+	int metrics_fd[MASTER_MAX_LISTEN]; /* its listeners */
+	int nmetrics_fd;
+	struct cidr_list metrics_allow; /* who may scrape */
 };
 
 extern struct master *master;
@@ -167,6 +176,7 @@ extern const struct master_mode master_mode_fork, master_mode_pool;
  * mode_fork.c and mode_pool.c, master_store.c, master_setup.c. */
 
 /* master_setup.c: sockets, privileges, systemd, the gate */
+void master_rules(const char *opt, const char *const *list, int n, struct cidr_list *l);
 void master_std_fds(void);
 void *master_shared(size_t len);
 void master_gate(void);
@@ -186,9 +196,20 @@ void master_store_giveup(int64_t at, pid_t *told);
 size_t master_pipe_unread(void);
 void master_start_dgram(void);
 void master_restart_dgram(void);
-void master_dgram_died(int status);
+void master_helper_died(const char *what, struct child *c, int status);
 void master_pay_owed(void);
 void master_peer_str(const struct child *c, char *buf, size_t len);
+/* master_figures.c: the named shared memory, the stats line, the metrics process */
+void master_arena(void);
+void master_figures_line(char *line, size_t len);
+struct sb_src;
+/* The master's own view of its shared state (in the metrics process too: the same pages). */
+void master_scoreboard(struct sb_src *s);
+void master_metrics_listen(void);
+void master_start_metrics(void);
+void master_restart_metrics(void);
+void master_stop_metrics(void);
+
 void master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, const char *peer,
     const char *reason);
 

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "arena.h"
 
 /* Binds every --bind address (or the wildcards) to one port; when the kernel chose the port for
  * the first socket and another address has it taken, starts over with a new port. */
@@ -161,19 +162,23 @@ master_notify(const char *fmt, ...)
 		log_warn("cannot notify %s", master->notify_addr);
 }
 
-/* Zeroed memory shared with every child (see struct master). */
+/* Zeroed memory shared with every child (see struct master): a piece of the named object
+ * mpecho-top reads (arena.h), or anonymous memory when there is none. */
 void *
 master_shared(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	void *p = arena_alloc(len);
 
+	if (p != NULL)
+		return p;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		fatal(EX_OSERR, "cannot map %zu bytes", len);
 	return p;
 }
 
 /* Adds each CIDR of list to l; a bad one is a usage error. */
-static void
+void
 master_rules(const char *opt, const char *const *list, int n, struct cidr_list *l)
 {
 	char err[NET_ERRLEN];

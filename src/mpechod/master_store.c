@@ -43,8 +43,10 @@ master_restart_store(void)
 	if (io_now_ms() - master->store_started_ms < 1000)
 		return;
 	master_start_store(-1);
-	if (master->store.pid > 0)
+	if (master->store.pid > 0) {
+		figures_add(&master->figures.store_restarts, 1);
 		log_warnx("restarted the store as %d", (int)master->store.pid);
+	}
 }
 
 /* The datagram process (--udp), supervised like the store: started after it, restarted at most
@@ -79,16 +81,15 @@ master_start_dgram(void)
 	master->dgram.pid = pid;
 }
 
+/* A helper process (datagram, metrics) ended: said, unless it left as told at shutdown. */
 void
-master_dgram_died(int status)
+master_helper_died(const char *what, struct child *c, int status)
 {
 	if (WIFSIGNALED(status))
-		log_warnx("datagram process %d killed by signal %d", (int)master->dgram.pid,
-		    WTERMSIG(status));
+		log_warnx("%s process %d killed by signal %d", what, (int)c->pid, WTERMSIG(status));
 	else if (!master->stopping || WEXITSTATUS(status) != 0)
-		log_warnx("datagram process %d exited %d", (int)master->dgram.pid,
-		    WEXITSTATUS(status));
-	master->dgram.pid = 0;
+		log_warnx("%s process %d exited %d", what, (int)c->pid, WEXITSTATUS(status));
+	c->pid = 0;
 }
 
 void
@@ -230,24 +231,6 @@ master_owe(enum rec_type type, uint64_t conn, pid_t pid, const void *payload, si
 	memcpy(o->payload, payload, len);
 	rec_header(&o->h, type, REC_F_BEHALF, conn, pid, len);
 	master_pay_owed();
-}
-
-/* The peer's address as the session would have written it, from the child table. */
-void
-master_peer_str(const struct child *c, char *buf, size_t len)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = c->claim.key.b[0];
-	if (ss.ss_family == AF_INET6) {
-		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, c->claim.key.b + 1, 16);
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->port);
-	} else {
-		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, c->claim.key.b + 1, 4);
-		((struct sockaddr_in *)&ss)->sin_port = htons(c->port);
-	}
-	net_addr_str((struct sockaddr *)&ss, buf, len);
 }
 
 /* A session that did not write its close record (killed by a signal, or gave up on a stuck

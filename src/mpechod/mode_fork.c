@@ -24,14 +24,16 @@ static void
 master_session_died(const struct child *c, int status)
 {
 	struct admit_claim own = c->claim;
+	char peer[NET_ADDRLEN];
 	struct session_ending e = {
 		.pid = c->pid, .conn = c->conn, .status = status,
 		.bytes = __atomic_load_n(&master->board[c->slot].bytes, __ATOMIC_RELAXED),
 		.gate = &master->gate, .claim = &own,
 		.slot = &master->board[c->slot], .total = &master->bytes_done,
-		.owe = master_owe_session, .who = c,
+		.owe = master_owe_session, .who = c, .peer = peer,
 	};
 
+	master_peer_str(c, peer, sizeof(peer));
 	session_ended(&e);
 }
 
@@ -59,7 +61,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, struct admit_c
 	int *const keep[] = { &a.fd, &a.pipe_wr };
 	pid_t pid;
 
-	master->board[slot] = (struct session_slot){ 0 };
+	master->board[slot] = (struct session_slot){ .start_ms = io_now_ms() };
 	pid = proc_fork(keep, 2);
 	if (pid == 0)
 		session_run(&a);

@@ -127,6 +127,7 @@ master_spawn_pool(int n)
 			return;
 		}
 		master->nfree--;
+		figures_add(&master->figures.pool_spawned, 1);
 		master->kids[master->nkids++] = (struct child){ .pid = pid, .role = PROC_POOL,
 		    .slot = slot };
 	}
@@ -196,6 +197,7 @@ master_pool_tick(void)
 		if (__atomic_load_n(&master->pslots[master->kids[i].slot].state,
 		    __ATOMIC_ACQUIRE) == POOL_IDLE) {
 			kill(master->kids[i].pid, SIGUSR1);
+			figures_add(&master->figures.pool_retired, 1);
 			p.retire--;
 		}
 	}

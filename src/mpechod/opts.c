@@ -17,7 +17,8 @@ enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
-	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT, OPT_ECHO_AFTER
+	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT, OPT_ECHO_AFTER,
+	OPT_METRICS, OPT_METRICS_ALLOW, OPT_LOG_FORMAT
 };
 
 static const struct option opts_long[] = {
@@ -50,6 +51,9 @@ static const struct option opts_long[] = {
 	{ "udp-per-source", required_argument, NULL, OPT_UDP_PER_SOURCE },
 	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
 	{ "echo-after", required_argument, NULL, OPT_ECHO_AFTER },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "metrics-allow", required_argument, NULL, OPT_METRICS_ALLOW },
+	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -174,6 +178,7 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 	static const char *const fsyncs[] = { "always", "everysec", "no", NULL };
 	static const char *const fulls[] = { "drop", "block", NULL };
 	static const char *const afters[] = { "written", "synced", NULL };
+	static const char *const log_formats[] = { "text", "json", NULL };
 	int v;
 
 	switch (c) {
@@ -260,6 +265,13 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 			return -1;
 		s->echo_after = v + 1;
 		return 0;
+	case OPT_METRICS:
+		return opts_path("--metrics", arg, &s->metrics, err, errlen);
+	case OPT_METRICS_ALLOW:
+		return opts_rule("--metrics-allow", arg, s->metrics_allow, &s->nmetrics_allow, err,
+		    errlen);
+	case OPT_LOG_FORMAT:
+		return opts_word("--log-format", arg, log_formats, &s->log_json, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -322,6 +334,14 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 	if (s->echo_after != 0 && s->store == NULL) {
 		snprintf(err, errlen, "--echo-after waits for the store: it needs one (not "
 		    "--no-store)");
+		return OPTS_ERROR;
+	}
+	if (s->inetd && s->metrics != NULL) {
+		snprintf(err, errlen, "--metrics needs the daemon: not with --inetd");
+		return OPTS_ERROR;
+	}
+	if (s->nmetrics_allow > 0 && s->metrics == NULL) {
+		snprintf(err, errlen, "--metrics-allow needs --metrics");
 		return OPTS_ERROR;
 	}
 	if (s->min_spare > s->max_spare) {
@@ -405,6 +425,10 @@ static const char *const opts_usage_parts[] = {
 	    "                           made it durable (synced: an fdatasync covering it\n"
 	    "                           returned); off by default.  --idle-timeout bounds the\n"
 	    "                           wait (reason receipt-timeout)\n"
+	    "      --metrics ADDR:PORT  answer HTTP GET /metrics there with the live figures in\n"
+	    "                           Prometheus's text format (PORT alone: 127.0.0.1)\n"
+	    "      --metrics-allow CIDR who may scrape (repeatable; default 127.0.0.0/8, ::1)\n"
+	    "      --log-format FMT     text (default) or json (one JSON object a line)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

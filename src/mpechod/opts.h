@@ -51,6 +51,10 @@ struct settings {
 	int udp_rate;                      /* UDP replies a second in all; 0: any */
 	int echo_after;                    /* --echo-after: enum receipt_mode (0 off, 1 written,
 	                                    * 2 synced) */
+	const char *metrics;               /* --metrics ADDR:PORT; NULL: no endpoint */
+	const char *metrics_allow[OPTS_MAX_RULES]; /* who may scrape (CIDR text); none: loopback */
+	int nmetrics_allow;
+	int log_json;                      /* --log-format json */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

@@ -100,6 +100,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	const struct pool_args *a = pool_self;
 	struct pool_slot *slot = a->slot;
 	struct session_args *s = &slot->sess;
+	char peer[NET_ADDRLEN];
 	enum session_end end;
 
 	/* No connection in hand until its number is set (the master reads the slot if this
@@ -115,7 +116,7 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 		close(cfd);
 		return 0;
 	}
-	slot->s = (struct session_slot){ 0 };
+	slot->s = (struct session_slot){ .start_ms = io_now_ms() };
 	__atomic_store_n(&slot->conn, __atomic_fetch_add(&a->sh->next_conn, 1, __ATOMIC_RELAXED),
 	    __ATOMIC_RELEASE);
 	__atomic_add_fetch(&a->sh->accepted, 1, __ATOMIC_RELAXED);
@@ -126,7 +127,8 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	s->slot = &slot->s;
 	end = session_serve(s);
 	__atomic_store_n(&slot->end, (int)end, __ATOMIC_RELEASE);
-	session_ended(&(struct session_ending){ .pid = getpid(), .conn = s->conn,
+	net_addr_str((const struct sockaddr *)ss, peer, sizeof(peer));
+	session_ended(&(struct session_ending){ .pid = getpid(), .conn = s->conn, .peer = peer,
 	    .status = W_EXITCODE((int)end, 0), .bytes = __atomic_load_n(&slot->s.bytes,
 	    __ATOMIC_RELAXED), .gate = a->gate, .claim = &slot->claim,
 	    .slot = &slot->s, .total = &a->sh->bytes_done });

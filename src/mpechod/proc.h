@@ -1,7 +1,7 @@
 /*
  * proc.h - the one way mpechod starts a child process (OpenBSD httpd's proc_run): every role,
- * a session, a pool process, the store, the datagram process, is forked here, and holds only
- * what it owns; and a helper that overstays its bounded wait is ended here.
+ * a session, a pool process, the store, the datagram process, the metrics process, is forked
+ * here, and holds only what it owns; and a helper that overstays its bounded wait is ended here.
  *
  * In the child the descriptors it keeps are moved to 3, 4, ... in the order given, and every
  * other descriptor from there up is closed with one close_range(2): nothing is closed by name,
@@ -20,6 +20,7 @@ enum proc_role {
 	PROC_POOL,     /* a pool process (--prefork) */
 	PROC_STORE,    /* the store's only writer */
 	PROC_DGRAM,    /* the datagram process (--udp) */
+	PROC_METRICS,  /* the metrics endpoint (--metrics) */
 	PROC_NROLES
 };
 

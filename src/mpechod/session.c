@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "session.h"
+#include "figures.h"
 #include "io.h"
 #include "log.h"
 #include "net.h"
@@ -505,18 +506,27 @@ void
 session_ended(const struct session_ending *e)
 {
 	char reason[32];
+	int64_t dur_ms = e->slot->start_ms > 0 ?
+	    io_now_ms() - e->slot->start_ms : -1;
+	struct log_fields f = { .event = "session-end", .conn = e->conn, .pid = (long)e->pid,
+	    .peer = e->peer, .reason = reason, .bytes = (long long)e->bytes,
+	    .duration_ms = dur_ms };
 
 	session_give_back(e);
 	session_status_reason(e->status, reason, sizeof(reason));
 	if (!e->logged && WIFSIGNALED(e->status))
-		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)e->pid,
-		    (unsigned long long)e->conn, WTERMSIG(e->status), (unsigned long long)e->bytes);
+		log_event(&f, "session %d conn %llu killed by signal %d after %llu bytes",
+		    (int)e->pid, (unsigned long long)e->conn, WTERMSIG(e->status),
+		    (unsigned long long)e->bytes);
 	else if (!e->logged)
-		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)e->pid,
+		log_event(&f, "session %d conn %llu exited %d (%s) after %llu bytes", (int)e->pid,
 		    (unsigned long long)e->conn, WEXITSTATUS(e->status), reason,
 		    (unsigned long long)e->bytes);
 	if (!e->logged && e->total != NULL)
 		__atomic_add_fetch(e->total, e->bytes, __ATOMIC_RELAXED);
+	if (!e->logged)
+		figures_session(figures_live, WIFSIGNALED(e->status) ? FIG_CLOSE_SIGNAL :
+		    WEXITSTATUS(e->status), dur_ms > 0 ? dur_ms * 1000 : 0, e->bytes);
 	if (e->owe != NULL && !e->slot->closed)
 		e->owe(e, reason);
 }

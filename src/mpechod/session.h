@@ -43,6 +43,7 @@ struct session_slot {
 	uint32_t opened; /* its open record is in the pipe */
 	uint32_t closed; /* its close record is in the pipe, or no record is owed */
 	struct admit_claim claim; /* counted by admission control (behind a PROXY header) */
+	int64_t start_ms; /* io_now_ms() at its start (the master's or pool process's write) */
 };
 
 
@@ -81,6 +82,8 @@ struct session_ending {
 	 * record if that did not make it either), with reason; NULL elsewhere. */
 	void (*owe)(const struct session_ending *e, const char *reason);
 	const void *who;              /* for owe: the master's record of the session */
+	const char *peer;             /* the client's address as text, for the log's fields; NULL:
+	                               * not known */
 };
 
 /* The end of a session: gives back its --max-per-source counts (before the line, so that a

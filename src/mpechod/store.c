@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "store.h"
 #include "store_buf.h"
+#include "figures.h"
 #include "io.h"
 #include "log.h"
 #include "receipt.h"
@@ -291,6 +292,8 @@ store_file_write(void *ctx, const char *buf, size_t len)
 	(void)ctx;
 	if (n > 0)
 		store.dirty = 1;
+	if (n > 0 && figures_live != NULL)
+		figures_add(&figures_live->store_bytes, (uint64_t)n);
 	return n;
 }
 
@@ -383,6 +386,30 @@ store_receipt_note(const struct rec *r, uint32_t gen, size_t outlen)
 	store_receipts_settle();
 }
 
+/* fdatasync, counted and timed in the shared figures.  0, or -1 with errno (EINVAL, a file that
+ * cannot be synced, is not a failure). */
+static int
+store_fdatasync(void)
+{
+	struct timespec a, b;
+	int r = 0, err = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	if (fdatasync(store.fd) < 0 && errno != EINVAL) {
+		err = errno;
+		r = -1;
+		log_warn("fdatasync %s", store.args->path);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (figures_live != NULL) {
+		figures_add(&figures_live->store_fsyncs, 1);
+		figures_add(&figures_live->store_fsync_us, (uint64_t)((b.tv_sec - a.tv_sec) *
+		    1000000 + (b.tv_nsec - a.tv_nsec) / 1000));
+	}
+	errno = err;
+	return r;
+}
+
 static void
 store_sync(int force)
 {
@@ -398,10 +425,8 @@ store_sync(int force)
 	if (!force && store.args->fsync != FSYNC_ALWAYS &&
 	    (store.args->fsync == FSYNC_NO || now - store.last_sync_ms < 1000))
 		return;
-	if (fdatasync(store.fd) < 0 && errno != EINVAL) {
+	if (store_fdatasync() < 0)
 		err = errno;
-		log_warn("fdatasync %s", store.args->path);
-	}
 	store.dirty = 0;
 	store.last_sync_ms = now;
 	/* Not durable: those writers never hear back (they end at their timeout). */
@@ -429,6 +454,11 @@ store_say(enum store_buf_event ev)
 		log_warn("cannot write %s; holding sessions back until it works again", path);
 		break;
 	case STORE_BUF_RECOVERED:
+		if (figures_live != NULL) {
+			figures_add(&figures_live->store_gaps, 1);
+			figures_add(&figures_live->store_dropped_bytes, g->dropped_bytes);
+			figures_add(&figures_live->store_dropped_records, g->dropped_records);
+		}
 		log_warnx("%s is writable again; a gap record says what was lost: %llu data bytes "
 		    "in %llu records of %zu%s connections", path,
 		    (unsigned long long)g->dropped_bytes, (unsigned long long)g->dropped_records,
@@ -531,6 +561,8 @@ store_add(struct rec *r, struct store_buf_now now)
 	size_t outlen = store_buf_batch(store.buf, &gen, NULL);
 	enum store_buf_event ev = store_buf_add(store.buf, r, now);
 
+	if (figures_live != NULL)
+		figures_add(&figures_live->store_records, 1);
 	if (store_rc.mode != RECEIPT_OFF && (r->flags & REC_F_RECEIPT))
 		store_receipt_note(r, gen, outlen);
 	if (ev != STORE_BUF_OK)

@@ -49,9 +49,9 @@ from conftest import ROOT, SLOW, Process, Server, binary, read_store, wait_until
 
 DEADLINE = 30  # seconds (times SLOW) for any one command or wait; only a hang reaches it
 ENV = {"LC_ALL": "C"}
-PROGRAMS = ("mpechod", "mpecho", "mpecho-bench", "mpecho-store")
+PROGRAMS = ("mpechod", "mpecho", "mpecho-bench", "mpecho-store", "mpecho-top")
 MAN = {"mpechod": "man/mpechod.8", "mpecho": "man/mpecho.1", "mpecho-bench": "man/mpecho-bench.1",
-       "mpecho-store": "man/mpecho-store.1"}
+       "mpecho-store": "man/mpecho-store.1", "mpecho-top": "man/mpecho-top.1"}
 MAX_NOT_RUN = 8  # blocks that no test can run: few, and each with its reason
 
 
