@@ -21,6 +21,7 @@
 #include "net.h"
 #include "record.h"
 #include "sig.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -181,6 +182,7 @@ datagram_one(int i, unsigned int len, int nout)
 	const struct sockaddr *sa = (const struct sockaddr *)&dg.from[i];
 	enum dg_verdict v = dg_check(&dg.guard, sa, io_now_ms());
 
+	sandbox_poke(dg.buf[i], len);
 	if (v != DG_OK) {
 		__atomic_add_fetch(&dg.args->stats->dropped[v], 1, __ATOMIC_RELAXED);
 		datagram_dropped(sa, dg_reason(v));
@@ -320,6 +322,7 @@ datagram_run(const struct datagram_args *a)
 		pfd[i] = (struct pollfd){ .fd = a->fds[i], .events = POLLIN };
 		datagram_pktinfo(a->fds[i]);
 	}
+	sandbox_child(SANDBOX_DGRAM, NULL);
 	while (!dg_stop) {
 		if (ppoll(pfd, (nfds_t)n, NULL, &waitmask) < 0) {
 			if (errno != EINTR)

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "sandbox.h"
 
 struct master *master;
 
@@ -503,6 +504,16 @@ master_start(int store_fd)
 	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
 }
 
+/* Builds the children's filters once (sandbox.c); a kernel without Landlock is said once. */
+static void
+master_sandbox(void)
+{
+	if (sandbox_configure(master->set.sandbox) < 0)
+		fatal(EX_SOFTWARE, "cannot build the sandbox's filters");
+	if (master->set.sandbox && sandbox_landlock_abi() == 0 && !master->set.inetd)
+		log_warnx("this kernel has no Landlock: children are confined by seccomp only");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -526,6 +537,7 @@ main(int argc, char **argv)
 		break;
 	}
 	user = master_resolve_user();
+	master_sandbox();
 	if (master->set.inetd)
 		inetd_run(&master->set, user);
 	mode = master->set.prefork ? &master_mode_pool : &master_mode_fork;

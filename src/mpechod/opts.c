@@ -17,7 +17,8 @@ enum {
 	OPT_STORE_FORMAT = 256, OPT_FSYNC, OPT_IDLE, OPT_GRACE, OPT_NO_STORE, OPT_PER_SOURCE,
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
-	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT
+	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT,
+	OPT_SANDBOX, OPT_SOURCE_PREFIX
 };
 
 static const struct option opts_long[] = {
@@ -49,6 +50,8 @@ static const struct option opts_long[] = {
 	{ "max-conns-per-child", required_argument, NULL, OPT_MAX_CONNS_CHILD },
 	{ "udp-per-source", required_argument, NULL, OPT_UDP_PER_SOURCE },
 	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
+	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
+	{ "source-prefix", required_argument, NULL, OPT_SOURCE_PREFIX },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -70,6 +73,9 @@ opts_defaults(struct settings *s)
 	s->max_spare = 10;
 	s->udp_per_source = 100;
 	s->udp_rate = 10000;
+	s->sandbox = 1;
+	s->prefix4 = 32;
+	s->prefix6 = 64;
 }
 
 /* Copies at most 64 bytes of a user's argument for an error message, non-printable bytes made
@@ -166,6 +172,40 @@ opts_rule(const char *name, const char *arg, const char **list, int *n, char *er
 	return opts_path(name, arg, &list[(*n)++], err, errlen);
 }
 
+/* --sandbox on|off. */
+static int
+opts_sandbox(const char *arg, struct settings *s, char *err, size_t errlen)
+{
+	char q[OPTS_QUOTE_LEN];
+
+	if (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0) {
+		s->sandbox = strcmp(arg, "on") == 0;
+		return 0;
+	}
+	snprintf(err, errlen, "--sandbox: on or off, not '%s'", opts_quote(arg, q));
+	return -1;
+}
+
+/* --source-prefix V4:V6, the blocks --max-per-source and --udp-per-source count by. */
+static int
+opts_source_prefix(const char *arg, struct settings *s, char *err, size_t errlen)
+{
+	char q[OPTS_QUOTE_LEN], v4[8];
+	const char *colon = strchr(arg, ':');
+	size_t n = colon == NULL ? 0 : (size_t)(colon - arg);
+
+	if (colon == NULL || n == 0 || n >= sizeof(v4)) {
+		snprintf(err, errlen, "--source-prefix: V4:V6 (e.g. 32:64), not '%s'",
+		    opts_quote(arg, q));
+		return -1;
+	}
+	memcpy(v4, arg, n);
+	v4[n] = '\0';
+	if (opts_int("--source-prefix (IPv4)", v4, 1, 32, &s->prefix4, err, errlen) < 0)
+		return -1;
+	return opts_int("--source-prefix (IPv6)", colon + 1, 1, 128, &s->prefix6, err, errlen);
+}
+
 static int
 opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 {
@@ -253,6 +293,10 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		    errlen);
 	case OPT_UDP_RATE:
 		return opts_int("--udp-rate", arg, 0, 10000000, &s->udp_rate, err, errlen);
+	case OPT_SANDBOX:
+		return opts_sandbox(arg, s, err, errlen);
+	case OPT_SOURCE_PREFIX:
+		return opts_source_prefix(arg, s, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -388,6 +432,13 @@ static const char *const opts_usage_parts[] = {
 	    "      --inetd              serve the one connection on standard input, as started\n"
 	    "                           by inetd, xinetd or systemd (Accept=yes); logs go to\n"
 	    "                           syslog; the store file may be shared by many of them\n"
+	    "      --sandbox on|off     confine every process but the master: a seccomp\n"
+	    "                           allow-list per role and, where the kernel has it,\n"
+	    "                           Landlock (no files, no TCP bind or connect; the store\n"
+	    "                           only its directory); default on\n"
+	    "      --source-prefix V4:V6  --max-per-source and --udp-per-source count per\n"
+	    "                           block of this many bits (default 32:64: an IPv6 /64\n"
+	    "                           is one source; IPv4-mapped IPv6 counts as IPv4)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

@@ -49,6 +49,8 @@ struct settings {
 	const char *user;                  /* -u USER[:GROUP] to run as; NULL: stay */
 	int udp_per_source;                /* UDP replies a second per source address; 0: any */
 	int udp_rate;                      /* UDP replies a second in all; 0: any */
+	int sandbox;                       /* seccomp and Landlock for every child (sandbox.c) */
+	int prefix4, prefix6;              /* the source blocks per-source limits count by */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

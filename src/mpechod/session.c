@@ -16,6 +16,7 @@
 #include "proxy.h"
 #include "record.h"
 #include "sig.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -305,6 +306,7 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 			continue;
 		if (n < 0)
 			return session_sock_error(errno, SESSION_IDLE);
+		sandbox_poke(session.buf, (size_t)n);
 		if (n == 0)
 			return session.stopping ? SESSION_SHUTDOWN : SESSION_EOF;
 		if (a->pipe_wr >= 0 &&
@@ -500,5 +502,6 @@ void
 session_run(const struct session_args *a)
 {
 	session_init(a);
+	sandbox_child(SANDBOX_SESSION, NULL);
 	_exit((int)session_serve(a));
 }
