@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "sandbox.h"
 
 /* The most owed records queued (about 230 KiB): the pipe itself holds about 10,000 close
  * records, so the queue fills only while the store takes nothing. */
@@ -82,8 +83,8 @@ void
 master_dgram_died(int status)
 {
 	if (WIFSIGNALED(status))
-		log_warnx("datagram process %d killed by signal %d", (int)master->dgram.pid,
-		    WTERMSIG(status));
+		log_warnx("datagram process %d killed by signal %d%s", (int)master->dgram.pid,
+		    WTERMSIG(status), sandbox_signal_note(WTERMSIG(status)));
 	else if (!master->stopping || WEXITSTATUS(status) != 0)
 		log_warnx("datagram process %d exited %d", (int)master->dgram.pid,
 		    WEXITSTATUS(status));
@@ -278,7 +279,8 @@ master_store_died(int status)
 	if (WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR)
 		master->store_lost = 1;
 	if (WIFSIGNALED(status))
-		log_warnx("store %d killed by signal %d", (int)master->store.pid, WTERMSIG(status));
+		log_warnx("store %d killed by signal %d%s", (int)master->store.pid, WTERMSIG(status),
+		    sandbox_signal_note(WTERMSIG(status)));
 	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)
 		log_warnx("store %d exited %d", (int)master->store.pid, WEXITSTATUS(status));
 	else

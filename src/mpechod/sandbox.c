@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -171,6 +172,12 @@ const char *
 sandbox_role_name(enum sandbox_role role)
 {
 	return (unsigned)role < SANDBOX_NROLES ? sb_names[role] : "?";
+}
+
+const char *
+sandbox_signal_note(int sig)
+{
+	return sig == SIGSYS ? " (SIGSYS: sandbox)" : "";
 }
 
 #define SB_NR offsetof(struct seccomp_data, nr)

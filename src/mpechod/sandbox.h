@@ -41,6 +41,10 @@ void sandbox_child(enum sandbox_role role, const char *store_path);
 /* The Landlock ABI the kernel offers, 0 when it has none (or Landlock is disabled). */
 int sandbox_landlock_abi(void);
 
+/* What a child's end by signal sig adds to its log line and close record: " (SIGSYS: sandbox)"
+ * for the signal a forbidden call ends a process with, "" for any other. */
+const char *sandbox_signal_note(int sig);
+
 /* The role's name ("session", "pool", ...). */
 const char *sandbox_role_name(enum sandbox_role role);
 

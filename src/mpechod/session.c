@@ -461,7 +461,8 @@ const char *
 session_status_reason(int status, char *buf, size_t len)
 {
 	if (WIFSIGNALED(status))
-		snprintf(buf, len, "signal %d", WTERMSIG(status));
+		snprintf(buf, len, "signal %d%s", WTERMSIG(status),
+		    sandbox_signal_note(WTERMSIG(status)));
 	else
 		snprintf(buf, len, "%s", session_reason(WEXITSTATUS(status)));
 	return buf;
@@ -486,8 +487,9 @@ session_ended(const struct session_ending *e)
 	session_give_back(e);
 	session_status_reason(e->status, reason, sizeof(reason));
 	if (!e->logged && WIFSIGNALED(e->status))
-		log_info("session %d conn %llu killed by signal %d after %llu bytes", (int)e->pid,
-		    (unsigned long long)e->conn, WTERMSIG(e->status), (unsigned long long)e->bytes);
+		log_info("session %d conn %llu killed by signal %d%s after %llu bytes", (int)e->pid,
+		    (unsigned long long)e->conn, WTERMSIG(e->status),
+		    sandbox_signal_note(WTERMSIG(e->status)), (unsigned long long)e->bytes);
 	else if (!e->logged)
 		log_info("session %d conn %llu exited %d (%s) after %llu bytes", (int)e->pid,
 		    (unsigned long long)e->conn, WEXITSTATUS(e->status), reason,
