@@ -271,6 +271,7 @@ datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 	dg.args = a;
 	dg.pid = getpid();
 	dg_init(&dg.guard, a->port, a->per_source, a->global);
+	dg_set_prefix(&dg.guard, a->prefix4, a->prefix6);
 	if (a->pipe_wr >= 0)
 		dg.pipe_cap = fcntl(a->pipe_wr, F_GETPIPE_SZ);
 	sig_default(SIGCHLD);

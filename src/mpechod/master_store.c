@@ -57,6 +57,7 @@ master_start_dgram(void)
 		.fds = fds, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
 		.port = master->port, .per_source = master->set.udp_per_source,
 		.global = master->set.udp_rate, .master = getpid(), .stats = &master->dgstats,
+		.prefix4 = master->set.prefix4, .prefix6 = master->set.prefix6,
 	};
 	int *keep[1 + MASTER_MAX_LISTEN] = { &a.pipe_wr };
 	pid_t pid;
