@@ -72,7 +72,7 @@ PROGS := $(BIN)/mpechod $(BIN)/mpechod-dynamic $(BIN)/mpecho $(BIN)/mpecho-bench
 	$(BIN)/mpecho-top
 
 .PHONY: all clean install test unit system system-san examples bench deps lint fuzz flake soak
-all: $(PROGS)
+all: $(PROGS) $(BIN)/mpechod-hooks
 ifneq ($(SANITIZE),1)
 	@mkdir -p bin && for p in $(notdir $(PROGS)); do ln -sf ../$(BIN)/$$p bin/$$p; done
 endif
@@ -100,6 +100,17 @@ $(BIN)/mpechod: $(MPECHOD_O)
 $(BIN)/mpechod-dynamic: $(MPECHOD_O)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The server with sandbox.c's test hook (tests/system/test_sandbox.py): a session, pool process,
+# store or datagram process that sees "MPECHO-TEST-SANDBOX <role> <call>" makes that forbidden
+# call.  Never installed.
+$(OBJ)/mpechod/sandbox_hooks.o: src/mpechod/sandbox.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DMPECHO_TEST_HOOKS $(LIB_I) -c -o $@ $<
+
+$(BIN)/mpechod-hooks: $(filter-out %/sandbox.o,$(MPECHOD_O)) $(OBJ)/mpechod/sandbox_hooks.o
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $(SERVER_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/mpecho: $(MPECHO_O)
 	@mkdir -p $(@D)

@@ -68,6 +68,13 @@ log_syslog(void)
 	log_to_syslog = 1;
 }
 
+void
+log_syslog_reopen(void)
+{
+	if (log_to_syslog)
+		log_syslog();
+}
+
 /* With the guard on, a line that could block (stderr a full pipe nobody reads) is counted and
  * dropped; the next line that goes out says how many were. */
 static int

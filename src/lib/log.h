@@ -28,6 +28,9 @@ void log_guard(int on);
 /* From now on, lines go to syslog (LOG_DAEMON, tagged with the program and pid) instead of
  * stderr: for --inetd, where stderr may be the client's socket. */
 void log_syslog(void);
+/* With lines going to syslog, connects its socket again now (a child whose sandbox will not let
+ * syslog(3) make a socket later). */
+void log_syslog_reopen(void);
 void log_info(const char *fmt, ...) PRINTFLIKE(1, 2);
 void log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
 void log_warnx(const char *fmt, ...) PRINTFLIKE(1, 2);

@@ -24,6 +24,27 @@ admit_key(const struct sockaddr_storage *ss, struct admit_key *k)
 		memcpy(k->b + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
 }
 
+/* Keeps the first bits of the len bytes at p, zeroing the rest. */
+static void
+admit_mask(unsigned char *p, size_t len, int bits)
+{
+	if (bits <= 0 || (size_t)bits >= len * 8)
+		return;
+	p[bits / 8] &= (unsigned char)(0xff00u >> (bits % 8));
+	memset(p + bits / 8 + 1, 0, len - (size_t)bits / 8 - 1);
+}
+
+void
+admit_key_prefix(const struct sockaddr_storage *ss, int prefix4, int prefix6,
+    struct admit_key *k)
+{
+	admit_key(ss, k);
+	if (k->b[0] == AF_INET)
+		admit_mask(k->b + 1, 4, prefix4);
+	else if (k->b[0] == AF_INET6)
+		admit_mask(k->b + 1, 16, prefix6);
+}
+
 /* Without a per-source limit nothing is counted, and the table has no slot. */
 static uint32_t
 admit_cap(int max_clients, int max_per_source)

@@ -58,6 +58,11 @@ struct admit {
  * IPv4-mapped IPv6 address (::ffff:a.b.c.d, a v4 client on a dual-stack socket) has the key of
  * the IPv4 address: one client is one source whichever socket it reached. */
 void admit_key(const struct sockaddr_storage *ss, struct admit_key *k);
+/* The key of the block of prefix4 bits (IPv4, and IPv4-mapped IPv6) or prefix6 bits (IPv6)
+ * that holds the address: one home's IPv6 /64 is one source (OpenSSH's PerSourceNetBlockSize).
+ * A prefix of 0, or one longer than the address, keeps the whole address. */
+void admit_key_prefix(const struct sockaddr_storage *ss, int prefix4, int prefix6,
+    struct admit_key *k);
 /* A hash of the key (FNV-1a), for tables keyed by source. */
 uint32_t admit_hash(const struct admit_key *k);
 /* Bytes an admit state needs for max_clients concurrent sessions. */

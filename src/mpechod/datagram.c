@@ -22,6 +22,7 @@
 #include "receipt.h"
 #include "record.h"
 #include "sig.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -190,6 +191,7 @@ datagram_one(int i, unsigned int len, int nout)
 	const struct sockaddr *sa = (const struct sockaddr *)&dg.from[i];
 	enum dg_verdict v = dg_check(&dg.guard, sa, io_now_ms());
 
+	sandbox_poke(dg.buf[i], len);
 	if (v != DG_OK) {
 		__atomic_add_fetch(&dg.args->stats->dropped[v], 1, __ATOMIC_RELAXED);
 		datagram_dropped(sa, dg_reason(v));
@@ -311,6 +313,7 @@ datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 	dg.seq = (uint64_t)dg.pid << 32;
 	dg.receipts = a->pipe_wr >= 0 && receipt_mode() != RECEIPT_OFF;
 	dg_init(&dg.guard, a->port, a->per_source, a->global);
+	dg_set_prefix(&dg.guard, a->prefix4, a->prefix6);
 	if (a->pipe_wr >= 0)
 		dg.pipe_cap = fcntl(a->pipe_wr, F_GETPIPE_SZ);
 	sig_default(SIGCHLD);
@@ -362,6 +365,7 @@ datagram_run(const struct datagram_args *a)
 		pfd[i] = (struct pollfd){ .fd = a->fds[i], .events = POLLIN };
 		datagram_pktinfo(a->fds[i]);
 	}
+	sandbox_child(SANDBOX_DGRAM, NULL);
 	while (!dg_stop) {
 		if (ppoll(pfd, (nfds_t)n, NULL, &waitmask) < 0) {
 			if (errno != EINTR)

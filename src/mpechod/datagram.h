@@ -31,6 +31,7 @@ struct datagram_args {
 	int per_source, global;    /* replies a second; 0: no limit */
 	pid_t master;              /* to notice the master's death */
 	struct datagram_stats *stats;
+	int prefix4, prefix6;      /* --source-prefix */
 };
 
 _Noreturn void datagram_run(const struct datagram_args *a);

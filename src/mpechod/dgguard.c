@@ -33,6 +33,14 @@ dg_init(struct dg_guard *g, uint16_t own_port, int per_source, int global)
 	g->per_source = per_source;
 	g->global = global;
 	admit_bucket_init(&g->all, global);
+	dg_set_prefix(g, 32, 64);
+}
+
+void
+dg_set_prefix(struct dg_guard *g, int prefix4, int prefix6)
+{
+	g->prefix4 = prefix4;
+	g->prefix6 = prefix6;
 }
 
 /* Our own port is refused too: another echo server on it (another mpechod) would answer our
@@ -118,7 +126,7 @@ dg_check(struct dg_guard *g, const struct sockaddr *sa, int64_t now_ms)
 		memset(&ss, 0, sizeof(ss));
 		memcpy(&ss, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
 		    sizeof(struct sockaddr_in));
-		admit_key(&ss, &k);
+		admit_key_prefix(&ss, g->prefix4, g->prefix6, &k);
 		e = dg_source(g, &k, now_ms);
 		/* seen_ms 0 marks a free slot: a clock at 0 still counts as seen. */
 		e->seen_ms = now_ms > 0 ? now_ms : 1;

@@ -44,9 +44,13 @@ struct dg_guard {
 	int global;                     /* replies a second in all; 0: no limit */
 	struct admit_bucket all;
 	struct dg_source src[DG_SOURCES];
+	int prefix4, prefix6;           /* the source blocks per_source counts (admit_key_prefix) */
 };
 
 void dg_init(struct dg_guard *g, uint16_t own_port, int per_source, int global);
+/* Counts per_source per block of prefix4 (IPv4) or prefix6 (IPv6) bits; dg_init's are 32
+ * and 64. */
+void dg_set_prefix(struct dg_guard *g, int prefix4, int prefix6);
 /* The address and port checks alone. */
 enum dg_verdict dg_check_source(const struct sockaddr *sa, uint16_t own_port);
 /* Whether to answer a datagram from sa at now_ms; DG_OK takes a token from both buckets. */

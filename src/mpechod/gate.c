@@ -64,7 +64,7 @@ gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_sour
 	char why[64];
 
 	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
-	admit_key(ss, &claim->key);
+	admit_key_prefix(ss, g->prefix4, g->prefix6, &claim->key);
 	per_source = per_source && g->max_per_source > 0;
 	rate = rate && g->max_rate > 0;
 	/* No limit asked for: no lock taken on every accept. */

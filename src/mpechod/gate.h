@@ -29,6 +29,7 @@ struct gate {
 	int max_per_source, max_rate;
 	struct admit *admit;        /* counted under sh's lock */
 	struct shared *sh;
+	int prefix4, prefix6;       /* --source-prefix: the blocks --max-per-source counts */
 };
 
 enum gate_verdict { GATE_SERVE, GATE_CULLED, GATE_REFUSED };

@@ -21,6 +21,7 @@
 #include "record.h"
 #include "session.h"
 #include "sig.h"
+#include "sandbox.h"
 #include "store_start.h"
 
 #include <errno.h>
@@ -133,6 +134,7 @@ inetd_run(const struct settings *set, const struct user_ids *user)
 	else if (user != NULL && user_drop(user, err, sizeof(err)) < 0)
 		fatalx(EX_NOPERM, "%s", err);
 	session_init(&a);
+	sandbox_child(SANDBOX_INETD, NULL);
 	end = session_serve(&a);
 	session_ended(&(struct session_ending){ .pid = getpid(), .conn = a.conn,
 	    .status = W_EXITCODE((int)end, 0), .bytes = slot.bytes, .slot = &slot });

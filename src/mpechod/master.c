@@ -21,6 +21,7 @@
 #include "master.h"
 #include "proc.h"
 #include "receipt.h"
+#include "sandbox.h"
 
 struct master *master;
 
@@ -472,6 +473,16 @@ master_start(int store_fd)
 	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
 }
 
+/* Builds the children's filters once (sandbox.c); a kernel without Landlock is said once. */
+static void
+master_sandbox(void)
+{
+	if (sandbox_configure(master->set.sandbox) < 0)
+		fatal(EX_SOFTWARE, "cannot build the sandbox's filters");
+	if (master->set.sandbox && sandbox_landlock_abi() == 0 && !master->set.inetd)
+		log_warnx("this kernel has no Landlock: children are confined by seccomp only");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -496,6 +507,7 @@ main(int argc, char **argv)
 	}
 	log_sink_setup("mpechod", master->set.log_json ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	user = master_resolve_user();
+	master_sandbox();
 	if (master->set.inetd)
 		inetd_run(&master->set, user);
 	mode = master->set.prefork ? &master_mode_pool : &master_mode_fork;

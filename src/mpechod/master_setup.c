@@ -204,6 +204,8 @@ master_gate(void)
 	g->no_client = s->proxy_no_client;
 	g->max_per_source = s->max_per_source;
 	g->max_rate = s->max_rate;
+	g->prefix4 = s->prefix4;
+	g->prefix6 = s->prefix6;
 	g->admit = master->admit;
 	g->sh = &master->shared;
 	master_rules("--allow", s->allow, s->nallow, &g->rules.allow);

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "master.h"
 #include "receipt.h"
+#include "sandbox.h"
 
 /* The most owed records queued (about 230 KiB): the pipe itself holds about 10,000 close
  * records, so the queue fills only while the store takes nothing. */
@@ -59,6 +60,7 @@ master_start_dgram(void)
 		.fds = fds, .nfds = master->nufd, .pipe_wr = master->pipe_wr,
 		.port = master->port, .per_source = master->set.udp_per_source,
 		.global = master->set.udp_rate, .master = getpid(), .stats = &master->dgstats,
+		.prefix4 = master->set.prefix4, .prefix6 = master->set.prefix6,
 	};
 	int *keep[1 + MASTER_MAX_LISTEN] = { &a.pipe_wr };
 	pid_t pid;
@@ -86,7 +88,8 @@ void
 master_helper_died(const char *what, struct child *c, int status)
 {
 	if (WIFSIGNALED(status))
-		log_warnx("%s process %d killed by signal %d", what, (int)c->pid, WTERMSIG(status));
+		log_warnx("%s process %d killed by signal %d%s", what, (int)c->pid, WTERMSIG(status),
+		    sandbox_signal_note(WTERMSIG(status)));
 	else if (!master->stopping || WEXITSTATUS(status) != 0)
 		log_warnx("%s process %d exited %d", what, (int)c->pid, WEXITSTATUS(status));
 	c->pid = 0;
@@ -262,7 +265,8 @@ master_store_died(int status)
 	if (WIFEXITED(status) && WEXITSTATUS(status) == EX_IOERR)
 		master->store_lost = 1;
 	if (WIFSIGNALED(status))
-		log_warnx("store %d killed by signal %d", (int)master->store.pid, WTERMSIG(status));
+		log_warnx("store %d killed by signal %d%s", (int)master->store.pid, WTERMSIG(status),
+		    sandbox_signal_note(WTERMSIG(status)));
 	else if (master->pipe_wr >= 0 || WEXITSTATUS(status) != 0)
 		log_warnx("store %d exited %d", (int)master->store.pid, WEXITSTATUS(status));
 	else

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "sandbox.h"
 
 static void
 master_alloc_pool(size_t n)
@@ -64,9 +65,10 @@ master_pool_died(const struct child *c, int status)
 		e.logged = 0;
 		e.owe = master_owe_pool;
 	} else if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0) {
-		log_warnx("pool process %d %s %d after %llu connections", (int)c->pid,
+		log_warnx("pool process %d %s %d%s after %llu connections", (int)c->pid,
 		    WIFSIGNALED(status) ? "killed by signal" : "exited",
 		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+		    WIFSIGNALED(status) ? sandbox_signal_note(WTERMSIG(status)) : "",
 		    (unsigned long long)slot->served);
 	}
 	/* Its source's counts are given back in every case. */

@@ -18,7 +18,7 @@ enum {
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
 	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT, OPT_ECHO_AFTER,
-	OPT_METRICS, OPT_METRICS_ALLOW, OPT_LOG_FORMAT
+	OPT_METRICS, OPT_METRICS_ALLOW, OPT_LOG_FORMAT, OPT_SANDBOX, OPT_SOURCE_PREFIX
 };
 
 static const struct option opts_long[] = {
@@ -54,6 +54,8 @@ static const struct option opts_long[] = {
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "metrics-allow", required_argument, NULL, OPT_METRICS_ALLOW },
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
+	{ "source-prefix", required_argument, NULL, OPT_SOURCE_PREFIX },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -75,6 +77,15 @@ opts_defaults(struct settings *s)
 	s->max_spare = 10;
 	s->udp_per_source = 100;
 	s->udp_rate = 10000;
+	/* The sanitizers' runtimes read /proc and stop threads (LeakSanitizer at exit): their
+	 * builds start with the sandbox off. */
+#if defined(__SANITIZE_ADDRESS__)
+	s->sandbox = 0;
+#else
+	s->sandbox = 1;
+#endif
+	s->prefix4 = 32;
+	s->prefix6 = 64;
 }
 
 /* Copies at most 64 bytes of a user's argument for an error message, non-printable bytes made
@@ -169,6 +180,40 @@ opts_rule(const char *name, const char *arg, const char **list, int *n, char *er
 		return -1;
 	}
 	return opts_path(name, arg, &list[(*n)++], err, errlen);
+}
+
+/* --sandbox on|off. */
+static int
+opts_sandbox(const char *arg, struct settings *s, char *err, size_t errlen)
+{
+	char q[OPTS_QUOTE_LEN];
+
+	if (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0) {
+		s->sandbox = strcmp(arg, "on") == 0;
+		return 0;
+	}
+	snprintf(err, errlen, "--sandbox: on or off, not '%s'", opts_quote(arg, q));
+	return -1;
+}
+
+/* --source-prefix V4:V6, the blocks --max-per-source and --udp-per-source count by. */
+static int
+opts_source_prefix(const char *arg, struct settings *s, char *err, size_t errlen)
+{
+	char q[OPTS_QUOTE_LEN], v4[8];
+	const char *colon = strchr(arg, ':');
+	size_t n = colon == NULL ? 0 : (size_t)(colon - arg);
+
+	if (colon == NULL || n == 0 || n >= sizeof(v4)) {
+		snprintf(err, errlen, "--source-prefix: V4:V6 (e.g. 32:64), not '%s'",
+		    opts_quote(arg, q));
+		return -1;
+	}
+	memcpy(v4, arg, n);
+	v4[n] = '\0';
+	if (opts_int("--source-prefix (IPv4)", v4, 1, 32, &s->prefix4, err, errlen) < 0)
+		return -1;
+	return opts_int("--source-prefix (IPv6)", colon + 1, 1, 128, &s->prefix6, err, errlen);
 }
 
 static int
@@ -272,6 +317,10 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		    errlen);
 	case OPT_LOG_FORMAT:
 		return opts_word("--log-format", arg, log_formats, &s->log_json, err, errlen);
+	case OPT_SANDBOX:
+		return opts_sandbox(arg, s, err, errlen);
+	case OPT_SOURCE_PREFIX:
+		return opts_source_prefix(arg, s, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -429,6 +478,13 @@ static const char *const opts_usage_parts[] = {
 	    "                           Prometheus's text format (PORT alone: 127.0.0.1)\n"
 	    "      --metrics-allow CIDR who may scrape (repeatable; default 127.0.0.0/8, ::1)\n"
 	    "      --log-format FMT     text (default) or json (one JSON object a line)\n"
+	    "      --sandbox on|off     confine every process but the master: a seccomp\n"
+	    "                           allow-list per role and, where the kernel has it,\n"
+	    "                           Landlock (no files, no TCP bind or connect; the store\n"
+	    "                           only its directory); default on\n"
+	    "      --source-prefix V4:V6  --max-per-source and --udp-per-source count per\n"
+	    "                           block of this many bits (default 32:64: an IPv6 /64\n"
+	    "                           is one source; IPv4-mapped IPv6 counts as IPv4)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

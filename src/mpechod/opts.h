@@ -55,6 +55,8 @@ struct settings {
 	const char *metrics_allow[OPTS_MAX_RULES]; /* who may scrape (CIDR text); none: loopback */
 	int nmetrics_allow;
 	int log_json;                      /* --log-format json */
+	int sandbox;                       /* seccomp and Landlock for every child (sandbox.c) */
+	int prefix4, prefix6;              /* the source blocks per-source limits count by */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "net.h"
 #include "sig.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -207,6 +208,7 @@ pool_run(const struct pool_args *a)
 	if (getppid() != a->sess.master)
 		raise(SIGUSR2);
 	ep = pool_epoll();
+	sandbox_child(SANDBOX_POOL, NULL);
 	pool_set_state(POOL_STARTING, POOL_IDLE);
 	while (!pool.leave && !session_stopping() && !__atomic_load_n(&a->sh->stopping,
 	    __ATOMIC_ACQUIRE)) {

@@ -19,6 +19,7 @@
 #include "receipt.h"
 #include "record.h"
 #include "sig.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -326,6 +327,7 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 			continue;
 		if (n < 0)
 			return session_sock_error(errno, SESSION_IDLE);
+		sandbox_poke(session.buf, (size_t)n);
 		if (n == 0)
 			return session.stopping ? SESSION_SHUTDOWN : SESSION_EOF;
 		if (a->pipe_wr >= 0 &&
@@ -485,7 +487,8 @@ const char *
 session_status_reason(int status, char *buf, size_t len)
 {
 	if (WIFSIGNALED(status))
-		snprintf(buf, len, "signal %d", WTERMSIG(status));
+		snprintf(buf, len, "signal %d%s", WTERMSIG(status),
+		    sandbox_signal_note(WTERMSIG(status)));
 	else
 		snprintf(buf, len, "%s", session_reason(WEXITSTATUS(status)));
 	return buf;
@@ -515,9 +518,9 @@ session_ended(const struct session_ending *e)
 	session_give_back(e);
 	session_status_reason(e->status, reason, sizeof(reason));
 	if (!e->logged && WIFSIGNALED(e->status))
-		log_event(&f, "session %d conn %llu killed by signal %d after %llu bytes",
+		log_event(&f, "session %d conn %llu killed by signal %d%s after %llu bytes",
 		    (int)e->pid, (unsigned long long)e->conn, WTERMSIG(e->status),
-		    (unsigned long long)e->bytes);
+		    sandbox_signal_note(WTERMSIG(e->status)), (unsigned long long)e->bytes);
 	else if (!e->logged)
 		log_event(&f, "session %d conn %llu exited %d (%s) after %llu bytes", (int)e->pid,
 		    (unsigned long long)e->conn, WEXITSTATUS(e->status), reason,
@@ -535,5 +538,6 @@ void
 session_run(const struct session_args *a)
 {
 	session_init(a);
+	sandbox_child(SANDBOX_SESSION, NULL);
 	_exit((int)session_serve(a));
 }

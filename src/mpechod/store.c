@@ -22,6 +22,7 @@
 #include "receipt_q.h"
 #include "record.h"
 #include "sig.h"
+#include "sandbox.h"
 #include "version.h"
 
 #include <errno.h>
@@ -713,6 +714,7 @@ store_drain(int pipe_rd)
 				log_warn("read from the store pipe");
 			return DRAIN_EMPTY;
 		}
+		sandbox_poke(store.in + store.inlen, (size_t)n);
 		store.inlen += (size_t)n;
 		got += (size_t)n;
 		store.win_bytes += (size_t)n;
@@ -895,6 +897,7 @@ store_run(const struct store_args *a)
 	 * the pipe, and then every session waits. */
 	log_guard(1);
 	store_setup(a);
+	sandbox_child(SANDBOX_STORE, a->path);
 	sigprocmask(SIG_SETMASK, NULL, &waitmask);
 	sigdelset(&waitmask, SIGHUP);
 	sigdelset(&waitmask, SIGUSR2);

@@ -22,9 +22,10 @@ new_admit(int max_clients, int per_source, int rate)
 	return a;
 }
 
-/* The key of ip (IPv4 or IPv6 text), from an address with a random port. */
+/* The key of ip (IPv4 or IPv6 text) cut to its block (admit_key_prefix; 0: whole), from an
+ * address with a random port. */
 static struct admit_key
-key(const char *ip)
+key_in(const char *ip, int prefix4, int prefix6)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -40,8 +41,73 @@ key(const char *ip)
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons((uint16_t)(rand() & 0xffff));
 	}
-	admit_key(&ss, &k);
+	admit_key_prefix(&ss, prefix4, prefix6, &k);
 	return k;
+}
+
+static struct admit_key
+key(const char *ip)
+{
+	return key_in(ip, 0, 0);
+}
+
+static int
+same(struct admit_key a, struct admit_key b)
+{
+	return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/* One IPv6 /64 is one source by default (32:64), its neighbour another. */
+Test(prefix, an_ipv6_64_is_one_source)
+{
+	cr_assert(same(key_in("2001:db8:0:1::1", 32, 64), key_in("2001:db8:0:1:ffff::9", 32, 64)));
+	cr_assert(!same(key_in("2001:db8:0:1::1", 32, 64), key_in("2001:db8:0:2::1", 32, 64)));
+	cr_assert(same(key_in("2001:db8:0:1::", 32, 64), key_in("2001:db8:0:1::", 32, 0)));
+	/* A whole address is its own source. */
+	cr_assert(!same(key_in("2001:db8::1", 32, 128), key_in("2001:db8::2", 32, 128)));
+}
+
+/* Prefixes that are not whole bytes cut inside one. */
+Test(prefix, cuts_inside_a_byte)
+{
+	cr_assert(same(key_in("2001:db8:0:ff::1", 32, 57), key_in("2001:db8:0:80::1", 32, 57)));
+	cr_assert(!same(key_in("2001:db8:0:ff::1", 32, 57), key_in("2001:db8:0:7f::1", 32, 57)));
+	cr_assert(same(key_in("198.51.100.7", 24, 64), key_in("198.51.100.200", 24, 64)));
+	cr_assert(!same(key_in("198.51.100.7", 24, 64), key_in("198.51.101.7", 24, 64)));
+	cr_assert(same(key_in("198.51.100.7", 30, 64), key_in("198.51.100.4", 30, 64)));
+	cr_assert(!same(key_in("198.51.100.7", 30, 64), key_in("198.51.100.8", 30, 64)));
+	cr_assert(!same(key_in("198.51.100.7", 32, 64), key_in("198.51.100.6", 32, 64)));
+}
+
+/* An IPv4-mapped IPv6 address counts as IPv4, cut by the IPv4 prefix, not the IPv6 one. */
+Test(prefix, a_mapped_address_takes_the_ipv4_prefix)
+{
+	cr_assert(same(key_in("::ffff:198.51.100.7", 24, 64), key_in("198.51.100.9", 24, 64)));
+	cr_assert(!same(key_in("::ffff:198.51.100.7", 32, 64), key_in("198.51.100.9", 32, 64)));
+	cr_assert(!same(key_in("::ffff:198.51.100.7", 24, 64), key_in("2001:db8::1", 24, 64)));
+}
+
+/* The limit counts the block: twenty addresses of a /64 share one count. */
+Test(prefix, the_limit_counts_the_block)
+{
+	struct admit *a = new_admit(100, 3, 0);
+	char ip[64];
+	int ok = 0;
+
+	for (int i = 1; i <= 20; i++) {
+		struct admit_key k;
+
+		snprintf(ip, sizeof(ip), "2001:db8:0:1::%x", i);
+		k = key_in(ip, 32, 64);
+		ok += admit_check(a, &k, 0) == ADMIT_OK;
+	}
+	cr_assert_eq(ok, 3, "%d admitted, want 3", ok);
+	{
+		struct admit_key n = key_in("2001:db8:0:2::1", 32, 64);
+
+		cr_assert_eq(admit_check(a, &n, 0), ADMIT_OK);
+	}
+	free(a);
 }
 
 Test(key, ignores_the_port_and_tells_families_apart)

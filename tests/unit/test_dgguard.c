@@ -120,11 +120,30 @@ Test(rate, more_sources_than_slots_still_limits_each)
 
 	/* Twice as many sources as slots, each sending twice in the same millisecond. */
 	for (int i = 0; i < 2 * DG_SOURCES; i++) {
-		snprintf(ip, sizeof(ip), "2001:db8::%x:%x", i >> 16, i & 0xffff);
+		snprintf(ip, sizeof(ip), "2001:db8:%x:%x::1", i >> 16, i & 0xffff);
 		cr_assert_eq(check(g, ip, 10), DG_OK, "source %d", i);
 		refused += check(g, ip, 10) == DG_RATE_SOURCE;
 	}
 	cr_assert_eq(refused, 2 * DG_SOURCES, "%d refused", refused);
+	free(g);
+}
+
+/* --udp-per-source counts a /64 by default: a source that moves around its /64 gains nothing;
+ * dg_set_prefix to 128 gives each address its own bucket again. */
+Test(rate, per_source_counts_the_64)
+{
+	struct dg_guard *g = guard(2, 0);
+	char ip[48];
+	int ok = 0;
+
+	for (int i = 1; i <= 10; i++) {
+		snprintf(ip, sizeof(ip), "2001:db8:0:1::%x", i);
+		ok += check(g, ip, 10) == DG_OK;
+	}
+	cr_assert_eq(ok, 2, "%d answered, want 2", ok);
+	cr_assert_eq(check(g, "2001:db8:0:2::1", 10), DG_OK);
+	dg_set_prefix(g, 32, 128);
+	cr_assert_eq(check(g, "2001:db8:0:1::99", 10), DG_OK);
 	free(g);
 }
 

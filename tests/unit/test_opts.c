@@ -176,3 +176,26 @@ Test(opts, echo_after)
 	cr_assert_eq(PARSE(&s, err, "--echo-after", "written", "--no-store"), OPTS_ERROR);
 	cr_assert_neq(strstr(err, "needs one"), NULL, "%s", err);
 }
+
+Test(opts, sandbox_and_source_prefix)
+{
+	struct settings s;
+	char err[OPTS_ERRLEN];
+
+	cr_assert_eq(PARSE(&s, err, "-p", "0"), OPTS_RUN);
+	cr_assert_eq(s.sandbox, 1);
+	cr_assert_eq(s.prefix4, 32);
+	cr_assert_eq(s.prefix6, 64);
+	cr_assert_eq(PARSE(&s, err, "--sandbox", "off", "--source-prefix", "24:48"), OPTS_RUN,
+	    "%s", err);
+	cr_assert_eq(s.sandbox, 0);
+	cr_assert_eq(s.prefix4, 24);
+	cr_assert_eq(s.prefix6, 48);
+	cr_assert_eq(PARSE(&s, err, "--sandbox=maybe"), OPTS_ERROR);
+	cr_assert(strstr(err, "--sandbox") != NULL, "%s", err);
+	cr_assert_eq(PARSE(&s, err, "--source-prefix", "32"), OPTS_ERROR);
+	cr_assert_eq(PARSE(&s, err, "--source-prefix", "33:64"), OPTS_ERROR);
+	cr_assert_eq(PARSE(&s, err, "--source-prefix", "32:129"), OPTS_ERROR);
+	cr_assert_eq(PARSE(&s, err, "--source-prefix", ":64"), OPTS_ERROR);
+	cr_assert_eq(PARSE(&s, err, "--source-prefix", "0:64"), OPTS_ERROR);
+}

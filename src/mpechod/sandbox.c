@@ -1,0 +1,501 @@
+/*
+ * sandbox.c - each child's seccomp-bpf allow-list and Landlock domain (see sandbox.h).
+ *
+ * One table below says, per system call, which roles may make it and why.  sandbox_configure
+ * turns it into one classic BPF program per role, once, in the master; a child's
+ * sandbox_enter costs prctl(PR_SET_NO_NEW_PRIVS), the Landlock calls and one seccomp(2).  A
+ * call allowed whatever its arguments is answered by the kernel's per-filter bitmap cache
+ * without running the program, so the echo loop's read, write, writev and splice cost nothing
+ * more.  The few calls checked on an argument (fcntl's command, ioctl's request, mmap's
+ * protection, socket's family) compare the argument's low 32 bits: the kernel reads each of
+ * them as an int.
+ *
+ * Roles: S session, P pool process, T store, D datagram process, I --inetd's process.
+ */
+#define _GNU_SOURCE
+#include "sandbox.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#if !defined(__x86_64__)
+/* cppcheck-suppress preprocessorErrorDirective */
+#error "sandbox.c: only the x86_64 system call table is written down"
+#endif
+
+#define S (1U << SANDBOX_SESSION)
+#define P (1U << SANDBOX_POOL)
+#define T (1U << SANDBOX_STORE)
+#define D (1U << SANDBOX_DGRAM)
+#define I (1U << SANDBOX_INETD)
+#define ALL (S | P | T | D | I)
+#define CONN (S | P | I) /* the roles that serve a TCP connection */
+
+enum sb_test {
+	SB_ANY,    /* allowed whatever its arguments */
+	SB_EQ,     /* allowed when argument arg equals val */
+	SB_NOBITS, /* allowed when argument arg has none of the bits in val */
+	SB_ERRNO,  /* not allowed but not fatal either: fails with errno err when arg equals val */
+};
+
+struct sb_rule {
+	int nr;
+	unsigned roles;
+	enum sb_test test;
+	unsigned arg;
+	uint32_t val;
+	int err;
+};
+
+#define ANY(nr, roles) { (nr), (roles), SB_ANY, 0, 0, 0 }
+#define EQ(nr, roles, arg, val) { (nr), (roles), SB_EQ, (arg), (uint32_t)(val), 0 }
+#define NOBITS(nr, roles, arg, val) { (nr), (roles), SB_NOBITS, (arg), (uint32_t)(val), 0 }
+#define FAIL(nr, roles, arg, val, err) { (nr), (roles), SB_ERRNO, (arg), (uint32_t)(val), (err) }
+
+/* The allow-lists, in no order (sb_build sorts them by number).  Nothing here opens a path but the store's
+ * openat (and Landlock keeps that to the store's directory), creates a network socket, binds,
+ * connects, executes, traces, or signals another process but --inetd's own store. */
+static const struct sb_rule sb_rules[] = {
+	/* The data path. */
+	ANY(SYS_read, ALL),              /* the client, the store pipe (T) */
+	ANY(SYS_write, ALL),             /* the echo, the store file (T), log lines on stderr */
+	ANY(SYS_writev, ALL),            /* one record frame, one write (PIPE_BUF) */
+	ANY(SYS_splice, CONN),           /* --no-store streams: socket -> pipe -> socket */
+	ANY(SYS_ppoll, ALL),             /* waits with the signals let in (T, D), store back-pressure */
+	ANY(SYS_poll, ALL),              /* bounded waits: a full pipe, a PROXY header, a lock */
+	ANY(SYS_epoll_pwait, P),         /* an idle pool process waits on its listeners */
+	ANY(SYS_epoll_wait, P),          /* (the same, without a mask) */
+	ANY(SYS_accept4, P),             /* a pool process takes its connection itself */
+	ANY(SYS_recvmmsg, D),            /* datagrams in batches */
+	ANY(SYS_sendmmsg, D),            /* their echoes in batches */
+	ANY(SYS_recvmsg, D),             /* one datagram with its destination (IP_PKTINFO) */
+	ANY(SYS_sendmsg, D | T | CONN),  /* one echo from that address; syslog(3) lines */
+	ANY(SYS_sendto, ALL),            /* syslog(3) lines on the socket opened before the filter */
+	ANY(SYS_recvfrom, D),            /* a datagram without ancillary data */
+	ANY(SYS_close, ALL),             /* a session's socket, the splice pipe, a rotated file */
+	ANY(SYS_shutdown, CONN),         /* SIGTERM's handler wakes a blocked read or write */
+	ANY(SYS_pipe2, CONN),            /* the splice pipe of a --no-store stream */
+	ANY(SYS_setsockopt, CONN | D),   /* SO_RCVTIMEO, SO_SNDTIMEO (S, P); IP_PKTINFO (D) */
+	ANY(SYS_getsockopt, CONN | D),   /* TCP_INFO: is an accepted connection already over */
+	ANY(SYS_getsockname, CONN | D),  /* a UDP socket's family; --inetd's local address */
+	ANY(SYS_getpeername, I),         /* --inetd's peer */
+	EQ(SYS_ioctl, CONN | T | D, 1, FIONREAD),  /* bytes waiting in a socket or pipe */
+	/* The file: the store only. */
+	ANY(SYS_openat, T),              /* reopening the store after a rotation (HUP) */
+	ANY(SYS_open, T),                /* (the same, older libcs) */
+	ANY(SYS_flock, T),               /* one writer per file; --inetd's lock per write */
+	ANY(SYS_fstat, T),               /* the same file after a HUP?  a torn last line's size */
+	ANY(SYS_newfstatat, T),          /* (fstat in newer libcs) */
+	ANY(SYS_statx, T),               /* (the same) */
+	ANY(SYS_lseek, T),               /* the end of the file */
+	ANY(SYS_pread64, T),             /* the last bytes of a torn line */
+	ANY(SYS_ftruncate, T),           /* a torn or failed write cut back to a whole line */
+	ANY(SYS_fdatasync, T),           /* --fsync always and everysec */
+	ANY(SYS_fsync, T),               /* (the same where fdatasync is not enough) */
+	ANY(SYS_uname, T),               /* gethostname(3) for a start record */
+	EQ(SYS_fcntl, ALL, 1, F_GETFL),  /* io_set_nonblock */
+	EQ(SYS_fcntl, ALL, 1, F_SETFL),  /* (the same) */
+	EQ(SYS_fcntl, ALL, 1, F_GETFD),  /* close-on-exec checks */
+	EQ(SYS_fcntl, ALL, 1, F_SETFD),  /* (the same) */
+	EQ(SYS_fcntl, CONN | D, 1, F_GETPIPE_SZ), /* the store pipe's room */
+	EQ(SYS_fcntl, CONN, 1, F_SETPIPE_SZ),     /* a larger splice pipe */
+	EQ(SYS_fcntl, T, 1, F_OFD_SETLK),         /* the store's locks */
+	EQ(SYS_fcntl, T, 1, F_SETLK),             /* (the same) */
+	EQ(SYS_fcntl, T, 1, F_SETLKW),            /* (the same) */
+	/* Signals and time. */
+	ANY(SYS_rt_sigreturn, ALL),      /* the end of every handler */
+	ANY(SYS_rt_sigaction, ALL),      /* handlers set after the fork */
+	ANY(SYS_rt_sigprocmask, ALL),    /* signals blocked around waits */
+	ANY(SYS_rt_sigpending, ALL),     /* sig_deliver_pending */
+	ANY(SYS_rt_sigtimedwait, ALL),   /* (the same) */
+	ANY(SYS_restart_syscall, ALL),   /* a nanosleep restarted after a handler */
+	ANY(SYS_tgkill, ALL),            /* raise(3): the master's death noticed, abort(3) */
+	ANY(SYS_alarm, CONN),            /* the grace after the master's death */
+	ANY(SYS_setitimer, CONN),        /* (alarm(3) in some libcs) */
+	ANY(SYS_kill, I),                /* --inetd's store that did not finish in time */
+	ANY(SYS_wait4, I),               /* --inetd waits for its store */
+	ANY(SYS_waitid, I),              /* (the same) */
+	ANY(SYS_clock_gettime, ALL),     /* timeouts and record times, when the vDSO is not used */
+	ANY(SYS_gettimeofday, ALL),      /* (the same) */
+	ANY(SYS_clock_nanosleep, ALL),   /* short sleeps (the store's coalescing) */
+	ANY(SYS_nanosleep, ALL),         /* (the same) */
+	ANY(SYS_getpid, ALL),            /* log prefixes, record frames */
+	ANY(SYS_getppid, ALL),           /* the master still alive? */
+	ANY(SYS_gettid, ALL),            /* raise(3) */
+	/* Memory and the C library. */
+	ANY(SYS_brk, ALL),               /* malloc: the store's buffers */
+	NOBITS(SYS_mmap, ALL, 2, PROT_EXEC),     /* malloc, never executable */
+	NOBITS(SYS_mprotect, ALL, 2, PROT_EXEC), /* (the same) */
+	ANY(SYS_munmap, ALL),            /* malloc */
+	ANY(SYS_mremap, ALL),            /* realloc */
+	ANY(SYS_madvise, ALL),           /* free(3) giving pages back */
+	ANY(SYS_futex, ALL),             /* the shared robust lock (shared.c) */
+	ANY(SYS_sched_yield, ALL),       /* (its waits) */
+	ANY(SYS_getrandom, ALL),         /* malloc's tcache seed in some libcs */
+	ANY(SYS_exit_group, ALL),        /* _exit(2) */
+	ANY(SYS_exit, ALL),              /* (the same, for one thread) */
+	/* syslog(3) reconnects when its socket breaks: it fails quietly instead of ending the
+	 * process for a restarted syslogd.  Every other family ends the process. */
+	FAIL(SYS_socket, ALL, 0, AF_UNIX, EACCES),
+};
+
+/* The most instructions one role's program may have (a check, its rules, the end). */
+#define SB_PROG_MAX 512
+
+static struct {
+	int on;
+	struct sock_filter prog[SANDBOX_NROLES][SB_PROG_MAX];
+	unsigned short len[SANDBOX_NROLES];
+	int role;      /* this process's role once sandbox_enter ran; -1 before */
+	int abi;       /* the kernel's Landlock ABI; 0: none */
+} sb = { .role = -1 };
+
+static const char *const sb_names[] = {
+	[SANDBOX_SESSION] = "session", [SANDBOX_POOL] = "pool", [SANDBOX_STORE] = "store",
+	[SANDBOX_DGRAM] = "datagram", [SANDBOX_INETD] = "inetd",
+};
+
+const char *
+sandbox_role_name(enum sandbox_role role)
+{
+	return (unsigned)role < SANDBOX_NROLES ? sb_names[role] : "?";
+}
+
+const char *
+sandbox_signal_note(int sig)
+{
+	return sig == SIGSYS ? " (SIGSYS: sandbox)" : "";
+}
+
+#define SB_NR offsetof(struct seccomp_data, nr)
+#define SB_ARG(k) (offsetof(struct seccomp_data, args) + (k) * sizeof(uint64_t))
+
+/* Appends one instruction; the caller checked the room. */
+static void
+sb_put(struct sock_filter *p, unsigned *n, struct sock_filter ins)
+{
+	p[(*n)++] = ins;
+}
+
+/* One role's program: the architecture (anything but x86_64, or an x32 call, is killed), then
+ * a binary search on the call's number down to a few compares, each leading to its call's
+ * block (allow; or each argument test in turn, then kill); a number in no block is killed.  A
+ * search, not a list of compares: the kernel runs the program once per system call number when
+ * it installs it (the cache of always-allowed calls), so its cost, paid in every child, grows
+ * with the path to a verdict, 8 compares here instead of about 70. */
+#define SB_LEAF 3 /* numbers compared one by one at the bottom of the search */
+
+struct sb_sorted {
+	int nr[sizeof(sb_rules) / sizeof(sb_rules[0])]; /* distinct numbers, ascending */
+	int n;
+	enum sandbox_role role;
+};
+
+/* The block for one number: the verdicts of its rules. */
+static int
+sb_block(struct sock_filter *p, unsigned *n, enum sandbox_role role, int nr)
+{
+	for (size_t i = 0; i < sizeof(sb_rules) / sizeof(sb_rules[0]); i++) {
+		const struct sb_rule *r = &sb_rules[i];
+		uint32_t verdict = r->test == SB_ERRNO ?
+		    SECCOMP_RET_ERRNO | ((uint32_t)r->err & SECCOMP_RET_DATA) : SECCOMP_RET_ALLOW;
+
+		if (r->nr != nr || !(r->roles & (1U << role)))
+			continue;
+		if (*n + 4 >= SB_PROG_MAX)
+			return -1;
+		if (r->test == SB_ANY) {
+			sb_put(p, n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, verdict));
+			return 0;
+		}
+		sb_put(p, n, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    (uint32_t)SB_ARG(r->arg)));
+		if (r->test == SB_NOBITS)
+			sb_put(p, n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, r->val,
+			    1, 0));
+		else
+			sb_put(p, n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, r->val,
+			    0, 1));
+		sb_put(p, n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, verdict));
+	}
+	sb_put(p, n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+	return 0;
+}
+
+/* The search over numbers [lo, hi) of s, the call's number in the accumulator.  Recursive, to a
+ * depth of log2 of the role's calls (6). */
+/* NOLINTBEGIN(misc-no-recursion) */
+static int
+sb_search(struct sock_filter *p, unsigned *n, const struct sb_sorted *s, int lo, int hi)
+{
+	if (hi - lo <= SB_LEAF) {
+		for (int i = lo; i < hi; i++) {
+			unsigned at = *n;
+
+			if (*n + 2 >= SB_PROG_MAX)
+				return -1;
+			sb_put(p, n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+			    (uint32_t)s->nr[i], 0, 0));
+			if (sb_block(p, n, s->role, s->nr[i]) < 0 || *n - at - 1 > 255)
+				return -1;
+			p[at].jf = (unsigned char)(*n - at - 1);
+		}
+		if (*n + 1 >= SB_PROG_MAX)
+			return -1;
+		sb_put(p, n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+		return 0;
+	}
+	{
+		int mid = lo + (hi - lo) / 2;
+		unsigned at = *n;
+
+		if (*n + 1 >= SB_PROG_MAX)
+			return -1;
+		/* nr >= nr[mid]: the right half, after the left one. */
+		sb_put(p, n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K,
+		    (uint32_t)s->nr[mid], 0, 0));
+		if (sb_search(p, n, s, lo, mid) < 0 || *n - at - 1 > 255)
+			return -1;
+		p[at].jt = (unsigned char)(*n - at - 1);
+		return sb_search(p, n, s, mid, hi);
+	}
+}
+/* NOLINTEND(misc-no-recursion) */
+
+static int
+sb_build(enum sandbox_role role)
+{
+	struct sock_filter *p = sb.prog[role];
+	struct sb_sorted s = { .n = 0, .role = role };
+	unsigned n = 0;
+
+	/* The role's distinct numbers, sorted (insertion: a few dozen, once). */
+	for (size_t i = 0; i < sizeof(sb_rules) / sizeof(sb_rules[0]); i++) {
+		int nr = sb_rules[i].nr, j;
+
+		if (!(sb_rules[i].roles & (1U << role)))
+			continue;
+		for (j = 0; j < s.n && s.nr[j] < nr; j++)
+			;
+		if (j < s.n && s.nr[j] == nr)
+			continue;
+		memmove(&s.nr[j + 1], &s.nr[j], (size_t)(s.n - j) * sizeof(int));
+		s.nr[j] = nr;
+		s.n++;
+	}
+	sb_put(p, &n, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+	    offsetof(struct seccomp_data, arch)));
+	sb_put(p, &n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64,
+	    1, 0));
+	sb_put(p, &n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+	sb_put(p, &n, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SB_NR));
+	/* x32 calls have their own numbers with bit 30 set: none is allowed. */
+	sb_put(p, &n, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000U, 0, 1));
+	sb_put(p, &n, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+	if (sb_search(p, &n, &s, 0, s.n) < 0) {
+		errno = E2BIG;
+		return -1;
+	}
+	sb.len[role] = (unsigned short)n;
+	return 0;
+}
+
+int
+sandbox_configure(int on)
+{
+	sb.on = on;
+	if (!on)
+		return 0;
+	/* Read once, here: the children inherit them.  The time zone: localtime_r(3) in a log
+	 * line then never reads /etc/localtime (tzset(3) in a child would, every time). */
+	tzset();
+	sb.abi = sandbox_landlock_abi();
+	for (int r = 0; r < SANDBOX_NROLES; r++)
+		if (sb_build((enum sandbox_role)r) < 0)
+			return -1;
+	return 0;
+}
+
+/* Landlock, from linux/landlock.h, written out here: the installed header may predate the
+ * network rules (ABI 4) and the scopes (ABI 6). */
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+#define LL_CREATE_RULESET_VERSION (1U << 0)
+#define LL_RULE_PATH_BENEATH 1
+#define LL_FS_ABI1 ((1ULL << 13) - 1)  /* execute ... make_sym */
+#define LL_FS_REFER (1ULL << 13)       /* ABI 2 */
+#define LL_FS_TRUNCATE (1ULL << 14)    /* ABI 3 */
+#define LL_FS_IOCTL_DEV (1ULL << 15)   /* ABI 5 */
+#define LL_FS_WRITE_FILE (1ULL << 1)
+#define LL_FS_READ_FILE (1ULL << 2)
+#define LL_FS_MAKE_REG (1ULL << 8)
+#define LL_NET_BIND_TCP (1ULL << 0)    /* ABI 4 */
+#define LL_NET_CONNECT_TCP (1ULL << 1)
+#define LL_SCOPE_ABSTRACT_UNIX (1ULL << 0) /* ABI 6 */
+#define LL_SCOPE_SIGNAL (1ULL << 1)
+
+struct sb_ll_ruleset {
+	uint64_t fs, net, scoped;
+};
+
+struct sb_ll_beneath {
+	uint64_t allowed;
+	int32_t parent_fd;
+} __attribute__((packed));
+
+int
+sandbox_landlock_abi(void)
+{
+	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
+
+	return abi < 0 ? 0 : (int)abi;
+}
+
+/* Opens the directory of path ("." when it has no slash), for the store's rule. */
+static int
+sb_open_dir(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	size_t len = slash == NULL ? 0 : (size_t)(slash - path);
+
+	if (slash == NULL)
+		return open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (len == 0)
+		len = 1; /* "/file": the root */
+	if (len >= sizeof(dir)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(dir, path, len);
+	dir[len] = '\0';
+	return open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* The role's Landlock domain: every file system access handled (so none allowed but the
+ * store's directory), TCP bind and connect handled with no rule (none allowed), and from ABI 6
+ * no signal to a process outside the domain (the store and --inetd's process excepted: --inetd
+ * signals its store) nor a connection to an abstract unix socket.  Returns 0, or -1 when the
+ * kernel has no Landlock (nothing done). */
+static int
+sb_landlock(enum sandbox_role role, const char *store_path)
+{
+	int abi = sb.abi, rfd, dfd;
+	struct sb_ll_ruleset attr = { .fs = LL_FS_ABI1 };
+	size_t size = sizeof(uint64_t);
+
+	if (abi <= 0)
+		return -1;
+	if (abi >= 2)
+		attr.fs |= LL_FS_REFER;
+	if (abi >= 3)
+		attr.fs |= LL_FS_TRUNCATE;
+	if (abi >= 5)
+		attr.fs |= LL_FS_IOCTL_DEV;
+	if (abi >= 4) {
+		attr.net = LL_NET_BIND_TCP | LL_NET_CONNECT_TCP;
+		size = 2 * sizeof(uint64_t);
+	}
+	if (abi >= 6) {
+		attr.scoped = LL_SCOPE_ABSTRACT_UNIX | (role != SANDBOX_INETD ? LL_SCOPE_SIGNAL : 0);
+		size = sizeof(attr);
+	}
+	rfd = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+	if (rfd < 0)
+		return -1;
+	if (role == SANDBOX_STORE && store_path != NULL && (dfd = sb_open_dir(store_path)) >= 0) {
+		/* Create the file again after a rotation, append to it, read back a torn last
+		 * line, cut it back. */
+		struct sb_ll_beneath rule = { .parent_fd = dfd,
+		    .allowed = LL_FS_WRITE_FILE | LL_FS_READ_FILE | LL_FS_MAKE_REG |
+		    (abi >= 3 ? LL_FS_TRUNCATE : 0) };
+
+		syscall(SYS_landlock_add_rule, rfd, LL_RULE_PATH_BENEATH, &rule, 0);
+		close(dfd);
+	}
+	if (syscall(SYS_landlock_restrict_self, rfd, 0) < 0) {
+		close(rfd);
+		return -1;
+	}
+	close(rfd);
+	return 0;
+}
+
+int
+sandbox_enter(enum sandbox_role role, const char *store_path)
+{
+	struct sock_fprog fprog;
+
+	if (!sb.on || (unsigned)role >= SANDBOX_NROLES)
+		return 0;
+	sb.role = (int)role;
+	log_syslog_reopen();
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	(void)sb_landlock(role, store_path);
+	fprog.len = sb.len[role];
+	fprog.filter = sb.prog[role];
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
+}
+
+void
+sandbox_child(enum sandbox_role role, const char *store_path)
+{
+	if (sandbox_enter(role, store_path) == 0)
+		return;
+	log_warn("%s: cannot enter the sandbox", sandbox_role_name(role));
+	_exit(EX_OSERR);
+}
+
+#ifdef MPECHO_TEST_HOOKS
+static const char sb_magic[] = "MPECHO-TEST-SANDBOX ";
+
+void
+sandbox_poke(const void *buf, size_t len)
+{
+	const char *p, *name, *call;
+	size_t nlen;
+
+	if (sb.role < 0 || (p = memmem(buf, len, sb_magic, sizeof(sb_magic) - 1)) == NULL)
+		return;
+	name = p + sizeof(sb_magic) - 1;
+	nlen = strlen(sb_names[sb.role]);
+	if ((size_t)((const char *)buf + len - name) < nlen + 2 ||
+	    memcmp(name, sb_names[sb.role], nlen) != 0 || name[nlen] != ' ')
+		return;
+	call = name + nlen + 1;
+	if (strncmp(call, "openat", 6) == 0)
+		syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY);
+	else if (strncmp(call, "execve", 6) == 0)
+		syscall(SYS_execve, "/bin/true", NULL, NULL);
+	else if (strncmp(call, "socket", 6) == 0)
+		syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+	else if (strncmp(call, "ptrace", 6) == 0)
+		syscall(SYS_ptrace, 0, 0, 0, 0);
+}
+#else
+void
+sandbox_poke(const void *buf, size_t len)
+{
+	(void)buf;
+	(void)len;
+}
+#endif
