@@ -214,3 +214,14 @@ admit_ratelog(struct admit_ratelog *rl, int64_t now_ms, int64_t period_ms, uint6
 	rl->next_ms = now_ms + period_ms;
 	return 1;
 }
+
+void
+admit_set_limits(struct admit *a, int max_per_source, int max_rate)
+{
+	if ((max_per_source == 0) == (a->max_per_source == 0))
+		a->max_per_source = max_per_source;
+	if (max_rate != a->max_rate) {
+		a->max_rate = max_rate;
+		admit_bucket_init(&a->rate, max_rate);
+	}
+}

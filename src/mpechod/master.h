@@ -10,6 +10,7 @@
 #define MPECHO_MASTER_H
 
 #include "admit.h"
+#include "conf.h"
 #include "datagram.h"
 #include "inetd.h"
 #include "io.h"
@@ -130,8 +131,11 @@ struct master {
 	int64_t next_status_ms;      /* STATUS= at most every MASTER_STATUS_MS */
 	int64_t phase_deadline_ms;
 	sigset_t waitmask;
-	struct pollfd pfd[MASTER_MAX_LISTEN + 2]; /* what the last ppoll watched */
+	struct pollfd pfd[MASTER_MAX_LISTEN + 3]; /* what the last ppoll watched */
 	int npfd;
+	int agent_fd;                /* --agent-port's listener; -1 without */
+	int draining;                /* --drain: TERM came, serving until drain_deadline_ms */
+	int64_t drain_deadline_ms;
 };
 
 extern struct master *master;
@@ -159,6 +163,7 @@ struct master_mode {
 	/* Calls each(claim) for every --max-per-source claim its children and the master hold;
 	 * returns the sum of what each returned. */
 	int (*claims)(int (*each)(const struct admit_claim *));
+	void (*reload)(void);               /* new settings apply (SIGHUP with -f) */
 };
 
 extern const struct master_mode master_mode_fork, master_mode_pool;
@@ -192,5 +197,14 @@ void master_pay_owed(void);
 void master_peer_str(const struct child *c, char *buf, size_t len);
 void master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, const char *peer,
     const char *reason);
+
+/* master_reload.c: -f's file read again on SIGHUP (applied, or kept out whole) */
+void master_conf_keep(int argc, char **argv, char *text);
+/* 0: applied (the mode then applies its part), -1: nothing changed */
+int master_reload(void);
+
+/* master_agent.c: --agent-port, HAProxy's agent check */
+void master_agent_open(void);
+void master_agent_serve(int busy);
 
 #endif
