@@ -29,7 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    s.idle_timeout < 0 || s.grace < 0 || s.nbinds > OPTS_MAX_BINDS ||
 		    s.nallow > OPTS_MAX_RULES || s.ndeny > OPTS_MAX_RULES ||
 		    s.nproxy_from > OPTS_MAX_RULES || s.max_per_source < 0 || s.max_rate < 0 ||
-		    s.drain < 0 || s.agent_port < 0 || s.agent_port > 65535 ||
+		    s.drain < 0 || s.agent_port < -1 || s.agent_port > 65535 ||
 		    (s.store && s.store[0] == '\0') || s.config != NULL)
 			abort();
 	} else if (strncmp(err, "f:", 2) != 0 || strchr(err, '\n') != NULL) {

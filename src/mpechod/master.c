@@ -265,6 +265,7 @@ master_begin_shutdown(void)
 		for (int i = 0; i < master->nufd; i++)
 			close(master->ufd[i]);
 		master->nufd = 0;
+		master_agent_close();
 		if (master->dgram.pid > 0)
 			kill(master->dgram.pid, SIGTERM);
 		mode->stop();

@@ -206,5 +206,6 @@ int master_reload(void);
 /* master_agent.c: --agent-port, HAProxy's agent check */
 void master_agent_open(void);
 void master_agent_serve(int busy);
+void master_agent_close(void);
 
 #endif

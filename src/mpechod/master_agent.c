@@ -4,6 +4,7 @@
  * weighs an instance by its room), "drain" while the instance drains or shuts down (a balancer
  * then sends it no new connection but lets the ones it has finish), "down" while the store holds
  * sessions back (--store-full block with the pipe near full: new connections would only wait).
+ * Its listener closes with the others when the shutdown begins (after --drain).
  *
  * It never blocks the loop: the listener and its connections are non-blocking, at most
  * MASTER_AGENT_BURST are answered a wakeup, and the reply, a few bytes into an empty socket
@@ -22,7 +23,7 @@ master_agent_open(void)
 	int port = master->set.agent_port, fd;
 
 	master->agent_fd = -1;
-	if (port == 0)
+	if (port < 0)
 		return;
 	if (net_listen(host, SOCK_STREAM, &port, &fd, 1, err, sizeof(err)) < 0)
 		usage_error("--agent-port: %s", err);
@@ -30,6 +31,17 @@ master_agent_open(void)
 	master->agent_fd = fd;
 	net_local_addr(fd, addr, sizeof(addr));
 	log_info("agent check on %s", addr);
+}
+
+/* With the listeners, at the shutdown (after the drain): a new instance may take both ports
+ * while this one's sessions finish; HAProxy keeps the last word it had ("drain") and its
+ * health check sees the port closed. */
+void
+master_agent_close(void)
+{
+	if (master->agent_fd >= 0)
+		close(master->agent_fd);
+	master->agent_fd = -1;
 }
 
 /* The store cannot keep up and holds sessions back: its pipe is three quarters full. */
@@ -43,7 +55,7 @@ master_agent_store_blocked(void)
 static int
 master_agent_line(int busy, char *line, size_t len)
 {
-	int free_slots = master->set.max_clients - busy;
+	int free_slots = master->set.max_clients - busy, pct;
 
 	if (master->draining || master->stopping)
 		return snprintf(line, len, "drain\n");
@@ -51,8 +63,9 @@ master_agent_line(int busy, char *line, size_t len)
 		return snprintf(line, len, "down\n");
 	if (free_slots < 0)
 		free_slots = 0;
-	return snprintf(line, len, "ready %d%%\n",
-	    (int)((int64_t)free_slots * 100 / master->set.max_clients));
+	pct = (int)((int64_t)free_slots * 100 / master->set.max_clients);
+	/* A free slot is never 0%: HAProxy would send nothing (it scales the server's weight). */
+	return snprintf(line, len, "ready %d%%\n", free_slots > 0 && pct == 0 ? 1 : pct);
 }
 
 void

@@ -77,6 +77,7 @@ opts_defaults(struct settings *s)
 	s->max_spare = 10;
 	s->udp_per_source = 100;
 	s->udp_rate = 10000;
+	s->agent_port = -1;
 }
 
 /* Copies at most 64 bytes of a user's argument for an error message, non-printable bytes made
@@ -275,7 +276,7 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		s->check_config = 1;
 		return 0;
 	case OPT_AGENT_PORT:
-		return opts_int("--agent-port", arg, 1, 65535, &s->agent_port, err, errlen);
+		return opts_int("--agent-port", arg, 0, 65535, &s->agent_port, err, errlen);
 	case OPT_AGENT_ADDR:
 		return opts_path("--agent-address", arg, &s->agent_addr, err, errlen);
 	case OPT_DRAIN:
@@ -341,7 +342,7 @@ opts_check(const struct settings *s, char *err, size_t errlen)
 		return -1;
 	}
 	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp || s->proxy ||
-	    s->agent_port > 0 || s->drain > 0)) {
+	    s->agent_port >= 0 || s->drain > 0)) {
 		snprintf(err, errlen, "--inetd serves the one connection on standard input: -p, -b, "
 		    "--prefork, --udp, --proxy-protocol, --agent-port and --drain do not apply");
 		return -1;
@@ -351,7 +352,7 @@ opts_check(const struct settings *s, char *err, size_t errlen)
 		    s->max_spare);
 		return -1;
 	}
-	if (s->agent_addr != NULL && s->agent_port == 0) {
+	if (s->agent_addr != NULL && s->agent_port < 0) {
 		snprintf(err, errlen, "--agent-address needs --agent-port");
 		return -1;
 	}
@@ -498,9 +499,10 @@ static const char *const opts_usage_parts[] = {
 	    "                           it again\n"
 	    "  -t, --check-config       check the file and the options, say so and exit (0, or\n"
 	    "                           64 with the file, line and reason)\n"
-	    "      --agent-port PORT    answer HAProxy's agent check on PORT: \"ready N%\" (free\n"
-	    "                           session slots), \"drain\" while shutting down, \"down\"\n"
-	    "                           while the store holds sessions back\n"
+	    "      --agent-port PORT    answer HAProxy's agent check on PORT (0: the kernel\n"
+	    "                           chooses; logged): \"ready N%\" (free session slots),\n"
+	    "                           \"drain\" while shutting down, \"down\" while the\n"
+	    "                           store holds sessions back\n"
 	    "      --agent-address ADDR the agent's address (default 127.0.0.1)\n"
 	    "      --drain SEC          after TERM, keep serving SEC seconds while the agent says\n"
 	    "                           drain, then shut down (default 0)\n"

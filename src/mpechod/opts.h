@@ -52,7 +52,8 @@ struct settings {
 	const char *config;                /* -f: the configuration file (conf.c); NULL: none */
 	int check_config;                  /* -t: check the settings and exit */
 	const char *agent_addr;            /* --agent-address; NULL: 127.0.0.1 */
-	int agent_port;                    /* --agent-port: HAProxy's agent check; 0: none */
+	int agent_port;                    /* --agent-port: HAProxy's agent check; 0: any
+	                                    * port; -1: none */
 	int drain;                         /* --drain: seconds serving after SIGTERM, saying drain */
 };
 
