@@ -63,7 +63,51 @@ def test_agent_ready_weight_and_drain(start_server):
     assert srv.stop() == 0
 
 
-def test_agent_down_and_options(tmp_path):
+def test_agent_down_while_the_store_holds_sessions_back(start_server):
+    """--store-full block with the store stopped (SIGSTOP: it reads nothing, as on a full
+    disk): the store pipe fills as a client streams, and the agent says down; once the store
+    reads again, ready."""
+    srv = start_server("--agent-port", "0", "--store-full", "block")
+    ap = agent_port(srv)
+    assert agent(ap) == "ready 100%\n"
+    store = srv.store_pid()
+    os.kill(store, signal.SIGSTOP)
+    s = connect(srv.port)
+    stop = threading.Event()
+
+    def pump():
+        # Sends and reads the echo as it comes, until the session stops echoing.
+        s.settimeout(0.2)
+        chunk = os.urandom(65536)
+        while not stop.is_set():
+            try:
+                s.send(chunk)
+            except (socket.timeout, BlockingIOError):
+                pass
+            except OSError:
+                return
+            try:
+                while s.recv(1 << 20):
+                    pass
+            except (socket.timeout, BlockingIOError):
+                pass
+            except OSError:
+                return
+    t = threading.Thread(target=pump)
+    t.start()
+    try:
+        wait_until(lambda: agent(ap) == "down\n", 30, interval=0.1,
+                   what="the agent to say down with the store pipe full")
+    finally:
+        os.kill(store, signal.SIGCONT)
+        stop.set()
+        t.join(10 * SLOW)
+    s.close()
+    wait_until(lambda: agent(ap).startswith("ready "), 30, interval=0.1,
+               what="the agent to say ready once the store reads again")
+
+
+def test_agent_options(tmp_path):
     # --agent-address needs --agent-port; --inetd takes neither.
     for args in (["--agent-address", "127.0.0.1"], ["--inetd", "--agent-port", "7"],
                  ["--inetd", "--drain", "3"], ["--drain", "-1"], ["--agent-port", "65536"]):
