@@ -481,8 +481,8 @@ master_hup(void)
 	}
 	if (master->store.pid > 0)
 		kill(master->store.pid, SIGHUP);
-	if (master->set.config != NULL && master_reload() == 0)
-		mode->reload();
+	if (master->set.config != NULL)
+		master_reload(mode->reload);
 	master_notify("READY=1");
 }
 

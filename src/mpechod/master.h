@@ -200,8 +200,9 @@ void master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot,
 
 /* master_reload.c: -f's file read again on SIGHUP (applied, or kept out whole) */
 void master_conf_keep(int argc, char **argv, char *text);
-/* 0: applied (the mode then applies its part), -1: nothing changed */
-int master_reload(void);
+/* Applies the file, then calls the mode's part (apply) before it says so: 0, or -1 with
+ * nothing changed. */
+int master_reload(void (*apply)(void));
 
 /* master_agent.c: --agent-port, HAProxy's agent check */
 void master_agent_open(void);

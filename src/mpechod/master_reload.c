@@ -170,7 +170,7 @@ master_reload_gate(const struct settings *s, char *err, size_t errlen)
 }
 
 int
-master_reload(void)
+master_reload(void (*apply)(void))
 {
 	struct settings n;
 	char err[OPTS_ERRLEN], *text;
@@ -191,6 +191,9 @@ master_reload(void)
 	master->set = n;
 	free(conf_text);
 	conf_text = text;
+	/* The mode's part (the pool retired) before the line that says it is done: a client
+	 * that waits for the line must find the new settings. */
+	apply();
 	log_info("reload: %s applied: %d allow, %d deny rules, max-per-source %d, max-rate %d, "
 	    "idle-timeout %d, grace %d", n.config, n.nallow, n.ndeny, n.max_per_source,
 	    n.max_rate, n.idle_timeout, n.grace);

@@ -229,3 +229,29 @@ def test_packaged_file_documents_every_key(tmp_path):
         write(conf, l[1:] + "\nproxy-protocol\nagent-port 7008\n")
         rc, out, err = check("-t", "-f", conf)
         assert rc == 0, (l, err)
+
+
+def test_reload_timeout_applies_to_new_sessions_only(start_server, tmp_path):
+    """idle-timeout 0 -> 1 by a reload: a connection opened after it is ended when idle; one
+    opened before keeps no timeout (with --prefork: its pool process was forked with the old
+    settings and is retired after its connection, as Apache's graceful restart does)."""
+    conf = tmp_path / "mpechod.conf"
+    write(conf, "idle-timeout 0\n")
+    srv = start_server("-f", conf)
+    old = connect(srv.port)
+    old.sendall(b"o")
+    assert recv_exact(old, 1) == b"o"
+    write(conf, "idle-timeout 1\n")
+    srv.signal(signal.SIGHUP)
+    srv.wait_line(f"reload: {conf} applied")
+    new = connect(srv.port)
+    new.sendall(b"n")
+    assert recv_exact(new, 1) == b"n"
+    srv.wait_line("(idle)")  # the new one, idle for a second, is ended
+    assert new.recv(10) == b""
+    # The old one is still served, well past the new timeout.
+    old.sendall(b"still")
+    assert recv_exact(old, 5) == b"still"
+    assert len([l for l in srv.lines if "(idle)" in l]) == 1
+    old.close()
+    new.close()
