@@ -39,6 +39,21 @@ def refused(port):
         return True
 
 
+def session(port, data):
+    """A connection that has had data echoed: a session in progress."""
+    s = connect(port)
+    s.sendall(data)
+    assert recv_exact(s, len(data)) == data
+    return s
+
+
+def reload(srv, conf, text, count=1):
+    """Writes the file, HUPs, waits for the count-th reload applied."""
+    write(conf, text)
+    srv.signal(signal.SIGHUP)
+    srv.wait_line(f"reload: {conf} applied", count=count)
+
+
 def test_check_config(tmp_path):
     conf = tmp_path / "mpechod.conf"
     write(conf, "# every kind of line\n\nport = 0\nallow 127.0.0.1\nallow 10.0.0.0/8  # lan\n"
@@ -82,9 +97,7 @@ def test_command_line_wins(start_server, tmp_path):
     write(conf, "allow 192.0.2.0/24\ndeny 127.0.0.2\ngrace 1\nport 1\n")
     srv = start_server("-f", conf, "--allow", "127.0.0.0/8", "--grace", "7")
     assert echo(srv.port, b"hello\n") == b"hello\n"
-    held = connect(srv.port)
-    held.sendall(b"x")
-    assert recv_exact(held, 1) == b"x"
+    held = session(srv.port, b"x")
     srv.signal(signal.SIGTERM)
     srv.wait_line("sessions get 7 s to finish")
     held.close()
@@ -99,22 +112,15 @@ def test_reload_applies_rules_to_the_next_connection(start_server, tmp_path):
     conf = tmp_path / "mpechod.conf"
     write(conf, "allow 127.0.0.1\nidle-timeout 60\n")
     srv = start_server("-f", conf)
-    held = connect(srv.port)
-    held.sendall(b"before\n")
-    assert recv_exact(held, 7) == b"before\n"
+    held = session(srv.port, b"before\n")
 
-    write(conf, "allow 192.0.2.0/24\nidle-timeout 60\n")
-    srv.signal(signal.SIGHUP)
-    srv.wait_line("reload: ")
-    srv.wait_line(f"reload: {conf} applied: 1 allow")
+    reload(srv, conf, "allow 192.0.2.0/24\nidle-timeout 60\n")
     assert refused(srv.port), "a connection after the reload was served by the old rules"
     # The session in progress keeps what it started with.
     held.sendall(b"still here\n")
     assert recv_exact(held, 11) == b"still here\n"
 
-    write(conf, "allow 127.0.0.0/8\nidle-timeout 60\n")
-    srv.signal(signal.SIGHUP)
-    srv.wait_line(f"reload: {conf} applied", count=2)
+    reload(srv, conf, "allow 127.0.0.0/8\nidle-timeout 60\n", count=2)
     assert echo(srv.port, b"back\n") == b"back\n"
     held.sendall(b"and still\n")
     assert recv_exact(held, 10) == b"and still\n"
@@ -191,9 +197,7 @@ def test_reload_100_rules_under_load(start_server, tmp_path):
     t.start()
     try:
         for i in range(1, 9):
-            write(conf, rules(100, i, "127.0.0.1" if i % 2 else "127.0.0.0/8"))
-            srv.signal(signal.SIGHUP)
-            srv.wait_line(f"reload: {conf} applied: 100 allow", count=i)
+            reload(srv, conf, rules(100, i, "127.0.0.1" if i % 2 else "127.0.0.0/8"), count=i)
             threading.Event().wait(0.3)
     finally:
         t.join(90 * SLOW)
@@ -203,8 +207,7 @@ def test_reload_100_rules_under_load(start_server, tmp_path):
     print(f"reload of 100 rules x8 under mpecho-bench connect: {r['errors']} errors, "
           f"{r['connects']} connects")
     # And the last rules are in force for the next connection.
-    write(conf, rules(100, 3, "192.0.2.1"))
-    srv.signal(signal.SIGHUP)
+    reload(srv, conf, rules(100, 3, "192.0.2.1"), count=9)
     srv.wait_line(f"reload: {conf} applied: 100 allow", count=9)
     assert refused(srv.port)
 
@@ -238,15 +241,9 @@ def test_reload_timeout_applies_to_new_sessions_only(start_server, tmp_path):
     conf = tmp_path / "mpechod.conf"
     write(conf, "idle-timeout 0\n")
     srv = start_server("-f", conf)
-    old = connect(srv.port)
-    old.sendall(b"o")
-    assert recv_exact(old, 1) == b"o"
-    write(conf, "idle-timeout 1\n")
-    srv.signal(signal.SIGHUP)
-    srv.wait_line(f"reload: {conf} applied")
-    new = connect(srv.port)
-    new.sendall(b"n")
-    assert recv_exact(new, 1) == b"n"
+    old = session(srv.port, b"o")
+    reload(srv, conf, "idle-timeout 1\n")
+    new = session(srv.port, b"n")
     srv.wait_line("(idle)")  # the new one, idle for a second, is ended
     assert new.recv(10) == b""
     # The old one is still served, well past the new timeout.
