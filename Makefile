@@ -148,7 +148,7 @@ D := $(OBJ)/mpechod
 $(BIN)/unit_test_record: $(OBJ)/unit_test_record.o $(call lib,record)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(D)/opts.o $(call lib,num)
+$(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(D)/opts.o $(call lib,num cidr)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_hist: $(OBJ)/unit_test_hist.o $(OBJ)/mpecho-bench/hist.o
@@ -206,6 +206,9 @@ $(BIN)/unit_test_metrics: $(OBJ)/unit_test_metrics.o $(D)/metrics_http.o $(D)/me
 		$(D)/figures.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_conf: $(OBJ)/unit_test_conf.o $(D)/conf.o $(D)/opts.o $(call lib,num cidr)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 deps:
 	@scripts/deps.sh
 
@@ -217,7 +220,7 @@ FUZZ_CFLAGS = -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-
 
 build-fuzz/fuzz_opts: fuzz/fuzz_opts.c src/mpechod/opts.c src/mpechod/opts.h src/lib/num.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_opts.c src/mpechod/opts.c src/lib/num.c
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_opts.c src/mpechod/opts.c src/lib/num.c src/lib/cidr.c
 
 build-fuzz/fuzz_record: fuzz/fuzz_record.c src/lib/record.c src/lib/record.h
 	@mkdir -p $(@D)
@@ -235,6 +238,13 @@ build-fuzz/fuzz_metrics_http: fuzz/fuzz_metrics_http.c src/mpechod/metrics_http.
 		src/mpechod/metrics_http.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_metrics_http.c src/mpechod/metrics_http.c
+
+build-fuzz/fuzz_conf: fuzz/fuzz_conf.c src/mpechod/conf.c src/mpechod/conf.h src/mpechod/opts.c \
+		src/lib/num.c src/lib/cidr.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_conf.c src/mpechod/conf.c src/mpechod/opts.c \
+		src/lib/num.c src/lib/cidr.c
+
 MSTORE_FUZZ_SRC := $(patsubst %,src/mpecho-store/%.c,mstore_rec mstore_filt mstore_tab) \
 	src/lib/record.c src/lib/cidr.c src/lib/htab.c
 build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/mstore_rec.h \
@@ -243,8 +253,8 @@ build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/m
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) -ljansson
 
 fuzz: build-fuzz/fuzz_opts build-fuzz/fuzz_record build-fuzz/fuzz_mstore build-fuzz/fuzz_proxy \
-		build-fuzz/fuzz_cidr build-fuzz/fuzz_metrics_http
-	@for t in opts record mstore proxy cidr metrics_http; do \
+		build-fuzz/fuzz_cidr build-fuzz/fuzz_metrics_http build-fuzz/fuzz_conf
+	@for t in opts record mstore proxy cidr metrics_http conf; do \
 		mkdir -p build-fuzz/new-$$t; \
 		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=0 \
 			build-fuzz/new-$$t fuzz/corpus/$$t 2>build-fuzz/$$t.log \
@@ -303,20 +313,24 @@ install: all install-contrib
 	install -m 644 man/mpechod.8 $(DESTDIR)$(MANDIR)/man8/mpechod.8
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 
-# systemd units, the logrotate snippet, the xinetd service and the sysusers.d line, with the
-# server's installed path filled in for @SBINDIR@.
+# systemd units, the logrotate snippet, the xinetd service, the sysusers.d line and
+# /etc/mpecho/mpechod.conf (every key commented out: a conffile in the package), with the
+# server's installed path filled in for @SBINDIR@ and the configuration's for @SYSCONFDIR@.
 CONTRIB_UNITS := mpechod.service mpechod.socket mpechod-inetd.socket mpechod-inetd@.service
 .PHONY: install-contrib
 install-contrib:
 	@mkdir -p $(OUT)/contrib
 	for f in $(CONTRIB_UNITS) mpecho.logrotate mpecho.xinetd; do \
-		sed 's|@SBINDIR@|$(SBINDIR)|g' contrib/$$f >$(OUT)/contrib/$$f || exit 1; done
+		sed 's|@SBINDIR@|$(SBINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' contrib/$$f \
+			>$(OUT)/contrib/$$f || exit 1; done
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
 		$(DESTDIR)$(SYSCONFDIR)/xinetd.d $(DESTDIR)$(SYSUSERSDIR)
 	install -m 644 $(CONTRIB_UNITS:%=$(OUT)/contrib/%) $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -m 644 $(OUT)/contrib/mpecho.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/mpecho
 	install -m 644 $(OUT)/contrib/mpecho.xinetd $(DESTDIR)$(SYSCONFDIR)/xinetd.d/mpecho
 	install -m 644 contrib/mpecho.sysusers $(DESTDIR)$(SYSUSERSDIR)/mpecho.conf
+	install -d $(DESTDIR)$(SYSCONFDIR)/mpecho
+	install -m 644 contrib/mpechod.conf $(DESTDIR)$(SYSCONFDIR)/mpecho/mpechod.conf
 
 clean:
 	rm -rf build build-san build-fuzz bin

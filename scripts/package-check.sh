@@ -87,9 +87,17 @@ install_pkg() {
 		/usr/share/man/man8/mpechod.8.gz /lib/systemd/system/mpechod.service \
 		/lib/systemd/system/mpechod.socket /lib/systemd/system/mpechod-inetd.socket \
 		/lib/systemd/system/mpechod-inetd@.service /etc/logrotate.d/mpecho \
-		/etc/xinetd.d/mpecho /usr/lib/sysusers.d/mpecho.conf; do
+		/etc/xinetd.d/mpecho /usr/lib/sysusers.d/mpecho.conf /etc/mpecho/mpechod.conf; do
 		[ -e "$f" ] || fail "$f is not installed"
 	done
+	# The configuration file is a conffile (an upgrade keeps the admin's edits), every key
+	# commented out, and checks as it is installed.
+	dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q ' /etc/mpecho/mpechod.conf ' ||
+		fail "/etc/mpecho/mpechod.conf is not a conffile"
+	! grep -Eq '^[[:space:]]*[a-z]' /etc/mpecho/mpechod.conf ||
+		fail "/etc/mpecho/mpechod.conf sets something: every key should be commented out"
+	/usr/sbin/mpechod -t -f /etc/mpecho/mpechod.conf >/dev/null ||
+		fail "mpechod -t -f /etc/mpecho/mpechod.conf"
 }
 
 check_user() {

@@ -23,7 +23,7 @@
 /* Room for any block as text: an IPv6 address (45), "/128" and the NUL. */
 #define CIDR_TEXT_MAX 50
 /* Rules per list: --allow, --deny and --proxy-from each take at most this many. */
-#define CIDR_LIST_MAX 64
+#define CIDR_LIST_MAX 256
 
 struct cidr {
 	int family;              /* AF_INET or AF_INET6 */

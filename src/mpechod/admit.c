@@ -201,3 +201,14 @@ admit_add(struct admit *a, const struct admit_key *k)
 	a->tab[i].key = *k;
 	a->tab[i].count++;
 }
+
+void
+admit_set_limits(struct admit *a, int max_per_source, int max_rate)
+{
+	if ((max_per_source == 0) == (a->max_per_source == 0))
+		a->max_per_source = max_per_source;
+	if (max_rate != a->max_rate) {
+		a->max_rate = max_rate;
+		admit_bucket_init(&a->rate, max_rate);
+	}
+}

@@ -69,6 +69,10 @@ uint32_t admit_hash(const struct admit_key *k);
 size_t admit_size(int max_clients, int max_per_source);
 /* Sets up zeroed memory of admit_size() bytes; the bucket starts full. */
 void admit_init(struct admit *a, int max_clients, int max_per_source, int max_rate);
+/* New limits (a reload): the sources counted stay counted; the bucket starts full again when the
+ * rate changes.  A per-source limit may change only between non-zero values (the table is
+ * sized for one at init). */
+void admit_set_limits(struct admit *a, int max_per_source, int max_rate);
 /* Whether a connection from k may start a session at now_ms.  ADMIT_OK also counts it: every
  * ADMIT_OK must be matched by one admit_release when its session ends.  A refused connection
  * takes no token from the bucket and is not counted. */

@@ -40,10 +40,16 @@ gate_over(const struct gate *g, int fd, const struct sockaddr_storage *ss,
 	return 1;
 }
 
+/* The rules change on a reload, under the lock (master_reload.c): they are read under it. */
 static enum gate_verdict
 gate_rules(const struct gate *g, const struct sockaddr_storage *ss)
 {
-	switch (cidr_rules_check(&g->rules, (const struct sockaddr *)ss)) {
+	enum cidr_verdict v;
+
+	shared_lock(g->sh);
+	v = cidr_rules_check(&g->rules, (const struct sockaddr *)ss);
+	shared_unlock(g->sh);
+	switch (v) {
 	case CIDR_DENIED:
 		return gate_refuse(g, &g->sh->denied, ss, "matches --deny");
 	case CIDR_NOT_ALLOWED:
@@ -65,8 +71,8 @@ gate_admit(const struct gate *g, const struct sockaddr_storage *ss, int per_sour
 
 	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
 	admit_key_prefix(ss, g->prefix4, g->prefix6, &claim->key);
-	per_source = per_source && g->max_per_source > 0;
-	rate = rate && g->max_rate > 0;
+	per_source = per_source && __atomic_load_n(&g->max_per_source, __ATOMIC_RELAXED) > 0;
+	rate = rate && __atomic_load_n(&g->max_rate, __ATOMIC_RELAXED) > 0;
 	/* No limit asked for: no lock taken on every accept. */
 	if (!per_source && !rate)
 		return GATE_SERVE;
@@ -98,7 +104,12 @@ gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
 	if (g->proxy) {
 		/* Only the balancer's address is known: it must be one that may send headers;
 		 * the rules and the per-source limit wait for the client's (gate_client). */
-		if (!cidr_list_match(&g->proxy_from, (const struct sockaddr *)ss))
+		int from;
+
+		shared_lock(g->sh);
+		from = cidr_list_match(&g->proxy_from, (const struct sockaddr *)ss);
+		shared_unlock(g->sh);
+		if (!from)
 			return gate_refuse(g, &g->sh->denied, ss, "not in --proxy-from");
 		return gate_admit(g, ss, 0, 1, claim);
 	}
@@ -122,10 +133,12 @@ gate_no_client(const struct gate *g, const struct sockaddr_storage *balancer,
     struct admit_claim *claim)
 {
 	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
-	if (g->no_client == GATE_NO_CLIENT_REFUSE)
+	int how = __atomic_load_n(&g->no_client, __ATOMIC_RELAXED);
+
+	if (how == GATE_NO_CLIENT_REFUSE)
 		return gate_refuse(g, &g->sh->denied, balancer,
 		    "its PROXY header names no client (--proxy-no-client refuse)");
-	if (g->no_client == GATE_NO_CLIENT_JUDGE)
+	if (how == GATE_NO_CLIENT_JUDGE)
 		return gate_client(g, balancer, claim);
 	return GATE_SERVE;
 }

@@ -85,6 +85,7 @@ master_alloc(void)
 	master->metrics.role = PROC_METRICS;
 	master->wake_rd = master->wake_wr = -1;
 	master->notify_fd = -1;
+	master->agent_fd = -1;
 	mode->alloc(n);
 }
 
@@ -220,6 +221,7 @@ master_stats(void)
 static void
 master_begin_shutdown(void)
 {
+	master->draining = 0;
 	if (master->stopping == 0) {
 		for (int i = 0; i < master->nlfd; i++)
 			close(master->lfd[i]);
@@ -227,6 +229,7 @@ master_begin_shutdown(void)
 		for (int i = 0; i < master->nufd; i++)
 			close(master->ufd[i]);
 		master->nufd = 0;
+		master_agent_close();
 		if (master->dgram.pid > 0)
 			kill(master->dgram.pid, SIGTERM);
 		master_stop_metrics();
@@ -240,6 +243,21 @@ master_begin_shutdown(void)
 		/* A second TERM or INT cuts the grace short. */
 		master->phase_deadline_ms = io_now_ms();
 	}
+}
+
+/* TERM or INT: with --drain, serve on for its seconds while the agent says drain (a balancer
+ * moves new traffic elsewhere), then shut down; a second one shuts down at once. */
+static void
+master_term(void)
+{
+	if (master->set.drain > 0 && !master->draining && master->stopping == 0) {
+		master->draining = 1;
+		master->drain_deadline_ms = io_now_ms() + (int64_t)master->set.drain * 1000;
+		log_info("draining: serving %d s more before the shutdown", master->set.drain);
+		master_notify("STATUS=draining for %d s", master->set.drain);
+		return;
+	}
+	master_begin_shutdown();
 }
 
 /* Moves the shutdown on when its deadline passes: grace, then SIGTERM, then SIGKILL. */
@@ -289,6 +307,10 @@ master_poll_timeout(int64_t now)
 		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
+	if (master->draining) {
+		int64_t d = master->drain_deadline_ms > now ? master->drain_deadline_ms - now : 0;
+		t = (t < 0 || d < t) ? d : t;
+	}
 	if (((master->store.pid == 0 && master->pipe_wr >= 0) ||
 	    (master->dgram.pid == 0 && master->nufd > 0) ||
 	    (master->metrics.pid == 0 && master->nmetrics_fd > 0)) && (t < 0 || t > 1000))
@@ -313,6 +335,8 @@ master_wait(void)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->lfd[i], .events = POLLIN };
 	if (master->nowed > 0)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->pipe_wr, .events = POLLOUT };
+	if (master->agent_fd >= 0)
+		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->agent_fd, .events = POLLIN };
 	t = master_poll_timeout(now);
 	ts.tv_sec = t / 1000;
 	ts.tv_nsec = (long)(t % 1000) * 1000000;
@@ -337,6 +361,8 @@ master_serve(void)
 			master_pay_owed();
 		else if (master->pfd[i].fd == master->wake_rd)
 			mode->woken();
+		else if (master->pfd[i].fd == master->agent_fd)
+			master_agent_serve(mode->busy());
 		else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
 			empty &= mode->readable(master->pfd[i].fd);
 	}
@@ -423,6 +449,8 @@ master_hup(void)
 	}
 	if (master->store.pid > 0)
 		kill(master->store.pid, SIGHUP);
+	if (master->set.config != NULL)
+		master_reload(mode->reload);
 	master_notify("READY=1");
 }
 
@@ -436,8 +464,10 @@ master_loop(void)
 			master_reap();
 		if (got_term) {
 			got_term = 0;
-			master_begin_shutdown();
+			master_term();
 		}
+		if (master->draining && io_now_ms() >= master->drain_deadline_ms)
+			master_begin_shutdown();
 		if (got_hup)
 			master_hup();
 		if (got_usr1)
@@ -487,12 +517,12 @@ int
 main(int argc, char **argv)
 {
 	const struct user_ids *user;
-	char err[OPTS_ERRLEN];
+	char err[OPTS_ERRLEN], *text;
 
 	master_std_fds();
 	log_init("mpechod", NULL);
 	master = master_shared(sizeof(*master));
-	switch (opts_parse(argc, argv, &master->set, err, sizeof(err))) {
+	switch (conf_settings(argc, argv, &master->set, &text, err, sizeof(err))) {
 	case OPTS_HELP:
 		fputs(opts_usage(), stdout);
 		return 0;
@@ -507,6 +537,12 @@ main(int argc, char **argv)
 	}
 	log_sink_setup("mpechod", master->set.log_json ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	user = master_resolve_user();
+	if (master->set.check_config) {
+		printf("mpechod: configuration ok%s%s\n", master->set.config ? " in " : "",
+		    master->set.config ? master->set.config : "");
+		return 0;
+	}
+	master_conf_keep(argc, argv, text);
 	master_sandbox();
 	if (master->set.inetd)
 		inetd_run(&master->set, user);
@@ -517,6 +553,7 @@ main(int argc, char **argv)
 	master_signals();
 	master_sockets();
 	master_metrics_listen();
+	master_agent_open();
 	master_start(master_open_store(user));
 	master_loop();
 }

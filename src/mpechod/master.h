@@ -11,6 +11,7 @@
 #define MPECHO_MASTER_H
 
 #include "admit.h"
+#include "conf.h"
 #include "datagram.h"
 #include "figures.h"
 #include "inetd.h"
@@ -133,7 +134,7 @@ struct master {
 	int64_t next_status_ms;      /* STATUS= at most every MASTER_STATUS_MS */
 	int64_t phase_deadline_ms;
 	sigset_t waitmask;
-	struct pollfd pfd[MASTER_MAX_LISTEN + 2]; /* what the last ppoll watched */
+	struct pollfd pfd[MASTER_MAX_LISTEN + 3]; /* what the last ppoll watched */
 	int npfd;
 	struct figures figures;      /* counters every process adds to (figures.h) */
 	struct child metrics;        /* the metrics process (role PROC_METRICS), --metrics */
@@ -141,6 +142,9 @@ struct master {
 	int metrics_fd[MASTER_MAX_LISTEN]; /* its listeners */
 	int nmetrics_fd;
 	struct cidr_list metrics_allow; /* who may scrape */
+	int agent_fd;                /* --agent-port's listener; -1 without */
+	int draining;                /* --drain: TERM came, serving until drain_deadline_ms */
+	int64_t drain_deadline_ms;
 };
 
 extern struct master *master;
@@ -168,6 +172,7 @@ struct master_mode {
 	/* Calls each(claim) for every --max-per-source claim its children and the master hold;
 	 * returns the sum of what each returned. */
 	int (*claims)(int (*each)(const struct admit_claim *));
+	void (*reload)(void);               /* new settings apply (SIGHUP with -f) */
 };
 
 extern const struct master_mode master_mode_fork, master_mode_pool;
@@ -212,5 +217,16 @@ void master_stop_metrics(void);
 
 void master_owe_close(uint64_t conn, pid_t pid, const struct session_slot *slot, const char *peer,
     const char *reason);
+
+/* master_reload.c: -f's file read again on SIGHUP (applied, or kept out whole) */
+void master_conf_keep(int argc, char **argv, char *text);
+/* Applies the file, then calls the mode's part (apply) before it says so: 0, or -1 with
+ * nothing changed. */
+int master_reload(void (*apply)(void));
+
+/* master_agent.c: --agent-port, HAProxy's agent check */
+void master_agent_open(void);
+void master_agent_serve(int busy);
+void master_agent_close(void);
 
 #endif

@@ -243,5 +243,5 @@ const struct master_mode master_mode_fork = {
 	.timeout = master_fork_timeout, .readable = master_accept, .served = master_fork_served,
 	.woken = master_fork_nothing, .tick = master_fork_nothing, .died = master_session_died, .stop = master_fork_nothing,
 	.busy = master_fork_busy, .pending = master_fork_pending, .bytes = master_fork_bytes,
-	.stats = master_fork_stats, .claims = master_fork_claims,
+	.stats = master_fork_stats, .claims = master_fork_claims, .reload = master_fork_nothing,
 };

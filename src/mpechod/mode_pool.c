@@ -280,11 +280,33 @@ master_pool_claims(int (*each)(const struct admit_claim *))
 	return n;
 }
 
+/* A reload: every pool process forked with the old settings is retired as Apache's graceful
+ * restart retires its children (idle ones leave at once, busy ones after their connection: the
+ * session keeps what it started with), and the spares are forked again with the new ones.  The
+ * address rules need no new process (the gate is shared and read under its lock): this is for
+ * what a pool process copied at its fork, its timeouts and --max-conns-per-child. */
+static void
+master_pool_reload(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < master->nkids; i++) {
+		if (__atomic_load_n(&master->pslots[master->kids[i].slot].state,
+		    __ATOMIC_ACQUIRE) != POOL_LEAVING) {
+			kill(master->kids[i].pid, SIGUSR1);
+			n++;
+		}
+	}
+	log_info("reload: %d pool processes retire after their connection", n);
+	master_spawn_pool(master->set.min_spare);
+	master->next_tick_ms = io_now_ms() + 1000;
+}
+
 const struct master_mode master_mode_pool = {
 	.alloc = master_alloc_pool, .start = master_pool_start, .watch = master_pool_watch,
 	.timeout = master_pool_timeout, .readable = master_pool_readable,
 	.served = master_pool_served, .woken = master_pool_woken, .tick = master_pool_tick,
 	.died = master_pool_died, .stop = master_pool_stop, .busy = master_pool_busy,
 	.pending = master_pool_pending, .bytes = master_pool_bytes, .stats = master_pool_stats,
-	.claims = master_pool_claims,
+	.claims = master_pool_claims, .reload = master_pool_reload,
 };

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "opts.h"
 #include "num.h"
+#include "cidr.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +19,8 @@ enum {
 	OPT_RATE, OPT_STORE_FULL, OPT_UDP, OPT_UDP_PER_SOURCE, OPT_UDP_RATE, OPT_PREFORK,
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
 	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT, OPT_ECHO_AFTER,
-	OPT_METRICS, OPT_METRICS_ALLOW, OPT_LOG_FORMAT, OPT_SANDBOX, OPT_SOURCE_PREFIX
+	OPT_METRICS, OPT_METRICS_ALLOW, OPT_LOG_FORMAT, OPT_SANDBOX, OPT_SOURCE_PREFIX, OPT_AGENT_PORT,
+	OPT_AGENT_ADDR, OPT_DRAIN
 };
 
 static const struct option opts_long[] = {
@@ -56,12 +58,17 @@ static const struct option opts_long[] = {
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
 	{ "source-prefix", required_argument, NULL, OPT_SOURCE_PREFIX },
+	{ "config", required_argument, NULL, 'f' },
+	{ "check-config", no_argument, NULL, 't' },
+	{ "agent-port", required_argument, NULL, OPT_AGENT_PORT },
+	{ "agent-address", required_argument, NULL, OPT_AGENT_ADDR },
+	{ "drain", required_argument, NULL, OPT_DRAIN },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
 };
 
-static void
+void
 opts_defaults(struct settings *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -86,6 +93,7 @@ opts_defaults(struct settings *s)
 #endif
 	s->prefix4 = 32;
 	s->prefix6 = 64;
+	s->agent_port = -1;
 }
 
 /* Copies at most 64 bytes of a user's argument for an error message, non-printable bytes made
@@ -177,6 +185,15 @@ opts_rule(const char *name, const char *arg, const char **list, int *n, char *er
 {
 	if (*n == OPTS_MAX_RULES) {
 		snprintf(err, errlen, "%s: at most %d rules", name, OPTS_MAX_RULES);
+		return -1;
+	}
+	char why[OPTS_ERRLEN - 64];
+	struct cidr c;
+
+	/* Checked here, so that a bad block is refused with its file's line (and by -t); the
+	 * master parses it again into its rules. */
+	if (cidr_parse(arg, &c, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: %s", name, why);
 		return -1;
 	}
 	return opts_path(name, arg, &list[(*n)++], err, errlen);
@@ -321,6 +338,17 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		return opts_sandbox(arg, s, err, errlen);
 	case OPT_SOURCE_PREFIX:
 		return opts_source_prefix(arg, s, err, errlen);
+	case 'f':
+		return opts_path("--config", arg, &s->config, err, errlen);
+	case 't':
+		s->check_config = 1;
+		return 0;
+	case OPT_AGENT_PORT:
+		return opts_int("--agent-port", arg, 0, 65535, &s->agent_port, err, errlen);
+	case OPT_AGENT_ADDR:
+		return opts_path("--agent-address", arg, &s->agent_addr, err, errlen);
+	case OPT_DRAIN:
+		return opts_int("--drain", arg, 0, 3600, &s->drain, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -344,15 +372,15 @@ opts_bad(int c, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "unknown option in '%s'", word);
 }
 
-enum opts_result
-opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
+/* getopt_long over argv into s, as it stands. */
+static enum opts_result
+opts_getopt(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 {
 	int c;
 
-	opts_defaults(s);
 	optind = 0; /* glibc: reset getopt's state completely */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":p:b:s:c:u:hV", opts_long, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:b:s:c:u:f:thV", opts_long, NULL)) != -1) {
 		if (c == 'h')
 			return OPTS_HELP;
 		if (c == 'V')
@@ -370,15 +398,22 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 		snprintf(err, errlen, "unexpected argument '%s'", opts_quote(argv[optind], q));
 		return OPTS_ERROR;
 	}
+	return OPTS_RUN;
+}
+
+int
+opts_check(const struct settings *s, char *err, size_t errlen)
+{
 	if ((s->nproxy_from > 0 || s->proxy_timeout != 3 || s->proxy_no_client != 0) && !s->proxy) {
 		snprintf(err, errlen, "--proxy-from, --proxy-timeout and --proxy-no-client need "
 		    "--proxy-protocol");
-		return OPTS_ERROR;
+		return -1;
 	}
-	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp || s->proxy)) {
+	if (s->inetd && (s->port_given || s->nbinds > 0 || s->prefork || s->udp || s->proxy ||
+	    s->agent_port >= 0 || s->drain > 0)) {
 		snprintf(err, errlen, "--inetd serves the one connection on standard input: -p, -b, "
-		    "--prefork, --udp and --proxy-protocol do not apply");
-		return OPTS_ERROR;
+		    "--prefork, --udp, --proxy-protocol, --agent-port and --drain do not apply");
+		return -1;
 	}
 	if (s->echo_after != 0 && s->store == NULL) {
 		snprintf(err, errlen, "--echo-after waits for the store: it needs one (not "
@@ -396,9 +431,78 @@ opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
 	if (s->min_spare > s->max_spare) {
 		snprintf(err, errlen, "--min-spare %d is more than --max-spare %d", s->min_spare,
 		    s->max_spare);
-		return OPTS_ERROR;
+		return -1;
 	}
-	return OPTS_RUN;
+	if (s->agent_addr != NULL && s->agent_port < 0) {
+		snprintf(err, errlen, "--agent-address needs --agent-port");
+		return -1;
+	}
+	return 0;
+}
+
+enum opts_result
+opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen)
+{
+	enum opts_result r;
+
+	opts_defaults(s);
+	r = opts_getopt(argc, argv, s, err, errlen);
+	if (r == OPTS_RUN && opts_check(s, err, errlen) < 0)
+		return OPTS_ERROR;
+	return r;
+}
+
+/* A list the command line gave replaces the file's; one it did not give is the file's. */
+static void
+opts_keep_list(const char **list, int *n, const char *const *base, int nbase)
+{
+	if (*n > 0)
+		return;
+	memcpy(list, base, (size_t)nbase * sizeof(*list));
+	*n = nbase;
+}
+
+enum opts_result
+opts_parse_over(int argc, char **argv, struct settings *s, char *err, size_t errlen)
+{
+	struct settings base = *s;
+	enum opts_result r;
+
+	s->nallow = s->ndeny = s->nproxy_from = s->nbinds = 0;
+	r = opts_getopt(argc, argv, s, err, errlen);
+	opts_keep_list(s->allow, &s->nallow, base.allow, base.nallow);
+	opts_keep_list(s->deny, &s->ndeny, base.deny, base.ndeny);
+	opts_keep_list(s->proxy_from, &s->nproxy_from, base.proxy_from, base.nproxy_from);
+	opts_keep_list(s->binds, &s->nbinds, base.binds, base.nbinds);
+	return r;
+}
+
+int
+opts_set(const char *name, const char *value, struct settings *s, char *err, size_t errlen)
+{
+	char q[OPTS_QUOTE_LEN];
+
+	for (const struct option *o = opts_long; o->name != NULL; o++) {
+		if (strcmp(o->name, name) != 0)
+			continue;
+		if (o->val == 'f' || o->val == 't' || o->val == 'h' || o->val == 'V') {
+			snprintf(err, errlen, "%s is for the command line only", name);
+			return -1;
+		}
+		if (o->has_arg == required_argument && (value == NULL || value[0] == '\0')) {
+			snprintf(err, errlen, "%s needs a value", name);
+			return -1;
+		}
+		/* A switch alone, or "yes": "udp" and "udp yes" say the same. */
+		if (o->has_arg == no_argument && value != NULL && strcmp(value, "yes") != 0) {
+			snprintf(err, errlen, "%s takes no value (or yes), not '%s'", name,
+			    opts_quote(value, q));
+			return -1;
+		}
+		return opts_one(o->val, value != NULL ? value : "", s, err, errlen);
+	}
+	snprintf(err, errlen, "unknown key '%s'", opts_quote(name, q));
+	return -1;
 }
 
 /* In parts: one string literal may be at most 4095 bytes in ISO C. */
@@ -485,12 +589,27 @@ static const char *const opts_usage_parts[] = {
 	    "      --source-prefix V4:V6  --max-per-source and --udp-per-source count per\n"
 	    "                           block of this many bits (default 32:64: an IPv6 /64\n"
 	    "                           is one source; IPv4-mapped IPv6 counts as IPv4)\n"
+	    ,
+	    "  -f, --config FILE        read settings from FILE first: a line is a long option\n"
+	    "                           name and its value (\"allow 10.0.0.0/8\" or \"grace = 5\"),\n"
+	    "                           # starts a comment; options given here win; HUP reads\n"
+	    "                           it again\n"
+	    "  -t, --check-config       check the file and the options, say so and exit (0, or\n"
+	    "                           64 with the file, line and reason)\n"
+	    "      --agent-port PORT    answer HAProxy's agent check on PORT (0: the kernel\n"
+	    "                           chooses; logged): \"ready N%\" (free session slots),\n"
+	    "                           \"drain\" while shutting down, \"down\" while the\n"
+	    "                           store holds sessions back\n"
+	    "      --agent-address ADDR the agent's address (default 127.0.0.1)\n"
+	    "      --drain SEC          after TERM, keep serving SEC seconds while the agent says\n"
+	    "                           drain, then shut down (default 0)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"
 	    "Sockets passed by systemd (LISTEN_PID, LISTEN_FDS) are served instead of binding;\n"
 	    "with NOTIFY_SOCKET set, readiness, status and stopping are reported to it.\n"
-	    "Signals: TERM/INT shut down gracefully, HUP reopens the store file,\n"
+	    "Signals: TERM/INT shut down gracefully, HUP reopens the store file (and\n"
+	    "reloads -f's file: rules, limits, timeouts, pool sizes; the rest needs a restart),\n"
 	    "USR1 prints one stats line.  Exit status 64 for a bad option, an unusable\n"
 	    "address or port, or a store that cannot be opened; 74 when the store could\n"
 	    "not write every record by the end.\n",

@@ -9,7 +9,7 @@
 
 
 #define OPTS_MAX_BINDS 16
-#define OPTS_MAX_RULES 64 /* each of --allow, --deny, --proxy-from (cidr.h's CIDR_LIST_MAX) */
+#define OPTS_MAX_RULES 256 /* each of --allow, --deny, --proxy-from (cidr.h's CIDR_LIST_MAX) */
 #define OPTS_ERRLEN 256
 
 enum store_format { STORE_JSONL, STORE_RAW };
@@ -57,6 +57,12 @@ struct settings {
 	int log_json;                      /* --log-format json */
 	int sandbox;                       /* seccomp and Landlock for every child (sandbox.c) */
 	int prefix4, prefix6;              /* the source blocks per-source limits count by */
+	const char *config;                /* -f: the configuration file (conf.c); NULL: none */
+	int check_config;                  /* -t: check the settings and exit */
+	const char *agent_addr;            /* --agent-address; NULL: 127.0.0.1 */
+	int agent_port;                    /* --agent-port: HAProxy's agent check; 0: any
+	                                    * port; -1: none */
+	int drain;                         /* --drain: seconds serving after SIGTERM, saying drain */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };
@@ -64,6 +70,20 @@ enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };
 /* Parses argv into s (which opts_parse first sets to the defaults).  On OPTS_ERROR, err holds
  * a one-line reason. */
 enum opts_result opts_parse(int argc, char **argv, struct settings *s, char *err, size_t errlen);
+/* The defaults, as opts_parse starts from them. */
+void opts_defaults(struct settings *s);
+/* The settings of one option, named as its long form ("allow", "max-clients") with its value
+ * (NULL for an option that takes none), on top of s: what a configuration file's line does.
+ * -1 with a one-line reason in err.  Options that only the command line may give (config,
+ * check-config, help, version) are refused. */
+int opts_set(const char *name, const char *value, struct settings *s, char *err, size_t errlen);
+/* The command line on top of s (a configuration file's settings) instead of the defaults: an
+ * option given there wins; a list (--allow, --deny, --proxy-from, --bind) given there replaces
+ * the file's.  The checks between options are not made (opts_check). */
+enum opts_result opts_parse_over(int argc, char **argv, struct settings *s, char *err,
+    size_t errlen);
+/* The checks between options, once every source of settings is in: 0, or -1 with err. */
+int opts_check(const struct settings *s, char *err, size_t errlen);
 /* The --help text. */
 const char *opts_usage(void);
 

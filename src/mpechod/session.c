@@ -401,7 +401,8 @@ session_gate(const struct session_args *a, char *peer, size_t len)
 
 	net_addr_str((const struct sockaddr *)&a->peer, real, sizeof(real));
 	snprintf(peer, len, "%s", real);
-	if (session_proxy_read(a->fd, g->proxy_timeout_ms, &res, &why) < 0) {
+	if (session_proxy_read(a->fd,
+	    __atomic_load_n(&g->proxy_timeout_ms, __ATOMIC_RELAXED), &res, &why) < 0) {
 		__atomic_add_fetch(&g->sh->proxy_errors, 1, __ATOMIC_RELAXED);
 		snprintf(msg, sizeof(msg), "no valid PROXY header from %s: %s", real, why);
 		shared_log(g->sh, &g->sh->log_proxy, msg);

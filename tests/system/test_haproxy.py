@@ -122,9 +122,10 @@ def closed(c):
 
 # --- haproxy -----------------------------------------------------------------------------------
 
-def haproxy_config(tmp_path, listen_fd, ports, send, balance):
-    servers = "".join(f"    server s{i} 127.0.0.1:{p} {send} check check-send-proxy "
-                      f"inter 200ms\n" for i, p in enumerate(ports))
+def haproxy_config(tmp_path, listen_fd, ports, send, balance, servers=None):
+    """servers: the backend's server lines, if not the ones made of ports and send."""
+    servers = servers or "".join(f"    server s{i} 127.0.0.1:{p} {send} check check-send-proxy "
+                                 f"inter 200ms\n" for i, p in enumerate(ports))
     text = f"""global
     maxconn 2000
     stats socket {tmp_path}/haproxy.sock mode 600 level operator

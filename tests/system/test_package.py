@@ -47,7 +47,13 @@ def test_make_install_contrib_fills_in_the_server_path(installed_contrib):
     for unit in UNITS:
         text = (unitdir / unit).read_text()
         assert "@SBINDIR@" not in text, unit
-    assert f"ExecStart={sbin} -s " in (unitdir / "mpechod.service").read_text()
+    service = (unitdir / "mpechod.service").read_text()
+    assert f"ExecStart={sbin} -s " in service
+    conf = installed_contrib / "etc" / "mpecho" / "mpechod.conf"
+    assert f" -f {conf}\n" in service
+    # The reload checks the file first, with the options the service runs with.
+    assert f"ExecReload={sbin} -t -s /var/lib/mpecho/echomsg.jsonl -f {conf}\n" in service
+    assert conf.exists()
     assert f"ExecStart=-{sbin} --inetd -s " in (unitdir / "mpechod-inetd@.service").read_text()
     xinetd = (installed_contrib / "etc" / "xinetd.d" / "mpecho").read_text()
     assert f"server\t\t= {sbin}\n" in xinetd

@@ -300,3 +300,30 @@ Test(halves, rate_at_accept_and_source_later_match_admit_check)
 	cr_assert_eq(admit_take_source(a, &k), ADMIT_OK);
 	free(a);
 }
+
+/* A reload: new limits apply to the next check; sources counted stay counted; a per-source
+ * limit cannot appear or go (the table is sized at init), the rate can. */
+Test(reload, new_limits_apply_to_the_next_check)
+{
+	struct admit *a = new_admit(8, 3, 0);
+	struct admit *none = new_admit(8, 0, 0);
+	struct admit_key k = key("192.0.2.1");
+	int ok = 0;
+
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK);
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_OK);
+	admit_set_limits(a, 2, 2);
+	cr_assert(admit_check(a, &k, 0) == ADMIT_PER_SOURCE && admit_count(a, &k) == 2u,
+	    "the two counted before the reload count against the new limit");
+	admit_set_limits(a, 0, 2);
+	cr_assert_eq(a->max_per_source, 2, "a limit went although the table stays");
+	cr_assert_eq(admit_check(a, &k, 0), ADMIT_PER_SOURCE);
+	admit_set_limits(none, 5, 0);
+	cr_assert_eq(none->max_per_source, 0, "a limit came with no table for it");
+	admit_set_limits(none, 0, 3);
+	for (int i = 0; i < 10; i++)
+		ok += admit_check(none, &k, 5000) == ADMIT_OK;
+	cr_assert_eq(ok, 3, "%d admitted at once under a new rate of 3", ok);
+	free(a);
+	free(none);
+}

@@ -278,11 +278,11 @@ Test(rules, deny_wins_over_allow)
 	cr_assert_eq(verdict(deny, deny, "10.1.0.1"), CIDR_DENIED, "allowed and denied at once");
 }
 
-Test(rules, a_list_holds_64_blocks_and_refuses_the_65th)
+Test(rules, a_list_holds_its_max_blocks_and_refuses_one_more)
 {
 	struct cidr_rules r;
 	struct cidr_list l;
-	struct sockaddr_storage ss = peer("10.0.0.63"), last = peer("10.0.0.64");
+	struct sockaddr_storage ss, last = peer("10.9.9.9");
 	char text[32];
 
 	memset(&r, 0, sizeof(r));
@@ -290,12 +290,14 @@ Test(rules, a_list_holds_64_blocks_and_refuses_the_65th)
 	cr_assert(!cidr_list_match(&l, (struct sockaddr *)&ss), "an empty list matched");
 	for (int i = 0; i < CIDR_LIST_MAX; i++) {
 		struct cidr c;
-		snprintf(text, sizeof(text), "10.0.0.%d", i);
+		snprintf(text, sizeof(text), "10.0.%d.%d", i / 256, i % 256);
 		c = block(text);
 		cr_assert_eq(cidr_rules_add(&r, CIDR_DENY, &c), 0, "rule %d", i);
 		cr_assert_eq(cidr_list_add(&l, &c), 0, "block %d", i);
 	}
-	struct cidr extra = block("10.0.0.64");
+	ss = peer(text); /* the last block added */
+	cr_assert_geq(CIDR_LIST_MAX, 256, "100+ --allow rules must fit");
+	struct cidr extra = block("10.9.9.9");
 	cr_assert_eq(cidr_rules_add(&r, CIDR_DENY, &extra), -1);
 	cr_assert_eq(cidr_list_add(&l, &extra), -1);
 	cr_assert_eq(cidr_rules_add(&r, CIDR_ALLOW, &extra), 0, "the allow list is separate");
