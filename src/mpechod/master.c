@@ -76,6 +76,7 @@ master_alloc(void)
 	    master->set.max_rate);
 	if (shared_init(&master->shared) < 0)
 		fatal(EX_OSERR, "shared lock");
+	shared_settings(&master->shared, master->set.idle_timeout, master->set.grace);
 	master_gate();
 	for (int i = 0; i < master->set.max_clients; i++)
 		master->free_slots[master->nfree++] = master->set.max_clients - 1 - i;

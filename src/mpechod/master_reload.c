@@ -45,8 +45,11 @@ master_conf_keep(int argc, char **argv, char *text)
 	s->store = master_conf_dup(s->store);
 	s->user = master_conf_dup(s->user);
 	s->agent_addr = master_conf_dup(s->agent_addr);
+	s->metrics = master_conf_dup(s->metrics);
 	for (int i = 0; i < s->nbinds; i++)
 		s->binds[i] = master_conf_dup(s->binds[i]);
+	for (int i = 0; i < s->nmetrics_allow; i++)
+		s->metrics_allow[i] = master_conf_dup(s->metrics_allow[i]);
 }
 
 static int
@@ -56,12 +59,12 @@ master_str_differ(const char *a, const char *b)
 }
 
 static int
-master_binds_differ(const struct settings *n, const struct settings *o)
+master_lists_differ(const char *const *a, int na, const char *const *b, int nb)
 {
-	if (n->nbinds != o->nbinds)
+	if (na != nb)
 		return 1;
-	for (int i = 0; i < n->nbinds; i++)
-		if (strcmp(n->binds[i], o->binds[i]) != 0)
+	for (int i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
 			return 1;
 	return 0;
 }
@@ -75,7 +78,7 @@ master_reload_keep(struct settings *n, const struct settings *o)
 		int differ;
 	} restart[] = {
 		{ "port", n->port != o->port },
-		{ "bind", master_binds_differ(n, o) },
+		{ "bind", master_lists_differ(n->binds, n->nbinds, o->binds, o->nbinds) },
 		{ "user", master_str_differ(n->user, o->user) },
 		{ "store", master_str_differ(n->store, o->store) },
 		{ "store-format", n->format != o->format },
@@ -90,6 +93,13 @@ master_reload_keep(struct settings *n, const struct settings *o)
 		{ "defer-accept", n->defer_accept != o->defer_accept },
 		{ "agent-port", n->agent_port != o->agent_port },
 		{ "agent-address", master_str_differ(n->agent_addr, o->agent_addr) },
+		{ "echo-after", n->echo_after != o->echo_after },
+		{ "metrics", master_str_differ(n->metrics, o->metrics) },
+		{ "metrics-allow", master_lists_differ(n->metrics_allow, n->nmetrics_allow,
+		    o->metrics_allow, o->nmetrics_allow) },
+		{ "log-format", n->log_json != o->log_json },
+		{ "sandbox", n->sandbox != o->sandbox },
+		{ "source-prefix", n->prefix4 != o->prefix4 || n->prefix6 != o->prefix6 },
 		/* The per-source table is sized at start for a limit, or is not there. */
 		{ "max-per-source", (n->max_per_source == 0) != (o->max_per_source == 0) },
 	};
@@ -118,6 +128,14 @@ master_reload_keep(struct settings *n, const struct settings *o)
 	n->defer_accept = o->defer_accept;
 	n->agent_port = o->agent_port;
 	n->agent_addr = o->agent_addr;
+	n->echo_after = o->echo_after;
+	n->metrics = o->metrics;
+	memcpy(n->metrics_allow, o->metrics_allow, sizeof(n->metrics_allow));
+	n->nmetrics_allow = o->nmetrics_allow;
+	n->log_json = o->log_json;
+	n->sandbox = o->sandbox;
+	n->prefix4 = o->prefix4;
+	n->prefix6 = o->prefix6;
 	n->inetd = o->inetd;
 	n->config = o->config;
 	n->check_config = 0;
@@ -189,6 +207,7 @@ master_reload(void (*apply)(void))
 		return -1;
 	}
 	master->set = n;
+	shared_settings(&master->shared, n.idle_timeout, n.grace);
 	free(conf_text);
 	conf_text = text;
 	/* The mode's part (the pool retired) before the line that says it is done: a client

@@ -418,15 +418,15 @@ opts_check(const struct settings *s, char *err, size_t errlen)
 	if (s->echo_after != 0 && s->store == NULL) {
 		snprintf(err, errlen, "--echo-after waits for the store: it needs one (not "
 		    "--no-store)");
-		return OPTS_ERROR;
+		return -1;
 	}
 	if (s->inetd && s->metrics != NULL) {
 		snprintf(err, errlen, "--metrics needs the daemon: not with --inetd");
-		return OPTS_ERROR;
+		return -1;
 	}
 	if (s->nmetrics_allow > 0 && s->metrics == NULL) {
 		snprintf(err, errlen, "--metrics-allow needs --metrics");
-		return OPTS_ERROR;
+		return -1;
 	}
 	if (s->min_spare > s->max_spare) {
 		snprintf(err, errlen, "--min-spare %d is more than --max-spare %d", s->min_spare,
@@ -468,12 +468,13 @@ opts_parse_over(int argc, char **argv, struct settings *s, char *err, size_t err
 	struct settings base = *s;
 	enum opts_result r;
 
-	s->nallow = s->ndeny = s->nproxy_from = s->nbinds = 0;
+	s->nallow = s->ndeny = s->nproxy_from = s->nbinds = s->nmetrics_allow = 0;
 	r = opts_getopt(argc, argv, s, err, errlen);
 	opts_keep_list(s->allow, &s->nallow, base.allow, base.nallow);
 	opts_keep_list(s->deny, &s->ndeny, base.deny, base.ndeny);
 	opts_keep_list(s->proxy_from, &s->nproxy_from, base.proxy_from, base.nproxy_from);
 	opts_keep_list(s->binds, &s->nbinds, base.binds, base.nbinds);
+	opts_keep_list(s->metrics_allow, &s->nmetrics_allow, base.metrics_allow, base.nmetrics_allow);
 	return r;
 }
 

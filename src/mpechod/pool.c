@@ -122,6 +122,10 @@ pool_serve(int cfd, const struct sockaddr_storage *ss)
 	    __ATOMIC_RELEASE);
 	__atomic_add_fetch(&a->sh->accepted, 1, __ATOMIC_RELAXED);
 	*s = a->sess;
+	/* A reload after this process was forked: the connection gets the new timeouts all the
+	 * same (the master retires this process, but it may have taken the connection first). */
+	s->idle_timeout = __atomic_load_n(&a->sh->idle_timeout, __ATOMIC_ACQUIRE);
+	s->grace = __atomic_load_n(&a->sh->grace, __ATOMIC_ACQUIRE);
 	s->fd = cfd;
 	s->conn = slot->conn;
 	s->peer = *ss;

@@ -442,6 +442,9 @@ session_serve(const struct session_args *a)
 
 	session.fd = a->fd;
 	session.stop_deadline_ms = 0;
+	/* Per connection: a pool process's may differ from its first (a reload). */
+	session.grace = a->grace;
+	session.idle_ms = a->idle_timeout * 1000;
 	session.rc.slot = NULL;
 	if (a->pipe_wr >= 0 && a->receipt >= 0 && receipt_mode() != RECEIPT_OFF)
 		receipt_begin(&session.rc, (uint32_t)a->receipt, a->conn);

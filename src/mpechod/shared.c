@@ -26,6 +26,13 @@ shared_init(struct shared *sh)
 }
 
 void
+shared_settings(struct shared *sh, int idle_timeout, int grace)
+{
+	__atomic_store_n(&sh->idle_timeout, idle_timeout, __ATOMIC_RELEASE);
+	__atomic_store_n(&sh->grace, grace, __ATOMIC_RELEASE);
+}
+
+void
 shared_lock(struct shared *sh)
 {
 	if (pthread_mutex_lock(&sh->lock) == EOWNERDEAD) {

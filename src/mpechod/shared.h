@@ -26,11 +26,16 @@ struct shared {
 	uint64_t accepted, culled, refused_source, refused_rate, denied, proxy_errors;
 	uint64_t bytes_done;
 	int stopping;                /* the master is shutting down: accept no more */
+	int idle_timeout, grace;     /* atomic: what a reload changes of a session's settings,
+	                              * read by a pool process at each accept (shared_settings) */
 	int torn;                    /* under the lock: its holder died; the master rebuilds */
 };
 
 /* Sets up the lock; 0 or -1 with errno. */
 int shared_init(struct shared *sh);
+/* The master, at start and at each reload: the settings a pool process gives each connection it
+ * accepts from then on, whenever it was forked. */
+void shared_settings(struct shared *sh, int idle_timeout, int grace);
 /* Takes the lock, recovering it from a holder that died (then sets torn). */
 void shared_lock(struct shared *sh);
 void shared_unlock(struct shared *sh);

@@ -228,8 +228,10 @@ def test_packaged_file_documents_every_key(tmp_path):
     assert keys <= shown, f"keys of --help missing from contrib/mpechod.conf: {keys - shown}"
     conf = tmp_path / "one.conf"
     for l in lines:
-        # Some keys need another: proxy-* need proxy-protocol, agent-address agent-port.
-        write(conf, l[1:] + "\nproxy-protocol\nagent-port 7008\n")
+        # Some keys need another: proxy-* need proxy-protocol, agent-address agent-port,
+        # metrics-allow metrics.
+        write(conf, l[1:] + "\nproxy-protocol\nagent-port 7008\n" +
+              ("metrics 127.0.0.1:0\n" if l.startswith("#metrics-allow") else ""))
         rc, out, err = check("-t", "-f", conf)
         assert rc == 0, (l, err)
 
