@@ -17,7 +17,7 @@
 #
 # Environment: SOAK_S (600, seconds of load per mode), MODES ("fork prefork"), RR_C (400),
 # CONN_C (100), SOAK_TMO (ms before a request counts as an error, 10000), SOAK_GROW_KIB (1024),
-# KEEP (1 keeps the work directory with the stores and logs; by default it is removed, since a
+# SOAK_ARGS (more mpechod options, e.g. "--sandbox off"), KEEP (1 keeps the work directory with the stores and logs; by default it is removed, since a
 # store of a ten-minute soak takes gigabytes).
 #
 # Every process started here is stopped by pid when the script exits.
@@ -117,11 +117,11 @@ stats() {
 
 stat_field() { grep -oE "[ ,:]$1 [0-9]+" | head -1 | grep -oE '[0-9]+$'; }
 
-# Once a second while the clients run: the master's CPU time (schedstat), the listen queue and
-# the kernel's count of connections dropped for a full one.  Keeps, in FILE, one line with the
+# Once a second while the clients run: the master's CPU time (schedstat), its state (D: blocked
+# in the kernel), the listen queue and the kernel's count of connections dropped for a full one.  Keeps, in FILE, one line with the
 # longest stretch in which the master got no CPU at all, the deepest queue seen and the drops.
 watch_master() {
-	local pid=$1 port=$2 out=$3 run last="" still=0 worst=0 q qmax=0 drops0 drops
+	local pid=$1 port=$2 out=$3 run last="" still=0 worst=0 q qmax=0 drops0 drops st n=0 nd=0
 	drops0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
 	trap 'exit 0' TERM
 	while [ -r /proc/"$pid"/schedstat ]; do
@@ -133,11 +133,16 @@ watch_master() {
 			still=0
 		fi
 		last=$run
+		read -r _ _ st _ </proc/"$pid"/stat
+		n=$((n + 1))
+		[ "$st" = D ] && nd=$((nd + 1))
 		q=$(ss -Hltn "sport = :$port" 2>/dev/null | awk '{ print $2; exit }')
 		[ -n "$q" ] && [ "$q" -gt "$qmax" ] && qmax=$q
 		drops=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
 		echo "the master's longest stretch without CPU time ${worst} s, listen queue at most" \
-			"$qmax, connections dropped for a full listen queue (whole machine) $((${drops:-0} - ${drops0:-0}))" >"$out"
+			"$qmax, connections dropped for a full listen queue (whole machine) $((${drops:-0} - ${drops0:-0})),"  \
+			"the master in uninterruptible sleep (D: in the kernel, e.g. inside fork) in $nd of $n" \
+			"samples" >"$out"
 		sleep 1
 	done
 }
@@ -151,7 +156,8 @@ soak_mode() {
 	[ "$mode" = prefork ] && extra=--prefork
 	STORE=$WORK/store-$mode.jsonl
 	LOG=$WORK/mpechod-$mode.log
-	"$BIN"/mpechod -p 0 -b 127.0.0.1 -c 4096 -s "$STORE" $extra 2>"$LOG" </dev/null &
+	# shellcheck disable=SC2086
+	"$BIN"/mpechod -p 0 -b 127.0.0.1 -c 4096 -s "$STORE" $extra ${SOAK_ARGS:-} 2>"$LOG" </dev/null &
 	SERVER=$!
 	for i in $(seq 100); do
 		grep -q 'listening on ' "$LOG" && break
@@ -166,7 +172,7 @@ soak_mode() {
 	done
 	m0=$(figures "$SERVER")
 	s0=$(figures "$sp0")
-	echo "## $mode mode (mpechod -c 4096 -s STORE $extra; port $PORT; master $SERVER, store $sp0)"
+	echo "## $mode mode (mpechod -c 4096 -s STORE $extra ${SOAK_ARGS:-}; port $PORT; master $SERVER, store $sp0)"
 	echo
 
 	BENCHES=()

@@ -144,6 +144,9 @@ log_sink_json(int prio, const char *role, const char *msg, const struct log_fiel
 	log_sink_stderr(line, n);
 }
 
+/* Whether the sink is the journal's socket (log_sink_reopen). */
+static int log_sink_to_journal;
+
 /* The journal's socket, opened again in a child (fork's child keeps none of the master's
  * descriptors, proc.c: the old number is not ours to close). */
 static int
@@ -214,12 +217,20 @@ log_sink_journal(int prio, const char *role, const char *msg, const struct log_f
 	log_sink_stderr(buf, n < sizeof(buf) ? n : sizeof(buf) - 1);
 }
 
+void
+log_sink_reopen(void)
+{
+	if (log_sink_to_journal)
+		(void)log_sink_journal_fd();
+}
+
 const char *
 log_sink_setup(const char *prog, enum log_format format)
 {
 	log_sink_prog = prog;
 	if (log_is_journal() && access(LOG_SINK_JOURNAL, W_OK) == 0) {
 		log_set_sink(log_sink_journal);
+		log_sink_to_journal = 1;
 		return "journal";
 	}
 	if (format == LOG_FORMAT_JSON) {

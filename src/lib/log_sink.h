@@ -23,6 +23,9 @@ enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 /* Chooses the sink: the journal's socket when stderr is the journal and the socket is there,
  * else JSON when asked, else text.  Returns the sink's name ("journal", "json", "text"). */
 const char *log_sink_setup(const char *prog, enum log_format format);
+/* A child about to be confined (sandbox.c): opens the journal's socket now, if that is the sink,
+ * since it may create no socket once its filter is in place. */
+void log_sink_reopen(void);
 /* The JSON object of one line, with its newline, into out (pure; for the unit tests).
  * Returns its length. */
 size_t log_sink_json_line(char *out, size_t len, long long ts_ms, int prio, const char *role,

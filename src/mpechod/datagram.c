@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "datagram.h"
+#include "proc.h"
 #include "io.h"
 #include "log.h"
 #include "net.h"
@@ -31,7 +32,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sysexits.h>
@@ -305,8 +305,6 @@ datagram_serve(int fd)
 static void
 datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 {
-	static const int blocked[] = { SIGTERM, SIGUSR2, 0 };
-
 	dg.args = a;
 	dg.pid = getpid();
 	/* Unique across restarts of this process: --echo-after's tags (receipt_tag) come from it. */
@@ -316,20 +314,9 @@ datagram_setup(const struct datagram_args *a, sigset_t *waitmask)
 	dg_set_prefix(&dg.guard, a->prefix4, a->prefix6);
 	if (a->pipe_wr >= 0)
 		dg.pipe_cap = fcntl(a->pipe_wr, F_GETPIPE_SZ);
-	sig_default(SIGCHLD);
-	sig_ignore(SIGINT);
-	sig_ignore(SIGHUP);
-	sig_ignore(SIGUSR1);
-	sig_handle(SIGTERM, datagram_sigstop, 0);
-	sig_handle(SIGUSR2, datagram_sigstop, 0);
-	sig_setmask(blocked);
-	sigprocmask(SIG_SETMASK, NULL, waitmask);
-	sigdelset(waitmask, SIGTERM);
-	sigdelset(waitmask, SIGUSR2);
 	/* Unlike sessions, nothing is left to finish when the master dies: the process must not
 	 * hold the store pipe open for ever, so it ends at once. */
-	prctl(PR_SET_PDEATHSIG, SIGUSR2);
-	if (getppid() != a->master)
+	if (proc_helper_signals(datagram_sigstop, a->master, waitmask))
 		dg_stop = 1;
 }
 

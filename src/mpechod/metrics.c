@@ -3,11 +3,12 @@
  */
 #define _GNU_SOURCE
 #include "metrics.h"
+#include "proc.h"
+#include "sandbox.h"
 #include "metrics_http.h"
 #include "metrics_text.h"
 #include "scoreboard.h"
 
-#include <sys/prctl.h>
 
 static volatile sig_atomic_t metrics_stop;
 
@@ -21,20 +22,7 @@ metrics_sigstop(int signo)
 static void
 metrics_setup(const struct metrics_args *a, sigset_t *waitmask)
 {
-	static const int blocked[] = { SIGTERM, SIGUSR2, 0 };
-
-	sig_default(SIGCHLD);
-	sig_ignore(SIGINT);
-	sig_ignore(SIGHUP);
-	sig_ignore(SIGUSR1);
-	sig_handle(SIGTERM, metrics_sigstop, 0);
-	sig_handle(SIGUSR2, metrics_sigstop, 0);
-	sig_setmask(blocked);
-	sigprocmask(SIG_SETMASK, NULL, waitmask);
-	sigdelset(waitmask, SIGTERM);
-	sigdelset(waitmask, SIGUSR2);
-	prctl(PR_SET_PDEATHSIG, SIGUSR2);
-	if (getppid() != a->master)
+	if (proc_helper_signals(metrics_sigstop, a->master, waitmask))
 		metrics_stop = 1;
 }
 
@@ -127,6 +115,7 @@ metrics_run(const struct metrics_args *a)
 	log_init(NULL, "metrics");
 	log_guard(1);
 	metrics_setup(a, &waitmask);
+	sandbox_child(SANDBOX_METRICS, NULL);
 	for (int i = 0; i < n; i++)
 		pfd[i] = (struct pollfd){ .fd = a->fds[i], .events = POLLIN };
 	while (!metrics_stop) {

@@ -3,9 +3,11 @@
  */
 #define _GNU_SOURCE
 #include "proc.h"
+#include "sig.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <syslog.h>
 #include <sys/wait.h>
@@ -62,4 +64,23 @@ proc_kill_wait(pid_t pid)
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	return status;
+}
+
+int
+proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask)
+{
+	static const int blocked[] = { SIGTERM, SIGUSR2, 0 };
+
+	sig_default(SIGCHLD);
+	sig_ignore(SIGINT);
+	sig_ignore(SIGHUP);
+	sig_ignore(SIGUSR1);
+	sig_handle(SIGTERM, stop, 0);
+	sig_handle(SIGUSR2, stop, 0);
+	sig_setmask(blocked);
+	sigprocmask(SIG_SETMASK, NULL, waitmask);
+	sigdelset(waitmask, SIGTERM);
+	sigdelset(waitmask, SIGUSR2);
+	prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	return getppid() != master;
 }

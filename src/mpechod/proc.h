@@ -12,6 +12,7 @@
 #ifndef MPECHO_PROC_H
 #define MPECHO_PROC_H
 
+#include <signal.h>
 #include <sys/types.h>
 
 /* What a child is: the master tells its children apart by this tag, not by their pids. */
@@ -36,5 +37,12 @@ pid_t proc_fork(int *const keep[], int nkeep);
  * of the master's shutdown or of an --inetd session): SIGKILL, then waitpid, so that no zombie
  * is left.  Returns its wait status. */
 int proc_kill_wait(pid_t pid);
+
+/* A helper process's signals (the datagram and metrics processes): stop(SIGTERM or SIGUSR2)
+ * asks it to leave, SIGUSR2 coming at the master's death (PR_SET_PDEATHSIG: nothing is left to
+ * finish, and it must not hold what the master gave it for ever); INT, HUP and USR1 are
+ * ignored.  TERM and USR2 are blocked but in waitmask, for ppoll.  Returns 1 when the master
+ * (pid master) is gone already, 0 otherwise. */
+int proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask);
 
 #endif

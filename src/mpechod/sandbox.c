@@ -10,11 +10,13 @@
  * protection, socket's family) compare the argument's low 32 bits: the kernel reads each of
  * them as an int.
  *
- * Roles: S session, P pool process, T store, D datagram process, I --inetd's process.
+ * Roles: S session, P pool process, T store, D datagram process, I --inetd's process, M the
+ * metrics process.
  */
 #define _GNU_SOURCE
 #include "sandbox.h"
 #include "log.h"
+#include "log_sink.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,7 +45,8 @@
 #define T (1U << SANDBOX_STORE)
 #define D (1U << SANDBOX_DGRAM)
 #define I (1U << SANDBOX_INETD)
-#define ALL (S | P | T | D | I)
+#define M (1U << SANDBOX_METRICS)
+#define ALL (S | P | T | D | I | M)
 #define CONN (S | P | I) /* the roles that serve a TCP connection */
 
 enum sb_test {
@@ -80,7 +83,7 @@ static const struct sb_rule sb_rules[] = {
 	ANY(SYS_poll, ALL),              /* bounded waits: a full pipe, a PROXY header, a lock */
 	ANY(SYS_epoll_pwait, P),         /* an idle pool process waits on its listeners */
 	ANY(SYS_epoll_wait, P),          /* (the same, without a mask) */
-	ANY(SYS_accept4, P),             /* a pool process takes its connection itself */
+	ANY(SYS_accept4, P | M),         /* a pool process takes its connection itself; a scrape */
 	ANY(SYS_recvmmsg, D),            /* datagrams in batches */
 	ANY(SYS_sendmmsg, D),            /* their echoes in batches */
 	ANY(SYS_recvmsg, D),             /* one datagram with its destination (IP_PKTINFO) */
@@ -88,13 +91,13 @@ static const struct sb_rule sb_rules[] = {
 	ANY(SYS_sendto, ALL),            /* syslog(3) lines on the socket opened before the filter */
 	ANY(SYS_recvfrom, D),            /* a datagram without ancillary data */
 	ANY(SYS_close, ALL),             /* a session's socket, the splice pipe, a rotated file */
-	ANY(SYS_shutdown, CONN),         /* SIGTERM's handler wakes a blocked read or write */
+	ANY(SYS_shutdown, CONN | M),     /* SIGTERM's handler wakes a blocked read or write */
 	ANY(SYS_pipe2, CONN),            /* the splice pipe of a --no-store stream */
-	ANY(SYS_setsockopt, CONN | D),   /* SO_RCVTIMEO, SO_SNDTIMEO (S, P); IP_PKTINFO (D) */
+	ANY(SYS_setsockopt, CONN | D | M), /* SO_RCVTIMEO, SO_SNDTIMEO (S, P, M); IP_PKTINFO (D) */
 	ANY(SYS_getsockopt, CONN | D),   /* TCP_INFO: is an accepted connection already over */
 	ANY(SYS_getsockname, CONN | D),  /* a UDP socket's family; --inetd's local address */
 	ANY(SYS_getpeername, I),         /* --inetd's peer */
-	EQ(SYS_ioctl, CONN | T | D, 1, FIONREAD),  /* bytes waiting in a socket or pipe */
+	EQ(SYS_ioctl, CONN | T | D | M, 1, FIONREAD), /* bytes waiting in a socket or pipe */
 	/* The file: the store only. */
 	ANY(SYS_openat, T),              /* reopening the store after a rotation (HUP) */
 	ANY(SYS_open, T),                /* (the same, older libcs) */
@@ -167,7 +170,7 @@ static struct {
 
 static const char *const sb_names[] = {
 	[SANDBOX_SESSION] = "session", [SANDBOX_POOL] = "pool", [SANDBOX_STORE] = "store",
-	[SANDBOX_DGRAM] = "datagram", [SANDBOX_INETD] = "inetd",
+	[SANDBOX_DGRAM] = "datagram", [SANDBOX_INETD] = "inetd", [SANDBOX_METRICS] = "metrics",
 };
 
 const char *
@@ -448,6 +451,7 @@ sandbox_enter(enum sandbox_role role, const char *store_path)
 		return 0;
 	sb.role = (int)role;
 	log_syslog_reopen();
+	log_sink_reopen();
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -1;
 	(void)sb_landlock(role, store_path);

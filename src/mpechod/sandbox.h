@@ -21,6 +21,7 @@ enum sandbox_role {
 	SANDBOX_STORE,   /* the store: its file, its directory (rotation), its locks */
 	SANDBOX_DGRAM,   /* the datagram process (--udp) */
 	SANDBOX_INETD,   /* --inetd: a session that also waits for (and may kill) its store */
+	SANDBOX_METRICS, /* the metrics process (--metrics): accepts, answers one request, closes */
 	SANDBOX_NROLES
 };
 

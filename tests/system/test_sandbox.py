@@ -78,14 +78,14 @@ def session_role():
 
 @pytest.mark.parametrize("program", ["mpechod", "mpechod-hooks"])
 def test_every_role_but_the_master_is_confined(server, program):
-    srv = server("--udp", program=program)
+    srv = server("--udp", "--metrics", "127.0.0.1:0", program=program)
     socks = held(srv.port, 2)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.settimeout(5)
     udp.sendto(b"u", ("127.0.0.1", srv.port))
     assert udp.recvfrom(16)[0] == b"u"
-    kids = wait_until(lambda: (lambda k: k if len(k) >= 4 else None)(proc_children(srv.pid)), 10,
-                      what="the store, the datagram process and two sessions")
+    kids = wait_until(lambda: (lambda k: k if len(k) >= 5 else None)(proc_children(srv.pid)), 10,
+                      what="the store, the datagram and metrics processes and two sessions")
     assert status(srv.pid)["Seccomp"] == "0"
     for k in kids:
         # A pool process just forked (--prefork keeps spares) enters its sandbox after its
