@@ -181,7 +181,7 @@ $(OBJ)/unit_receipt_lost.o: src/mpechod/receipt.c
 	$(CC) $(ALL_CFLAGS) $(LIB_I) -DRECEIPT_LOST_MS=300 -c -o $@ $<
 
 $(BIN)/unit_test_receipt: $(OBJ)/unit_test_receipt.o $(OBJ)/unit_receipt_lost.o $(D)/receipt_q.o \
-	$(D)/store_buf.o $(call lib,record io)
+	$(D)/store_buf.o $(call lib,record io htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
