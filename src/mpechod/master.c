@@ -541,6 +541,7 @@ main(int argc, char **argv)
 	if (master->set.check_config) {
 		printf("mpechod: configuration ok%s%s\n", master->set.config ? " in " : "",
 		    master->set.config ? master->set.config : "");
+		free(text);
 		return 0;
 	}
 	master_conf_keep(argc, argv, text);
