@@ -39,12 +39,13 @@ master_conf_dup(const char *v)
 		return NULL;
 	n = strlen(v) + 1;
 	c = malloc(sizeof(*c) + n);
-	if (c == NULL)
-		fatal(EX_OSERR, "malloc");
-	memcpy(c->s, v, n);
-	c->next = conf_copies;
-	conf_copies = c;
-	return c->s;
+	if (c != NULL) {
+		memcpy(c->s, v, n);
+		c->next = conf_copies;
+		conf_copies = c;
+		return c->s;
+	}
+	fatal(EX_OSERR, "malloc");
 }
 
 void
