@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "sig.h"
 #include "arena.h"
 #include "metrics.h"
 #include "num.h"
@@ -19,6 +20,10 @@ master_arena(void)
 {
 	struct master *m;
 
+	/* A file size limit (RLIMIT_FSIZE, ulimit -f) must not end the master here: growing the
+	 * object past it fails with EFBIG instead of SIGXFSZ, and the memory is then anonymous
+	 * (the store ignores SIGXFSZ for its file the same way). */
+	sig_ignore(SIGXFSZ);
 	if (arena_create(getpid(), (uint32_t)sizeof(struct master)) < 0 ||
 	    (m = arena_alloc(sizeof(*m))) == NULL) {
 		log_warn("cannot create %s/%s%ld for mpecho-top", ARENA_DIR, ARENA_PREFIX,
