@@ -264,7 +264,7 @@ def set_mode(m, mode):
     """mpechod.service in fork mode as shipped, or in prefork mode through a drop-in."""
     if mode == "prefork":
         m.run("mkdir -p /etc/systemd/system/mpechod.service.d && printf '[Service]\\nExecStart="
-              "\\nExecStart=/usr/sbin/mpechod --prefork -s %s\\n' >"
+              "\\nExecStart=/usr/sbin/mpechod --prefork --sandbox off -s %s\\n' >"
               " /etc/systemd/system/mpechod.service.d/prefork.conf && systemctl daemon-reload"
               % STORE)
         assert "--prefork" in m.prop("mpechod.service", "ExecStart")
