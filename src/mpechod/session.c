@@ -151,8 +151,22 @@ session_record(int pipe_wr, int type, unsigned flags, uint64_t conn, int pid, vo
 	return 0;
 }
 
+/* Counts n more bytes echoed (or about to be): once recorded and before the echo, so the close
+ * record's count is the sum of the data records, and the master's stats already include
+ * whatever a client has received. */
+static void
+session_count(const struct session_args *a, uint64_t *bytes, size_t n)
+{
+	*bytes += (uint64_t)n;
+	__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
+}
+
+/* Records n bytes as data frames of at most REC_PAYLOAD_MAX, counting each frame once it is in
+ * the pipe: a session that gives up part way (shutdown with the store stuck) has counted exactly
+ * what the store will hold, so the close record the master writes for it agrees with the file. */
 static int
-session_record_data(int pipe_wr, uint64_t conn, int pid, unsigned char *p, size_t n)
+session_record_data(const struct session_args *a, int pid, unsigned char *p, size_t n,
+    uint64_t *bytes)
 {
 	unsigned flags;
 	size_t k;
@@ -160,8 +174,9 @@ session_record_data(int pipe_wr, uint64_t conn, int pid, unsigned char *p, size_
 	for (; n > 0; p += k, n -= k) {
 		k = n < REC_PAYLOAD_MAX ? n : REC_PAYLOAD_MAX;
 		flags = session.rc.slot == NULL ? 0 : REC_F_RECEIPT | (k == n ? REC_F_WHOLE : 0);
-		if (session_record(pipe_wr, REC_DATA, flags, conn, pid, p, k) < 0)
+		if (session_record(a->pipe_wr, REC_DATA, flags, a->conn, pid, p, k) < 0)
 			return -1;
+		session_count(a, bytes, k);
 	}
 	return 0;
 }
@@ -230,16 +245,6 @@ session_sock_error(int err, enum session_end on_timeout)
 		return SESSION_RESET;
 	log_warn("session %d: connection", (int)getpid());
 	return SESSION_ERROR;
-}
-
-/* Counts n more bytes echoed (or about to be): once recorded and before the echo, so the close
- * record's count is the sum of the data records, and the master's stats already include
- * whatever a client has received. */
-static void
-session_count(const struct session_args *a, uint64_t *bytes, size_t n)
-{
-	*bytes += (uint64_t)n;
-	__atomic_store_n(&a->slot->bytes, *bytes, __ATOMIC_RELAXED);
 }
 
 /* Moves the n bytes in the pipe p to the socket.  A blocking socket's SO_SNDTIMEO bounds
@@ -330,10 +335,10 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 		sandbox_poke(session.buf, (size_t)n);
 		if (n == 0)
 			return session.stopping ? SESSION_SHUTDOWN : SESSION_EOF;
-		if (a->pipe_wr >= 0 &&
-		    session_record_data(a->pipe_wr, a->conn, pid, session.buf, (size_t)n) < 0)
+		if (a->pipe_wr < 0)
+			session_count(a, bytes, (size_t)n);
+		else if (session_record_data(a, pid, session.buf, (size_t)n, bytes) < 0)
 			return session_store_end(errno);
-		session_count(a, bytes, (size_t)n);
 		if (session.rc.slot != NULL && (end = session_receipt()) != SESSION_EOF)
 			return end;
 		if (io_write_all(a->fd, session.buf, (size_t)n) < 0)

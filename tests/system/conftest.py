@@ -163,6 +163,12 @@ def pipe_fds(pid):
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
+def traced(pid):
+    """Whether a debugger (gdb) is attached to pid."""
+    with open(f"/proc/{pid}/status") as f:
+        return any(l.startswith("TracerPid:") and l.split()[1] != "0" for l in f)
+
+
 def pipe_size(pid, fd):
     """The capacity of the pipe at pid's descriptor fd (F_GETPIPE_SZ, through /proc)."""
     ours = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)

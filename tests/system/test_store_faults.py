@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import (PREFORK, SLOW, binary, echo, pipe_fds, read_store, store_by_conn,
-                      wait_until)
+                      traced, wait_until)
 
 # An earlier life's whole connection (76), then the open record of its next one (77) cut in the
 # middle.  (mpecho-store check keeps one set of gap-named connections per file, so a connection
@@ -74,11 +74,6 @@ def fd_of(pid, path):
         except FileNotFoundError:
             pass
     raise AssertionError(f"{pid} does not hold {path} open")
-
-
-def traced(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return any(l.startswith("TracerPid:") and l.split()[1] != "0" for l in f)
 
 
 def kill_after_write(pid, call, fd, trigger, before=(), cond=""):
