@@ -13,11 +13,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The address space kept for the object, mapped once: every piece is a part of one mapping, so
+ * a fork copies one shared mapping of it, not one per piece, and takes the file's mapping lock
+ * (i_mmap_rwsem, which every session's fork and exit take too) once instead of once a piece.
+ * Only the object's size is memory; the reservation is address space.  A piece that does not
+ * fit gets a mapping of its own, as every piece did before. */
+#define ARENA_RESERVE ((uint64_t)64 << 20)
+
 static struct {
 	int fd;
 	pid_t owner;
 	char name[64];
 	struct arena_head *h;
+	unsigned char *base;          /* ARENA_RESERVE bytes mapped at offset 0, or NULL */
 	uint64_t end;                 /* the object's size */
 } arena = { .fd = -1 };
 
@@ -74,6 +82,9 @@ arena_create(pid_t pid, uint32_t layout)
 	arena.fd = fd;
 	arena.owner = pid;
 	arena.end = 0;
+	arena.base = mmap(NULL, ARENA_RESERVE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (arena.base == MAP_FAILED)
+		arena.base = NULL;
 	arena.h = arena_alloc(sizeof(*arena.h));
 	if (arena.h == NULL) {
 		int err = errno;
@@ -101,8 +112,10 @@ arena_alloc(size_t len)
 	}
 	if (ftruncate(arena.fd, (off_t)(arena.end + size)) < 0)
 		return NULL;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, arena.fd, (off_t)arena.end);
-	if (p == MAP_FAILED)
+	if (arena.base != NULL && arena.end + size <= ARENA_RESERVE)
+		p = arena.base + arena.end;
+	else if ((p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, arena.fd,
+	    (off_t)arena.end)) == MAP_FAILED)
 		return NULL;
 	if (arena.h != NULL) {
 		arena.h->maps[arena.h->nmaps] = (struct arena_map){ .addr = (uint64_t)(uintptr_t)p,

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import SLOW, binary, wait_until
+from conftest import SLOW, alive, binary, proc_children, wait_until
 
 TMUX = shutil.which("tmux")
 
@@ -88,6 +88,27 @@ def test_the_object_is_private_and_removed_at_exit(start_server):
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == os.getuid()
     assert srv.stop() == 0
     assert not os.path.exists(path)
+
+
+def test_every_process_maps_the_object_once(start_server):
+    """The shared state is one mapping of the object in the master and in every child, not one
+    a piece: each fork and each exit takes the object's mapping lock once (a soak of 1,000
+    clients in fork mode found forks and exits queued on it)."""
+    srv = start_server("--echo-after", "written", "--metrics", "127.0.0.1:0")
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
+    try:
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        kids = wait_until(lambda: (lambda k: k if len(k) >= 3 else None)(
+            [k for k in proc_children(srv.pid) if alive(k)]), 10, what="the children")
+        path = f"/dev/shm/mpechod.{srv.pid}"
+        for pid in [srv.pid] + kids:
+            with open(f"/proc/{pid}/maps") as f:
+                maps = [l for l in f if l.rstrip().endswith(path)]
+            assert len(maps) == 1, (pid, maps)
+    finally:
+        s.close()
+    assert srv.stop() == 0
 
 
 def test_no_server_and_bad_usage():
