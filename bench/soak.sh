@@ -5,7 +5,8 @@
 # The clients are four mpecho-bench runs side by side: rr with binary and with text payloads
 # (RR_C persistent connections each, ping-pong), and connect churn with binary payloads closed
 # by a FIN and text ones closed by a reset (CONN_C connections in flight each).  2*RR_C +
-# 2*CONN_C is 1,000 by default.  The figures are taken from /proc (VmRSS, Pss from smaps_rollup,
+# 2*CONN_C is 1,000 by default.  The rr runs start first and the churn once their connections are
+# set up (the master's stats line counts them), so that all four measure SOAK_S s together.  The figures are taken from /proc (VmRSS, Pss from smaps_rollup,
 # the descriptors in /proc/PID/fd) for the master and the store, idle before the load, under
 # load after the warm-up (SOAK_S/10, 3 to 60 s) and just before the load ends, and idle after.
 #
@@ -147,12 +148,27 @@ watch_master() {
 	done
 }
 
+# Waits (bounded: as long as a bench allows for its set-up, and 5 s more) until N sessions are
+# in progress, once: the rr clients are set up.
+SETUP_DONE=0
+rr_setup() {
+	local i
+	[ "$SETUP_DONE" = 1 ] && return
+	SETUP_DONE=1
+	for i in $(seq $((2 * (SOAK_TMO / 1000 + 10)))); do
+		[ "$(stats | stat_field active)" -ge "$1" ] 2>/dev/null && return
+		sleep 0.5
+	done
+	echo "soak: the rr clients were not all set up after $((SOAK_TMO / 1000 + 10)) s" >&2
+}
+
 BAD=0
 fail() { echo "  FAIL: $*"; BAD=1; MODEBAD=1; }
 
 soak_mode() {
 	local mode=$1 extra="" i p rc sp sp0 m0 m1 m2 m3 s0 s1 s2 s3 st line
 	MODEBAD=0
+	SETUP_DONE=0
 	[ "$mode" = prefork ] && extra=--prefork
 	STORE=$WORK/store-$mode.jsonl
 	LOG=$WORK/mpechod-$mode.log
@@ -179,6 +195,11 @@ soak_mode() {
 	local runs=("rr-binary:-c $RR_C rr" "rr-text:-c $RR_C --text rr"
 		"connect-binary-fin:-c $CONN_C connect" "connect-text-rst:-c $CONN_C --text --rst connect")
 	for r in "${runs[@]}"; do
+		# The churn starts once the rr connections are set up (each rr client connects 8 at a
+		# time and waits for their first echo, which behind a listen queue the churn keeps
+		# full took longer than the bench allows: timeout + 5 s).  The bench's -d counts from
+		# the end of its own set-up, so all four runs end together.
+		case $r in connect*) rr_setup "$((2 * RR_C))" ;; esac
 		# shellcheck disable=SC2086
 		"$BIN"/mpecho-bench --json -d "$SOAK_S" -t "$SOAK_TMO" --pid "$SERVER" ${r#*:} \
 			127.0.0.1 "$PORT" >"$WORK/${r%%:*}-$mode.json" 2>"$WORK/${r%%:*}-$mode.err" &

@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <syslog.h>
 #include <sys/wait.h>
@@ -83,4 +85,19 @@ proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask)
 	sigdelset(waitmask, SIGUSR2);
 	prctl(PR_SET_PDEATHSIG, SIGUSR2);
 	return getppid() != master;
+}
+
+int
+proc_favour_self(int boost)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	int nice_now;
+
+	errno = 0;
+	nice_now = getpriority(PRIO_PROCESS, 0);
+	if (nice_now == -1 && errno != 0)
+		return -1;
+	if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp) < 0)
+		return -1;
+	return setpriority(PRIO_PROCESS, 0, nice_now - boost < -20 ? -20 : nice_now - boost);
 }

@@ -45,4 +45,14 @@ int proc_kill_wait(pid_t pid);
  * (pid master) is gone already, 0 otherwise. */
 int proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask);
 
+/* The calling process's scheduling weight raised by boost nice steps (at most to -20), while
+ * every child it forks from now on starts back at nice 0 (SCHED_RESET_ON_FORK resets a negative
+ * nice in the child): for fork mode's master, the one process that accepts and forks for every
+ * client, which at an even share among a thousand busy processes on two cores got a few per
+ * cent of a CPU and left connections in the listen queue for seconds.  The children are asked
+ * to start at 0 first: without that nothing is changed.  Returns -1 with errno (EPERM, EACCES:
+ * the process may not raise its priority, see RLIMIT_NICE) and then leaves the nice value as
+ * it was. */
+int proc_favour_self(int boost);
+
 #endif
