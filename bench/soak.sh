@@ -312,7 +312,7 @@ EOF
 	else
 		fail "mpecho-store check: $(head -5 "$WORK/check-$mode")"
 	fi
-	rm -f "$STORE"
+	[ "$KEEP" = 1 ] || rm -f "$STORE"
 	echo
 	[ "$MODEBAD" = 0 ] && echo "$mode mode: passed" || echo "$mode mode: FAILED"
 	echo

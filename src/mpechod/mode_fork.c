@@ -160,7 +160,7 @@ master_accept(int lfd)
 }
 
 /* The master takes ten nice steps over its sessions where it may (root, CAP_SYS_NICE or
- * RLIMIT_NICE; before the privileges are dropped), its sessions starting back at nice 0: it
+ * RLIMIT_NICE; before the privileges are dropped), its children put back at its nice: it
  * does the accept and the fork of every connection, serially, and at the even share of one
  * process among a thousand busy sessions and clients it got a few per cent of a CPU, so that
  * new connections waited in the listen queue for seconds (bench/soak.sh; at -10, side by side,

@@ -46,13 +46,12 @@ int proc_kill_wait(pid_t pid);
 int proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask);
 
 /* The calling process's scheduling weight raised by boost nice steps (at most to -20), while
- * every child it forks from now on starts back at nice 0 (SCHED_RESET_ON_FORK resets a negative
- * nice in the child): for fork mode's master, the one process that accepts and forks for every
- * client, which at an even share among a thousand busy processes on two cores got a few per
- * cent of a CPU and left connections in the listen queue for seconds.  The children are asked
- * to start at 0 first: without that nothing is changed.  Returns -1 with errno (EPERM, EACCES:
- * the process may not raise its priority, see RLIMIT_NICE) and then leaves the nice value as
- * it was. */
+ * every child proc_fork starts from now on is put back at the nice value it had before: for
+ * fork mode's master, the one process that accepts and forks for every client, which at an
+ * even share among a thousand busy processes on two cores got a few per cent of a CPU and left
+ * connections in the listen queue for seconds.  Returns -1 with errno (EPERM, EACCES: the
+ * process may not raise its priority; root, CAP_SYS_NICE or RLIMIT_NICE may) and then changes
+ * nothing. */
 int proc_favour_self(int boost);
 
 #endif
