@@ -5,10 +5,11 @@
 # The clients are four mpecho-bench runs side by side: rr with binary and with text payloads
 # (RR_C persistent connections each, ping-pong), and connect churn with binary payloads closed
 # by a FIN and text ones closed by a reset (CONN_C connections in flight each).  2*RR_C +
-# 2*CONN_C is 1,000 by default.  The rr runs start first and the churn once their connections are
-# set up (the master's stats line counts them), so that all four measure SOAK_S s together.  The figures are taken from /proc (VmRSS, Pss from smaps_rollup,
-# the descriptors in /proc/PID/fd) for the master and the store, idle before the load, under
-# load after the warm-up (SOAK_S/10, 3 to 60 s) and just before the load ends, and idle after.
+# 2*CONN_C is 1,000 by default.  The rr runs start first and the churn once their connections
+# are set up (the master's stats line counts them), so that all four measure SOAK_S s
+# together.  The figures are taken from /proc (VmRSS, Pss from smaps_rollup, the descriptors
+# in /proc/PID/fd) for the master and the store, idle before the load, under load after the
+# warm-up (SOAK_S/10, 3 to 60 s) and just before the load ends, and idle after.
 #
 # A mode fails when: a bench run reports an error (or exits non-zero); the master's or the
 # store's descriptors differ idle after from idle before; the master's or the store's RSS grew
@@ -119,28 +120,32 @@ stats() {
 stat_field() { grep -oE "[ ,:]$1 [0-9]+" | head -1 | grep -oE '[0-9]+$'; }
 
 # Once a second while the clients run: the master's CPU time (schedstat), its state (D: blocked
-# in the kernel), the listen queue and the kernel's count of connections dropped for a full one.  Keeps, in FILE, one line with the
-# longest stretch in which the master got no CPU at all, the deepest queue seen and the drops.
+# in the kernel), the listen queue and the kernel's count of connections dropped for a full
+# one.  Keeps, in FILE, one line with the longest stretch in which the master, not idle (R or
+# D), got no CPU at all, the deepest queue seen and the drops.  Idle seconds (S: in ppoll, with
+# nothing waiting, as at the end of a run) are not counted: when they were, this line said 3 to
+# 5 s where a sampler at 50 ms found the master never more than 0.7 s without CPU under load.
 watch_master() {
 	local pid=$1 port=$2 out=$3 run last="" still=0 worst=0 q qmax=0 drops0 drops st n=0 nd=0
 	drops0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
 	trap 'exit 0' TERM
 	while [ -r /proc/"$pid"/schedstat ]; do
 		read -r run _ </proc/"$pid"/schedstat
-		if [ "$run" = "$last" ]; then
+		read -r _ _ st _ </proc/"$pid"/stat
+		# Idle (S, in ppoll: nothing to accept, as once the clients stop) is not starved.
+		if [ "$run" = "$last" ] && [ "$st" != S ]; then
 			still=$((still + 1))
 			[ "$still" -gt "$worst" ] && worst=$still
 		else
 			still=0
 		fi
 		last=$run
-		read -r _ _ st _ </proc/"$pid"/stat
 		n=$((n + 1))
 		[ "$st" = D ] && nd=$((nd + 1))
 		q=$(ss -Hltn "sport = :$port" 2>/dev/null | awk '{ print $2; exit }')
 		[ -n "$q" ] && [ "$q" -gt "$qmax" ] && qmax=$q
 		drops=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
-		echo "the master's longest stretch without CPU time ${worst} s, listen queue at most" \
+		echo "the master's longest stretch runnable but without CPU time ${worst} s, listen queue at most" \
 			"$qmax, connections dropped for a full listen queue (whole machine) $((${drops:-0} - ${drops0:-0})),"  \
 			"the master in uninterruptible sleep (D: in the kernel, e.g. inside fork) in $nd of $n" \
 			"samples" >"$out"
