@@ -159,14 +159,16 @@ master_accept(int lfd)
 	return master->nkids + master->ndefer >= master->set.max_clients;
 }
 
-/* The master takes ten nice steps over its sessions where it may (root, CAP_SYS_NICE or
- * RLIMIT_NICE; before the privileges are dropped), its children put back at its nice: it
- * does the accept and the fork of every connection, serially, and at the even share of one
- * process among a thousand busy sessions and clients it got a few per cent of a CPU, so that
- * new connections waited in the listen queue for seconds (bench/soak.sh; at -10, side by side,
- * it ran eight times longer and accepted five times as many).  Where it may not, it runs as
- * before. */
-#define MASTER_FORK_BOOST 10
+/* The master takes twenty nice steps over its children where it may (root, CAP_SYS_NICE or
+ * RLIMIT_NICE; before the privileges are dropped), and puts each child back at its own nice
+ * value: it does the accept and the fork of every connection, serially, and at the even share
+ * of one process among a thousand busy sessions and clients on two cores it got 12-17% of a
+ * CPU while runnable 85% of the time, and new connections waited in the listen queue for over
+ * 10 s (bench/soak.sh).  Side by side under the same load, at -10 it accepted five times as
+ * many as at 0 and was still waiting for a CPU 80% of the time; at -20 it accepted 1.8 times as
+ * many again and was idle a third of the time, no longer the bottleneck.  Its loop never spins
+ * (bounded bursts, a pause on accept errors).  Where it may not, it runs as before. */
+#define MASTER_FORK_BOOST 20
 
 static void
 master_fork_alloc(size_t n)
