@@ -29,6 +29,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BIN=${MPECHO_BIN:-$ROOT/build/bin}
 SOAK_S=${SOAK_S:-600}
+CMD_MODES=${MODES:+MODES=\"$MODES\" }
 MODES=${MODES:-fork prefork}
 RR_C=${RR_C:-400}
 CONN_C=${CONN_C:-100}
@@ -325,7 +326,7 @@ EOF
 
 echo "# mpechod soak, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "Command: SOAK_S=$SOAK_S bench/soak.sh (make soak SOAK_S=$SOAK_S); $((2 * RR_C + 2 * CONN_C))" \
+echo "Command: ${CMD_MODES}SOAK_S=$SOAK_S bench/soak.sh (make soak SOAK_S=$SOAK_S); $((2 * RR_C + 2 * CONN_C))" \
 	"clients at once for $SOAK_S s per mode: rr binary and text ($RR_C each), connect" \
 	"churn binary with FIN and text with reset ($CONN_C each); timeout $SOAK_TMO ms."
 echo "Machine: $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start;" \
