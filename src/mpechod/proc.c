@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <signal.h>
@@ -95,6 +96,7 @@ proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask)
 int
 proc_favour_self(int boost)
 {
+	const struct sched_param sp = { .sched_priority = 0 };
 	int now, want;
 
 	errno = 0;
@@ -106,5 +108,9 @@ proc_favour_self(int boost)
 		return want == now ? 0 : -1;
 	proc_nice = now;
 	proc_boosted = 1;
+	/* And in the kernel: the flag outlives an execve, so that the children of a new image of
+	 * this process, which starts at the raised nice value and cannot raise it again, start at
+	 * nice 0 rather than at it.  Best effort: proc_fork puts them back anyway. */
+	(void)sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp);
 	return 0;
 }
