@@ -5,9 +5,11 @@
 # The clients are four mpecho-bench runs side by side: rr with binary and with text payloads
 # (RR_C persistent connections each, ping-pong), and connect churn with binary payloads closed
 # by a FIN and text ones closed by a reset (CONN_C connections in flight each).  2*RR_C +
-# 2*CONN_C is 1,000 by default.  The figures are taken from /proc (VmRSS, Pss from smaps_rollup,
-# the descriptors in /proc/PID/fd) for the master and the store, idle before the load, under
-# load after the warm-up (SOAK_S/10, 3 to 60 s) and just before the load ends, and idle after.
+# 2*CONN_C is 1,000 by default.  The rr runs start first and the churn once their connections
+# are set up (the master's stats line counts them), so that all four measure SOAK_S s
+# together.  The figures are taken from /proc (VmRSS, Pss from smaps_rollup, the descriptors
+# in /proc/PID/fd) for the master and the store, idle before the load, under load after the
+# warm-up (SOAK_S/10, 3 to 60 s) and just before the load ends, and idle after.
 #
 # A mode fails when: a bench run reports an error (or exits non-zero); the master's or the
 # store's descriptors differ idle after from idle before; the master's or the store's RSS grew
@@ -27,6 +29,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BIN=${MPECHO_BIN:-$ROOT/build/bin}
 SOAK_S=${SOAK_S:-600}
+CMD_MODES=${MODES:+MODES=\"$MODES\" }
 MODES=${MODES:-fork prefork}
 RR_C=${RR_C:-400}
 CONN_C=${CONN_C:-100}
@@ -118,33 +121,51 @@ stats() {
 stat_field() { grep -oE "[ ,:]$1 [0-9]+" | head -1 | grep -oE '[0-9]+$'; }
 
 # Once a second while the clients run: the master's CPU time (schedstat), its state (D: blocked
-# in the kernel), the listen queue and the kernel's count of connections dropped for a full one.  Keeps, in FILE, one line with the
-# longest stretch in which the master got no CPU at all, the deepest queue seen and the drops.
+# in the kernel), the listen queue and the kernel's count of connections dropped for a full
+# one.  Keeps, in FILE, one line with the longest stretch in which the master, not idle (R or
+# D), got no CPU at all, the deepest queue seen and the drops.  Idle seconds (S: in ppoll, with
+# nothing waiting, as at the end of a run) are not counted: when they were, this line said 3 to
+# 5 s where a sampler at 50 ms found the master never more than 0.7 s without CPU under load.
 watch_master() {
 	local pid=$1 port=$2 out=$3 run last="" still=0 worst=0 q qmax=0 drops0 drops st n=0 nd=0
 	drops0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
 	trap 'exit 0' TERM
 	while [ -r /proc/"$pid"/schedstat ]; do
 		read -r run _ </proc/"$pid"/schedstat
-		if [ "$run" = "$last" ]; then
+		read -r _ _ st _ </proc/"$pid"/stat
+		# Idle (S, in ppoll: nothing to accept, as once the clients stop) is not starved.
+		if [ "$run" = "$last" ] && [ "$st" != S ]; then
 			still=$((still + 1))
 			[ "$still" -gt "$worst" ] && worst=$still
 		else
 			still=0
 		fi
 		last=$run
-		read -r _ _ st _ </proc/"$pid"/stat
 		n=$((n + 1))
 		[ "$st" = D ] && nd=$((nd + 1))
 		q=$(ss -Hltn "sport = :$port" 2>/dev/null | awk '{ print $2; exit }')
 		[ -n "$q" ] && [ "$q" -gt "$qmax" ] && qmax=$q
 		drops=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ { print $2 }')
-		echo "the master's longest stretch without CPU time ${worst} s, listen queue at most" \
+		echo "the master's longest stretch runnable but without CPU time ${worst} s, listen queue at most" \
 			"$qmax, connections dropped for a full listen queue (whole machine) $((${drops:-0} - ${drops0:-0})),"  \
 			"the master in uninterruptible sleep (D: in the kernel, e.g. inside fork) in $nd of $n" \
 			"samples" >"$out"
 		sleep 1
 	done
+}
+
+# Waits (bounded: as long as a bench allows for its set-up, and 5 s more) until N sessions are
+# in progress, once: the rr clients are set up.
+SETUP_DONE=0
+rr_setup() {
+	local i
+	[ "$SETUP_DONE" = 1 ] && return
+	SETUP_DONE=1
+	for i in $(seq $((2 * (SOAK_TMO / 1000 + 10)))); do
+		[ "$(stats | stat_field active)" -ge "$1" ] 2>/dev/null && return
+		sleep 0.5
+	done
+	echo "soak: the rr clients were not all set up after $((SOAK_TMO / 1000 + 10)) s" >&2
 }
 
 BAD=0
@@ -153,6 +174,7 @@ fail() { echo "  FAIL: $*"; BAD=1; MODEBAD=1; }
 soak_mode() {
 	local mode=$1 extra="" i p rc sp sp0 m0 m1 m2 m3 s0 s1 s2 s3 st line
 	MODEBAD=0
+	SETUP_DONE=0
 	[ "$mode" = prefork ] && extra=--prefork
 	STORE=$WORK/store-$mode.jsonl
 	LOG=$WORK/mpechod-$mode.log
@@ -179,6 +201,11 @@ soak_mode() {
 	local runs=("rr-binary:-c $RR_C rr" "rr-text:-c $RR_C --text rr"
 		"connect-binary-fin:-c $CONN_C connect" "connect-text-rst:-c $CONN_C --text --rst connect")
 	for r in "${runs[@]}"; do
+		# The churn starts once the rr connections are set up (each rr client connects 8 at a
+		# time and waits for their first echo, which behind a listen queue the churn keeps
+		# full took longer than the bench allows: timeout + 5 s).  The bench's -d counts from
+		# the end of its own set-up, so all four runs end together.
+		case $r in connect*) rr_setup "$((2 * RR_C))" ;; esac
 		# shellcheck disable=SC2086
 		"$BIN"/mpecho-bench --json -d "$SOAK_S" -t "$SOAK_TMO" --pid "$SERVER" ${r#*:} \
 			127.0.0.1 "$PORT" >"$WORK/${r%%:*}-$mode.json" 2>"$WORK/${r%%:*}-$mode.err" &
@@ -291,7 +318,7 @@ EOF
 	else
 		fail "mpecho-store check: $(head -5 "$WORK/check-$mode")"
 	fi
-	rm -f "$STORE"
+	[ "$KEEP" = 1 ] || rm -f "$STORE"
 	echo
 	[ "$MODEBAD" = 0 ] && echo "$mode mode: passed" || echo "$mode mode: FAILED"
 	echo
@@ -299,7 +326,7 @@ EOF
 
 echo "# mpechod soak, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "Command: SOAK_S=$SOAK_S bench/soak.sh (make soak SOAK_S=$SOAK_S); $((2 * RR_C + 2 * CONN_C))" \
+echo "Command: ${CMD_MODES}SOAK_S=$SOAK_S bench/soak.sh (make soak SOAK_S=$SOAK_S); $((2 * RR_C + 2 * CONN_C))" \
 	"clients at once for $SOAK_S s per mode: rr binary and text ($RR_C each), connect" \
 	"churn binary with FIN and text with reset ($CONN_C each); timeout $SOAK_TMO ms."
 echo "Machine: $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start;" \

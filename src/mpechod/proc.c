@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <syslog.h>
 #include <sys/wait.h>
@@ -38,6 +40,9 @@ proc_keep(int *const keep[], int nkeep)
 	close_range((unsigned)to, ~0U, 0);
 }
 
+/* The nice value children are put back at, once proc_favour_self raised the parent's. */
+static int proc_nice, proc_boosted;
+
 pid_t
 proc_fork(int *const keep[], int nkeep)
 {
@@ -48,6 +53,9 @@ proc_fork(int *const keep[], int nkeep)
 
 	if (pid != 0)
 		return pid;
+	/* Lowering one's own priority needs no privilege. */
+	if (proc_boosted)
+		(void)setpriority(PRIO_PROCESS, 0, proc_nice);
 	/* syslog's socket is closed below like the rest: its number could be reused by a kept
 	 * descriptor, which syslog(3) would then write to (and close). */
 	closelog();
@@ -83,4 +91,26 @@ proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask)
 	sigdelset(waitmask, SIGUSR2);
 	prctl(PR_SET_PDEATHSIG, SIGUSR2);
 	return getppid() != master;
+}
+
+int
+proc_favour_self(int boost)
+{
+	const struct sched_param sp = { .sched_priority = 0 };
+	int now, want;
+
+	errno = 0;
+	now = getpriority(PRIO_PROCESS, 0);
+	if (now == -1 && errno != 0)
+		return -1;
+	want = now - boost < -20 ? -20 : now - boost;
+	if (want == now || setpriority(PRIO_PROCESS, 0, want) < 0)
+		return want == now ? 0 : -1;
+	proc_nice = now;
+	proc_boosted = 1;
+	/* And in the kernel: the flag outlives an execve, so that the children of a new image of
+	 * this process, which starts at the raised nice value and cannot raise it again, start at
+	 * nice 0 rather than at it.  Best effort: proc_fork puts them back anyway. */
+	(void)sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp);
+	return 0;
 }

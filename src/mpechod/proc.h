@@ -45,4 +45,13 @@ int proc_kill_wait(pid_t pid);
  * (pid master) is gone already, 0 otherwise. */
 int proc_helper_signals(void (*stop)(int), pid_t master, sigset_t *waitmask);
 
+/* The calling process's scheduling weight raised by boost nice steps (at most to -20), while
+ * every child proc_fork starts from now on is put back at the nice value it had before: for
+ * fork mode's master, the one process that accepts and forks for every client, which at an
+ * even share among a thousand busy processes on two cores got a few per cent of a CPU and left
+ * connections in the listen queue for seconds.  Returns -1 with errno (EPERM, EACCES: the
+ * process may not raise its priority; root, CAP_SYS_NICE or RLIMIT_NICE may) and then changes
+ * nothing. */
+int proc_favour_self(int boost);
+
 #endif

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import (SLOW, Server, binary, connect, echo, fd_count, proc_children,
+from conftest import (PREFORK, SLOW, Server, binary, connect, echo, fd_count, proc_children,
                       read_store, recv_exact, scaled, signal_set, store_by_conn, store_so_far,
                       wait_until, zombies_of)
 
@@ -370,3 +370,28 @@ def test_socket_failure_has_a_reason(tmp_path):
                        preexec_fn=few_fds, stdin=subprocess.DEVNULL)
     err = p.stderr.decode()
     assert p.returncode == 64 and "Too many open files" in err, err
+
+
+def nice_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+
+
+def test_fork_master_outranks_its_children(start_server):
+    """Fork mode's master, which accepts and forks for every client, takes twenty nice steps over
+    its children where it may (root here; RLIMIT_NICE elsewhere): a session, the store, run at
+    the nice the server was started with.  In prefork mode the pool accepts for itself and the
+    master keeps its nice."""
+    n0 = os.getpriority(os.PRIO_PROCESS, 0)
+    want = max(-20, n0 - 20)
+    may = os.geteuid() == 0 or 20 - resource.getrlimit(resource.RLIMIT_NICE)[0] <= want
+    srv = start_server()
+    s = connect(srv.port)
+    s.sendall(b"ranked")
+    assert recv_exact(s, 6) == b"ranked"
+    kids = proc_children(srv.pid)
+    assert len(kids) >= 2, kids  # the store and this connection's session or pool process
+    assert nice_of(srv.pid) == (n0 if PREFORK or not may else want)
+    assert [nice_of(k) for k in kids] == [n0] * len(kids)
+    s.close()
+    assert srv.stop() == 0
