@@ -1,7 +1,10 @@
 /*
  * receipt.c - --echo-after: the receipt board, a writer's wait and the store's acknowledgement
  * (see receipt.h).  A futex on a word of a MAP_SHARED mapping: the writer sleeps in the kernel
- * only when its count is not there yet, and one FUTEX_WAKE per slot and batch wakes it.
+ * only when its count is not there yet, on the board's wake word with its slot's bit (slot
+ * modulo 32) as the bitset; the store adds one to the wake word after a batch's counts and wakes
+ * the bits of the writers that sleep, in one FUTEX_WAKE_BITSET.  Two writers whose slots share a
+ * bit may wake for the other's receipt: they look at their own count and sleep again.
  */
 #define _GNU_SOURCE
 #include "receipt.h"
@@ -25,11 +28,22 @@ struct receipt_board {
 	uint32_t nslots;
 	uint32_t dg_base;
 	uint32_t store_gen; /* how many stores died: the master counts them (receipt_store_died) */
+	uint32_t wake;      /* the futex writers sleep on: the store adds 1 before each wake-up */
+	uint32_t pad;
 	struct receipt_slot slot[];
 };
 
 /* Inherited by every child through fork, like the mapping itself. */
 static struct receipt_board *receipt_board;
+
+/* The store: the bits of the writers to wake once this round of receipt_publish is done. */
+static uint32_t receipt_wake_bits;
+
+static uint32_t
+receipt_bit(uint32_t idx)
+{
+	return 1u << (idx % 32);
+}
 
 int
 receipt_setup(enum receipt_mode mode, uint32_t nsessions)
@@ -81,6 +95,7 @@ receipt_begin(struct receipt_ticket *t, uint32_t idx, uint64_t conn)
 	v.h.count = 0;
 	v.h.tag = t->tag;
 	__atomic_store_n(&t->slot->want, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->slot->sleeping, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&t->slot->w.word, v.word, __ATOMIC_SEQ_CST);
 }
 
@@ -114,10 +129,11 @@ receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n)
 		v.h.count += n;
 	} while (!__atomic_compare_exchange_n(&s->w.word, &old.word, v.word, 0, __ATOMIC_SEQ_CST,
 	    __ATOMIC_SEQ_CST));
-	/* The writer stores what it waits for, then reads the count; this adds to the count, then
-	 * reads what it waits for (both sequentially consistent): one of the two sees the other's
-	 * store, so a writer never sleeps through the count it needs. */
-	return (int32_t)(v.h.count - __atomic_load_n(&s->want, __ATOMIC_SEQ_CST)) >= 0;
+	/* The writer says what it waits for and that it sleeps, then reads the count; this adds
+	 * to the count, then reads both (all sequentially consistent): one of the two sees the
+	 * other's store, so a writer never sleeps through the count it needs. */
+	return (int32_t)(v.h.count - __atomic_load_n(&s->want, __ATOMIC_SEQ_CST)) >= 0 &&
+	    __atomic_load_n(&s->sleeping, __ATOMIC_SEQ_CST) != 0;
 }
 
 void
@@ -129,7 +145,20 @@ receipt_publish(uint32_t idx, uint32_t tag, uint32_t n)
 		return;
 	s = &receipt_board->slot[idx];
 	if (receipt_add(s, tag, n) == 1)
-		syscall(SYS_futex, &s->w.h.count, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+		receipt_wake_bits |= receipt_bit(idx);
+}
+
+void
+receipt_wake(void)
+{
+	if (receipt_board == NULL || receipt_wake_bits == 0)
+		return;
+	/* After every count: a writer that read the wake word before this sleeps only while it
+	 * is unchanged (EAGAIN otherwise), and reads its count again. */
+	__atomic_add_fetch(&receipt_board->wake, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &receipt_board->wake, FUTEX_WAKE_BITSET, INT_MAX, NULL, NULL,
+	    receipt_wake_bits);
+	receipt_wake_bits = 0;
 }
 
 void
@@ -157,22 +186,23 @@ receipt_lost_deadline(struct receipt_ticket *t, int64_t deadline_ms, int64_t *lo
 int
 receipt_wait(struct receipt_ticket *t, int64_t deadline_ms, const volatile sig_atomic_t *stop)
 {
-	union receipt_word v;
 	struct timespec ts;
 	int64_t left, lost_ms = 0, until;
+	uint32_t seen;
+	int r = 0;
 
+	if (receipt_done(t->slot, t->tag, t->sent))
+		goto done;
 	__atomic_store_n(&t->slot->want, t->sent, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->slot->sleeping, 1, __ATOMIC_SEQ_CST);
 	for (;;) {
-		v.word = __atomic_load_n(&t->slot->w.word, __ATOMIC_SEQ_CST);
-		if (v.h.tag == t->tag && (int32_t)(v.h.count - t->sent) >= 0) {
-			/* Everything before is acknowledged: a store that dies later loses only
-			 * what comes after. */
-			t->gen = __atomic_load_n(&receipt_board->store_gen, __ATOMIC_ACQUIRE);
-			return 0;
-		}
+		seen = __atomic_load_n(&receipt_board->wake, __ATOMIC_SEQ_CST);
+		if (receipt_done(t->slot, t->tag, t->sent))
+			break;
 		if (*stop) {
 			errno = EINTR;
-			return -1;
+			r = -1;
+			break;
 		}
 		until = receipt_lost_deadline(t, deadline_ms, &lost_ms);
 		left = RECEIPT_SLICE_MS;
@@ -180,14 +210,28 @@ receipt_wait(struct receipt_ticket *t, int64_t deadline_ms, const volatile sig_a
 			left = until - io_now_ms();
 			if (left <= 0) {
 				errno = ETIMEDOUT;
-				return -1;
+				r = -1;
+				break;
 			}
 			if (left > RECEIPT_SLICE_MS)
 				left = RECEIPT_SLICE_MS;
 		}
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)left * 1000000L;
-		/* Sleeps only while the count is still what was read (EAGAIN otherwise). */
-		syscall(SYS_futex, &t->slot->w.h.count, FUTEX_WAIT, v.h.count, &ts, NULL, 0);
+		/* FUTEX_WAIT_BITSET's timeout is absolute, on CLOCK_MONOTONIC. */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += (long)left * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		/* Sleeps only while the wake word is still what was read before the count (EAGAIN
+		 * otherwise): a store that counted since has changed it. */
+		syscall(SYS_futex, &receipt_board->wake, FUTEX_WAIT_BITSET, seen, &ts, NULL,
+		    receipt_bit(t->idx));
 	}
+	__atomic_store_n(&t->slot->sleeping, 0, __ATOMIC_SEQ_CST);
+	if (r < 0)
+		return r;
+done:
+	/* Everything before is acknowledged: a store that dies later loses only what comes
+	 * after. */
+	t->gen = __atomic_load_n(&receipt_board->store_gen, __ATOMIC_ACQUIRE);
+	return 0;
 }

@@ -7,10 +7,12 @@
  * bits of the connection's number, or of the datagram's) and how many of its tagged frames the
  * store has written (written) or written and fdatasynced (synced).  A writer sets its tag and a
  * count of 0 (receipt_begin), marks each frame it writes with its slot (receipt_stamp), and waits
- * on the count with futex(2) (receipt_wait) before it echoes, saying the count it needs, so the
- * store wakes it once, when it is there.  The store adds to the count of the
- * frames it wrote, by compare-and-swap only while the tag is still the frame's, and wakes the
- * writer: a frame left in the pipe by a writer before (a session killed, a slot reused) never
+ * for the count (receipt_wait) before it echoes, saying the count it needs.  The store adds to
+ * the count of the frames it wrote, by compare-and-swap only while the tag is still the frame's,
+ * and wakes the writers whose count is there and who sleep: every writer sleeps on one futex(2)
+ * word of the board, with its slot's bit in the wait's bitset, so that one FUTEX_WAKE_BITSET
+ * per batch (or per fdatasync) wakes them all, not one system call each (receipt_wake).  A
+ * frame left in the pipe by a writer before (a session killed, a slot reused) never
  * counts for the next one, and a store counts only what it wrote itself (a store restarted after
  * a crash cannot acknowledge what its predecessor read but never wrote: those writers wait, and
  * end at their idle timeout).
@@ -30,7 +32,7 @@ enum receipt_mode { RECEIPT_OFF, RECEIPT_WRITTEN, RECEIPT_SYNCED };
 /* The datagram process's slots: at least its batch (datagram.c's DG_BATCH). */
 #define RECEIPT_DG_SLOTS 32
 
-/* One writer's word; the futex is the count. */
+/* One writer's word: its tag and its count. */
 union receipt_word {
 	uint64_t word;
 	struct {
@@ -39,12 +41,12 @@ union receipt_word {
 	} h;
 };
 
-/* A writer's slot: its word, and the count it waits for (the store wakes it only then: one
- * wake-up per chunk, however many batches its frames took). */
+/* A writer's slot: its word, the count it waits for and whether it sleeps (the store wakes it
+ * only then: one wake-up per chunk at most, however many batches its frames took). */
 struct receipt_slot {
 	union receipt_word w;
 	uint32_t want;
-	uint32_t pad;
+	uint32_t sleeping;
 };
 
 /* What a writer knows of its own receipts. */
@@ -83,12 +85,14 @@ int receipt_wait(struct receipt_ticket *t, int64_t deadline_ms,
 void receipt_store_died(void);
 
 /* Pure, on any slot: whether the store has acknowledged sent frames of tag; and adds n to the
- * count if the tag is still tag: returns 1 when the writer's wait is then over (wake it), 0 when
- * not yet, -1 (nothing added) when the slot has another writer now. */
+ * count if the tag is still tag: returns 1 when the writer's wait is then over and it sleeps
+ * (wake it), 0 when not, -1 (nothing added) when the slot has another writer now. */
 int receipt_done(const struct receipt_slot *s, uint32_t tag, uint32_t sent);
 int receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n);
-/* The store: acknowledges n frames of tag in slot idx of the board and wakes its writer. */
+/* The store: acknowledges n frames of tag in slot idx of the board; receipt_wake then wakes
+ * every writer whose wait that ended, with one system call. */
 void receipt_publish(uint32_t idx, uint32_t tag, uint32_t n);
+void receipt_wake(void);
 /* The tag of a connection or datagram number: its low 32 bits folded with its high ones (the
  * datagram process numbers its datagrams from its pid times 2^32, so a restarted one never
  * takes the tags of frames its predecessor left in the pipe). */

@@ -345,7 +345,8 @@ store_write(void *ctx, const char *buf, size_t len)
 	return r;
 }
 
-/* Acknowledges every receipt of the written list: one wake-up per writer. */
+/* Acknowledges every receipt of the written list, then wakes the writers that sleep: one
+ * system call for them all. */
 static void
 store_receipts_publish(void)
 {
@@ -353,6 +354,7 @@ store_receipts_publish(void)
 		receipt_publish(store_rc.written.e[i].idx, store_rc.written.e[i].tag,
 		    store_rc.written.e[i].n);
 	receipt_q_clear(&store_rc.written);
+	receipt_wake();
 }
 
 /* After store_buf may have ended a batch: the receipts of a batch the file took are published

@@ -68,6 +68,7 @@ Test(receipt, counts_only_for_the_tag_in_the_slot)
 	s.w.h.tag = 7;
 	cr_assert(receipt_done(&s, 7, 0));
 	cr_assert_not(receipt_done(&s, 7, 1));
+	s.sleeping = 1;
 	cr_assert_eq(receipt_add(&s, 7, 2), 1);
 	cr_assert(receipt_done(&s, 7, 2));
 	cr_assert_not(receipt_done(&s, 7, 3));
@@ -85,10 +86,25 @@ Test(receipt, wakes_the_writer_only_once_its_count_is_there)
 
 	s.w.h.tag = 3;
 	s.want = 17;
+	s.sleeping = 1;
 	cr_assert_eq(receipt_add(&s, 3, 10), 0);
 	cr_assert_eq(receipt_add(&s, 3, 6), 0);
 	cr_assert_eq(receipt_add(&s, 3, 1), 1);
 	cr_assert(receipt_done(&s, 3, 17));
+}
+
+Test(receipt, wakes_only_a_writer_that_sleeps)
+{
+	struct receipt_slot s = { .w.word = 0 };
+
+	/* A writer that saw its count before it slept needs no system call from the store. */
+	s.w.h.tag = 3;
+	s.want = 2;
+	cr_assert_eq(receipt_add(&s, 3, 2), 0);
+	cr_assert(receipt_done(&s, 3, 2));
+	s.want = 3;
+	s.sleeping = 1;
+	cr_assert_eq(receipt_add(&s, 3, 1), 1);
 }
 
 Test(receipt, the_count_wraps)
