@@ -10,6 +10,7 @@
 #include "num.h"
 #include "record.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -147,10 +148,11 @@ upgrade_parse(const char *s, struct upgrade_hand *h)
 	if ((h->pipe_rd < 0) != (h->pipe_wr < 0))
 		return -1;
 	if (upgrade_field(&s, "c", val, sizeof(val)) < 0 || strspn(val, "0123456789") != strlen(val) ||
-	    val[0] == '\0' || strlen(val) > 19)
+	    val[0] == '\0' || strlen(val) > 20)
 		return -1;
+	errno = 0;
 	h->next_conn = strtoull(val, NULL, 10);
-	if (h->next_conn == 0)
+	if (h->next_conn == 0 || errno == ERANGE)
 		return -1;
 	if (upgrade_field(&s, "key", val, sizeof(val)) < 0 || upgrade_hex(val, 16) < 0)
 		return -1;
