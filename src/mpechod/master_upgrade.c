@@ -95,7 +95,7 @@ master_upgrade_request(void)
 		return;
 	}
 	if (up.checker == 0) {
-		char words[128], **args = calloc((size_t)up.argc + 2, sizeof(*args));
+		char words[UPGRADE_ENV_MAX], **args = calloc((size_t)up.argc + 2, sizeof(*args));
 		sigset_t none;
 		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
@@ -104,7 +104,7 @@ master_upgrade_request(void)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		sig_default(SIGPIPE);
-		upgrade_check_words(words, sizeof(words));
+		upgrade_check_words(words, sizeof(words), master->set.store);
 		setenv(UPGRADE_CHECK_ENV, words, 1);
 		if (args == NULL)
 			_exit(127);
@@ -288,13 +288,14 @@ int
 master_upgrade_check(char *err, size_t len)
 {
 	const char *theirs = getenv(UPGRADE_CHECK_ENV);
-	char ours[128];
+	char ours[UPGRADE_ENV_MAX];
 
 	if (theirs == NULL)
 		return 0;
-	upgrade_check_words(ours, sizeof(ours));
+	upgrade_check_words(ours, sizeof(ours), master->set.store);
 	if (strcmp(theirs, ours) != 0) {
-		snprintf(err, len, "cannot take over from the running binary (%s, this one %s)",
+		snprintf(err, len, "cannot take over from the running binary (it has %.200s, this "
+		    "one %.200s): an upgrade changes neither the store nor the formats; restart",
 		    theirs, ours);
 		return -1;
 	}

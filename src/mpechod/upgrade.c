@@ -165,8 +165,8 @@ upgrade_parse(const char *s, struct upgrade_hand *h)
 }
 
 void
-upgrade_check_words(char *buf, size_t len)
+upgrade_check_words(char *buf, size_t len, const char *store)
 {
-	snprintf(buf, len, "proto=%d frame=%zu magic=%u", UPGRADE_PROTO, sizeof(struct rec_hdr),
-	    (unsigned)REC_MAGIC);
+	snprintf(buf, len, "proto=%d frame=%zu magic=%u store=%s", UPGRADE_PROTO,
+	    sizeof(struct rec_hdr), (unsigned)REC_MAGIC, store != NULL ? store : "");
 }

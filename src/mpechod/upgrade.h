@@ -35,7 +35,8 @@ int upgrade_format(const struct upgrade_hand *h, char *buf, size_t len);
 /* Reads a value written by upgrade_format: 0, or -1 when anything is malformed (another
  * version, a descriptor below 3, a missing or extra field). */
 int upgrade_parse(const char *s, struct upgrade_hand *h);
-/* The words both binaries must agree on (the hand-over's version, the frame format). */
-void upgrade_check_words(char *buf, size_t len);
+/* The words both binaries must agree on: the hand-over's version, the frame format, and the
+ * store's path (NULL: none), which an upgrade cannot change (the store pipe goes on). */
+void upgrade_check_words(char *buf, size_t len, const char *store);
 
 #endif

@@ -209,6 +209,25 @@ def test_malformed_handover_is_refused(tmp_path):
         assert b"MPECHOD_UPGRADE" in p.stderr
 
 
+def test_check_refuses_what_it_cannot_take_over(tmp_path):
+    """The new binary's -t, run by an upgrading master with the words it must share: another
+    hand-over version or another store is refused, and so is --echo-after."""
+    store = str(tmp_path / "s.jsonl")
+    ours = f"proto=1 frame=40 magic={0x4d45} store={store}"
+
+    def check(words, *args):
+        env = dict(os.environ, MPECHOD_UPGRADE_CHECK=words)
+        return subprocess.run([binary("mpechod"), "-t", "-s", store] + list(args), env=env,
+                              capture_output=True, timeout=10 * SLOW)
+    assert check(ours).returncode == 0
+    for words in (ours.replace("proto=1", "proto=2"), ours.replace(store, store + ".old"),
+                  ours.replace("frame=40", "frame=48")):
+        p = check(words)
+        assert p.returncode == 64 and b"cannot take over" in p.stderr, (words, p.stderr)
+    p = check(ours, "--echo-after", "written")
+    assert p.returncode == 64 and b"--echo-after" in p.stderr, p.stderr
+
+
 @needs_haproxy
 def test_rolling_upgrade_behind_haproxy(start_at, tmp_path, new_build):
     """Three instances behind haproxy with agent checks, each upgraded in turn while
