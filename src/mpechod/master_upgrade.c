@@ -104,7 +104,7 @@ master_upgrade_request(void)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		sig_default(SIGPIPE);
-		upgrade_check_words(words, sizeof(words), master->set.store);
+		upgrade_check_words(words, sizeof(words), master->set.store, master->set.user);
 		setenv(UPGRADE_CHECK_ENV, words, 1);
 		if (args == NULL)
 			_exit(127);
@@ -292,10 +292,10 @@ master_upgrade_check(char *err, size_t len)
 
 	if (theirs == NULL)
 		return 0;
-	upgrade_check_words(ours, sizeof(ours), master->set.store);
+	upgrade_check_words(ours, sizeof(ours), master->set.store, master->set.user);
 	if (strcmp(theirs, ours) != 0) {
 		snprintf(err, len, "cannot take over from the running binary (it has %.200s, this "
-		    "one %.200s): an upgrade changes neither the store nor the formats; restart",
+		    "one %.200s): an upgrade changes neither the store, the user nor the formats; restart",
 		    theirs, ours);
 		return -1;
 	}

@@ -165,8 +165,9 @@ upgrade_parse(const char *s, struct upgrade_hand *h)
 }
 
 void
-upgrade_check_words(char *buf, size_t len, const char *store)
+upgrade_check_words(char *buf, size_t len, const char *store, const char *user)
 {
-	snprintf(buf, len, "proto=%d frame=%zu magic=%u store=%s", UPGRADE_PROTO,
-	    sizeof(struct rec_hdr), (unsigned)REC_MAGIC, store != NULL ? store : "");
+	snprintf(buf, len, "proto=%d frame=%zu magic=%u store=%s user=%s", UPGRADE_PROTO,
+	    sizeof(struct rec_hdr), (unsigned)REC_MAGIC, store != NULL ? store : "",
+	    user != NULL ? user : "");
 }

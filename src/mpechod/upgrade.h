@@ -35,8 +35,9 @@ int upgrade_format(const struct upgrade_hand *h, char *buf, size_t len);
 /* Reads a value written by upgrade_format: 0, or -1 when anything is malformed (another
  * version, a descriptor below 3, a missing or extra field). */
 int upgrade_parse(const char *s, struct upgrade_hand *h);
-/* The words both binaries must agree on: the hand-over's version, the frame format, and the
- * store's path (NULL: none), which an upgrade cannot change (the store pipe goes on). */
-void upgrade_check_words(char *buf, size_t len, const char *store);
+/* The words both binaries must agree on: the hand-over's version, the frame format, the
+ * store's path (NULL: none), which an upgrade cannot change (the store pipe goes on), and -u's
+ * user (NULL: none), which the master has already become. */
+void upgrade_check_words(char *buf, size_t len, const char *store, const char *user);
 
 #endif

@@ -213,7 +213,7 @@ def test_check_refuses_what_it_cannot_take_over(tmp_path):
     """The new binary's -t, run by an upgrading master with the words it must share: another
     hand-over version or another store is refused, and so is --echo-after."""
     store = str(tmp_path / "s.jsonl")
-    ours = f"proto=1 frame=40 magic={0x4d45} store={store}"
+    ours = f"proto=1 frame=40 magic={0x4d45} store={store} user="
 
     def check(words, *args):
         env = dict(os.environ, MPECHOD_UPGRADE_CHECK=words)
@@ -221,6 +221,7 @@ def test_check_refuses_what_it_cannot_take_over(tmp_path):
                               capture_output=True, timeout=10 * SLOW)
     assert check(ours).returncode == 0
     for words in (ours.replace("proto=1", "proto=2"), ours.replace(store, store + ".old"),
+                  ours + "nobody",
                   ours.replace("frame=40", "frame=48")):
         p = check(words)
         assert p.returncode == 64 and b"cannot take over" in p.stderr, (words, p.stderr)

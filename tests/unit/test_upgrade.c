@@ -86,7 +86,7 @@ Test(upgrade, check_words_name_the_frame)
 {
 	char buf[128];
 
-	upgrade_check_words(buf, sizeof(buf), "/x/s.jsonl");
+	upgrade_check_words(buf, sizeof(buf), "/x/s.jsonl", NULL);
 	cr_assert_not_null(strstr(buf, "proto=1 frame=40 "));
 	cr_assert_not_null(strstr(buf, " store=/x/s.jsonl"));
 }
