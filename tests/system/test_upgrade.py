@@ -165,6 +165,10 @@ def test_upgrade_keeps_pid_connections_and_store(start_at, new_build):
     lives = [r["life"] for r in recs if r["ev"] == "start"]
     old = [r for r in recs if r.get("life") == lives[0] and r["ev"] == "close"]
     assert len(old) >= len(held)
+    # The connection made after the upgrade was served in the new life (by the new binary).
+    new = [c for c in store_by_conn(recs).values()
+           if bytes(c["data"]) == b"served by the new binary\n"]
+    assert len(new) == 1 and new[0]["open"]["life"] == lives[-1]
 
 
 def test_a_binary_that_fails_its_check_is_not_executed(start_at, tmp_path):
