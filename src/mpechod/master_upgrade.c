@@ -82,7 +82,7 @@ master_upgrade_request(void)
 	}
 	if (up.nold > 0 || up.lingering) {
 		log_warnx("upgrade refused: %d processes of the binary before the last upgrade are "
-		    "still running", up.nold);
+		    "still running (or their records are still in the store pipe)", up.nold);
 		return;
 	}
 	if (up.path[0] == '\0') {
@@ -224,7 +224,9 @@ master_upgrade_timeout(int64_t now)
 {
 	if (up.state == UPGRADE_CHECKING)
 		return up.deadline_ms > now ? up.deadline_ms - now : 0;
-	if (up.state == UPGRADE_READY || up.lingering)
+	/* Old children are waited for by SIGCHLD; only the pipe's last frames of theirs, and a
+	 * passed check waiting for a quiet moment, are looked at this often. */
+	if (up.state == UPGRADE_READY || (up.lingering && up.nold == 0))
 		return 10;
 	return -1;
 }
