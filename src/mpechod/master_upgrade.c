@@ -151,12 +151,16 @@ static void
 upgrade_hand_fill(struct upgrade_hand *h)
 {
 	uint64_t pool_next = __atomic_load_n(&master->shared.next_conn, __ATOMIC_RELAXED);
+	/* A pool process told to retire may still take one connection (one it was accepting with
+	 * its signals blocked), and its number, after this read: numbers are skipped for that, so
+	 * that no number is used in both lives (the store counts bytes by number). */
+	uint64_t margin = 2 * (uint64_t)master->nkids + 1;
 
 	*h = (struct upgrade_hand){ .nlfd = master->nlfd, .nufd = master->nufd,
 	    .nmfd = master->nmetrics_fd, .agent_fd = master->agent_fd, .pipe_rd = master->pipe_rd,
 	    .pipe_wr = master->pipe_wr, .lock_fd = master->lock_fd, .store = master->store.pid,
 	    .dgram = master->dgram.pid, .metrics = master->metrics.pid,
-	    .next_conn = master->next_conn > pool_next ? master->next_conn : pool_next,
+	    .next_conn = (master->next_conn > pool_next ? master->next_conn : pool_next) + margin,
 	    .key = rec_get_key() };
 	memcpy(h->lfd, master->lfd, sizeof(int) * (size_t)master->nlfd);
 	memcpy(h->ufd, master->ufd, sizeof(int) * (size_t)master->nufd);
@@ -171,6 +175,11 @@ upgrade_exec(void)
 	struct upgrade_hand h;
 
 	up.state = UPGRADE_IDLE;
+	/* The pool processes of this binary stop accepting (the new binary's serve), before the
+	 * next connection number is read. */
+	for (int i = 0; i < master->nkids; i++)
+		if (master->kids[i].role == PROC_POOL)
+			kill(master->kids[i].pid, SIGUSR1);
 	upgrade_hand_fill(&h);
 	if (upgrade_format(&h, env, sizeof(env)) < 0 || setenv(UPGRADE_ENV, env, 1) < 0) {
 		log_warnx("upgrade: cannot write the hand-over; not upgrading");
@@ -178,10 +187,6 @@ upgrade_exec(void)
 	}
 	if (master->notify_fd >= 0)
 		setenv("NOTIFY_SOCKET", master->notify_addr, 1);
-	/* The pool processes of this binary stop accepting: the new binary's serve. */
-	for (int i = 0; i < master->nkids; i++)
-		if (master->kids[i].role == PROC_POOL)
-			kill(master->kids[i].pid, SIGUSR1);
 	master_notify("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)io_now_ms() * 1000);
 	log_info("upgrade: executing %s (%d sessions or pool processes go on)", up.path,
 	    master->nkids);
