@@ -124,6 +124,9 @@ def check_store(path, held):
     starts = [r for r in recs if r["ev"] == "start"]
     assert [r["version"] for r in starts][-1] == NEW_VERSION, starts
     assert len({r["life"] for r in starts}) == len(starts)
+    # Conn numbers go on across the upgrade: none is used in both lives.
+    opens = [r["conn"] for r in recs if r["ev"] == "open"]
+    assert len(opens) == len(set(opens)), "a conn number in both lives"
     data = sorted(bytes(c["data"]) for c in store_by_conn(recs).values())
     for h in held:
         assert bytes(h[1]) in data, f"{bytes(h[1][:40])!r}... is not in the store"
