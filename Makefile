@@ -209,6 +209,9 @@ $(BIN)/unit_test_metrics: $(OBJ)/unit_test_metrics.o $(D)/metrics_http.o $(D)/me
 $(BIN)/unit_test_conf: $(OBJ)/unit_test_conf.o $(D)/conf.o $(D)/opts.o $(call lib,num cidr)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_upgrade: $(OBJ)/unit_test_upgrade.o $(D)/upgrade.o $(call lib,num)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 deps:
 	@scripts/deps.sh
 

@@ -14,6 +14,9 @@ _Static_assert(sizeof(struct rec_hdr) == 40, "the frame header is 40 bytes");
 
 static uint64_t rec_key;
 static char rec_life[REC_LIFE_LEN + 1] = "00000000000000000000000000000000";
+/* The life before an upgrade in place (rec_set_prev): its sessions' frames carry its key. */
+static uint64_t rec_prev_key;
+static char rec_prev_life[REC_LIFE_LEN + 1];
 
 void
 rec_set_key(uint64_t key)
@@ -52,6 +55,19 @@ const char *
 rec_life_id(void)
 {
 	return rec_life;
+}
+
+uint64_t
+rec_get_key(void)
+{
+	return rec_key;
+}
+
+void
+rec_set_prev(uint64_t key, const char *life)
+{
+	rec_prev_key = key;
+	snprintf(rec_prev_life, sizeof(rec_prev_life), "%.32s", life);
 }
 
 int64_t
@@ -127,7 +143,8 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 	if (avail < sizeof(h))
 		return 0;
 	memcpy(&h, buf, sizeof(h));
-	if (h.magic != REC_MAGIC || h.key != rec_key || h.len > REC_PAYLOAD_MAX ||
+	if (h.magic != REC_MAGIC || (h.key != rec_key && (rec_prev_key == 0 || h.key != rec_prev_key)) ||
+	    h.len > REC_PAYLOAD_MAX ||
 	    h.type < REC_OPEN || h.type > REC_GAP || h.conn == 0 || h.conn == UINT64_MAX)
 		return -1;
 	if (h.type == REC_CLOSE && (h.len < sizeof(uint64_t) ||
@@ -139,7 +156,7 @@ rec_decode(const unsigned char *buf, size_t avail, struct rec *out)
 	if (avail < sizeof(h) + h.len)
 		return 0;
 	out->type = (enum rec_type)h.type;
-	out->flags = h.flags;
+	out->flags = h.flags | (h.key != rec_key ? REC_F_PREV : 0u);
 	out->conn = h.conn;
 	out->ts_us = h.ts_us;
 	out->pid = (pid_t)h.pid;
@@ -241,6 +258,7 @@ rec_json_escape(char *dst, const unsigned char *src, size_t n)
 }
 
 static char *rec_format_head(char *p, int64_t ts_us);
+static char *rec_format_head_r(char *p, const struct rec *r);
 static char *rec_format_head_of(char *p, int64_t ts_us, const char *life);
 
 static char *
@@ -326,11 +344,18 @@ rec_format_head(char *p, int64_t ts_us)
 	return rec_format_head_of(p, ts_us, rec_life);
 }
 
+/* A record's head, in the life of the frame's key. */
+static char *
+rec_format_head_r(char *p, const struct rec *r)
+{
+	return rec_format_head_of(p, r->ts_us, (r->flags & REC_F_PREV) ? rec_prev_life : rec_life);
+}
+
 static char *
 rec_format_data(char *p, const struct rec *r, const unsigned char *src, size_t n,
     enum rec_utf8 how)
 {
-	p = rec_format_head(p, r->ts_us);
+	p = rec_format_head_r(p, r);
 	p += sprintf(p, "\"conn\":%llu,\"ev\":\"data\",", (unsigned long long)r->conn);
 	p = rec_format_bytes(p, src, n, how);
 	return rec_put(p, "}\n");
@@ -392,7 +417,7 @@ rec_format_dgram(char *p, const struct rec *r)
 	size_t ends[REC_DGRAM_PARTS_MAX], parts = rec_dgram_cuts(r->data, r->len, ends), at = 0;
 
 	for (size_t i = 0; i < parts; i++) {
-		p = rec_format_head(p, r->ts_us);
+		p = rec_format_head_r(p, r);
 		p = rec_put(p, "\"ev\":\"datagram\",\"peer\":\"");
 		p += rec_json_escape(p, r->peer, r->peerlen);
 		p = rec_put(p, "\",");
@@ -421,7 +446,7 @@ rec_format_line(char *dst, const struct rec *r, struct rec_carry *carry)
 	}
 	if (r->type == REC_DGRAM)
 		return (size_t)(rec_format_dgram(p, r) - dst);
-	p = rec_format_head(p, r->ts_us);
+	p = rec_format_head_r(p, r);
 	p += sprintf(p, "\"conn\":%llu,", (unsigned long long)r->conn);
 	switch (r->type) {
 	case REC_OPEN:

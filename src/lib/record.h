@@ -55,6 +55,9 @@ enum rec_type { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3, REC_DGRAM = 4, REC_DG
  * frame: the store leaves none of its bytes in a UTF-8 carry, so that the receipt covers them. */
 #define REC_F_RECEIPT 0x04u
 #define REC_F_WHOLE 0x08u
+/* Decoded only, never in a frame: the frame carries the key of the life before an upgrade in
+ * place (rec_set_prev), and its lines name that life. */
+#define REC_F_PREV 0x100u
 
 struct rec_hdr {
 	uint16_t magic;   /* REC_MAGIC, so a corrupt stream is detected, not misread */
@@ -113,6 +116,10 @@ void rec_new_key(void);
 /* Sets the life id every line carries (32 hex digits of id); rec_life_id returns it. */
 void rec_set_life(const uint64_t id[2]);
 const char *rec_life_id(void);
+uint64_t rec_get_key(void);
+/* An upgrade in place: frames of the life before (its sessions, still running) carry key, and
+ * their lines name life (REC_LIFE_LEN hex digits); rec_decode takes both lives' frames. */
+void rec_set_prev(uint64_t key, const char *life);
 int64_t rec_now_us(void);
 /* Fills a header for a payload of len bytes (at most REC_PAYLOAD_MAX). */
 void rec_header(struct rec_hdr *h, enum rec_type type, unsigned flags, uint64_t conn, pid_t pid,

@@ -28,7 +28,7 @@ struct master *master;
 /* How connections reach sessions (fork or pool), chosen once in main. */
 static const struct master_mode *mode;
 
-static volatile sig_atomic_t got_chld, got_term, got_hup, got_usr1;
+static volatile sig_atomic_t got_chld, got_term, got_hup, got_usr1, got_usr2;
 
 /* Signals do not queue: one SIGCHLD may stand for many dead children.  The handler only notes
  * that some died; master_reap collects them all. */
@@ -58,6 +58,14 @@ master_sigusr1(int signo)
 {
 	(void)signo;
 	got_usr1 = 1;
+}
+
+/* An upgrade in place (master_upgrade.c), from the loop. */
+static void
+master_sigusr2(int signo)
+{
+	(void)signo;
+	got_usr2 = 1;
 }
 
 static void
@@ -93,7 +101,7 @@ master_alloc(void)
 static void
 master_signals(void)
 {
-	static const int blocked[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, 0 };
+	static const int blocked[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, 0 };
 
 	sig_ignore(SIGPIPE);
 	if (sig_block(blocked, &master->waitmask) < 0)
@@ -103,6 +111,7 @@ master_signals(void)
 	sig_handle(SIGINT, master_sigterm, 0);
 	sig_handle(SIGHUP, master_sighup, 0);
 	sig_handle(SIGUSR1, master_sigusr1, 0);
+	sig_handle(SIGUSR2, master_sigusr2, 0);
 }
 
 /* The child of that pid, whatever its role: a helper, or one of the child table. */
@@ -141,8 +150,10 @@ master_child_died(pid_t pid, int status)
 {
 	struct child *c = pid > 0 ? master_child(pid) : NULL;
 
-	if (c == NULL)
+	if (c == NULL) {
+		master_upgrade_reaped(pid, status);
 		return;
+	}
 	switch (c->role) {
 	case PROC_STORE:
 		master_store_died(status);
@@ -268,7 +279,7 @@ master_shutdown_step(void)
 	int sig;
 
 	if (master->stopping == 0 || (master->nkids == 0 && master->dgram.pid == 0 &&
-	    master->metrics.pid == 0) ||
+	    master->metrics.pid == 0 && master_upgrade_old() == 0) ||
 	    io_now_ms() < master->phase_deadline_ms)
 		return;
 	if (master->stopping >= 3)
@@ -278,6 +289,7 @@ master_shutdown_step(void)
 		log_info("sending signal %d to %d sessions", sig, master->nkids);
 	for (int i = 0; i < master->nkids; i++)
 		kill(master->kids[i].pid, sig);
+	master_upgrade_signal_old(sig);
 	/* The datagram process had its SIGTERM at the start: one that has not left (stopped,
 	 * stuck) must not hold the shutdown for ever. */
 	if (sig == SIGKILL && master->dgram.pid > 0)
@@ -303,9 +315,13 @@ master_poll_timeout(int64_t now)
 		int64_t d = master->next_status_ms > now ? master->next_status_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
-	if (master->stopping && master->stopping < 3 &&
-	    (master->nkids > 0 || master->dgram.pid > 0 || master->metrics.pid > 0)) {
+	if (master->stopping && master->stopping < 3 && (master->nkids > 0 ||
+	    master->dgram.pid > 0 || master->metrics.pid > 0 || master_upgrade_old() > 0)) {
 		int64_t d = master->phase_deadline_ms > now ? master->phase_deadline_ms - now : 0;
+		t = (t < 0 || d < t) ? d : t;
+	}
+	if (master_upgrade_timeout(now) >= 0) {
+		int64_t d = master_upgrade_timeout(now);
 		t = (t < 0 || d < t) ? d : t;
 	}
 	if (master->draining) {
@@ -473,15 +489,20 @@ master_loop(void)
 			master_hup();
 		if (got_usr1)
 			master_stats();
+		if (got_usr2) {
+			got_usr2 = 0;
+			master_upgrade_request();
+		}
 		master_serve();
 		master_restart_store();
 		master_restart_dgram();
 		master_restart_metrics();
 		mode->tick();
+		master_upgrade_tick(mode->pending());
 		master_status();
 		master_shutdown_step();
 		if (master->stopping && master->nkids == 0 && mode->pending() == 0 &&
-		    master->dgram.pid == 0 && master->metrics.pid == 0)
+		    master->dgram.pid == 0 && master->metrics.pid == 0 && master_upgrade_old() == 0)
 			master_finish();
 	}
 }
@@ -501,6 +522,7 @@ master_start(int store_fd)
 	master_start_metrics();
 	master_announce();
 	mode->start();
+	master_upgrade_started();
 	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
 }
 
@@ -519,8 +541,10 @@ main(int argc, char **argv)
 {
 	const struct user_ids *user;
 	char err[OPTS_ERRLEN], *text;
+	int adopted;
 
 	master_std_fds();
+	master_upgrade_init(argc, argv);
 	log_init("mpechod", NULL);
 	master = master_shared(sizeof(*master));
 	switch (conf_settings(argc, argv, &master->set, &text, err, sizeof(err))) {
@@ -539,6 +563,8 @@ main(int argc, char **argv)
 	log_sink_setup("mpechod", master->set.log_json ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	user = master_resolve_user();
 	if (master->set.check_config) {
+		if (master_upgrade_check(err, sizeof(err)) < 0)
+			fatalx(EX_USAGE, "%s", err);
 		printf("mpechod: configuration ok%s%s\n", master->set.config ? " in " : "",
 		    master->set.config ? master->set.config : "");
 		free(text);
@@ -553,9 +579,12 @@ main(int argc, char **argv)
 	master_alloc();
 	rec_new_key();
 	master_signals();
+	/* An upgrade in place: what the binary before handed over (its listeners, its store
+	 * pipe) is taken, and only the rest is opened. */
+	adopted = master_upgrade_adopt();
 	master_sockets();
 	master_metrics_listen();
 	master_agent_open();
-	master_start(master_open_store(user));
+	master_start(adopted ? master_upgrade_store() : master_open_store(user));
 	master_loop();
 }

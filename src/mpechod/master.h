@@ -229,4 +229,18 @@ void master_agent_open(void);
 void master_agent_serve(int busy);
 void master_agent_close(void);
 
+/* master_upgrade.c: a binary upgrade in place on SIGUSR2 */
+void master_upgrade_init(int argc, char **argv);
+void master_upgrade_request(void);
+void master_upgrade_tick(int pending);
+int64_t master_upgrade_timeout(int64_t now);
+/* 1 when pid was the check or a child of the binary before (then it is forgotten). */
+int master_upgrade_reaped(pid_t pid, int status);
+int master_upgrade_old(void);
+void master_upgrade_signal_old(int sig);
+int master_upgrade_check(char *err, size_t len);
+int master_upgrade_adopt(void);
+int master_upgrade_store(void);
+void master_upgrade_started(void);
+
 #endif

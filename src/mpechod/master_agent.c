@@ -20,15 +20,17 @@ master_agent_open(void)
 {
 	char err[NET_ERRLEN], addr[NET_ADDRLEN];
 	const char *host = master->set.agent_addr ? master->set.agent_addr : "127.0.0.1";
-	int port = master->set.agent_port, fd;
+	int port = master->set.agent_port, fd = master->agent_fd;
 
-	master->agent_fd = -1;
-	if (port < 0)
-		return;
+	if (port < 0 || fd >= 0)
+		goto said; /* none, or handed over by the binary before an upgrade in place */
 	if (net_listen(host, SOCK_STREAM, &port, &fd, 1, err, sizeof(err)) < 0)
 		usage_error("--agent-port: %s", err);
 	io_set_nonblock(fd, 1);
 	master->agent_fd = fd;
+said:
+	if (fd < 0)
+		return;
 	net_local_addr(fd, addr, sizeof(addr));
 	log_info("agent check on %s", addr);
 }

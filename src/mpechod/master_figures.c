@@ -76,7 +76,9 @@ master_metrics_listen(void)
 	if (num_parse(colon ? colon + 1 : spec, 0, 65535, &lport) < 0)
 		usage_error("--metrics %s: not ADDR:PORT", spec);
 	port = (int)lport;
-	n = net_listen(host[0] ? net_strip_brackets(host, addr, sizeof(addr)) : "127.0.0.1",
+	/* After an upgrade in place the listeners are the binary before's. */
+	n = master->nmetrics_fd > 0 ? master->nmetrics_fd :
+	    net_listen(host[0] ? net_strip_brackets(host, addr, sizeof(addr)) : "127.0.0.1",
 	    SOCK_STREAM, &port, master->metrics_fd, MASTER_MAX_LISTEN, err, sizeof(err));
 	if (n < 0)
 		usage_error("--metrics: %s", err);

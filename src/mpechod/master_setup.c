@@ -93,6 +93,10 @@ master_drop_user(void)
 {
 	char err[256];
 
+	/* After an upgrade in place the master runs as the user already. */
+	if (master->set.user != NULL && getuid() == master_user.uid && geteuid() == master_user.uid &&
+	    getgid() == master_user.gid)
+		return;
 	if (master->set.user != NULL && user_drop(&master_user, err, sizeof(err)) < 0)
 		fatalx(EX_NOPERM, "%s", err);
 }
@@ -103,8 +107,11 @@ void
 master_sockets(void)
 {
 	char err[NET_ERRLEN], addr[NET_ADDRLEN];
-	int n = sd_listen_fds(1, err, sizeof(err));
+	int n;
 
+	if (master->nlfd > 0)
+		return; /* handed over by the binary before an upgrade in place */
+	n = sd_listen_fds(1, err, sizeof(err));
 	if (n < 0)
 		usage_error("%s", err);
 	if (n == 0) {

@@ -611,7 +611,9 @@ static const char *const opts_usage_parts[] = {
 	    "with NOTIFY_SOCKET set, readiness, status and stopping are reported to it.\n"
 	    "Signals: TERM/INT shut down gracefully, HUP reopens the store file (and\n"
 	    "reloads -f's file: rules, limits, timeouts, pool sizes; the rest needs a restart),\n"
-	    "USR1 prints one stats line.  Exit status 64 for a bad option, an unusable\n"
+	    "USR1 prints one stats line, USR2 upgrades the binary in place (PATH -t checks\n"
+	    "it, then it is executed with the same pid, sockets, sessions and store).\n"
+	    "Exit status 64 for a bad option, an unusable\n"
 	    "address or port, or a store that cannot be opened; 74 when the store could\n"
 	    "not write every record by the end.\n",
 	NULL

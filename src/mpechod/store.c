@@ -96,7 +96,16 @@ static struct {
 	unsigned char data[REC_DGRAM_MAX];
 } store_dg;
 
-static volatile sig_atomic_t store_hup, store_orphaned, store_giveup;
+static volatile sig_atomic_t store_hup, store_orphaned, store_giveup, store_handover;
+
+/* SIGWINCH: the master was upgraded in place and starts a store of its new binary on the same
+ * pipe (master_upgrade.c): this one writes every whole frame it has read and leaves. */
+static void
+store_sigwinch(int signo)
+{
+	(void)signo;
+	store_handover = 1;
+}
 
 /* --store-full block, at the end of a shutdown: stop holding sessions back for the disk. */
 static void
@@ -729,6 +738,51 @@ store_drain(int pipe_rd)
 	return DRAIN_MORE;
 }
 
+/* Reads the rest of a frame the input buffer ends inside of: it is in the pipe already, since
+ * every frame was one atomic write.  Bounded: a frame is at most REC_FRAME_MAX bytes. */
+static void
+store_complete_frame(int pipe_rd)
+{
+	struct rec_hdr h;
+	size_t want;
+	ssize_t n;
+
+	for (int tries = 0; tries < 2 && store.inlen > 0; tries++) {
+		want = sizeof(h);
+		if (store.inlen >= sizeof(h)) {
+			memcpy(&h, store.in, sizeof(h));
+			want = sizeof(h) + (h.len < REC_PAYLOAD_MAX ? h.len : REC_PAYLOAD_MAX);
+		}
+		if (store.inlen >= want)
+			return;
+		n = io_read(pipe_rd, store.in + store.inlen, want - store.inlen);
+		if (n <= 0)
+			return;
+		store.inlen += (size_t)n;
+	}
+}
+
+/* SIGWINCH: hands the pipe over at a frame boundary.  What was read is written and fsynced,
+ * and the store leaves without a stop record (its life goes on in the next store's file
+ * lines); its lock goes with it, so the next store then takes the file.  A store that cannot
+ * write now (a full disk) keeps going: the master's bounded wait then ends it. */
+static void
+store_hand_over(int pipe_rd)
+{
+	store_handover = 0;
+	store_complete_frame(pipe_rd);
+	store_consume();
+	store_flush();
+	if (store_buf_blocked(store.buf) || store_buf_failing(store.buf) || store.inlen > 0) {
+		log_warnx("cannot hand the store over now: the file does not take writes");
+		return;
+	}
+	store_sync(1);
+	close(store.fd);
+	log_info("handed the store over to the upgraded master's");
+	_exit(0);
+}
+
 /* The first line of a server life: who writes, and the options that shape the file. */
 static void
 store_start_record(const struct store_args *a)
@@ -808,7 +862,7 @@ store_take_lock(int fd, const char *path)
 static void
 store_setup(const struct store_args *a)
 {
-	static const int blocked[] = { SIGHUP, SIGUSR1, SIGUSR2, 0 };
+	static const int blocked[] = { SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, 0 };
 	struct store_buf_cfg cfg;
 
 	store.args = a;
@@ -841,6 +895,7 @@ store_setup(const struct store_args *a)
 	sig_ignore(SIGXFSZ);
 	sig_handle(SIGHUP, store_sighup, 0);
 	sig_handle(SIGUSR2, store_sigusr2, 0);
+	sig_handle(SIGWINCH, store_sigwinch, 0);
 	/* SIGHUP and SIGUSR2 stay blocked but inside ppoll, like the master's signals. */
 	sig_setmask(blocked);
 	/* After its master's death the store goes on until the last session has closed the pipe,
@@ -904,6 +959,7 @@ store_run(const struct store_args *a)
 	sigdelset(&waitmask, SIGHUP);
 	sigdelset(&waitmask, SIGUSR2);
 	sigdelset(&waitmask, SIGUSR1);
+	sigdelset(&waitmask, SIGWINCH);
 	for (;;) {
 		if (store_giveup)
 			store_give_up();
@@ -917,6 +973,8 @@ store_run(const struct store_args *a)
 		}
 		if (store_hup)
 			store_reopen(a->pipe_rd);
+		if (store_handover)
+			store_hand_over(a->pipe_rd);
 		drained = store_drain(a->pipe_rd);
 		if (drained == DRAIN_EOF)
 			store_finish();

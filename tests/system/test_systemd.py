@@ -8,7 +8,7 @@ container's network namespace (setns, as `nsenter -n` does) and driven from here
 read through /proc/PID/root.
 
 Scenarios: install, socket activation, reload, restart after kill -9 of the master with nothing
-lost (22.14, fork and prefork), stop, upgrade, purge with nothing left running (22.13), the
+lost (22.14, fork and prefork), stop, upgrade in place (USR2 from the postinst), purge with nothing left running (22.13), the
 journal's lines (22.15), and mpechod-inetd.socket's per-source limit (22.16).
 
 Needs root, systemd-nspawn (package systemd-container) and debootstrap; the first run makes the
@@ -472,25 +472,37 @@ def test_stop_ends_everything_and_loses_nothing(served, mode):
     assert_has_all_received(wait_stored(m, [c.port], settle=True), [c])
 
 
-def test_upgrade_restarts_the_running_server(served):
-    """Installing the package again over itself (dpkg's upgrade path) while mpechod runs: the
-    running service is restarted on the new files; the socket is never stopped (no client is
-    refused meanwhile), and the store keeps every record."""
+def test_upgrade_in_place_keeps_the_running_server(served):
+    """Installing the package again over itself (dpkg's upgrade path) while mpechod runs and a
+    client is connected: the postinst upgrades the master in place (USR2): the same MainPID,
+    the socket never stopped (no client is refused meanwhile), the held connection still
+    echoes, the store keeps every record and says a new life began."""
     m = served
     got, p1 = echo_in(m, b"old\n")
     assert got == b"old\n"
+    held = m.connect()
+    held.sendall(b"held before\n")
+    assert held.recv(64) == b"held before\n"
     old = m.prop("mpechod.service", "MainPID")
     since = m.prop("mpechod.socket", "ActiveEnterTimestampMonotonic")
     m.run(f"dpkg -i {m.deb}", timeout=180)
     assert m.prop("mpechod.socket", "ActiveState") == "active"
     assert m.prop("mpechod.socket", "ActiveEnterTimestampMonotonic") == since, \
         "the upgrade restarted mpechod.socket (clients were refused meanwhile)"
-    wait_until(lambda: m.prop("mpechod.service", "MainPID") not in ("0", old), 30, 0.1,
-               "a new master")
+    wait_until(lambda: "upgraded in place" in m.run(
+        "journalctl -q -o cat -u mpechod.service -t mpechod").stdout, 60, 0.2,
+        "the master to say it upgraded in place")
+    assert m.prop("mpechod.service", "MainPID") == old
+    assert m.prop("mpechod.service", "ActiveState") == "active"
+    held.sendall(b"held after\n")
+    assert held.recv(64) == b"held after\n"
+    held.close()
     got, p2 = echo_in(m, b"new\n")
     assert got == b"new\n"
     conns = wait_stored(m, [p1, p2])
     assert bytes(conns[p1]["data"]) == b"old\n" and bytes(conns[p2]["data"]) == b"new\n"
+    starts = [r for r in m.store() if r.get("ev") == "start"]
+    assert len(starts) >= 2 and starts[-1]["life"] != starts[-2]["life"]
 
 
 @pytest.mark.parametrize("socket_unit", ["mpechod.socket", "mpechod-inetd.socket"])

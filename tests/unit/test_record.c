@@ -43,6 +43,36 @@ Test(frame, needs_the_key_and_a_conn)
 	cr_assert_eq(rec_decode(buf, n, &r), -1, "conn UINT64_MAX was accepted");
 }
 
+/* An upgrade in place: frames of the life before carry its key, and their lines name it. */
+Test(frame, the_life_before_an_upgrade)
+{
+	unsigned char buf[REC_FRAME_MAX];
+	char out[REC_JSON_MAX];
+	const uint64_t id[2] = { 3, 4 };
+	struct rec r;
+	size_t n;
+
+	rec_set_key(0x1234);
+	n = frame(buf, REC_DATA, 0, 5, "x", 1);
+	rec_set_key(0x9999);
+	rec_set_life(id);
+	cr_assert_eq(rec_decode(buf, n, &r), -1);
+	rec_set_prev(0x1234, "0000000000000009000000000000000a");
+	cr_assert_eq(rec_decode(buf, n, &r), (ssize_t)n);
+	cr_assert(r.flags & REC_F_PREV);
+	n = rec_format_json(out, &r);
+	out[n] = '\0';
+	cr_assert_not_null(strstr(out, "\"life\":\"0000000000000009000000000000000a\""), "%s", out);
+	n = frame(buf, REC_DATA, 0, 6, "y", 1);
+	cr_assert_eq(rec_decode(buf, n, &r), (ssize_t)n);
+	cr_assert_eq(r.flags & REC_F_PREV, 0u);
+	n = rec_format_json(out, &r);
+	out[n] = '\0';
+	cr_assert_not_null(strstr(out, "\"life\":\"00000000000000030000000000000004\""), "%s", out);
+	rec_set_prev(0, "");
+	rec_set_key(0);
+}
+
 Test(frame, round_trip)
 {
 	unsigned char buf[REC_FRAME_MAX];
