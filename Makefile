@@ -209,6 +209,9 @@ $(BIN)/unit_test_metrics: $(OBJ)/unit_test_metrics.o $(D)/metrics_http.o $(D)/me
 $(BIN)/unit_test_conf: $(OBJ)/unit_test_conf.o $(D)/conf.o $(D)/opts.o $(call lib,num cidr)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_penalty: $(OBJ)/unit_test_penalty.o $(D)/penalty.o $(call lib,htab)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 deps:
 	@scripts/deps.sh
 
