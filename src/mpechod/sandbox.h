@@ -48,15 +48,16 @@ const char *sandbox_landlock_note(void);
 
 /* In a child, once its setup needs no more: no new privileges, Landlock (the store's directory
  * is dir's; NULL for every other role), then the role's seccomp filter.  Returns 0 (also when
- * the sandbox is off, or Landlock absent: logged once by the caller through sandbox_landlock_abi),
- * or -1 with errno when the seccomp filter could not be installed. */
+ * the sandbox is off, or Landlock absent or refused: sandbox_landlock_note, said once by the
+ * master), or -1 with errno when the seccomp filter could not be installed. */
 int sandbox_enter(enum sandbox_role role, const char *store_path);
 
 /* sandbox_enter, or the process ends (EX_OSERR) with a line saying why: a child never runs
  * unconfined when the sandbox is on. */
 void sandbox_child(enum sandbox_role role, const char *store_path);
 
-/* The Landlock ABI the kernel offers, 0 when it has none (or Landlock is disabled). */
+/* The Landlock ABI the kernel offers, 0 with errno when it has none (or Landlock is disabled,
+ * or a filter over this process refuses it: EPERM). */
 int sandbox_landlock_abi(void);
 
 /* What a child's end by signal sig adds to its log line and close record: " (SIGSYS: sandbox)"
