@@ -212,6 +212,9 @@ $(BIN)/unit_test_conf: $(OBJ)/unit_test_conf.o $(D)/conf.o $(D)/opts.o $(call li
 $(BIN)/unit_test_upgrade: $(OBJ)/unit_test_upgrade.o $(D)/upgrade.o $(call lib,num)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_penalty: $(OBJ)/unit_test_penalty.o $(D)/penalty.o $(call lib,htab)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 deps:
 	@scripts/deps.sh
 

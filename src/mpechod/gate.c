@@ -3,6 +3,7 @@
  */
 #include "gate.h"
 #include "io.h"
+#include "log.h"
 #include "net.h"
 
 #include <stdio.h>
@@ -33,10 +34,54 @@ gate_over(const struct gate *g, int fd, const struct sockaddr_storage *ss,
 	if (st == NET_PEER_LIVE || st == NET_PEER_HALF)
 		return 0;
 	__atomic_add_fetch(&g->sh->culled, 1, __ATOMIC_RELAXED);
+	/* Behind a balancer the peer is the balancer, whose health checks connect and close. */
+	if (!g->proxy)
+		gate_strike(g, ss);
 	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
 	snprintf(msg, sizeof(msg), "closed %s unserved: %s before it was accepted", addr,
 	    st == NET_PEER_RESET ? "reset by the peer" : "closed by the peer with no data");
 	shared_log(g->sh, &g->sh->log_culled, msg);
+	return 1;
+}
+
+void
+gate_strike(const struct gate *g, const struct sockaddr_storage *ss)
+{
+	struct admit_key k;
+	char addr[NET_ADDRLEN];
+	int started;
+
+	if (g->penalty == NULL)
+		return;
+	admit_key_prefix(ss, g->prefix4, g->prefix6, &k);
+	shared_lock(g->sh);
+	started = penalty_strike(g->penalty, &k, io_now_ms());
+	shared_unlock(g->sh);
+	if (!started)
+		return;
+	net_addr_str((const struct sockaddr *)ss, addr, sizeof(addr));
+	log_warnx("refusing %s (its --source-prefix block) for %d s: its connections kept being "
+	    "culled or failing their PROXY header", addr, (int)(g->penalty->len_ms / 1000));
+}
+
+/* --source-penalty: a source refused for a while. */
+static int
+gate_penalised(const struct gate *g, const struct sockaddr_storage *ss)
+{
+	struct admit_key k;
+	int left;
+	char why[80];
+
+	if (g->penalty == NULL)
+		return 0;
+	admit_key_prefix(ss, g->prefix4, g->prefix6, &k);
+	shared_lock(g->sh);
+	left = penalty_check(g->penalty, &k, io_now_ms());
+	shared_unlock(g->sh);
+	if (left == 0)
+		return 0;
+	snprintf(why, sizeof(why), "--source-penalty (%d s left)", left);
+	gate_refuse(g, &g->sh->refused_source, ss, why);
 	return 1;
 }
 
@@ -99,6 +144,8 @@ gate_accept(const struct gate *g, int fd, const struct sockaddr_storage *ss,
     struct admit_claim *claim, enum net_peer_state *state)
 {
 	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
+	if (gate_penalised(g, ss))
+		return GATE_REFUSED;
 	if (gate_over(g, fd, ss, state))
 		return GATE_CULLED;
 	if (g->proxy) {
@@ -123,7 +170,7 @@ gate_client(const struct gate *g, const struct sockaddr_storage *client,
     struct admit_claim *claim)
 {
 	__atomic_store_n(&claim->held, 0, __ATOMIC_RELEASE);
-	if (gate_rules(g, client) != GATE_SERVE)
+	if (gate_penalised(g, client) || gate_rules(g, client) != GATE_SERVE)
 		return GATE_REFUSED;
 	return gate_admit(g, client, 1, 0, claim);
 }

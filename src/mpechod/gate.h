@@ -13,6 +13,7 @@
 #define MPECHO_GATE_H
 
 #include "admit.h"
+#include "penalty.h"
 #include "cidr.h"
 #include "net.h"
 #include "shared.h"
@@ -30,6 +31,7 @@ struct gate {
 	struct admit *admit;        /* counted under sh's lock */
 	struct shared *sh;
 	int prefix4, prefix6;       /* --source-prefix: the blocks --max-per-source counts */
+	struct penalty *penalty;    /* --source-penalty (under sh's lock); NULL: off */
 };
 
 enum gate_verdict { GATE_SERVE, GATE_CULLED, GATE_REFUSED };
@@ -52,6 +54,9 @@ enum gate_verdict gate_client(const struct gate *g, const struct sockaddr_storag
  * balancer's address. */
 enum gate_verdict gate_no_client(const struct gate *g, const struct sockaddr_storage *balancer,
     struct admit_claim *claim);
+/* One strike against ss's source for --source-penalty (a PROXY header that failed); a
+ * penalty it starts is logged once.  Nothing without --source-penalty. */
+void gate_strike(const struct gate *g, const struct sockaddr_storage *ss);
 /* Gives back what claim holds (nothing if it holds nothing), in one step with clearing it. */
 void gate_release(const struct gate *g, struct admit_claim *claim);
 

@@ -526,14 +526,23 @@ master_start(int store_fd)
 	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
 }
 
-/* Builds the children's filters once (sandbox.c); a kernel without Landlock is said once. */
+/* Builds the children's filters once (sandbox.c).  A filter over mpechod that refuses seccomp
+ * itself ends it here, at its start, rather than every child at its own; no Landlock is said
+ * once. */
 static void
 master_sandbox(void)
 {
-	if (sandbox_configure(master->set.sandbox) < 0)
+	const char *call = NULL, *note;
+
+	if (sandbox_configure(master->set.sandbox, master->set.inetd ? -1 : PROC_FD_ALWAYS) < 0)
 		fatal(EX_SOFTWARE, "cannot build the sandbox's filters");
-	if (master->set.sandbox && sandbox_landlock_abi() == 0 && !master->set.inetd)
-		log_warnx("this kernel has no Landlock: children are confined by seccomp only");
+	if (sandbox_check(&call) < 0)
+		fatal(EX_OSERR, "cannot confine its children: %s(2) is refused here (a system call "
+		    "filter over mpechod, such as systemd's SystemCallFilter=, must allow it; "
+		    "--sandbox off runs them unconfined)", call);
+	proc_keep_always(sandbox_ruleset_fd());
+	if ((note = sandbox_landlock_note()) != NULL && !master->set.inetd)
+		log_warnx("%s: children are confined by seccomp only", note);
 }
 
 int

@@ -116,6 +116,7 @@ master_reload_keep(struct settings *n, const struct settings *o)
 		{ "source-prefix", n->prefix4 != o->prefix4 || n->prefix6 != o->prefix6 },
 		/* The per-source table is sized at start for a limit, or is not there. */
 		{ "max-per-source", (n->max_per_source == 0) != (o->max_per_source == 0) },
+		{ "source-penalty", n->source_penalty != o->source_penalty },
 	};
 
 	for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++)

@@ -215,6 +215,10 @@ master_gate(void)
 	g->prefix6 = s->prefix6;
 	g->admit = master->admit;
 	g->sh = &master->shared;
+	if (s->source_penalty > 0) {
+		g->penalty = master_shared(penalty_size(PENALTY_SLOTS));
+		penalty_init(g->penalty, PENALTY_SLOTS, s->source_penalty);
+	}
 	master_rules("--allow", s->allow, s->nallow, &g->rules.allow);
 	master_rules("--deny", s->deny, s->ndeny, &g->rules.deny);
 	if (s->nproxy_from > 0)

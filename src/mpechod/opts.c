@@ -20,7 +20,7 @@ enum {
 	OPT_MIN_SPARE, OPT_MAX_SPARE, OPT_MAX_CONNS_CHILD, OPT_INETD, OPT_PROXY, OPT_PROXY_TIMEOUT,
 	OPT_PROXY_FROM, OPT_ALLOW, OPT_DENY, OPT_DEFER_ACCEPT, OPT_PROXY_NO_CLIENT, OPT_ECHO_AFTER,
 	OPT_METRICS, OPT_METRICS_ALLOW, OPT_LOG_FORMAT, OPT_SANDBOX, OPT_SOURCE_PREFIX, OPT_AGENT_PORT,
-	OPT_AGENT_ADDR, OPT_DRAIN
+	OPT_AGENT_ADDR, OPT_DRAIN, OPT_SOURCE_PENALTY
 };
 
 static const struct option opts_long[] = {
@@ -63,6 +63,7 @@ static const struct option opts_long[] = {
 	{ "agent-port", required_argument, NULL, OPT_AGENT_PORT },
 	{ "agent-address", required_argument, NULL, OPT_AGENT_ADDR },
 	{ "drain", required_argument, NULL, OPT_DRAIN },
+	{ "source-penalty", required_argument, NULL, OPT_SOURCE_PENALTY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 }
@@ -349,6 +350,8 @@ opts_one(int c, const char *arg, struct settings *s, char *err, size_t errlen)
 		return opts_path("--agent-address", arg, &s->agent_addr, err, errlen);
 	case OPT_DRAIN:
 		return opts_int("--drain", arg, 0, 3600, &s->drain, err, errlen);
+	case OPT_SOURCE_PENALTY:
+		return opts_int("--source-penalty", arg, 0, 86400, &s->source_penalty, err, errlen);
 	}
 	snprintf(err, errlen, "unhandled option");
 	return -1;
@@ -604,6 +607,9 @@ static const char *const opts_usage_parts[] = {
 	    "      --agent-address ADDR the agent's address (default 127.0.0.1)\n"
 	    "      --drain SEC          after TERM, keep serving SEC seconds while the agent says\n"
 	    "                           drain, then shut down (default 0)\n"
+	    "      --source-penalty SEC refuse for SEC seconds a source (its --source-prefix\n"
+	    "                           block) whose connections keep being culled or failing\n"
+	    "                           their PROXY header (8 in SEC); 0 = off (default)\n"
 	    "  -h, --help               show this help and exit\n"
 	    "  -V, --version            show the version and exit\n"
 	    "\n"

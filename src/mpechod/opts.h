@@ -63,6 +63,7 @@ struct settings {
 	int agent_port;                    /* --agent-port: HAProxy's agent check; 0: any
 	                                    * port; -1: none */
 	int drain;                         /* --drain: seconds serving after SIGTERM, saying drain */
+	int source_penalty;                /* --source-penalty: seconds a source is refused; 0 off */
 };
 
 enum opts_result { OPTS_RUN, OPTS_HELP, OPTS_VERSION, OPTS_ERROR };

@@ -15,6 +15,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int proc_always = -1;
+
+void
+proc_keep_always(int fd)
+{
+	proc_always = fd;
+}
+
 /* The kept descriptors go to 3, 4, ... in two steps, so that moving one never lands on another
  * that is still to be moved: first each is copied above every descriptor involved, then each
  * copy goes to its place.  The first step's copies and the originals are all above the last
@@ -37,7 +45,9 @@ proc_keep(int *const keep[], int nkeep)
 		*keep[i] = dup3(tmp[i], to, O_CLOEXEC) < 0 ? -1 : to;
 		to++;
 	}
-	close_range((unsigned)to, ~0U, 0);
+	if (proc_always > to)
+		close_range((unsigned)to, (unsigned)proc_always - 1, 0);
+	close_range(proc_always >= to ? (unsigned)proc_always + 1 : (unsigned)to, ~0U, 0);
 }
 
 /* The nice value children are put back at, once proc_favour_self raised the parent's. */

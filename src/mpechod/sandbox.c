@@ -2,8 +2,9 @@
  * sandbox.c - each child's seccomp-bpf allow-list and Landlock domain (see sandbox.h).
  *
  * One table below says, per system call, which roles may make it and why.  sandbox_configure
- * turns it into one classic BPF program per role, once, in the master; a child's
- * sandbox_enter costs prctl(PR_SET_NO_NEW_PRIVS), the Landlock calls and one seccomp(2).  A
+ * turns it into one classic BPF program per role, once, in the master, with the Landlock
+ * ruleset of the roles that have no file; a session's sandbox_enter costs
+ * prctl(PR_SET_NO_NEW_PRIVS), landlock_restrict_self and one seccomp(2).  A
  * call allowed whatever its arguments is answered by the kernel's per-filter bitmap cache
  * without running the program, so the echo loop's read, write, writev and splice cost nothing
  * more.  The few calls checked on an argument (fcntl's command, ioctl's request, mmap's
@@ -166,7 +167,9 @@ static struct {
 	unsigned short len[SANDBOX_NROLES];
 	int role;      /* this process's role once sandbox_enter ran; -1 before */
 	int abi;       /* the kernel's Landlock ABI; 0: none */
-} sb = { .role = -1 };
+	int abi_err;   /* why none: landlock_create_ruleset's errno */
+	int llfd;      /* the Landlock ruleset the master made for its children; -1: none */
+} sb = { .role = -1, .llfd = -1 };
 
 static const char *const sb_names[] = {
 	[SANDBOX_SESSION] = "session", [SANDBOX_POOL] = "pool", [SANDBOX_STORE] = "store",
@@ -318,8 +321,10 @@ sb_build(enum sandbox_role role)
 	return 0;
 }
 
+static int sb_ruleset(enum sandbox_role role, const char *store_path);
+
 int
-sandbox_configure(int on)
+sandbox_configure(int on, int fd_min)
 {
 	sb.on = on;
 	if (!on)
@@ -328,10 +333,57 @@ sandbox_configure(int on)
 	 * line then never reads /etc/localtime (tzset(3) in a child would, every time). */
 	tzset();
 	sb.abi = sandbox_landlock_abi();
+	sb.abi_err = sb.abi > 0 ? 0 : errno;
 	for (int r = 0; r < SANDBOX_NROLES; r++)
 		if (sb_build((enum sandbox_role)r) < 0)
 			return -1;
+	/* The ruleset of the roles without a file (a session, a pool, the datagram and metrics
+	 * processes), made once here: a session then only calls landlock_restrict_self. */
+	if (sb.abi > 0 && fd_min >= 0) {
+		int fd = sb_ruleset(SANDBOX_SESSION, NULL);
+
+		if (fd >= 0) {
+			sb.llfd = fcntl(fd, F_DUPFD_CLOEXEC, fd_min);
+			close(fd);
+		}
+	}
 	return 0;
+}
+
+int
+sandbox_check(const char **call)
+{
+	uint32_t action = SECCOMP_RET_KILL_PROCESS;
+
+	if (!sb.on)
+		return 0;
+	/* Asked, not done: neither call changes this process. */
+	*call = "prctl";
+	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) < 0)
+		return -1;
+	*call = "seccomp";
+	if (syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action) < 0)
+		return -1;
+	*call = NULL;
+	return 0;
+}
+
+int
+sandbox_ruleset_fd(void)
+{
+	return sb.llfd;
+}
+
+const char *
+sandbox_landlock_note(void)
+{
+	if (!sb.on || sb.abi > 0)
+		return NULL;
+	if (sb.abi_err == EPERM)
+		return "Landlock is refused here (landlock_create_ruleset: Operation not permitted; "
+		    "a system call filter such as systemd's SystemCallFilter= must allow "
+		    "landlock_create_ruleset, landlock_add_rule and landlock_restrict_self)";
+	return "this kernel has no Landlock (or it is not enabled)";
 }
 
 /* Landlock, from linux/landlock.h, written out here: the installed header may predate the
@@ -393,13 +445,13 @@ sb_open_dir(const char *path)
 	return open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* The role's Landlock domain: every file system access handled (so none allowed but the
+/* The role's Landlock ruleset: every file system access handled (so none allowed but the
  * store's directory), TCP bind and connect handled with no rule (none allowed), and from ABI 6
  * no signal to a process outside the domain (the store and --inetd's process excepted: --inetd
- * signals its store) nor a connection to an abstract unix socket.  Returns 0, or -1 when the
- * kernel has no Landlock (nothing done). */
+ * signals its store) nor a connection to an abstract unix socket.  Returns its descriptor
+ * (close-on-exec), or -1 when the kernel has no Landlock. */
 static int
-sb_landlock(enum sandbox_role role, const char *store_path)
+sb_ruleset(enum sandbox_role role, const char *store_path)
 {
 	int abi = sb.abi, rfd, dfd;
 	struct sb_ll_ruleset attr = { .fs = LL_FS_ABI1 };
@@ -434,12 +486,26 @@ sb_landlock(enum sandbox_role role, const char *store_path)
 		syscall(SYS_landlock_add_rule, rfd, LL_RULE_PATH_BENEATH, &rule, 0);
 		close(dfd);
 	}
-	if (syscall(SYS_landlock_restrict_self, rfd, 0) < 0) {
+	return rfd;
+}
+
+/* The role's Landlock domain: the master's ruleset for the roles without a file, one made
+ * here for the store (its directory) and --inetd's process (no master).  Whatever fails
+ * (no Landlock; a filter over mpechod refusing it, said once by the master) leaves the
+ * process to its seccomp filter alone. */
+static void
+sb_landlock(enum sandbox_role role, const char *store_path)
+{
+	int shared = role != SANDBOX_STORE && role != SANDBOX_INETD && sb.llfd >= 0;
+	int rfd = shared ? sb.llfd : sb_ruleset(role, store_path);
+
+	if (rfd >= 0) {
+		(void)syscall(SYS_landlock_restrict_self, rfd, 0);
 		close(rfd);
-		return -1;
 	}
-	close(rfd);
-	return 0;
+	if (!shared && sb.llfd >= 0)
+		close(sb.llfd);
+	sb.llfd = -1;
 }
 
 int
@@ -454,9 +520,15 @@ sandbox_enter(enum sandbox_role role, const char *store_path)
 	log_sink_reopen();
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -1;
-	(void)sb_landlock(role, store_path);
+	sb_landlock(role, store_path);
 	fprog.len = sb.len[role];
 	fprog.filter = sb.prog[role];
+	/* One call, no flags.  Not SECCOMP_FILTER_FLAG_TSYNC: a child has one thread.  Not
+	 * SECCOMP_FILTER_FLAG_SPEC_ALLOW: the kernel forces its speculative store bypass (and
+	 * indirect branch) mitigation on a filtered task only when booted with
+	 * spec_store_bypass_disable=seccomp or spectre_v2_user=seccomp (the default is prctl
+	 * since Linux 5.16, and this machine has no SSBD at all: "Vulnerable"); an operator who
+	 * chose seccomp there asked for exactly this process to be protected. */
 	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
 }
 

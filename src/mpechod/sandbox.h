@@ -26,20 +26,38 @@ enum sandbox_role {
 };
 
 /* Called by the master (and --inetd) once, before any fork: on (1) builds the filters, off (0)
- * makes sandbox_enter do nothing.  Returns 0, or -1 with errno (a filter too long: a bug). */
-int sandbox_configure(int on);
+ * makes sandbox_enter do nothing.  With fd_min >= 0 it also makes, once, the Landlock ruleset
+ * of the roles that have no file, at a descriptor >= fd_min (close-on-exec; see
+ * sandbox_ruleset_fd), so that a session only restricts itself with it.  Returns 0, or -1 with
+ * errno (a filter too long: a bug). */
+int sandbox_configure(int on, int fd_min);
+
+/* Whether this process's children can be confined: a system call filter over mpechod (systemd's
+ * SystemCallFilter=, a container's) may refuse prctl or seccomp with an errno, which every
+ * child would meet.  Asks the kernel without changing anything.  Returns 0 (also when the
+ * sandbox is off), or -1 with errno and *call the refused call's name. */
+int sandbox_check(const char **call);
+
+/* The ruleset sandbox_configure made (every child keeps it until it enters the sandbox, which
+ * closes it), or -1. */
+int sandbox_ruleset_fd(void);
+
+/* Why the children have no Landlock (no Landlock in the kernel, or a filter refusing it), for
+ * the master to say once; NULL when they have it or the sandbox is off. */
+const char *sandbox_landlock_note(void);
 
 /* In a child, once its setup needs no more: no new privileges, Landlock (the store's directory
  * is dir's; NULL for every other role), then the role's seccomp filter.  Returns 0 (also when
- * the sandbox is off, or Landlock absent: logged once by the caller through sandbox_landlock_abi),
- * or -1 with errno when the seccomp filter could not be installed. */
+ * the sandbox is off, or Landlock absent or refused: sandbox_landlock_note, said once by the
+ * master), or -1 with errno when the seccomp filter could not be installed. */
 int sandbox_enter(enum sandbox_role role, const char *store_path);
 
 /* sandbox_enter, or the process ends (EX_OSERR) with a line saying why: a child never runs
  * unconfined when the sandbox is on. */
 void sandbox_child(enum sandbox_role role, const char *store_path);
 
-/* The Landlock ABI the kernel offers, 0 when it has none (or Landlock is disabled). */
+/* The Landlock ABI the kernel offers, 0 with errno when it has none (or Landlock is disabled,
+ * or a filter over this process refuses it: EPERM). */
 int sandbox_landlock_abi(void);
 
 /* What a child's end by signal sig adds to its log line and close record: " (SIGSYS: sandbox)"

@@ -352,6 +352,10 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 	}
 }
 
+/* A connection closed before it sent a byte: a balancer's plain TCP health check, not a failed
+ * header (--source-penalty does not count it). */
+static const char session_proxy_empty[] = "closed with nothing sent";
+
 /* Reads the PROXY header, never a byte past it: each read asks for no more than proxy_parse
  * says the shortest valid header could still need.  0 with *res filled, or -1 with *why: an
  * invalid header, none in time, or the peer gone first. */
@@ -381,7 +385,7 @@ session_proxy_read(int fd, int timeout_ms, struct proxy_result *res, const char 
 			continue;
 		n = read(fd, buf + have, res->need - have);
 		if (n == 0) {
-			*why = "closed before the end of the header";
+			*why = have == 0 ? session_proxy_empty : "closed before the end of the header";
 			return -1;
 		}
 		if (n < 0 && errno != EINTR && errno != EAGAIN) {
@@ -409,6 +413,8 @@ session_gate(const struct session_args *a, char *peer, size_t len)
 	if (session_proxy_read(a->fd,
 	    __atomic_load_n(&g->proxy_timeout_ms, __ATOMIC_RELAXED), &res, &why) < 0) {
 		__atomic_add_fetch(&g->sh->proxy_errors, 1, __ATOMIC_RELAXED);
+		if (why != session_proxy_empty)
+			gate_strike(g, &a->peer);
 		snprintf(msg, sizeof(msg), "no valid PROXY header from %s: %s", real, why);
 		shared_log(g->sh, &g->sh->log_proxy, msg);
 		return SESSION_PROXY_ERROR;

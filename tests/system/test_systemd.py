@@ -118,7 +118,11 @@ class Machine:
         self.proc = subprocess.Popen(
             [NSPAWN, "-q", "-D", root, "--volatile=overlay", "--private-network",
              "--register=no", "--keep-unit", "-M", self.name, f"--bind-ro={deb.parent}:/mnt/deb",
-             "--console=passive", "-b"],
+             "--console=passive",
+             # nspawn's own filter (systemd 252) refuses Landlock to the whole container, which
+             # a booted host does not: let it through, so the units' filters are what is tested.
+             "--system-call-filter=landlock_create_ruleset landlock_add_rule "
+             "landlock_restrict_self", "-b"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             preexec_fn=self._child_setup)
 
@@ -264,7 +268,7 @@ def set_mode(m, mode):
     """mpechod.service in fork mode as shipped, or in prefork mode through a drop-in."""
     if mode == "prefork":
         m.run("mkdir -p /etc/systemd/system/mpechod.service.d && printf '[Service]\\nExecStart="
-              "\\nExecStart=/usr/sbin/mpechod --prefork --sandbox off -s %s\\n' >"
+              "\\nExecStart=/usr/sbin/mpechod --prefork -s %s\\n' >"
               " /etc/systemd/system/mpechod.service.d/prefork.conf && systemctl daemon-reload"
               % STORE)
         assert "--prefork" in m.prop("mpechod.service", "ExecStart")
@@ -470,6 +474,76 @@ def test_stop_ends_everything_and_loses_nothing(served, mode):
     assert m.prop("mpechod.service", "ActiveState") == "inactive"
     assert m.mpechod_pids() == []
     assert_has_all_received(wait_stored(m, [c.port], settle=True), [c])
+
+
+def _status(m, pid):
+    """The fields of /proc/PID/status inside."""
+    text = m.run(f"cat /proc/{pid}/status").stdout
+    return dict(l.split(":", 1) for l in text.splitlines() if ":" in l)
+
+
+@pytest.mark.parametrize("mode", ["fork", "prefork"])
+def test_children_are_confined_under_the_unit(served, mode):
+    """Under the unit's own SystemCallFilter= (which refuses with EPERM what it does not
+    list) every child of the master installs its own filter on top of systemd's: one filter
+    more than the master, NoNewPrivs, and no child that could not enter the sandbox; Landlock
+    is not refused by the unit."""
+    m = served
+    set_mode(m, mode)
+    c = m.connect()
+    try:
+        c.sendall(b"held\n")
+        assert c.recv(16) == b"held\n"
+        main = int(m.prop("mpechod.service", "MainPID"))
+        kids = [p for p in m.mpechod_pids() if p != main]
+        # The store and the held session (fork), or the pool processes (prefork).
+        assert len(kids) >= 2, kids
+        master = _status(m, main)
+        for pid in kids:
+            st = _status(m, pid)
+            assert st["Seccomp"].strip() == "2" and st["NoNewPrivs"].strip() == "1", (pid, st)
+            assert int(st["Seccomp_filters"]) == int(master["Seccomp_filters"]) + 1, (
+                pid, st["Seccomp_filters"], master["Seccomp_filters"])
+    finally:
+        c.close()
+    log = m.run("journalctl -q -o cat -u mpechod.service").stdout
+    assert "cannot enter the sandbox" not in log and "cannot confine" not in log, log
+    assert "is refused here" not in log, log
+
+
+def test_inetd_session_is_confined_under_the_unit(machine):
+    """mpechod-inetd@.service, with the sandbox on: the session echoes while its process and
+    its store each carry one filter more than the same unit's processes with --sandbox off."""
+    m = machine
+    m.install()
+    m.run("systemctl enable --now mpechod-inetd.socket")
+
+    def filters():
+        c = m.connect()
+        try:
+            c.sendall(b"inetd\n")
+            assert c.recv(16) == b"inetd\n"
+            pids = wait_until(lambda: (p if len(p := m.mpechod_pids()) == 2 else None), 30,
+                              0.05, "the session and its store")
+            out = []
+            for pid in pids:
+                st = _status(m, pid)
+                assert st["Seccomp"].strip() == "2" and st["NoNewPrivs"].strip() == "1", st
+                out.append(int(st["Seccomp_filters"]))
+            return out
+        finally:
+            c.close()
+            wait_until(lambda: m.mpechod_pids() == [], 30, 0.05, "the session to end")
+
+    on = filters()
+    m.run("mkdir -p /etc/systemd/system/mpechod-inetd@.service.d && printf '[Service]\\n"
+          "ExecStart=\\nExecStart=-/usr/sbin/mpechod --inetd --sandbox off -s %s\\n' > "
+          "/etc/systemd/system/mpechod-inetd@.service.d/off.conf && systemctl daemon-reload"
+          % STORE)
+    off = filters()
+    assert len(set(off)) == 1 and on == [off[0] + 1] * 2, (on, off)
+    log = m.run("journalctl -q -o cat _COMM=mpechod").stdout
+    assert "cannot enter the sandbox" not in log and "cannot confine" not in log, log
 
 
 def test_upgrade_in_place_keeps_the_running_server(served):
