@@ -499,6 +499,17 @@ def test_children_are_confined_under_the_unit(served, mode):
         # The store and the held session (fork), or the pool processes (prefork).
         assert len(kids) >= 2, kids
         master = _status(m, main)
+
+        def nice(pid):
+            return int(m.run(f"cat /proc/{pid}/stat").stdout.rsplit(")", 1)[1].split()[16])
+        # The fork-mode master raises itself as far as its RLIMIT_NICE lets it (the unit's
+        # LimitNICE=-20, where the machine lets systemd raise the hard limit; a container
+        # without CAP_SYS_RESOURCE cannot); every child is back at 0.
+        limits = m.run(f"cat /proc/{main}/limits").stdout
+        soft = int(next(l for l in limits.splitlines() if l.startswith("Max nice")).split()[3])
+        assert nice(main) == (max(-20, 20 - soft) if mode == "fork" and soft > 20 else 0), (
+            nice(main), soft)
+        assert [nice(p) for p in kids] == [0] * len(kids)
         for pid in kids:
             st = _status(m, pid)
             assert st["Seccomp"].strip() == "2" and st["NoNewPrivs"].strip() == "1", (pid, st)
