@@ -1,6 +1,6 @@
 /*
  * rec_text.h - a record's bytes as text: UTF-8 validation, the JSON string of valid UTF-8, and
- * base64.  Pure code, on the store's hot path: rec_text.c says how each is made fast, and its
+ * base64.  Pure code, on the store's hot path: rec_text.c says how they are made fast, and their
  * results do not depend on the path taken (SSE2 on x86-64, portable C elsewhere, or with
  * REC_TEXT_PORTABLE defined); the unit tests and fuzz/fuzz_record.c compare both with simple
  * reference code, byte for byte.
