@@ -54,15 +54,15 @@ $(patsubst src/%.c,$(OBJ)/%.o,$(1))
 endef
 lib = $(patsubst %,$(OBJ)/lib/%.o,$(1))
 
-MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log log_sink io net sig record cidr num htab)
+MPECHOD_O := $(call objs,$(wildcard src/mpechod/*.c)) $(call lib,log log_sink io net sig record rec_text cidr num htab)
 MPECHO_O  := $(call objs,$(wildcard src/mpecho/*.c)) $(call lib,log io net sig dial)
 BENCH_O   := $(call objs,$(wildcard src/mpecho-bench/*.c)) $(call lib,log io net sig dial num)
 # mpecho-store reads JSON with Jansson and gzip with zlib; mstore-gen writes big stores for
 # measuring it (not installed).
 MSTORE_LIB_O := $(call objs,$(patsubst %,src/mpecho-store/%.c,mstore_src mstore_rec mstore_tab \
-	mstore_filt)) $(call lib,record cidr htab)
+	mstore_filt)) $(call lib,record rec_text cidr htab)
 MSTORE_O  := $(call objs,$(filter-out %/mstore_gen.c,$(wildcard src/mpecho-store/*.c))) \
-	$(call lib,log io sig record cidr num htab)
+	$(call lib,log io sig record rec_text cidr num htab)
 
 # mpecho-top reads mpechod's shared memory through the server's own headers and readers.
 TOP_O     := $(call objs,$(wildcard src/mpecho-top/*.c)) $(call objs,$(patsubst %,src/mpechod/%.c,\
@@ -132,7 +132,7 @@ $(OBJ)/mpecho-top/%.o: src/mpecho-top/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LIB_I) -Isrc/mpechod -c -o $@ $<
 
-$(BIN)/mstore-gen: $(OBJ)/mpecho-store/mstore_gen.o $(OBJ)/lib/record.o
+$(BIN)/mstore-gen: $(OBJ)/mpecho-store/mstore_gen.o $(OBJ)/lib/record.o $(OBJ)/lib/rec_text.o
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -145,7 +145,23 @@ $(OBJ)/unit_%.o: tests/unit/%.c
 	$(CC) $(ALL_CFLAGS) $(UNIT_I) -c -o $@ $<
 
 D := $(OBJ)/mpechod
-$(BIN)/unit_test_record: $(OBJ)/unit_test_record.o $(call lib,record)
+$(BIN)/unit_test_record: $(OBJ)/unit_test_record.o $(call lib,record rec_text)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+$(BIN)/unit_test_rec_text: $(OBJ)/unit_test_rec_text.o $(call lib,rec_text)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
+# rec_text.c and its test once more without the SSE2 paths, so that the portable code other
+# machines run is tested here too, against the same reference.
+UNIT_TESTS += $(BIN)/unit_test_rec_text_portable
+$(OBJ)/rec_text_portable/rec_text.o: src/lib/rec_text.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LIB_I) -DREC_TEXT_PORTABLE -c -o $@ $<
+$(OBJ)/rec_text_portable/unit_test.o: tests/unit/test_rec_text.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(UNIT_I) -DREC_TEXT_PORTABLE -c -o $@ $<
+$(BIN)/unit_test_rec_text_portable: $(OBJ)/rec_text_portable/unit_test.o \
+		$(OBJ)/rec_text_portable/rec_text.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_opts: $(OBJ)/unit_test_opts.o $(D)/opts.o $(call lib,num cidr)
@@ -172,7 +188,7 @@ $(BIN)/unit_test_dgguard: $(OBJ)/unit_test_dgguard.o $(D)/dgguard.o $(D)/admit.o
 $(BIN)/unit_test_spare: $(OBJ)/unit_test_spare.o $(D)/spare.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
-$(BIN)/unit_test_store_buf: $(OBJ)/unit_test_store_buf.o $(D)/store_buf.o $(call lib,record htab)
+$(BIN)/unit_test_store_buf: $(OBJ)/unit_test_store_buf.o $(D)/store_buf.o $(call lib,record rec_text htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 # receipt.c once more, with the wait after a store's death cut to 300 ms for its unit test.
@@ -181,7 +197,7 @@ $(OBJ)/unit_receipt_lost.o: src/mpechod/receipt.c
 	$(CC) $(ALL_CFLAGS) $(LIB_I) -DRECEIPT_LOST_MS=300 -c -o $@ $<
 
 $(BIN)/unit_test_receipt: $(OBJ)/unit_test_receipt.o $(OBJ)/unit_receipt_lost.o $(D)/receipt_q.o \
-	$(D)/store_buf.o $(call lib,record io htab)
+	$(D)/store_buf.o $(call lib,record rec_text io htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
@@ -228,9 +244,10 @@ build-fuzz/fuzz_opts: fuzz/fuzz_opts.c src/mpechod/opts.c src/mpechod/opts.h src
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_opts.c src/mpechod/opts.c src/lib/num.c src/lib/cidr.c
 
-build-fuzz/fuzz_record: fuzz/fuzz_record.c src/lib/record.c src/lib/record.h
+build-fuzz/fuzz_record: fuzz/fuzz_record.c src/lib/record.c src/lib/record.h src/lib/rec_text.c \
+		src/lib/rec_text.h tests/unit/rec_text_ref.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_record.c src/lib/record.c
+	clang $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_record.c src/lib/record.c src/lib/rec_text.c
 
 build-fuzz/fuzz_proxy: fuzz/fuzz_proxy.c src/mpechod/proxy.c src/mpechod/proxy.h
 	@mkdir -p $(@D)
@@ -252,7 +269,7 @@ build-fuzz/fuzz_conf: fuzz/fuzz_conf.c src/mpechod/conf.c src/mpechod/conf.h src
 		src/lib/num.c src/lib/cidr.c
 
 MSTORE_FUZZ_SRC := $(patsubst %,src/mpecho-store/%.c,mstore_rec mstore_filt mstore_tab) \
-	src/lib/record.c src/lib/cidr.c src/lib/htab.c
+	src/lib/record.c src/lib/rec_text.c src/lib/cidr.c src/lib/htab.c
 build-fuzz/fuzz_mstore: fuzz/fuzz_mstore.c $(MSTORE_FUZZ_SRC) src/mpecho-store/mstore_rec.h \
 		src/mpecho-store/mstore_filt.h
 	@mkdir -p $(@D)

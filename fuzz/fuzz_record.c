@@ -9,7 +9,10 @@
  *    between them and before the close) must decode back to exactly those bytes, in order,
  *    each line within REC_DATA_LINE_MAX, its text valid UTF-8 with no raw control byte;
  *  - as a whole datagram: its lines (in parts past REC_DGRAM_PART bytes, numbered from 1) must
- *    each be within REC_LINE_MAX and give back exactly its bytes, in order.
+ *    each be within REC_LINE_MAX and give back exactly its bytes, in order;
+ *  - as bytes for rec_text.c's fast paths (SSE2 on x86-64): the UTF-8 scan, the JSON text of
+ *    the valid prefix (at the limits around its length) and base64 must equal the plain
+ *    reference code of tests/unit/rec_text_ref.h, byte for byte, at every alignment.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -18,6 +21,7 @@
 #include <string.h>
 
 #include "record.h"
+#include "../tests/unit/rec_text_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -251,6 +255,40 @@ check_format2(const uint8_t *data, size_t size)
 		abort();
 }
 
+/* The fast paths against the reference, on the input at each of the first 16 offsets (every
+ * position in a block). */
+static void
+check_text_paths(const uint8_t *data, size_t size)
+{
+	static char a[6 * 8192 + 64], b[6 * 8192 + 64];
+	size_t n = size < REC_FRAME_MAX + 64 ? size : REC_FRAME_MAX + 64;
+
+	for (size_t at = 0; at < 16 && at <= n; at++) {
+		const unsigned char *s = data + at;
+		size_t len = n - at, x, y, limits[3];
+		enum rec_utf8 hx, hy;
+
+		x = rec_utf8_scan(s, len, &hx);
+		y = ref_utf8(s, len, &hy);
+		if (x != y || hx != hy)
+			abort();
+		y = ref_json_text(b, s, x, SIZE_MAX - 1);
+		limits[0] = SIZE_MAX - 1;
+		limits[1] = y;
+		limits[2] = y > 0 ? y - 1 : 0;
+		for (size_t k = 0; k < 3; k++) {
+			size_t got = rec_json_text(a, s, x, limits[k]);
+
+			if (got != (y > limits[k] ? SIZE_MAX : y) ||
+			    (got != SIZE_MAX && memcmp(a, b, got) != 0))
+				abort();
+		}
+		x = rec_b64_encode(a, s, len);
+		if (x != ref_b64(b, s, len) || memcmp(a, b, x) != 0)
+			abort();
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -258,5 +296,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_escape(data, size);
 	check_format2(data, size);
 	check_dgram(data, size);
+	check_text_paths(data, size);
 	return 0;
 }

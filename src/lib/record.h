@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "rec_text.h"
+
 #define REC_MAGIC 0x4d45u /* "ME" */
 /* The store file's format, said in each start record. */
 #define REC_FORMAT 2
@@ -75,8 +77,6 @@ struct rec_hdr {
 #define REC_PAYLOAD_MAX (REC_FRAME_MAX - sizeof(struct rec_hdr))
 /* A close payload: the byte count, then the reason text. */
 #define REC_REASON_MAX 64
-/* The base64 length of n bytes. */
-#define REC_B64_LEN(n) (((size_t)(n) + 2) / 3 * 4)
 /* The bytes of an incomplete UTF-8 character a connection may carry to its next record. */
 #define REC_CARRY_MAX 3
 /* The longest data line for n bytes (base64 at worst, and the fields around it): 5,540 bytes for
@@ -170,22 +170,6 @@ struct rec_start {
 size_t rec_format_start(char *dst, const struct rec_start *s);
 size_t rec_format_stop(char *dst, int64_t ts_us);
 
-/* How a run of bytes ends as UTF-8 (rec_utf8_scan). */
-enum rec_utf8 {
-	REC_UTF8_WHOLE, /* all valid */
-	REC_UTF8_CUT,   /* valid, but the last 1-3 bytes start a character they do not finish */
-	REC_UTF8_BAD    /* not UTF-8 */
-};
-/* Returns the length of the longest prefix of s made of whole valid characters (RFC 3629: no
- * overlongs, surrogates or code points above U+10FFFF), and in *how how the rest fares. */
-size_t rec_utf8_scan(const unsigned char *s, size_t n, enum rec_utf8 *how);
-/* Writes the JSON string body of n bytes of valid UTF-8 into dst (room for limit + 64); returns
- * its length, or SIZE_MAX once it is longer than limit. */
-size_t rec_json_text(char *dst, const unsigned char *src, size_t n, size_t limit);
-/* Standard padded base64: encodes n bytes into REC_B64_LEN(n) characters; decodes n characters
- * (canonical padded form only) into at most n / 4 * 3 bytes, or returns -1. */
-size_t rec_b64_encode(char *dst, const unsigned char *src, size_t n);
-ssize_t rec_b64_decode(unsigned char *dst, const char *src, size_t n);
 /* Fills the first frame's payload prefix for a datagram of total bytes from peer; returns its
  * length (REC_DGRAM_HDR + the peer's, at most 255 bytes of it). */
 size_t rec_dgram_prefix(unsigned char *dst, size_t total, const char *peer);

@@ -32,7 +32,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define SESSION_BUF 65536
+/* A read's worth is 16 whole frames' payloads (63.4 KiB): a 64 KiB read took a 17th frame of 640
+ * bytes, one more pipe write and one more pipe page (a frame does not share a page with the
+ * next whole one) per read of a stream. */
+#define SESSION_BUF (16 * REC_PAYLOAD_MAX)
 /* The splice pipe's size (--no-store streams). */
 #define SESSION_SPLICE_PIPE 262144
 
