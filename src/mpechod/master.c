@@ -534,7 +534,7 @@ master_sandbox(void)
 {
 	const char *call = NULL, *note;
 
-	if (sandbox_configure(master->set.sandbox, master->set.inetd ? -1 : PROC_FD_ALWAYS) < 0)
+	if (sandbox_configure(master->set.sandbox, !master->set.inetd) < 0)
 		fatal(EX_SOFTWARE, "cannot build the sandbox's filters");
 	if (sandbox_check(&call) < 0)
 		fatal(EX_OSERR, "cannot confine its children: %s(2) is refused here (a system call "

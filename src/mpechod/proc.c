@@ -15,12 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int proc_always = -1;
+static int *proc_always;
 
 void
-proc_keep_always(int fd)
+proc_keep_always(int *fdp)
 {
-	proc_always = fd;
+	proc_always = fdp;
 }
 
 /* The kept descriptors go to 3, 4, ... in two steps, so that moving one never lands on another
@@ -28,10 +28,15 @@ proc_keep_always(int fd)
  * copy goes to its place.  The first step's copies and the originals are all above the last
  * place, and the one close_range takes them with everything else. */
 static void
-proc_keep(int *const keep[], int nkeep)
+proc_keep(int *const given[], int ngiven)
 {
-	int tmp[PROC_KEEP_MAX], base = 3 + nkeep, to = 3;
+	int *keep[PROC_KEEP_MAX + 1], tmp[PROC_KEEP_MAX + 1], nkeep = 0, base, to = 3;
 
+	for (int i = 0; i < ngiven; i++)
+		keep[nkeep++] = given[i];
+	if (proc_always != NULL && *proc_always >= 0)
+		keep[nkeep++] = proc_always;
+	base = 3 + nkeep;
 	for (int i = 0; i < nkeep; i++)
 		if (*keep[i] >= base)
 			base = *keep[i] + 1;
@@ -45,9 +50,7 @@ proc_keep(int *const keep[], int nkeep)
 		*keep[i] = dup3(tmp[i], to, O_CLOEXEC) < 0 ? -1 : to;
 		to++;
 	}
-	if (proc_always > to)
-		close_range((unsigned)to, (unsigned)proc_always - 1, 0);
-	close_range(proc_always >= to ? (unsigned)proc_always + 1 : (unsigned)to, ~0U, 0);
+	close_range((unsigned)to, ~0U, 0);
 }
 
 /* The nice value children are put back at, once proc_favour_self raised the parent's. */

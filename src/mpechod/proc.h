@@ -28,12 +28,11 @@ enum proc_role {
 /* The most descriptors a child keeps: its listeners and three more. */
 #define PROC_KEEP_MAX 40
 
-/* The lowest number of the one descriptor every child keeps where it is (proc_keep_always). */
-#define PROC_FD_ALWAYS (3 + PROC_KEEP_MAX)
-
-/* Every child proc_fork starts also keeps fd (>= PROC_FD_ALWAYS; -1: none) at its number: the
- * sandbox's Landlock ruleset, which the child closes once it has used it. */
-void proc_keep_always(int fd);
+/* Every child proc_fork starts also keeps *fdp (-1: none), after its own kept descriptors, and
+ * *fdp is updated to its number there: the sandbox's Landlock ruleset, which the child closes
+ * once it has used it.  The descriptor stays wherever it was made (no high number held aside,
+ * which a low RLIMIT_NOFILE would refuse to a child). */
+void proc_keep_always(int *fdp);
 
 /* Forks.  In the child, each *keep[i] that is not -1 is moved to the next descriptor from 3 up
  * (close-on-exec) and the variable updated to its new number; every other descriptor from 3 up

@@ -324,7 +324,7 @@ sb_build(enum sandbox_role role)
 static int sb_ruleset(enum sandbox_role role, const char *store_path);
 
 int
-sandbox_configure(int on, int fd_min)
+sandbox_configure(int on, int shared)
 {
 	sb.on = on;
 	if (!on)
@@ -339,14 +339,8 @@ sandbox_configure(int on, int fd_min)
 			return -1;
 	/* The ruleset of the roles without a file (a session, a pool, the datagram and metrics
 	 * processes), made once here: a session then only calls landlock_restrict_self. */
-	if (sb.abi > 0 && fd_min >= 0) {
-		int fd = sb_ruleset(SANDBOX_SESSION, NULL);
-
-		if (fd >= 0) {
-			sb.llfd = fcntl(fd, F_DUPFD_CLOEXEC, fd_min);
-			close(fd);
-		}
-	}
+	if (sb.abi > 0 && shared)
+		sb.llfd = sb_ruleset(SANDBOX_SESSION, NULL);
 	return 0;
 }
 
@@ -368,10 +362,10 @@ sandbox_check(const char **call)
 	return 0;
 }
 
-int
+int *
 sandbox_ruleset_fd(void)
 {
-	return sb.llfd;
+	return &sb.llfd;
 }
 
 const char *

@@ -26,11 +26,10 @@ enum sandbox_role {
 };
 
 /* Called by the master (and --inetd) once, before any fork: on (1) builds the filters, off (0)
- * makes sandbox_enter do nothing.  With fd_min >= 0 it also makes, once, the Landlock ruleset
- * of the roles that have no file, at a descriptor >= fd_min (close-on-exec; see
- * sandbox_ruleset_fd), so that a session only restricts itself with it.  Returns 0, or -1 with
- * errno (a filter too long: a bug). */
-int sandbox_configure(int on, int fd_min);
+ * makes sandbox_enter do nothing.  With shared set it also makes, once, the Landlock ruleset
+ * of the roles that have no file (close-on-exec; see sandbox_ruleset_fd), so that a session only
+ * restricts itself with it.  Returns 0, or -1 with errno (a filter too long: a bug). */
+int sandbox_configure(int on, int shared);
 
 /* Whether this process's children can be confined: a system call filter over mpechod (systemd's
  * SystemCallFilter=, a container's) may refuse prctl or seccomp with an errno, which every
@@ -38,9 +37,9 @@ int sandbox_configure(int on, int fd_min);
  * sandbox is off), or -1 with errno and *call the refused call's name. */
 int sandbox_check(const char **call);
 
-/* The ruleset sandbox_configure made (every child keeps it until it enters the sandbox, which
- * closes it), or -1. */
-int sandbox_ruleset_fd(void);
+/* Where the descriptor of the ruleset sandbox_configure made is kept (-1: none): every child
+ * keeps it (proc_keep_always) until it enters the sandbox, which closes it. */
+int *sandbox_ruleset_fd(void);
 
 /* Why the children have no Landlock (no Landlock in the kernel, or a filter refusing it), for
  * the master to say once; NULL when they have it or the sandbox is off. */
