@@ -246,6 +246,8 @@ master_begin_shutdown(void)
 			kill(master->dgram.pid, SIGTERM);
 		master_stop_metrics();
 		mode->stop();
+		/* The binary before's pool processes stop accepting too (its sessions ignore it). */
+		master_upgrade_signal_old(SIGUSR1);
 		log_info("shutting down: %d sessions get %d s to finish", mode->busy(),
 		    master->set.grace);
 		master_notify("STOPPING=1");

@@ -176,6 +176,8 @@ struct master_mode {
 };
 
 extern const struct master_mode master_mode_fork, master_mode_pool;
+/* Tells a pool process to retire (leave once idle), in its slot and by SIGUSR1. */
+void master_pool_retire(const struct child *c);
 
 /* The files below master.c (the loop), each calling only the ones listed after it:
  * mode_fork.c and mode_pool.c, master_store.c, master_setup.c. */

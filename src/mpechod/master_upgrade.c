@@ -179,7 +179,7 @@ upgrade_exec(void)
 	 * next connection number is read. */
 	for (int i = 0; i < master->nkids; i++)
 		if (master->kids[i].role == PROC_POOL)
-			kill(master->kids[i].pid, SIGUSR1);
+			master_pool_retire(&master->kids[i]);
 	upgrade_hand_fill(&h);
 	if (upgrade_format(&h, env, sizeof(env)) < 0 || setenv(UPGRADE_ENV, env, 1) < 0) {
 		log_warnx("upgrade: cannot write the hand-over; not upgrading");

@@ -76,6 +76,14 @@ master_pool_died(const struct child *c, int status)
 	__atomic_store_n(&slot->state, POOL_FREE, __ATOMIC_RELEASE);
 }
 
+void
+master_pool_retire(const struct child *c)
+{
+	/* In the slot first: a process not yet past its start would lose the signal alone. */
+	__atomic_store_n(&master->pslots[c->slot].leave, 1, __ATOMIC_RELEASE);
+	kill(c->pid, SIGUSR1);
+}
+
 /* Sessions in progress: the busy pool processes. */
 static int
 master_pool_busy(void)
@@ -198,7 +206,7 @@ master_pool_tick(void)
 	for (int i = 0; p.retire > 0 && i < master->nkids; i++) {
 		if (__atomic_load_n(&master->pslots[master->kids[i].slot].state,
 		    __ATOMIC_ACQUIRE) == POOL_IDLE) {
-			kill(master->kids[i].pid, SIGUSR1);
+			master_pool_retire(&master->kids[i]);
 			figures_add(&master->figures.pool_retired, 1);
 			p.retire--;
 		}
@@ -233,7 +241,7 @@ master_pool_stop(void)
 {
 	__atomic_store_n(&master->shared.stopping, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < master->nkids; i++)
-		kill(master->kids[i].pid, SIGUSR1);
+		master_pool_retire(&master->kids[i]);
 }
 
 static int
@@ -293,7 +301,7 @@ master_pool_reload(void)
 	for (int i = 0; i < master->nkids; i++) {
 		if (__atomic_load_n(&master->pslots[master->kids[i].slot].state,
 		    __ATOMIC_ACQUIRE) != POOL_LEAVING) {
-			kill(master->kids[i].pid, SIGUSR1);
+			master_pool_retire(&master->kids[i]);
 			n++;
 		}
 	}

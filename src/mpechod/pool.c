@@ -211,6 +211,10 @@ pool_run(const struct pool_args *a)
 		pool_fatal("sigprocmask");
 	if (getppid() != a->sess.master)
 		raise(SIGUSR2);
+	/* Told to retire before the handler was in place (session_init ignores SIGUSR1, which
+	 * discards one pending): the master says so in the slot too, before its signal. */
+	if (__atomic_load_n(&pool.leave, __ATOMIC_ACQUIRE))
+		pool_close_listeners();
 	ep = pool_epoll();
 	sandbox_child(SANDBOX_POOL, NULL);
 	pool_set_state(POOL_STARTING, POOL_IDLE);

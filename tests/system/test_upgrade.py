@@ -77,6 +77,22 @@ def exe_inode(pid):
     return os.stat(f"/proc/{pid}/exe").st_ino
 
 
+def children_of_binary(pid, ino):
+    """The children of pid that run the binary file whose inode is ino."""
+    kids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and exe_inode(name) == ino:
+                kids.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
 def hold(port, n, tag):
     """n connections, each of which has echoed once; returns them with what each received."""
     held = []
@@ -157,11 +173,20 @@ def test_upgrade_keeps_pid_connections_and_store(start_at, new_build):
         srv.wait_line("upgrade refused: ", timeout=10 * SLOW)
         run.join((seconds + 90) * SLOW)
         bench_ok(out, "upgrade in place")
+        # Every process of the binary before, but the held connections' (one each), has
+        # ended: none goes on accepting (and numbering) after it was told to retire, however
+        # late it was forked before the exec.
+        wait_until(lambda: len(children_of_binary(pid, old_ino)) <= len(held), 20 * SLOW,
+                   interval=0.1, what="the old binary's processes but the held connections'")
+        assert len(children_of_binary(pid, old_ino)) == len(held)
         for h in held:
             h[0].close()
         srv.wait_line("the last process of the binary before has ended", timeout=30 * SLOW)
+        assert children_of_binary(pid, old_ino) == []
     finally:
-        rc = srv.stop(timeout=60)
+        # Nothing is left in hand: the shutdown takes nothing like its 60 s grace (an old
+        # process still accepting would hold it for all of it).
+        rc = srv.stop(timeout=30)
     assert rc == 0, "\n".join(srv.lines[-30:])
     recs = check_store(srv.store_path, held)
     # The held connections were opened in the first life and closed in it, by the new store.
