@@ -355,15 +355,12 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 	}
 }
 
-/* A connection closed before it sent a byte: a balancer's plain TCP health check, not a failed
- * header (--source-penalty does not count it). */
-static const char session_proxy_empty[] = "closed with nothing sent";
-
 /* Reads the PROXY header, never a byte past it: each read asks for no more than proxy_parse
  * says the shortest valid header could still need.  0 with *res filled, or -1 with *why: an
- * invalid header, none in time, or the peer gone first. */
+ * invalid header (*invalid set), none in time, or the peer gone first. */
 static int
-session_proxy_read(int fd, int timeout_ms, struct proxy_result *res, const char **why)
+session_proxy_read(int fd, int timeout_ms, struct proxy_result *res, const char **why,
+    int *invalid)
 {
 	unsigned char buf[PROXY_HDR_MAX];
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -376,6 +373,7 @@ session_proxy_read(int fd, int timeout_ms, struct proxy_result *res, const char 
 
 		if (st == PROXY_OK)
 			return 0;
+		*invalid = st == PROXY_INVALID;
 		if (st == PROXY_INVALID) {
 			*why = res->reason;
 			return -1;
@@ -388,7 +386,7 @@ session_proxy_read(int fd, int timeout_ms, struct proxy_result *res, const char 
 			continue;
 		n = read(fd, buf + have, res->need - have);
 		if (n == 0) {
-			*why = have == 0 ? session_proxy_empty : "closed before the end of the header";
+			*why = have == 0 ? "closed with nothing sent" : "closed before the end of the header";
 			return -1;
 		}
 		if (n < 0 && errno != EINTR && errno != EAGAIN) {
@@ -410,13 +408,17 @@ session_gate(const struct session_args *a, char *peer, size_t len)
 	char real[NET_ADDRLEN], client[NET_ADDRLEN], msg[NET_ADDRLEN + 128];
 	struct proxy_result res;
 	const char *why;
+	int invalid = 0;
 
 	net_addr_str((const struct sockaddr *)&a->peer, real, sizeof(real));
 	snprintf(peer, len, "%s", real);
 	if (session_proxy_read(a->fd,
-	    __atomic_load_n(&g->proxy_timeout_ms, __ATOMIC_RELAXED), &res, &why) < 0) {
+	    __atomic_load_n(&g->proxy_timeout_ms, __ATOMIC_RELAXED), &res, &why, &invalid) < 0) {
 		__atomic_add_fetch(&g->sh->proxy_errors, 1, __ATOMIC_RELAXED);
-		if (why != session_proxy_empty)
+		/* --source-penalty counts only bytes that are not a PROXY header: a balancer (the
+		 * peer here) whose header came late under load, or whose health check closed or
+		 * reset without one, must not get itself, and so every client, refused. */
+		if (invalid)
 			gate_strike(g, &a->peer);
 		snprintf(msg, sizeof(msg), "no valid PROXY header from %s: %s", real, why);
 		shared_log(g->sh, &g->sh->log_proxy, msg);

@@ -772,6 +772,8 @@ store_hand_over(int pipe_rd)
 	store_handover = 0;
 	store_complete_frame(pipe_rd);
 	store_consume();
+	/* The next store does not know what a connection held back (an incomplete character). */
+	store_buf_carry_out(store.buf, store_now());
 	store_flush();
 	if (store_buf_blocked(store.buf) || store_buf_failing(store.buf) || store.inlen > 0) {
 		log_warnx("cannot hand the store over now: the file does not take writes");

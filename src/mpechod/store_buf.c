@@ -585,6 +585,29 @@ store_buf_close_lost(struct store_buf *b, struct store_buf_now now)
 	htab_each(b->tab, b->cap, &sb_shape, sb_close_lost_one, &l);
 }
 
+/* The carry of one connection written out: a data record of no bytes, marked whole, makes
+ * store_buf_add write the held bytes as a line of their own (and counts nothing twice). */
+static void
+sb_carry_out_one(void *slot, size_t i, void *arg)
+{
+	const struct sb_conn *e = slot;
+	const struct sb_lost *l = arg;
+	struct rec r = { .type = REC_DATA, .conn = e->conn, .ts_us = l->now.us,
+	    .flags = REC_F_WHOLE, .data = (const unsigned char *)"", .len = 0 };
+
+	(void)i;
+	if (e->carry.n > 0)
+		store_buf_add(l->b, &r, l->now);
+}
+
+void
+store_buf_carry_out(struct store_buf *b, struct store_buf_now now)
+{
+	struct sb_lost l = { b, now };
+
+	htab_each(b->tab, b->cap, &sb_shape, sb_carry_out_one, &l);
+}
+
 enum store_buf_event
 store_buf_finish(struct store_buf *b, struct store_buf_now now)
 {

@@ -106,6 +106,10 @@ void store_buf_note_dropped(struct store_buf *b, uint64_t records, const uint64_
 size_t store_buf_live(const struct store_buf *b);
 /* At exit: closes every connection still open, as "lost". */
 void store_buf_close_lost(struct store_buf *b, struct store_buf_now now);
+/* Writes out, as data lines of their own, the bytes of an incomplete UTF-8 character each open
+ * connection holds for its next record: before the file is handed to another store, which
+ * does not know them. */
+void store_buf_carry_out(struct store_buf *b, struct store_buf_now now);
 /* At exit, with the file failing: one last try, now rather than after retry_ms.  Then
  * store_buf_failing says whether the file never took what store_buf_gap counts. */
 enum store_buf_event store_buf_finish(struct store_buf *b, struct store_buf_now now);

@@ -42,6 +42,17 @@ def test_bad_proxy_headers_earn_a_penalty(start_server):
     # A balancer's plain TCP health check (connect, close) is not a failed header.
     for _ in range(PENALTY_STRIKES + 2):
         connect_from("127.0.0.2", srv.port).close()
+    # Nor is a header cut short (the balancer gone mid-header, under load).
+    for _ in range(PENALTY_STRIKES + 2):
+        s = connect_from("127.0.0.2", srv.port)
+        s.sendall(b"PROXY TCP4 203.0.113.7 ")
+        s.close()
+    srv.wait_stats(lambda c: c.get("proxy errors", 0) >= PENALTY_STRIKES + 2,
+                   what="the cut headers counted as PROXY errors")
+    s = connect_from("127.0.0.2", srv.port)
+    s.sendall(b"PROXY UNKNOWN\r\nhello")
+    assert recv_exact(s, 5) == b"hello", "refused after health checks and cut headers"
+    s.close()
     for _ in range(PENALTY_STRIKES):
         s = connect_from("127.0.0.2", srv.port)
         s.sendall(b"GARBAGE\r\n")

@@ -396,6 +396,28 @@ Test(exit, a_connection_without_a_close_is_closed_as_lost)
 	store_buf_free(b);
 }
 
+Test(handover, a_held_incomplete_character_is_written_out_before_the_file_changes_hands)
+{
+	struct store_buf *b = new_buf(STORE_JSONL, 0, 0);
+
+	add(b, REC_OPEN, 7, "127.0.0.1:7", 0);
+	/* "ab" and the first two bytes of U+AC00: the two are held for the next record. */
+	add(b, REC_DATA, 7, "ab\xea\xb0", 0);
+	store_buf_flush(b, at(0));
+	cr_assert_eq(lines_with("\"data\":\"ab\""), 1);
+	cr_assert_eq(lines_with("\"b64\""), 0);
+	store_buf_carry_out(b, at(1));
+	store_buf_flush(b, at(1));
+	cr_assert_eq(lines_with("\"b64\":\"6rA=\""), 1, "%.*s", (int)file.len, file.data);
+	/* Nothing is held any more, and nothing is counted twice. */
+	store_buf_carry_out(b, at(2));
+	store_buf_close_lost(b, at(2));
+	store_buf_flush(b, at(2));
+	cr_assert_eq(lines_with("\"b64\""), 1);
+	cr_assert_eq(lines_with("\"reason\":\"lost\",\"bytes\":4"), 1);
+	store_buf_free(b);
+}
+
 Test(note, records_dropped_elsewhere_are_said_in_a_gap_record)
 {
 	struct store_buf *b = new_buf(STORE_JSONL, 0, 0);
