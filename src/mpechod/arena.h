@@ -6,7 +6,7 @@
  * The master creates the object (mode 0600, owned by whoever started the server) before it
  * allocates its shared state, and every later shared mapping (master_shared) is a piece of it
  * at its own page-aligned offset, all inside one mapping of the object (so a fork or an exit
- * handles one mapping, not one a piece); the children inherit it by fork as before.  The
+ * handles one readable mapping, not one a piece); the children inherit it by fork as before.  The
  * first page is a header that lists each piece's address in the master and its offset in the
  * object, so a reader maps the object once and translates the master's pointers.  The master
  * removes the object when it exits; one left by a master killed with SIGKILL names a pid that

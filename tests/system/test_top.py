@@ -105,7 +105,8 @@ def test_every_process_maps_the_object_once(start_server):
         for pid in [srv.pid] + kids:
             with open(f"/proc/{pid}/maps") as f:
                 maps = [l for l in f if l.rstrip().endswith(path)]
-            assert len(maps) == 1, (pid, maps)
+            # The pieces in one readable mapping; the rest of the reservation inaccessible.
+            assert [l.split()[1] for l in maps] in (["rw-s"], ["rw-s", "---s"]), (pid, maps)
     finally:
         s.close()
     assert srv.stop() == 0
