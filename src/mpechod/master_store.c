@@ -131,8 +131,14 @@ master_open_store(const struct user_ids *user)
 		fatal(EX_OSERR, "pipe");
 	master->pipe_rd = p[0];
 	master->pipe_wr = p[1];
-	/* A larger pipe absorbs bursts, so sessions seldom wait for the store. */
-	fcntl(master->pipe_wr, F_SETPIPE_SZ, MASTER_PIPE_SIZE);
+	/* A larger pipe absorbs bursts, so sessions seldom wait for the store.  The kernel refuses
+	 * it (EPERM) to a user without CAP_SYS_RESOURCE whose pipes already hold
+	 * fs.pipe-user-pages-soft pages, or above fs.pipe-max-size: the store pipe then stays small,
+	 * which is slower but correct, and said once. */
+	if (fcntl(master->pipe_wr, F_SETPIPE_SZ, MASTER_PIPE_SIZE) < 0)
+		log_warnx("store pipe: cannot enlarge it to %d KiB (%s; see fs.pipe-max-size and "
+		    "fs.pipe-user-pages-soft): sessions will wait for the store more often",
+		    MASTER_PIPE_SIZE / 1024, strerror(errno));
 	io_set_nonblock(master->pipe_wr, 1);
 	return fd;
 }

@@ -139,7 +139,20 @@ def caught_signals(pid):
 def pipe_fds(pid):
     """[(fd, "pipe:[inode]", access mode)] for the pipes pid holds at descriptors 3 and up (0-2
     are the test's own pipes); the mode is os.O_RDONLY for a read end, os.O_WRONLY for a write
-    end."""
+    end.  Reading /proc is not atomic: a child just forked, moving its descriptors into place,
+    can be listed before it closes what it inherited and read after, so that it seems to hold
+    one end it never keeps (a datagram process once looked like the store).  So the listing is
+    read until two reads in a row agree."""
+    last = _pipe_fds_once(pid)
+    for _ in range(1000):
+        now = _pipe_fds_once(pid)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the descriptors of {pid} kept changing: {last}")
+
+
+def _pipe_fds_once(pid):
     out = []
     try:
         fds = [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")]
