@@ -227,8 +227,10 @@ master_upgrade_tick(int pending)
 int64_t
 master_upgrade_timeout(int64_t now)
 {
+	/* A checker killed for its time is waited for by SIGCHLD like any child: a bound of 0
+	 * until it is reaped would spin the loop (a process in D state can take long to die). */
 	if (up.state == UPGRADE_CHECKING)
-		return up.deadline_ms > now ? up.deadline_ms - now : 0;
+		return up.timed_out ? -1 : up.deadline_ms > now ? up.deadline_ms - now : 0;
 	/* Old children are waited for by SIGCHLD; only the pipe's last frames of theirs, and a
 	 * passed check waiting for a quiet moment, are looked at this often. */
 	if (up.state == UPGRADE_READY || (up.lingering && up.nold == 0))
