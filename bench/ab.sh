@@ -25,7 +25,8 @@
 #
 # Environment: ROUNDS (3), DUR (seconds per cell, 2), TMO (per-request timeout in ms, 5000),
 # CELLS ("conn32 rr1 rr32 stream stream_text stream_ko"; also conn1), OUT (a file for the
-# report, besides stdout), BENCH_BIN and MPECHOD (build/bin's by default).
+# report, besides stdout), RAW_OUT (a file for every round's figures: round, configuration, cell,
+# exit status, store bytes, mpecho-bench's JSON), BENCH_BIN and MPECHOD (build/bin's by default).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +39,7 @@ DUR=${DUR:-2}
 TMO=${TMO:-5000}
 CELLS=${CELLS-conn32 rr1 rr32 stream stream_text stream_ko}
 OUT=${OUT:-}
+RAW_OUT=${RAW_OUT:-}
 STARTED=$SECONDS
 
 # shellcheck source=bench/lib.sh
@@ -154,7 +156,7 @@ run_cell() {
 }
 
 main() {
-	local arg name round cell k=0
+	local arg name round cell k
 	[ $# -eq 0 ] && set -- "off=--no-store" "store=-s STORE"
 	for arg in "$@"; do
 		name=${arg%%=*}
@@ -181,7 +183,12 @@ main() {
 	done
 	for round in $(seq "$ROUNDS"); do
 		log "round $round of $ROUNDS"
+		k=$round
 		for cell in $CELLS; do
+			# The order moves by one from cell to cell and from round to round: with a
+			# count of cells that the count of configurations divides, one step per cell
+			# alone gave a cell the same order in every round (rr1 always second for the
+			# third configuration of three), a bias in its ratio.
 			k=$((k + 1))
 			for name in $(rotate "$k" "${NAMES[@]}"); do
 				run_cell "$round" "$name" "$cell"
@@ -198,6 +205,7 @@ main() {
 	    exit 1
 	cat "$WORK/report.md"
 	[ -z "$OUT" ] || cp "$WORK/report.md" "$OUT"
+	[ -z "$RAW_OUT" ] || cp "$RAW" "$RAW_OUT"
 }
 
 main "$@"
