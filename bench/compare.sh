@@ -386,6 +386,10 @@ main() {
 	for round in $(seq "$ROUNDS"); do
 		log "round $round of $ROUNDS"
 		forkrate "$round"
+		# The order moves by one from cell to cell and from round to round (as in ab.sh):
+		# one step per cell alone gives a cell the same order in every round whenever the
+		# count of servers divides the count of cells.
+		k=$round
 		for cell in $CELLS; do
 			k=$((k + 1))
 			for name in $(rotate "$k" $SERVERS); do
