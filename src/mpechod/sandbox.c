@@ -641,8 +641,10 @@ sandbox_enter(enum sandbox_role role, const char *store_path)
 	 * SECCOMP_FILTER_FLAG_SPEC_ALLOW: the kernel forces its speculative store bypass (and
 	 * indirect branch) mitigation on a filtered task only when booted with
 	 * spec_store_bypass_disable=seccomp or spectre_v2_user=seccomp (the default is prctl
-	 * since Linux 5.16, and this machine has no SSBD at all: "Vulnerable"); an operator who
-	 * chose seccomp there asked for exactly this process to be protected. */
+	 * since Linux 5.16, and this machine has no SSBD at all: "Vulnerable"; a confined
+	 * session's /proc/PID/status shows the master's Speculation_Store_Bypass: vulnerable and
+	 * SpeculationIndirectBranch: always enabled, so no context switch pays for it here); an
+	 * operator who chose seccomp there asked for exactly this process to be protected. */
 	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
 }
 
