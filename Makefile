@@ -218,6 +218,9 @@ $(BIN)/unit_test_htab: $(OBJ)/unit_test_htab.o $(call lib,htab)
 $(BIN)/unit_test_log_sink: $(OBJ)/unit_test_log_sink.o $(call lib,log_sink log)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_sandbox: $(OBJ)/unit_test_sandbox.o $(D)/sandbox.o $(call lib,log_sink log)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 $(BIN)/unit_test_metrics: $(OBJ)/unit_test_metrics.o $(D)/metrics_http.o $(D)/metrics_text.o \
 		$(D)/figures.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion

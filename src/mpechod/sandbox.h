@@ -14,6 +14,7 @@
 #define MPECHO_SANDBOX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum sandbox_role {
 	SANDBOX_SESSION, /* one connection (fork mode) */
@@ -71,5 +72,12 @@ const char *sandbox_role_name(enum sandbox_role role);
  * socket, connect, ptrace), which the filter must answer with SIGSYS.  In the release build it
  * does nothing. */
 void sandbox_poke(const void *buf, size_t len);
+
+/* For the unit tests (tests/unit/test_sandbox.c): the role's program as sandbox_configure built
+ * it (a struct sock_filter array, *len instructions), and the verdict the table itself gives a
+ * call with these arguments (SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | errno, or
+ * SECCOMP_RET_KILL_PROCESS), which the program must give too. */
+const void *sandbox_program(enum sandbox_role role, unsigned *len);
+uint32_t sandbox_table_verdict(enum sandbox_role role, int nr, const uint64_t args[6]);
 
 #endif
