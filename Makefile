@@ -200,6 +200,9 @@ $(BIN)/unit_test_receipt: $(OBJ)/unit_test_receipt.o $(OBJ)/unit_receipt_lost.o 
 	$(D)/store_buf.o $(call lib,record rec_text io htab)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
 
+$(BIN)/unit_test_store_wb: $(OBJ)/unit_test_store_wb.o $(D)/store_wb.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion
+
 $(BIN)/unit_test_mstore: $(OBJ)/unit_test_mstore.o $(MSTORE_LIB_O)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcriterion -ljansson -lz
 

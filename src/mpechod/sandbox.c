@@ -111,6 +111,8 @@ static const struct sb_rule sb_rules[] = {
 	ANY(SYS_ftruncate, T),           /* a torn or failed write cut back to a whole line */
 	ANY(SYS_fdatasync, T),           /* --fsync always and everysec */
 	ANY(SYS_fsync, T),               /* (the same where fdatasync is not enough) */
+	ANY(SYS_sync_file_range, T),     /* write-behind: a chunk's writeback started (store_wb.h) */
+	ANY(SYS_fadvise64, T),           /* write-behind: written chunks out of the page cache */
 	ANY(SYS_uname, T),               /* gethostname(3) for a start record */
 	EQ(SYS_fcntl, ALL, 1, F_GETFL),  /* io_set_nonblock */
 	EQ(SYS_fcntl, ALL, 1, F_SETFL),  /* (the same) */

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "store.h"
 #include "store_buf.h"
+#include "store_wb.h"
 #include "figures.h"
 #include "io.h"
 #include "log.h"
@@ -52,6 +53,11 @@
  * STORE_WINDOW_MS (50 MB/s), so a sleep lets in at most about 100 KB, a tenth of the pipe.  A
  * stream is faster: it is never slept on (a sleep after each small drain cost streams 10-50%). */
 #define STORE_COALESCE_NS 2000000L
+/* A stream's pipe: a shorter sleep (a third of the pipe at 1 GB/s), so that each wakeup reads
+ * hundreds of KB, not the frame or two a session has just written (a system call costs ~1 us on
+ * the benchmark machine's VM, and the store chasing a session frame by frame took 10 reads and a
+ * write per 80 KB). */
+#define STORE_BUSY_COALESCE_NS 300000L
 #define STORE_WINDOW_MS 10LL
 #define STORE_BUSY_BYTES ((size_t)512 * 1024)
 
@@ -67,6 +73,7 @@ static struct {
 	int64_t win_ms;               /* the current rate window's start */
 	size_t win_bytes;             /* bytes read from the pipe in it */
 	int busy;                     /* the last window had STORE_BUSY_BYTES */
+	struct store_wb wb;           /* write-behind (store_wb.h), with --fsync everysec/always */
 } store;
 
 /* --echo-after: the receipts of records in the output buffer, and of records written but not
@@ -294,6 +301,25 @@ store_shared_lock(void)
 	return 0;
 }
 
+/* Write-behind (store_wb.h): the writeback of each whole chunk started at once, and the pages
+ * of the chunk before last dropped.  Neither call waits for the disk or reads its errors (the
+ * waiting forms of sync_file_range would take an I/O error that fdatasync must report), and a
+ * page still being written is simply not dropped.  Advice only: a failure changes nothing. */
+static void
+store_write_behind(void)
+{
+	struct store_wb_step s;
+	off_t end;
+
+	if (store.args->fsync == FSYNC_NO || (end = lseek(store.fd, 0, SEEK_CUR)) < 0)
+		return;
+	s = store_wb_next(&store.wb, end);
+	if (s.kick_len > 0)
+		(void)sync_file_range(store.fd, s.kick_off, s.kick_len, SYNC_FILE_RANGE_WRITE);
+	if (s.drop_len > 0)
+		(void)posix_fadvise(store.fd, s.drop_off, s.drop_len, POSIX_FADV_DONTNEED);
+}
+
 static ssize_t
 store_file_write(void *ctx, const char *buf, size_t len)
 {
@@ -304,6 +330,8 @@ store_file_write(void *ctx, const char *buf, size_t len)
 		store.dirty = 1;
 	if (n > 0 && figures_live != NULL)
 		figures_add(&figures_live->store_bytes, (uint64_t)n);
+	if (n > 0)
+		store_write_behind();
 	return n;
 }
 
@@ -700,6 +728,7 @@ store_reopen(int pipe_rd)
 	}
 	close(store.fd);
 	store.fd = fd;
+	store_wb_reset(&store.wb, lseek(fd, 0, SEEK_END));
 	log_info("reopened %s", store.args->path);
 }
 
@@ -872,6 +901,7 @@ store_setup(const struct store_args *a)
 	store.fd = a->filefd >= 0 ? a->filefd : store_open(a->path);
 	if (store.fd < 0)
 		fatal(EX_CANTCREAT, "cannot open %s", a->path);
+	store_wb_reset(&store.wb, lseek(store.fd, 0, SEEK_END));
 	if (!a->shared) {
 		store_take_lock(store.fd, a->path);
 		if (store_repair(store.fd, a->path, a->format) < 0)
@@ -923,19 +953,22 @@ store_pipe_busy(void)
 	return store.busy || store.win_bytes >= STORE_BUSY_BYTES;
 }
 
-/* The pipe has just become readable after the store found it empty: unless the pipe is busy
- * (store_pipe_busy), every writer has gone (shutdown), a signal is waiting (a HUP's
- * rotation) or each write is fsynced, sleep STORE_COALESCE_NS first, so that what sessions write
- * meanwhile is read in the same drain.  A signal ends the sleep at once: ppoll lets it in. */
+/* The pipe has just become readable after the store found it empty: unless every writer has
+ * gone (shutdown), a signal is waiting (a HUP's rotation) or each write is fsynced, sleep
+ * STORE_COALESCE_NS first (STORE_BUSY_COALESCE_NS when the pipe is busy, store_pipe_busy), so
+ * that what sessions write meanwhile is read in the same drain.  A signal ends the sleep at
+ * once: ppoll lets it in. */
 static void
 store_coalesce(const struct pollfd *pfd, const sigset_t *waitmask)
 {
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = STORE_COALESCE_NS };
 
 	if (!(pfd->revents & POLLIN) || (pfd->revents & (POLLHUP | POLLERR)) ||
-	    store_pipe_busy() || store.args->fsync == FSYNC_ALWAYS || store_rc.mode != RECEIPT_OFF ||
+	    store.args->fsync == FSYNC_ALWAYS || store_rc.mode != RECEIPT_OFF ||
 	    store_hup || store_giveup || store_buf_blocked(store.buf))
 		return;
+	if (store_pipe_busy())
+		ts.tv_nsec = STORE_BUSY_COALESCE_NS;
 	if (ppoll(NULL, 0, &ts, waitmask) == 0)
 		return;
 	if (errno != EINTR)
