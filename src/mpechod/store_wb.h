@@ -1,6 +1,6 @@
 /*
  * store_wb.h - the store's write-behind: which ranges of the file to start writing to disk, and
- * which to wait for and drop from the page cache, as the file grows (pure: store.c makes the
+ * which to drop from the page cache, as the file grows (pure: store.c makes the
  * calls, sync_file_range(2) and posix_fadvise(2)).
  *
  * A store that only appends fills the page cache with pages it never reads again: at hundreds of
@@ -8,8 +8,9 @@
  * host takes free pages back) copying into a fresh page cost more than everything else the
  * store does (half its CPU in copy_folio_from_iter_atomic).  With --fsync everysec or always
  * the bytes go to disk within a second anyway, so the store starts each STORE_WB_CHUNK's
- * writeback as soon as it is written, and two chunks later waits for it (long done, as a rule)
- * and drops its pages: the file then holds at most about 3 chunks of page cache, recycled hot,
+ * writeback as soon as it is written, and two chunks later drops its pages (its writeback long
+ * done, as a rule; a page still being written is left where it is, nothing waits): the file then
+ * holds about 3 chunks of page cache, recycled hot,
  * and each fdatasync finds little left to do instead of a second's worth.  This is
  * Linux's own advice for streaming writers (sync_file_range, then POSIX_FADV_DONTNEED), as
  * PostgreSQL's *_flush_after and RocksDB's bytes_per_sync do it.  Durability is unchanged: what
@@ -32,7 +33,7 @@ struct store_wb {
 /* What to do after a write that left the file's end at end.  A zero length: nothing. */
 struct store_wb_step {
 	off_t kick_off, kick_len; /* start writing this range (SYNC_FILE_RANGE_WRITE) */
-	off_t drop_off, drop_len; /* wait for this range's writeback, then drop its pages */
+	off_t drop_off, drop_len; /* drop this range's pages (POSIX_FADV_DONTNEED; no wait) */
 };
 
 /* Starts over at the end of a file just opened (or found shorter: truncated). */
