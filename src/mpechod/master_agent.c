@@ -13,6 +13,8 @@
 #define _GNU_SOURCE
 #include "master.h"
 
+#include <fcntl.h>
+
 #define MASTER_AGENT_BURST 16
 
 void
@@ -46,12 +48,19 @@ master_agent_close(void)
 	master->agent_fd = -1;
 }
 
-/* The store cannot keep up and holds sessions back: its pipe is three quarters full. */
+/* The store cannot keep up and holds sessions back: its pipe is three quarters full.  The pipe's
+ * size is asked each time: the kernel may have refused to enlarge it (master_store.c). */
 static int
 master_agent_store_blocked(void)
 {
-	return master->set.store_full == STORE_FULL_BLOCK && master->pipe_wr >= 0 &&
-	    master_pipe_unread() >= (size_t)MASTER_PIPE_SIZE / 4 * 3;
+	int size;
+
+	if (master->set.store_full != STORE_FULL_BLOCK || master->pipe_wr < 0)
+		return 0;
+	size = fcntl(master->pipe_wr, F_GETPIPE_SZ);
+	if (size <= 0)
+		size = MASTER_PIPE_SIZE;
+	return master_pipe_unread() >= (size_t)size / 4 * 3;
 }
 
 static int

@@ -51,7 +51,8 @@
  * so that a burst of small frames costs one wakeup, not one each (on 2 cores, a context switch
  * per request).  Quiet: less than STORE_BUSY_BYTES read in the current or the last window of
  * STORE_WINDOW_MS (50 MB/s), so a sleep lets in at most about 100 KB, a tenth of the pipe.  A
- * stream is faster: it is never slept on (a sleep after each small drain cost streams 10-50%). */
+ * stream is faster: it gets the shorter sleep below (the 2 ms one after each small drain cost
+ * streams 10-50%). */
 #define STORE_COALESCE_NS 2000000L
 /* A stream's pipe: a shorter sleep (a third of the pipe at 1 GB/s), so that each wakeup reads
  * hundreds of KB, not the frame or two a session has just written (a system call costs ~1 us on
@@ -302,9 +303,11 @@ store_shared_lock(void)
 }
 
 /* Write-behind (store_wb.h): the writeback of each whole chunk started at once, and the pages
- * of the chunk before last dropped.  Neither call waits for the disk or reads its errors (the
- * waiting forms of sync_file_range would take an I/O error that fdatasync must report), and a
- * page still being written is simply not dropped.  Advice only: a failure changes nothing. */
+ * of the chunk before last dropped.  Neither call waits for the writes to finish or reads their
+ * errors (the waiting forms of sync_file_range would take an I/O error that fdatasync must
+ * report); SYNC_FILE_RANGE_WRITE can wait for room in the device's queue, and DONTNEED skips
+ * (after draining the per-CPU page lists) the pages still dirty or being written.  Advice only:
+ * a failure changes nothing. */
 static void
 store_write_behind(void)
 {
@@ -953,11 +956,13 @@ store_pipe_busy(void)
 	return store.busy || store.win_bytes >= STORE_BUSY_BYTES;
 }
 
-/* The pipe has just become readable after the store found it empty: unless every writer has
- * gone (shutdown), a signal is waiting (a HUP's rotation) or each write is fsynced, sleep
- * STORE_COALESCE_NS first (STORE_BUSY_COALESCE_NS when the pipe is busy, store_pipe_busy), so
- * that what sessions write meanwhile is read in the same drain.  A signal ends the sleep at
- * once: ppoll lets it in. */
+/* The pipe is readable: unless every writer has gone (shutdown), a signal is waiting (a HUP's
+ * rotation) or each write is fsynced, sleep STORE_COALESCE_NS first (STORE_BUSY_COALESCE_NS when
+ * the pipe is busy, store_pipe_busy), so that what sessions write meanwhile is read in the same
+ * drain.  Also after a drain that stopped at its STORE_DRAIN_MAX with more in the pipe
+ * (DRAIN_MORE): the pipe (MASTER_PIPE_SIZE) then holds only what came during that drain, far
+ * from full at the rates the store keeps up with, and 0.3 ms more fill it by a third at most.
+ * A signal ends the sleep at once: ppoll lets it in. */
 static void
 store_coalesce(const struct pollfd *pfd, const sigset_t *waitmask)
 {

@@ -1,7 +1,8 @@
 /*
  * Unit tests for store_wb.c: the store's write-behind ranges.  Every byte written is kicked
- * exactly once and dropped exactly once, in order, at most three chunks behind the end; a file
- * found shorter (truncated under the store) starts over from its start.
+ * exactly once and dropped exactly once, in order, at most three chunks behind the end, and a
+ * kick ends on a whole page (STORE_WB_ALIGN), never in the page the next write goes to; a file
+ * found shorter (truncated under the store) goes on from its new end.
  */
 #include <criterion/criterion.h>
 
@@ -18,9 +19,12 @@ Test(store_wb, nothing_before_a_whole_chunk)
 	s = store_wb_next(&w, 100 + C - 1);
 	cr_assert_eq(s.kick_len, 0);
 	cr_assert_eq(s.drop_len, 0);
+	/* A whole chunk past the start, but its last whole page ends short of one. */
 	s = store_wb_next(&w, 100 + C);
+	cr_assert_eq(s.kick_len, 0);
+	s = store_wb_next(&w, C + STORE_WB_ALIGN + 1);
 	cr_assert_eq(s.kick_off, 100);
-	cr_assert_eq(s.kick_len, C);
+	cr_assert_eq(s.kick_len, C + STORE_WB_ALIGN - 100, "up to the page the end is in");
 	cr_assert_eq(s.drop_len, 0);
 }
 
@@ -39,7 +43,9 @@ Test(store_wb, every_byte_kicked_then_dropped_once_in_order)
 			cr_assert_eq(s.kick_off, kicked);
 			cr_assert_geq(s.kick_len, C);
 			kicked += s.kick_len;
-			cr_assert_eq(kicked, end);
+			cr_assert_eq(kicked % STORE_WB_ALIGN, 0);
+			cr_assert_leq(kicked, end);
+			cr_assert_gt(kicked + STORE_WB_ALIGN, end, "all but the page the end is in");
 		}
 		if (s.drop_len > 0) {
 			cr_assert_eq(s.drop_off, dropped);
@@ -47,8 +53,9 @@ Test(store_wb, every_byte_kicked_then_dropped_once_in_order)
 			/* Only what was kicked before this step's kick, and not the last chunk. */
 			cr_assert_leq(dropped, kicked - s.kick_len);
 		}
-		cr_assert_leq(end - dropped, 3 * C + 2 * 600 * 1024, "at most ~3 chunks kept");
-		cr_assert_lt(end - kicked, C);
+		cr_assert_leq(end - dropped, 3 * C + 2 * 600 * 1024 + STORE_WB_ALIGN,
+		    "at most ~3 chunks kept");
+		cr_assert_lt(end - kicked, C + STORE_WB_ALIGN);
 	}
 	cr_assert_gt(dropped, 0);
 }
@@ -65,7 +72,9 @@ Test(store_wb, truncated_file_starts_over)
 	cr_assert_eq(s.kick_len, 0);
 	cr_assert_eq(s.drop_len, 0);
 	s = store_wb_next(&w, C + 10);
-	cr_assert_eq(s.kick_off, 0);
-	cr_assert_eq(s.kick_len, C + 10);
+	cr_assert_eq(s.kick_len, 0, "from the new end, not from the start");
+	s = store_wb_next(&w, C + STORE_WB_ALIGN + 10);
+	cr_assert_eq(s.kick_off, 1000);
+	cr_assert_eq(s.kick_len, C + STORE_WB_ALIGN - 1000);
 	cr_assert_eq(s.drop_len, 0, "nothing of the new file kicked before, so nothing dropped");
 }
