@@ -4,9 +4,12 @@
  *
  * The file is read to its end every --poll milliseconds.  At the end, the path is looked at
  * again: when it names another file (the store was rotated: mv, then SIGHUP, and mpechod
- * opened a new file at the path), the old file is read to its end first, since mpechod writes
- * its last whole lines to it before it reopens, and the new one is read from its start.  A file
- * that shrank was truncated and is read again from its start.  INT and TERM end it, exit 0;
+ * opened a new file at the path), the old file is read to its end first, and the new one is
+ * read from its start.  The switch waits for the new file's first byte: the new file may be
+ * there, empty, before the old one has its last lines (the master of mpechod creates it at the
+ * SIGHUP, and logrotate's "create" before it; the store then drains what sessions wrote before
+ * the signal into the old file), but mpechod writes nothing to the new file until the old one is
+ * done.  A file that shrank was truncated and is read again from its start.  INT and TERM end it, exit 0;
  * they are blocked but in the wait, so one arriving in the middle of a read is not lost.
  *
  * A CONN is followed in whatever server life it turns up in first; "L.N" asks for life L, the
@@ -187,11 +190,13 @@ mfollow_read(struct mfollow *f)
 	}
 }
 
-/* At the end of the file: a rotation or a truncation starts a new file. */
+/* At the end of the file: a rotation or a truncation starts a new file.  Returns 1 when
+ * following ends, 0, or -1 on an error. */
 static int
 mfollow_reopen(struct mfollow *f)
 {
 	struct stat st;
+	int rc;
 
 	if (stat(f->path, &st) < 0)
 		return 0; /* moved away, not yet replaced */
@@ -204,6 +209,13 @@ mfollow_reopen(struct mfollow *f)
 		}
 		return 0;
 	}
+	if (st.st_size == 0)
+		return 0; /* not yet written: the old file may still be */
+	/* The old file is read to its end again now, after the new one was seen written to: the
+	 * old one was written until then, which may have been after the read that found the end
+	 * and before the stat above. */
+	if ((rc = mfollow_read(f)) != 0)
+		return rc;
 	if (f->len > 0 && !f->o->quiet)
 		fprintf(stderr, "%s: %s: the last line of the rotated file was cut short "
 		    "(skipped)\n", MSTORE_PROG, f->path);

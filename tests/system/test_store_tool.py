@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import SAN_MARKERS, SLOW, binary, connect, wait_until
+from conftest import SAN_MARKERS, SLOW, binary, connect, store_so_far, wait_until
 
 TOOL = binary("mpecho-store")
 
@@ -525,6 +526,93 @@ def test_follow_across_mv_and_hup(start_server, follow):
     assert f.stop() == 0
     data = {r["conn"]: r["data"] for r in f.records() if r["ev"] == "data"}
     assert data == {1: "before", 2: "between", 3: "after"}
+    assert srv.stop() == 0
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed")
+def test_follow_reads_the_old_file_to_its_end_after_seeing_the_new_one(start_server, follow,
+                                                                      tmp_path):
+    """The hard moment of a rotation: follow has read the old file to its end and is about to
+    look at the path (stopped by gdb in stat(2)); meanwhile mpechod writes one more session
+    to the old file and opens the new one.  What went to the old file after follow's last
+    read must still come out, before the new file's records."""
+    srv = start_server()
+    session(srv.port, b"before")
+    f = follow("--from-start", "--poll", "20", srv.store_path)
+    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 1 for r in f.records()), 10,
+               what="the first session in follow's output")
+    go = tmp_path / "go"
+    # Stopped at its next look at the path; released when the test has made the rotation.
+    g = subprocess.Popen([shutil.which("gdb"), "-nx", "-batch", "-p", str(f.proc.pid),
+                          "-ex", "break stat", "-ex", "continue",
+                          "-ex", f"shell i=0; while [ ! -e {go} ] && [ $i -lt 3000 ]; "
+                                 "do sleep 0.02; i=$((i+1)); done",
+                          "-ex", "detach"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(g.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any(re.match(r"Breakpoint 1(\.\d+)?, ", l) for l in lines), 30 * SLOW,
+                   what="follow stopped in stat(2)")
+        os.rename(srv.store_path, srv.store_path + ".1")
+        session(srv.port, b"between")
+        wait_until(lambda: any(r["ev"] == "close" and r.get("conn") == 2
+                               for r in store_so_far(srv.store_path + ".1")), 10,
+                   what="the second session's close in the old file")
+        srv.signal(signal.SIGHUP)
+        srv.wait_line("reopened")
+        session(srv.port, b"after")
+        go.touch()
+        g.wait(30 * SLOW)
+    finally:
+        if g.poll() is None:
+            g.kill()
+            g.wait()
+    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 3 for r in f.records()), 10,
+               what="the session after the rotation in follow's output")
+    assert f.stop() == 0
+    data = [(r["conn"], r["data"]) for r in f.records() if r["ev"] == "data"]
+    assert data == [(1, "before"), (2, "between"), (3, "after")]
+    assert srv.stop() == 0
+
+
+def syscalls_read(pid):
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("syscr:"))
+
+
+def test_follow_stays_on_the_old_file_while_the_new_one_is_empty(start_server, follow):
+    """The other hard moment of a rotation: the new file is there before the old one has its
+    last lines.  The master creates it at the SIGHUP (logrotate's "create" does the same before
+    it), while the store, stopped here, has yet to drain what a session wrote before the signal
+    into the old file.  follow polls the empty new file many times meanwhile."""
+    srv = start_server()
+    session(srv.port, b"before")
+    f = follow("--from-start", "--poll", "20", srv.store_path)
+    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 1 for r in f.records()), 10,
+               what="the first session in follow's output")
+    store = wait_until(srv.store_pid, 10, what="the store")
+    os.kill(store, signal.SIGSTOP)
+    try:
+        session(srv.port, b"between")  # in the pipe, not yet in any file
+        os.rename(srv.store_path, srv.store_path + ".1")
+        srv.signal(signal.SIGHUP)
+        wait_until(lambda: os.path.exists(srv.store_path), 10, what="the new file")
+        # follow looks at the empty new file a few times (each look is a read of the old one).
+        seen = syscalls_read(f.proc.pid)
+        wait_until(lambda: syscalls_read(f.proc.pid) >= seen + 10, 10,
+                   what="follow to poll the new file")
+    finally:
+        os.kill(store, signal.SIGCONT)
+    srv.wait_line("reopened")
+    session(srv.port, b"after")
+    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 3 for r in f.records()), 10,
+               what="the session after the rotation in follow's output")
+    assert f.stop() == 0
+    data = [(r["conn"], r["data"]) for r in f.records() if r["ev"] == "data"]
+    assert data == [(1, "before"), (2, "between"), (3, "after")]
     assert srv.stop() == 0
 
 
