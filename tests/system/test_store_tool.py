@@ -510,23 +510,34 @@ def follow():
         f.cleanup()
 
 
-def test_follow_across_mv_and_hup(start_server, follow):
+def following_one_session(start_server, follow):
+    """A server that has served one session ("before"), and follow --from-start showing it."""
     srv = start_server()
     session(srv.port, b"before")
     f = follow("--from-start", "--poll", "20", srv.store_path)
     wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 1 for r in f.records()), 10,
                what="the first session in follow's output")
+    return srv, f
+
+
+def follow_saw_the_rotation(srv, f):
+    """follow printed the sessions before, during and after a rotation, in order, once each."""
+    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 3 for r in f.records()), 10,
+               what="the session after the rotation in follow's output")
+    assert f.stop() == 0
+    data = [(r["conn"], r["data"]) for r in f.records() if r["ev"] == "data"]
+    assert data == [(1, "before"), (2, "between"), (3, "after")]
+    assert srv.stop() == 0
+
+
+def test_follow_across_mv_and_hup(start_server, follow):
+    srv, f = following_one_session(start_server, follow)
     os.rename(srv.store_path, srv.store_path + ".1")
     session(srv.port, b"between")  # written to the old file, after the mv
     srv.signal(signal.SIGHUP)
     srv.wait_line("reopened")
     session(srv.port, b"after")
-    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 3 for r in f.records()), 10,
-               what="the session after the rotation in follow's output")
-    assert f.stop() == 0
-    data = {r["conn"]: r["data"] for r in f.records() if r["ev"] == "data"}
-    assert data == {1: "before", 2: "between", 3: "after"}
-    assert srv.stop() == 0
+    follow_saw_the_rotation(srv, f)
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed")
@@ -536,11 +547,7 @@ def test_follow_reads_the_old_file_to_its_end_after_seeing_the_new_one(start_ser
     look at the path (stopped by gdb in stat(2)); meanwhile mpechod writes one more session
     to the old file and opens the new one.  What went to the old file after follow's last
     read must still come out, before the new file's records."""
-    srv = start_server()
-    session(srv.port, b"before")
-    f = follow("--from-start", "--poll", "20", srv.store_path)
-    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 1 for r in f.records()), 10,
-               what="the first session in follow's output")
+    srv, f = following_one_session(start_server, follow)
     go = tmp_path / "go"
     # Stopped at its next look at the path; released when the test has made the rotation.
     g = subprocess.Popen([shutil.which("gdb"), "-nx", "-batch", "-p", str(f.proc.pid),
@@ -570,12 +577,7 @@ def test_follow_reads_the_old_file_to_its_end_after_seeing_the_new_one(start_ser
         if g.poll() is None:
             g.kill()
             g.wait()
-    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 3 for r in f.records()), 10,
-               what="the session after the rotation in follow's output")
-    assert f.stop() == 0
-    data = [(r["conn"], r["data"]) for r in f.records() if r["ev"] == "data"]
-    assert data == [(1, "before"), (2, "between"), (3, "after")]
-    assert srv.stop() == 0
+    follow_saw_the_rotation(srv, f)
 
 
 def syscalls_read(pid):
@@ -588,11 +590,7 @@ def test_follow_stays_on_the_old_file_while_the_new_one_is_empty(start_server, f
     last lines.  The master creates it at the SIGHUP (logrotate's "create" does the same before
     it), while the store, stopped here, has yet to drain what a session wrote before the signal
     into the old file.  follow polls the empty new file many times meanwhile."""
-    srv = start_server()
-    session(srv.port, b"before")
-    f = follow("--from-start", "--poll", "20", srv.store_path)
-    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 1 for r in f.records()), 10,
-               what="the first session in follow's output")
+    srv, f = following_one_session(start_server, follow)
     store = wait_until(srv.store_pid, 10, what="the store")
     os.kill(store, signal.SIGSTOP)
     try:
@@ -608,12 +606,7 @@ def test_follow_stays_on_the_old_file_while_the_new_one_is_empty(start_server, f
         os.kill(store, signal.SIGCONT)
     srv.wait_line("reopened")
     session(srv.port, b"after")
-    wait_until(lambda: any(r["ev"] == "close" and r["conn"] == 3 for r in f.records()), 10,
-               what="the session after the rotation in follow's output")
-    assert f.stop() == 0
-    data = [(r["conn"], r["data"]) for r in f.records() if r["ev"] == "data"]
-    assert data == [(1, "before"), (2, "between"), (3, "after")]
-    assert srv.stop() == 0
+    follow_saw_the_rotation(srv, f)
 
 
 def test_follow_one_connection_ends_at_its_close(start_server, follow):
