@@ -183,21 +183,40 @@ receipt_lost_deadline(struct receipt_ticket *t, int64_t deadline_ms, int64_t *lo
 	return deadline_ms;
 }
 
+uint32_t
+receipt_gen(void)
+{
+	return __atomic_load_n(&receipt_board->store_gen, __ATOMIC_ACQUIRE);
+}
+
+int
+receipt_has(const struct receipt_ticket *t, uint32_t want)
+{
+	return receipt_done(t->slot, t->tag, want);
+}
+
 int
 receipt_wait(struct receipt_ticket *t, int64_t deadline_ms, const volatile sig_atomic_t *stop)
+{
+	return receipt_wait_upto(t, t->sent, 0, deadline_ms, stop);
+}
+
+int
+receipt_wait_upto(struct receipt_ticket *t, uint32_t want, uint32_t gen_after,
+    int64_t deadline_ms, const volatile sig_atomic_t *stop)
 {
 	struct timespec ts;
 	int64_t left, lost_ms = 0, until;
 	uint32_t seen;
 	int r = 0;
 
-	if (receipt_done(t->slot, t->tag, t->sent))
+	if (receipt_done(t->slot, t->tag, want))
 		goto done;
-	__atomic_store_n(&t->slot->want, t->sent, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->slot->want, want, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&t->slot->sleeping, 1, __ATOMIC_SEQ_CST);
 	for (;;) {
 		seen = __atomic_load_n(&receipt_board->wake, __ATOMIC_SEQ_CST);
-		if (receipt_done(t->slot, t->tag, t->sent))
+		if (receipt_done(t->slot, t->tag, want))
 			break;
 		if (*stop) {
 			errno = EINTR;
@@ -231,7 +250,8 @@ receipt_wait(struct receipt_ticket *t, int64_t deadline_ms, const volatile sig_a
 		return r;
 done:
 	/* Everything before is acknowledged: a store that dies later loses only what comes
-	 * after. */
-	t->gen = __atomic_load_n(&receipt_board->store_gen, __ATOMIC_ACQUIRE);
+	 * after.  Frames stamped after want were sent when the board said gen_after: a store
+	 * that died since then may have read them. */
+	t->gen = want == t->sent ? receipt_gen() : gen_after;
 	return 0;
 }

@@ -80,6 +80,15 @@ void receipt_stamp(struct receipt_ticket *t, struct rec_hdr *h, int whole);
  * 0: none) or while *stop stays 0.  0, or -1 with errno ETIMEDOUT or EINTR (*stop). */
 int receipt_wait(struct receipt_ticket *t, int64_t deadline_ms,
     const volatile sig_atomic_t *stop);
+/* A writer that reads ahead (session.c: the next chunk read and recorded while the one before
+ * waits) waits for the first want frames only.  receipt_gen is the board's store count, read
+ * before a chunk's first frame is stamped; receipt_wait_upto's gen_after is that of the chunk
+ * after the first want frames (ignored when want is every frame stamped): a store that died
+ * since may have read those frames and never written them.  receipt_has only looks. */
+uint32_t receipt_gen(void);
+int receipt_has(const struct receipt_ticket *t, uint32_t want);
+int receipt_wait_upto(struct receipt_ticket *t, uint32_t want, uint32_t gen_after,
+    int64_t deadline_ms, const volatile sig_atomic_t *stop);
 /* The master, when it reaps a store: a writer waiting for a receipt gives up RECEIPT_LOST_MS
  * later if it has not come by then (what the dead store read but did not write never comes). */
 void receipt_store_died(void);

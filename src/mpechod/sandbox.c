@@ -90,7 +90,7 @@ static const struct sb_rule sb_rules[] = {
 	ANY(SYS_recvmsg, D),             /* one datagram with its destination (IP_PKTINFO) */
 	ANY(SYS_sendmsg, D | T | CONN),  /* one echo from that address; syslog(3) lines */
 	ANY(SYS_sendto, ALL),            /* syslog(3) lines on the socket opened before the filter */
-	ANY(SYS_recvfrom, D),            /* a datagram without ancillary data */
+	ANY(SYS_recvfrom, D | CONN),     /* a datagram; --echo-after reads a stream ahead */
 	ANY(SYS_close, ALL),             /* a session's socket, the splice pipe, a rotated file */
 	ANY(SYS_shutdown, CONN | M),     /* SIGTERM's handler wakes a blocked read or write */
 	ANY(SYS_pipe2, CONN),            /* the splice pipe of a --no-store stream */

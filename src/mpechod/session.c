@@ -7,7 +7,8 @@
  * (idle peer); a blocking write that makes no progress for the timeout fails with EAGAIN too
  * (a peer that sends but never reads).  poll(2) before every read would double the syscalls,
  * and alarm(2) would have to be re-armed per chunk.  With --echo-after, the echo waits for the
- * store's receipt of the chunk's frames (receipt.h): one futex(2) wait, when it is not there yet.
+ * store's receipt of the chunk's frames (receipt.h): one futex(2) wait, when it is not there yet;
+ * a stream is read ahead meanwhile, a few chunks at most (session_echo_ahead).
  */
 #define _GNU_SOURCE
 #include "session.h"
@@ -52,6 +53,12 @@ static struct {
 	struct receipt_ticket rc;  /* --echo-after; rc.slot NULL: off */
 	unsigned char buf[SESSION_BUF];
 } session __attribute__((aligned(4096)));
+
+/* --echo-after: chunks in flight at once (session_echo_ahead: about the 256 KiB a client such as
+ * mpecho-bench keeps in flight), and the buffers of all but the first (session.buf): touched
+ * only when a stream is read ahead, so a held connection costs no page more. */
+#define SESSION_AHEAD 4
+static unsigned char session_ahead[SESSION_AHEAD - 1][SESSION_BUF] __attribute__((aligned(4096)));
 
 static const char *const session_reasons[] = {
 	[SESSION_EOF] = "eof",
@@ -184,14 +191,15 @@ session_record_data(const struct session_args *a, int pid, unsigned char *p, siz
 	return 0;
 }
 
-/* --echo-after: waits for the store's receipt of every frame recorded, bounded by the idle
- * timeout and by the end of the session (SIGTERM, the grace after the master's death). */
+/* --echo-after: waits for the store's receipt of the first want frames recorded (gen_after:
+ * receipt_wait_upto), bounded by the idle timeout and by the end of the session (SIGTERM, the
+ * grace after the master's death). */
 static enum session_end
-session_receipt(void)
+session_receipt(uint32_t want, uint32_t gen_after)
 {
 	int64_t deadline = session.idle_ms > 0 ? io_now_ms() + session.idle_ms : 0;
 
-	if (receipt_wait(&session.rc, deadline, &session.stopping) == 0)
+	if (receipt_wait_upto(&session.rc, want, gen_after, deadline, &session.stopping) == 0)
 		return SESSION_EOF;
 	return session.stopping ? SESSION_SHUTDOWN : SESSION_RECEIPT_WAIT;
 }
@@ -323,12 +331,104 @@ session_splice(const struct session_args *a, uint64_t *bytes, enum session_end *
 	return 0;
 }
 
+/* A chunk read, recorded and waiting for its receipt (session_echo_ahead). */
+struct session_chunk {
+	unsigned char *p;
+	size_t n;
+	uint32_t want; /* the frames stamped through this chunk's last */
+	uint32_t gen;  /* receipt_gen before its first frame was stamped */
+};
+
+/* Reads the next chunk into c and records it: waiting for it when block, otherwise only what the
+ * socket has now.  1: a chunk; 0: none yet (not block); -1: the session ends with *end
+ * (SESSION_EOF: the peer has sent everything). */
+static int
+session_read_chunk(const struct session_args *a, int pid, uint64_t *bytes,
+    struct session_chunk *c, int block, enum session_end *end)
+{
+	ssize_t n;
+
+	do
+		n = recv(a->fd, c->p, SESSION_BUF, block ? 0 : MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR && block && !session.stopping);
+	if (n < 0 && !block && !session.stopping &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	if (n < 0) {
+		*end = session_sock_error(errno, SESSION_IDLE);
+		return -1;
+	}
+	sandbox_poke(c->p, (size_t)n);
+	if (n == 0) {
+		*end = session.stopping ? SESSION_SHUTDOWN : SESSION_EOF;
+		return -1;
+	}
+	c->n = (size_t)n;
+	c->gen = receipt_gen();
+	if (session_record_data(a, pid, c->p, c->n, bytes) < 0) {
+		*end = session_store_end(errno);
+		return -1;
+	}
+	c->want = session.rc.sent;
+	return 1;
+}
+
+/* --echo-after: the echo loop, read ahead.  While the oldest chunk waits for its receipt, the
+ * next ones (SESSION_AHEAD in all, each in a buffer of its own) are read from the socket and
+ * recorded, so that the store writes one while the session reads and echoes another.  A chunk
+ * is echoed, in order, once the store's count covers its last frame (counts only grow, so a
+ * chunk's receipt is also every earlier one's).  The socket is read ahead only while it streams
+ * (the last read filled its buffer, or the last one ahead found data): a request and its answer
+ * cost no more system calls than without reading ahead.  At the peer's end (EOF) what waits is
+ * echoed first; every wait is bounded as session_receipt says. */
+static enum session_end
+session_echo_ahead(const struct session_args *a, int pid, uint64_t *bytes)
+{
+	struct session_chunk q[SESSION_AHEAD] = { { 0 } };
+	enum session_end end = SESSION_EOF;
+	unsigned head = 0, len = 0, i;
+	int more = 0, eof = 0, r;
+
+	q[0].p = session.buf;
+	for (i = 1; i < SESSION_AHEAD; i++)
+		q[i].p = session_ahead[i - 1];
+	for (;;) {
+		struct session_chunk *c = &q[head];
+
+		if (len == 0 || (!eof && more && len < SESSION_AHEAD &&
+		    !receipt_has(&session.rc, c->want))) {
+			if (len == 0 && eof)
+				return SESSION_EOF;
+			r = session_read_chunk(a, pid, bytes, &q[(head + len) % SESSION_AHEAD],
+			    len == 0, &end);
+			if (r < 0 && end != SESSION_EOF)
+				return end;
+			eof = r < 0;
+			more = r > 0 && (len > 0 || q[head].n == SESSION_BUF);
+			len += r > 0;
+			if (r > 0)
+				continue;
+			if (len == 0)
+				return SESSION_EOF;
+		}
+		if ((end = session_receipt(c->want, q[(head + 1) % SESSION_AHEAD].gen)) !=
+		    SESSION_EOF)
+			return end;
+		if (io_write_all(a->fd, c->p, c->n) < 0)
+			return session_sock_error(errno, SESSION_WTIMEOUT);
+		head = (head + 1) % SESSION_AHEAD;
+		len--;
+	}
+}
+
 static enum session_end
 session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 {
 	enum session_end end;
 	ssize_t n;
 
+	if (session.rc.slot != NULL)
+		return session_echo_ahead(a, pid, bytes);
 	for (;;) {
 		n = read(a->fd, session.buf, sizeof(session.buf));
 		if (n < 0 && errno == EINTR && !session.stopping)
@@ -342,8 +442,6 @@ session_echo(const struct session_args *a, int pid, uint64_t *bytes)
 			session_count(a, bytes, (size_t)n);
 		else if (session_record_data(a, pid, session.buf, (size_t)n, bytes) < 0)
 			return session_store_end(errno);
-		if (session.rc.slot != NULL && (end = session_receipt()) != SESSION_EOF)
-			return end;
 		if (io_write_all(a->fd, session.buf, (size_t)n) < 0)
 			return session_sock_error(errno, SESSION_WTIMEOUT);
 		/* A read that fills the buffer means a stream: with nothing to record, splice the

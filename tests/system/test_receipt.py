@@ -51,7 +51,8 @@ RESUMED = re.compile(r'^(\d+)\s+(\d+\.\d+) <\.\.\. (\w+) resumed>.*= (-?\d+).*?<
 
 
 def strace_calls(path):
-    """[(pid, name, fd, args, start, end)] of every finished call in an strace -f -ttt -T log."""
+    """[(pid, name, fd, args, start, end, ret)] of every finished call in an strace -f -ttt -T
+    log."""
     calls, pending = [], {}
     with open(path, errors="replace") as f:
         for line in f:
@@ -63,12 +64,14 @@ def strace_calls(path):
                 if ret is None:
                     pending[(pid, name)] = (float(ts), int(fd), args)
                 else:
-                    calls.append((pid, name, int(fd), args, float(ts), float(ts) + float(dur)))
+                    calls.append((pid, name, int(fd), args, float(ts), float(ts) + float(dur),
+                                  int(ret)))
                 continue
             m = RESUMED.match(line)
             if m and (m.group(1), m.group(3)) in pending:
                 start, fd, args = pending.pop((m.group(1), m.group(3)))
-                calls.append((m.group(1), m.group(3), fd, args, start, start + float(m.group(5))))
+                calls.append((m.group(1), m.group(3), fd, args, start, start + float(m.group(5)),
+                              int(m.group(4))))
     return calls
 
 

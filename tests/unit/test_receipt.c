@@ -6,7 +6,9 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "receipt.h"
 #include "receipt_q.h"
@@ -261,5 +263,52 @@ Test(receipt, a_wait_ends_once_the_store_that_owed_it_died)
 	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
 	receipt_stamp(&t, &h, 1);
 	receipt_publish(2, receipt_tag(42), 1);
+	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
+}
+
+static volatile sig_atomic_t receipt_test_alarm;
+
+static void
+receipt_test_on_alarm(int signo)
+{
+	(void)signo;
+	receipt_test_alarm = 1;
+}
+
+/* A writer that read ahead waits for its first chunk only: the next chunk's frames, sent before
+ * a store died, are still owed, so their wait ends RECEIPT_LOST_MS (300 ms here) after the death
+ * with ETIMEDOUT (a wait for the first chunk must not make them look acknowledged: that wait
+ * would go on until the alarm, 10 s, and end with EINTR). */
+Test(receipt, a_wait_for_the_first_chunk_leaves_the_next_one_owed)
+{
+	static const volatile sig_atomic_t go_on = 0;
+	struct sigaction sa = { .sa_handler = receipt_test_on_alarm };
+	struct receipt_ticket t;
+	struct rec_hdr h = { 0 };
+	uint32_t gen_b;
+
+	cr_assert_eq(receipt_setup(RECEIPT_WRITTEN, 4), 0);
+	receipt_begin(&t, 1, 7);
+	receipt_stamp(&t, &h, 1);
+	gen_b = receipt_gen();
+	receipt_stamp(&t, &h, 0);
+	receipt_stamp(&t, &h, 1);
+	receipt_publish(1, receipt_tag(7), 2);
+	cr_assert(receipt_has(&t, 1));
+	cr_assert(receipt_has(&t, 2));
+	cr_assert(!receipt_has(&t, 3));
+	receipt_store_died();
+	cr_assert_eq(receipt_wait_upto(&t, 1, gen_b, 0, &go_on), 0);
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(10);
+	errno = 0;
+	cr_assert_eq(receipt_wait_upto(&t, 3, 0, 0, &receipt_test_alarm), -1);
+	cr_assert_eq(errno, ETIMEDOUT);
+	alarm(0);
+	/* The next store writes the rest: acknowledged, and nothing owed after that. */
+	receipt_publish(1, receipt_tag(7), 1);
+	cr_assert_eq(receipt_wait_upto(&t, 3, 0, 0, &go_on), 0);
+	receipt_stamp(&t, &h, 1);
+	receipt_publish(1, receipt_tag(7), 1);
 	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
 }

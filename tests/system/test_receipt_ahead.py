@@ -1,0 +1,153 @@
+"""--echo-after with a stream read ahead: while one chunk waits for its receipt the session reads
+and records the next ones (session_echo_ahead), and still echoes nothing before the store has
+written (or synced) its record.  Shown at the hard moment, a store stopped (SIGSTOP) in the
+middle of a stream with chunks read ahead, and traced (strace -f) byte for byte on a stream."""
+import json
+import os
+import re
+import shutil
+import signal
+import time
+
+import pytest
+
+from conftest import SLOW, read_store, record_bytes, store_by_conn, wait_until
+from test_faults import Streamer
+from test_receipt import MODES, server, stop_traced, strace_calls
+
+
+class Stored:
+    """The data bytes of a growing store file, read on from where the last call stopped (its
+    whole lines only: the store may be writing the next one)."""
+
+    def __init__(self, path):
+        self.path, self.off, self.total = path, 0, 0
+
+    def __call__(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.off)
+                raw = f.read()
+        except FileNotFoundError:
+            return 0
+        whole = raw[:raw.rfind(b"\n") + 1]
+        self.off += len(whole)
+        for line in whole.split(b"\n")[:-1]:
+            r = json.loads(line)
+            if r["ev"] == "data":
+                self.total += len(record_bytes(r))
+        return self.total
+
+
+def settled(st, quiet=0.3):
+    """What the client has once it has received nothing more for quiet seconds (bounded)."""
+    last = -1
+    deadline = time.monotonic() + 20 * SLOW
+    while st.got != last:
+        assert time.monotonic() < deadline, "the echo never stopped"
+        last = st.got
+        time.sleep(quiet)
+    return last
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stopped_store_the_client_has_nothing_beyond_the_file(tmp_path, mode):
+    """SIGSTOP the store again and again while a client streams: with chunks read and recorded
+    ahead, waiting for receipts the stopped store cannot give, the client must have received
+    nothing the file does not hold; after SIGCONT everything arrives, in order."""
+    srv, path = server(tmp_path, "--echo-after", mode)
+    data = os.urandom(64 << 20)
+    st = Streamer(srv.port, data)
+    stored = Stored(path)
+    st.start()
+    store = srv.store_pid()
+    stops = 0
+    try:
+        while stops < 5:
+            mark = st.got
+            wait_until(lambda: st.got >= mark + (1 << 20) or not st.is_alive(), 30,
+                       what="the stream to go on")
+            if not st.is_alive():
+                break
+            os.kill(store, signal.SIGSTOP)
+            try:
+                got = settled(st)
+                held = stored()
+                assert got <= held, f"client received {got} bytes, the file holds {held}"
+                stops += 1
+            finally:
+                os.kill(store, signal.SIGCONT)
+        st.join(60 * SLOW)
+        assert not st.is_alive(), "the stream did not finish"
+        assert b"".join(st.out) == data
+    finally:
+        st.sock.close()
+    assert stops >= 3
+    assert srv.stop() == 0
+    (c,) = store_by_conn(read_store(path)).values()
+    assert bytes(c["data"]) == data
+
+
+def data_in_writes(args):
+    """The data bytes of the records in one traced store write (digits only: no escapes)."""
+    return sum(len(m) for m in re.findall(r'\\"data\\":\\"([0-9]*)\\"', args))
+
+
+ECHO = re.compile(r'^"([0-9]+)"$')
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_strace_a_stream_read_ahead_echoes_only_what_is_written_or_synced(tmp_path, mode):
+    """Traced, byte for byte: at the start of each echo write, the store's writes that had
+    returned hold every byte echoed through that write's end (synced: writes followed by an
+    fdatasync that had returned).  The session did read ahead (a recvfrom with MSG_DONTWAIT
+    that returned data), so the trace covers the case this checks."""
+    if shutil.which("strace") is None:
+        pytest.skip("no strace")
+    log = str(tmp_path / "strace.log")
+    srv, path = server(tmp_path, "--echo-after", mode, wrapper=(
+        "strace", "-f", "-ttt", "-T", "-s", str(1 << 22), "-o", log,
+        "-e", "trace=write,fdatasync,recvfrom"))
+    data = b"".join(b"%08d" % i for i in range((3 << 20) // 8))
+    st = Streamer(srv.port, data)
+    st.start()
+    st.join(120 * SLOW)
+    try:
+        assert not st.is_alive() and b"".join(st.out) == data
+    finally:
+        st.sock.close()
+    stop_traced(srv)
+    calls = strace_calls(log)
+    stores = [c for c in calls if c[1] == "write" and '\\"data\\":\\"' in c[3]]
+    assert stores
+    store_pid = stores[0][0]
+    syncs = [c for c in calls if c[1] == "fdatasync" and c[0] == store_pid]
+    echoes = [c for c in calls if c[1] == "write" and c[0] != store_pid and
+              ECHO.match(c[3].rsplit(", ", 1)[0])]
+    assert echoes
+    session = echoes[0][0]
+    ahead = [c for c in calls if c[0] == session and c[1] == "recvfrom" and
+             "MSG_DONTWAIT" in c[3] and c[6] > 0]
+    assert ahead, "the session never read ahead: nothing was checked"
+    # The bytes the file held (and, synced, held on the disk) at each store write's end.
+    written, total = [], 0
+    for c in sorted(stores, key=lambda c: c[5]):
+        total += data_in_writes(c[3])
+        written.append((c[5], total))
+    assert total == len(data)
+
+    def held_at(t):
+        return max([n for end, n in written if end <= t], default=0)
+
+    def synced_at(t):
+        return max([held_at(s[4]) for s in syncs if s[5] <= t], default=0)
+
+    echoed = 0
+    for c in sorted(echoes, key=lambda c: c[4]):
+        sent = ECHO.match(c[3].rsplit(", ", 1)[0]).group(1).encode()
+        assert sent == data[echoed:echoed + len(sent)] and c[6] > 0
+        echoed += c[6]
+        have = synced_at(c[4]) if mode == "synced" else held_at(c[4])
+        assert echoed <= have, \
+            f"echo through byte {echoed} at {c[4]}, the file held {have} bytes ({mode})"
+    assert echoed == len(data)
