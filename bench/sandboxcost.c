@@ -33,6 +33,9 @@
  *                                   (the first child checks that its own fork gets EPERM)
  *   /tmp/sandboxcost 10000 rtt      one notified system call (getppid) answered by this
  *                                   process, against one that is not (getpid)
+ *   /tmp/sandboxcost 10000 handoff  a descriptor and 64 bytes sent to a child over a
+ *                                   SOCK_SEQPACKET pair (SCM_RIGHTS) and 8 bytes back: a
+ *                                   spawner's handoff without its fork
  *
  * Run it under the quiet lock like any benchmark; the figures move with the machine's load.
  */
@@ -324,6 +327,69 @@ sc_rtt(int n)
 	return 0;
 }
 
+/* Mode handoff: what a spawner's handoff would cost per connection without the fork: this
+ * process sends a descriptor (SCM_RIGHTS) and 64 bytes over a SOCK_SEQPACKET pair, the child
+ * receives them, closes the descriptor and answers 8 bytes, which this process reads. */
+static int
+sc_handoff(int n)
+{
+	int sv[2], st, fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	long long *v = calloc((size_t)n, sizeof(*v)), busy;
+	pid_t pid;
+
+	if (v == NULL || fd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return 1;
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		for (;;) {
+			char buf[64], cbuf[CMSG_SPACE(sizeof(int))];
+			struct iovec iov = { buf, sizeof(buf) };
+			struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+			struct cmsghdr *c;
+			long long reply = 0;
+
+			if (recvmsg(sv[1], &m, MSG_CMSG_CLOEXEC) <= 0)
+				_exit(0);
+			c = CMSG_FIRSTHDR(&m);
+			if (c != NULL && c->cmsg_type == SCM_RIGHTS) {
+				int got;
+
+				memcpy(&got, CMSG_DATA(c), sizeof(got));
+				close(got);
+			}
+			if (write(sv[1], &reply, sizeof(reply)) != sizeof(reply))
+				_exit(1);
+		}
+	}
+	close(sv[1]);
+	busy = sc_busy();
+	for (int i = 0; i < n; i++) {
+		char buf[64] = { 0 }, cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { buf, sizeof(buf) };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+		    .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		long long t0 = sc_ns(), reply;
+
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+		if (sendmsg(sv[0], &m, 0) < 0 || read(sv[0], &reply, sizeof(reply)) != sizeof(reply))
+			return 1;
+		v[i] = sc_ns() - t0;
+	}
+	busy = sc_busy() - busy;
+	close(sv[0]);
+	waitpid(pid, &st, 0);
+	sc_show("handoff and reply", v, n);
+	printf("machine CPU per handoff: %.1f us (all CPUs, /proc/stat)\n",
+	    (double)busy * 1e6 / (double)sysconf(_SC_CLK_TCK) / n);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -336,9 +402,9 @@ main(int argc, char **argv)
 	    strcmp(argv[2], "enter") == 0 ? 2 : strcmp(argv[2], "repeat") == 0 ? 3 :
 	    strcmp(argv[2], "inherit") == 0 ? 4 : strcmp(argv[2], "notif") == 0 ? 5 :
 	    strcmp(argv[2], "spawn") == 0 ? 6 : strcmp(argv[2], "tiny") == 0 ? 7 :
-	    strcmp(argv[2], "rtt") == 0 ? 8 : -1) < 0) {
+	    strcmp(argv[2], "rtt") == 0 ? 8 : strcmp(argv[2], "handoff") == 0 ? 9 : -1) < 0) {
 		fprintf(stderr, "usage: sandboxcost N "
-		    "off|steps|tiny|enter|repeat|spawn|inherit|notif|rtt\n");
+		    "off|steps|tiny|enter|repeat|spawn|inherit|notif|rtt|handoff\n");
 		return 64;
 	}
 	if (sandbox_configure(mode != 0, 1) < 0) {
@@ -353,6 +419,8 @@ main(int argc, char **argv)
 		return sc_repeat(n);
 	if (mode == 8)
 		return sc_rtt(n);
+	if (mode == 9)
+		return sc_handoff(n);
 	if (mode >= 4 && mode <= 6)
 		return sc_spawner(n, mode != 6, mode == 5);
 	t = mmap(NULL, sizeof(*t) * (size_t)n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
