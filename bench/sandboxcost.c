@@ -438,8 +438,8 @@ main(int argc, char **argv)
 	before = getenv("SC_TOUCH_AT") != NULL && strcmp(getenv("SC_TOUCH_AT"), "before") == 0;
 	if (touch > 0 && (mem = malloc((size_t)touch * 4096)) == NULL)
 		return 1;
-	if (touch > 0)
-		memset((char *)mem, 1, (size_t)touch * 4096);
+	for (size_t k = 0; k < (size_t)(touch > 0 ? touch : 0) * 4096; k++)
+		mem[k] = 1;
 	busy = sc_busy();
 	for (int i = 0; i < n; i++) {
 		long long f0 = sc_ns();
