@@ -9,7 +9,8 @@
 # cells (mpecho-bench udp at C=1 and C=32, with a timeout of UDP_TMO) run against the servers
 # that serve UDP echo: xinetd (its internal dgram echo, on the same port), mpechod (--udp, no
 # rate limits) with and without its store, and one more socat, UDP-RECVFROM with fork and PIPE,
-# that serves UDP only.  The cells are interleaved (one cell against every server, in an order
+# that serves UDP only; and socat -r FILE ... PIPE, socat's traffic dump, the peer that keeps
+# what it echoes (issue 24).  The cells are interleaved (one cell against every server, in an order
 # that rotates, before the next cell) and the whole matrix is repeated ROUNDS times; report.py
 # turns the raw results into bench/results/DATE.md and the plot of ratios to mpechod (DATE.png,
 # DATE.svg).  A bare fork+_exit+waitpid loop (bench/forkrate.c) is measured in every round too.
@@ -48,7 +49,7 @@ FLOOD_DUR=${FLOOD_DUR:-8}
 OUT=${OUT:-$ROOT/bench/results}
 DATE=$(date -u +%F)
 ALL_SERVERS="socat_pipe socat_exec ncat tcpserver xinetd mpechod mpechod_store mpechod_prefork
-    mpechod_prefork_store mpechod_raw epoll socat_udp"
+    mpechod_prefork_store mpechod_raw epoll socat_udp socat_r"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 CELLS=${CELLS-conn1 conn32 rr1 rr32 stream stream_text hold udp1 udp32}
 FLOOD_CELLS=${FLOOD_CELLS-flood_rst flood_fin}
@@ -100,7 +101,8 @@ serves_cell() {
 	case $2 in
 	udp*) serves_udp "$1" ;;
 	# Store on and off with printable text (issue 15): mpechod alone.
-	stream_text) case $1 in mpechod | mpechod_store | mpechod_raw) return 0 ;; esac; return 1 ;;
+	stream_text) case $1 in mpechod | mpechod_store | mpechod_raw | socat_r) return 0 ;; esac
+		return 1 ;;
 	*) [ "$1" = mpechod_raw ] && { [ "$2" = stream ]; return; }; serves_tcp "$1" ;;
 	esac
 }
@@ -168,7 +170,8 @@ server_argv() {
 	mpechod) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 --no-store -c "$max" "${MPECHOD_UDP[@]}") ;;
 	mpechod_store) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.jsonl" -c "$max"
 	    "${MPECHOD_UDP[@]}") ;;
-	# The store in its raw format (issue 15), in the stream cells only.
+	# The store in its raw format (issue 15), in the stream cells only; --fsync is everysec,
+	# the default.
 	mpechod_raw) ARGV=("$MPECHOD" -p "$port" -b 127.0.0.1 -s "$WORK/store.raw" --store-format raw
 	    -c "$max") ;;
 	# The same two with a pool of processes that accept for themselves (issue 12); -c bounds
@@ -182,6 +185,15 @@ server_argv() {
 	# One process per datagram, echoing through a pipe to itself: the lighter of socat's
 	# two echoes (EXEC:cat forks and execs a cat for each datagram besides).
 	socat_udp) ARGV=(socat "UDP-RECVFROM:$port,bind=127.0.0.1,fork" PIPE) ;;
+	# socat's own traffic dump (issue 24): the peer that keeps what it echoes.  socat opens
+	# the -r file once, before it listens (O_WRONLY|O_APPEND|O_CREAT, seen in
+	# /proc/PID/fdinfo), so every forked child appends to that one open file: each read
+	# (8192 bytes at most, socat's default -b) is one write(2), written before it goes into
+	# the pipe, connections interleaved by read, nothing saying which connection a byte came
+	# from.  Checked with three connections at once: each line of each was in the file once,
+	# and emptying the file (as run_cell does) left later writes at its new start.
+	socat_r) ARGV=(socat -r "$WORK/socat_r.dump"
+	    "TCP-LISTEN:$port,fork,reuseaddr,bind=127.0.0.1,backlog=1024" PIPE) ;;
 	esac
 }
 
@@ -292,6 +304,7 @@ run_cell() {
 	[ "$name" = mpechod_store ] && : >"$WORK/store.jsonl"
 	[ "$name" = mpechod_raw ] && : >"$WORK/store.raw"
 	[ "$name" = mpechod_prefork_store ] && : >"$WORK/pstore.jsonl"
+	[ "$name" = socat_r ] && : >"$WORK/socat_r.dump"
 	if is_prefork "$name" && [ "$cell" = hold ]; then
 		restart "$name"
 	else

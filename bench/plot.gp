@@ -3,13 +3,13 @@
 # The data file has one row per figure and one column per server; "?" marks a failed cell, or one
 # not run (socat UDP serves only UDP; the TCP-only servers get no udp cells).  The flood cells
 # are not in it: mpechod --no-store, the reference, is not flooded.  With mpechod --prefork and
-# the epoll yardstick there are up to 10 columns: ten colours, so that none repeats.  The scale goes down to 1e-4
+# the epoll yardstick there are up to 12 columns: twelve colours, so that none repeats.  The scale goes down to 1e-4
 # for the udp req/s of the peers that lose most requests (xinetd) or fork per datagram (socat).
 
 set datafile missing "?"
-array colour[10] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", \
-    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-do for [i=1:10] { set linetype i lc rgb colour[i] }
+array colour[12] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", \
+    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8"]
+do for [i=1:12] { set linetype i lc rgb colour[i] }
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1

@@ -34,6 +34,7 @@ SERVERS = [
     ("mpechod_raw", "mpechod -s FILE --store-format raw"),
     ("epoll", "epoll yardstick"),
     ("socat_udp", "socat UDP PIPE"),
+    ("socat_r", "socat -r FILE PIPE"),
 ]
 LABEL = dict(SERVERS)
 REF = "mpechod"
@@ -42,6 +43,7 @@ PREFORK = "mpechod_prefork"
 PREFORK_STORE = "mpechod_prefork_store"
 RAW = "mpechod_raw"
 YARD = "epoll"      # bench/epoll_echo.c: a yardstick, not a peer
+SOCAT_R = "socat_r"  # socat -r FILE: socat's traffic dump, the peer that keeps what it echoes
 PEERS = [s for s, _ in SERVERS if not s.startswith("mpechod") and s != YARD]
 ABS = "absolute"    # a target's "against" (ABS, unit): the figure itself, in that unit
 US_PER = {"ms": 1000.0, "µs": 1.0}
@@ -126,6 +128,9 @@ TARGETS = [
      "le"),
     ("prefork, store on: PSS per held connection ≤ 1.2× fork mode's", (PREFORK_STORE, "pss"),
      (STORE, "pss"), 1.2, "le"),
+    ("raw store: binary stream ≥ socat -r's", (RAW, "stream"), (SOCAT_R, "stream"), 1.0, "ge"),
+    ("raw store: stream of text ≥ socat -r's", (RAW, "stream_text"), (SOCAT_R, "stream_text"),
+     1.0, "ge"),
 ]
 
 
@@ -589,6 +594,13 @@ def commands(env, servers, out):
                "which cannot).  socat and tcpserver get a listen backlog of 1024; ncat's (10) "
                "and xinetd's (64) are fixed.  Sizes: 64-byte messages, 65536-byte stream "
                "writes, binary pseudo-random payload.")
+    if env.get("cmd_" + SOCAT_R):
+        out.append("")
+        out.append("socat -r FILE (issue 24) is socat PIPE that also appends every byte it reads "
+                   "from the client to FILE (one file opened before it listens, shared by every "
+                   "forked child, a write(2) per read of up to 8192 bytes): the peer that keeps "
+                   "what it echoes, for mpechod's raw store.  It is a peer in the best-peer "
+                   "targets too; its FILE is emptied after each cell.")
     if any(env.get("cmd_" + s) for s in (PREFORK, PREFORK_STORE)):
         out.append("")
         out.append("The mpechod --prefork servers are started afresh before and after their hold "
@@ -627,7 +639,7 @@ def main():
             "mpechod's udp (issue 17), without and with its store, against its own TCP rr and "
             "against xinetd's udp echo; then mpechod --prefork (issue 12) against fork mode "
             "with the same store setting, against the epoll yardstick, and its flood probes' "
-            "p90 in ms.", ""]
+            "p90 in ms; last, mpechod's raw store against socat -r FILE PIPE.", ""]
     summary = target_rows(t, out)
     out += ["", f"![Ratios to mpechod --no-store]({a.out.rsplit('/', 1)[-1]}.png)", "",
             "The plot shows each server's medians over mpechod --no-store's, on a log scale: "
