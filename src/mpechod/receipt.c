@@ -54,6 +54,10 @@ receipt_setup(enum receipt_mode mode, uint32_t nsessions)
 
 	if (mode == RECEIPT_OFF)
 		return 0;
+	if (n > RECEIPT_STAMP_SLOT(~0u) + (size_t)1) {
+		errno = EINVAL; /* a slot would not fit in a frame's stamp */
+		return -1;
+	}
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
@@ -103,7 +107,7 @@ void
 receipt_stamp(struct receipt_ticket *t, struct rec_hdr *h, int whole)
 {
 	h->flags |= REC_F_RECEIPT | (whole ? REC_F_WHOLE : 0u);
-	h->reserved = t->idx;
+	h->reserved = t->idx | (t->sent % RECEIPT_ORD_MOD) << RECEIPT_SLOT_BITS;
 	t->sent++;
 }
 
@@ -117,13 +121,13 @@ receipt_done(const struct receipt_slot *s, uint32_t tag, uint32_t sent)
 }
 
 int
-receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n)
+receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t ord, uint32_t n)
 {
 	union receipt_word old, v;
 
 	old.word = __atomic_load_n(&s->w.word, __ATOMIC_SEQ_CST);
 	do {
-		if (old.h.tag != tag)
+		if (old.h.tag != tag || old.h.count % RECEIPT_ORD_MOD != ord % RECEIPT_ORD_MOD)
 			return -1;
 		v = old;
 		v.h.count += n;
@@ -137,14 +141,14 @@ receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n)
 }
 
 void
-receipt_publish(uint32_t idx, uint32_t tag, uint32_t n)
+receipt_publish(uint32_t idx, uint32_t tag, uint32_t ord, uint32_t n)
 {
 	struct receipt_slot *s;
 
 	if (receipt_board == NULL || idx >= receipt_board->nslots)
 		return;
 	s = &receipt_board->slot[idx];
-	if (receipt_add(s, tag, n) == 1)
+	if (receipt_add(s, tag, ord, n) == 1)
 		receipt_wake_bits |= receipt_bit(idx);
 }
 

@@ -6,10 +6,14 @@
  * the datagram process, one per datagram of its batch.  A word is the writer's tag (the low 32
  * bits of the connection's number, or of the datagram's) and how many of its tagged frames the
  * store has written (written) or written and fdatasynced (synced).  A writer sets its tag and a
- * count of 0 (receipt_begin), marks each frame it writes with its slot (receipt_stamp), and waits
- * for the count (receipt_wait) before it echoes, saying the count it needs.  The store adds to
- * the count of the frames it wrote, by compare-and-swap only while the tag is still the frame's,
- * and wakes the writers whose count is there and who sleep: every writer sleeps on one futex(2)
+ * count of 0 (receipt_begin), marks each frame it writes with its slot and the frame's ordinal
+ * (receipt_stamp), and waits for the count (receipt_wait) before it echoes, saying the count it
+ * needs.  The store adds to the count of the frames it wrote, by compare-and-swap only while the
+ * tag is still the frame's and only for frames that follow the count without a gap (the count's
+ * ordinal is the frames' first): a count of n then always means the writer's first n frames, even
+ * when later frames were written after earlier ones were lost (a store killed between its read
+ * and its write, a batch dropped, a failed fdatasync), which matters to a writer with several
+ * chunks in flight (session.c reads a stream ahead).  The store wakes the writers whose count is there and who sleep: every writer sleeps on one futex(2)
  * word of the board, with its slot's bit in the wait's bitset, so that one FUTEX_WAKE_BITSET
  * per batch (or per fdatasync) wakes them all, not one system call each (receipt_wake).  A
  * frame left in the pipe by a writer before (a session killed, a slot reused) never
@@ -22,12 +26,21 @@
 #ifndef MPECHO_RECEIPT_H
 #define MPECHO_RECEIPT_H
 
+#include "receipt_q.h"
 #include "record.h"
 
 #include <signal.h>
 #include <stdint.h>
 
 enum receipt_mode { RECEIPT_OFF, RECEIPT_WRITTEN, RECEIPT_SYNCED };
+
+/* A frame's stamp (its header's reserved field): the writer's slot in the low RECEIPT_SLOT_BITS
+ * bits, its ordinal modulo RECEIPT_ORD_MOD (receipt_q.h) above them.  A writer never has
+ * RECEIPT_ORD_MOD frames unacknowledged (a session at most SESSION_AHEAD chunks of 16 frames),
+ * so the ordinal modulo it tells a gap from none. */
+#define RECEIPT_SLOT_BITS 20
+#define RECEIPT_STAMP_SLOT(stamp) ((stamp) & ((1u << RECEIPT_SLOT_BITS) - 1))
+#define RECEIPT_STAMP_ORD(stamp) ((stamp) >> RECEIPT_SLOT_BITS)
 
 /* The datagram process's slots: at least its batch (datagram.c's DG_BATCH). */
 #define RECEIPT_DG_SLOTS 32
@@ -94,13 +107,16 @@ int receipt_wait_upto(struct receipt_ticket *t, uint32_t want, uint32_t gen_afte
 void receipt_store_died(void);
 
 /* Pure, on any slot: whether the store has acknowledged sent frames of tag; and adds n to the
- * count if the tag is still tag: returns 1 when the writer's wait is then over and it sleeps
- * (wake it), 0 when not, -1 (nothing added) when the slot has another writer now. */
+ * count if the tag is still tag and the first of the n frames is the count's next one (ord, the
+ * frame's ordinal modulo RECEIPT_ORD_MOD): returns 1 when the writer's wait is then over and it
+ * sleeps (wake it), 0 when not, -1 (nothing added) when the slot has another writer now or
+ * frames before these were never acknowledged. */
 int receipt_done(const struct receipt_slot *s, uint32_t tag, uint32_t sent);
-int receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t n);
-/* The store: acknowledges n frames of tag in slot idx of the board; receipt_wake then wakes
- * every writer whose wait that ended, with one system call. */
-void receipt_publish(uint32_t idx, uint32_t tag, uint32_t n);
+int receipt_add(struct receipt_slot *s, uint32_t tag, uint32_t ord, uint32_t n);
+/* The store: acknowledges n frames of tag in slot idx of the board, the first of them frame ord
+ * (as receipt_add); receipt_wake then wakes every writer whose wait that ended, with one system
+ * call. */
+void receipt_publish(uint32_t idx, uint32_t tag, uint32_t ord, uint32_t n);
 void receipt_wake(void);
 /* The tag of a connection or datagram number: its low 32 bits folded with its high ones (the
  * datagram process numbers its datagrams from its pid times 2^32, so a restarted one never

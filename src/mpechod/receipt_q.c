@@ -22,17 +22,20 @@ receipt_q_grow(struct receipt_q *q)
 }
 
 int
-receipt_q_note(struct receipt_q *q, uint32_t idx, uint32_t tag, uint32_t n, uint64_t gen)
+receipt_q_note(struct receipt_q *q, uint32_t idx, uint32_t ord, uint32_t tag, uint32_t n,
+    uint64_t gen)
 {
 	struct receipt_ent *last = q->len > 0 ? &q->e[q->len - 1] : NULL;
 
-	if (last != NULL && last->idx == idx && last->tag == tag && last->gen == gen) {
+	if (last != NULL && last->idx == idx && last->tag == tag && last->gen == gen &&
+	    (last->ord + last->n) % RECEIPT_ORD_MOD == ord % RECEIPT_ORD_MOD) {
 		last->n += n;
 		return 0;
 	}
 	if ((q->e == NULL || q->len == q->cap) && receipt_q_grow(q) < 0)
 		return -1;
-	q->e[q->len++] = (struct receipt_ent){ .idx = idx, .tag = tag, .n = n, .gen = gen };
+	q->e[q->len++] = (struct receipt_ent){ .idx = idx, .tag = tag, .n = n,
+	    .ord = ord % RECEIPT_ORD_MOD, .gen = gen };
 	return 0;
 }
 
@@ -50,7 +53,7 @@ receipt_q_settle(struct receipt_q *q, uint64_t gen_now, uint64_t wrote_gen,
 		if (e->gen == gen_now)
 			q->e[keep++] = *e;
 		else if (e->gen == wrote_gen && !failed &&
-		    receipt_q_note(out, e->idx, e->tag, e->n, e->gen) == 0)
+		    receipt_q_note(out, e->idx, e->ord, e->tag, e->n, e->gen) == 0)
 			continue;
 		else {
 			failed |= e->gen == wrote_gen;

@@ -15,8 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A frame's ordinal among its writer's stamped frames is carried modulo RECEIPT_ORD_MOD
+ * (receipt.h: in the bits of the frame's stamp above its slot). */
+#define RECEIPT_ORD_MOD 4096u
+
 struct receipt_ent {
 	uint32_t idx, tag, n;
+	uint32_t ord; /* the ordinal of the first of its n frames, modulo RECEIPT_ORD_MOD */
 	uint64_t gen;
 };
 
@@ -25,9 +30,12 @@ struct receipt_q {
 	size_t len, cap;
 };
 
-/* Notes one record of slot idx, tag, in batch gen.  0, or -1 with errno (ENOMEM: the record is
- * then never acknowledged, and its writer ends at its timeout). */
-int receipt_q_note(struct receipt_q *q, uint32_t idx, uint32_t tag, uint32_t n, uint64_t gen);
+/* Notes n records of slot idx, tag, in batch gen, the first of them the writer's frame ord
+ * (modulo RECEIPT_ORD_MOD); they join the last entry only when they follow its frames without a
+ * gap.  0, or -1 with errno (ENOMEM: the record is then never acknowledged, and its writer ends
+ * at its timeout). */
+int receipt_q_note(struct receipt_q *q, uint32_t idx, uint32_t ord, uint32_t tag, uint32_t n,
+    uint64_t gen);
 /* Sorts every entry of a batch other than gen_now: those of batch wrote_gen go to out (written),
  * the others are dropped.  Returns the number of entries dropped, or -1 (ENOMEM, out not
  * grown: those entries are dropped too). */

@@ -392,7 +392,7 @@ store_receipts_publish(void)
 {
 	for (size_t i = 0; i < store_rc.written.len; i++)
 		receipt_publish(store_rc.written.e[i].idx, store_rc.written.e[i].tag,
-		    store_rc.written.e[i].n);
+		    store_rc.written.e[i].ord, store_rc.written.e[i].n);
 	receipt_q_clear(&store_rc.written);
 	receipt_wake();
 }
@@ -424,7 +424,8 @@ store_receipt_note(const struct rec *r, uint32_t gen, size_t outlen)
 	size_t len = store_buf_batch(store.buf, &now, NULL);
 
 	if ((now != gen ? len > 0 : len > outlen) &&
-	    receipt_q_note(&store_rc.inbuf, r->receipt, receipt_tag(r->conn), 1, now) < 0)
+	    receipt_q_note(&store_rc.inbuf, RECEIPT_STAMP_SLOT(r->receipt),
+	    RECEIPT_STAMP_ORD(r->receipt), receipt_tag(r->conn), 1, now) < 0)
 		log_warn("receipts");
 	store_receipts_settle();
 }

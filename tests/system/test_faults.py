@@ -176,9 +176,15 @@ class Streamer(threading.Thread):
         self.sock = connect(port)
         self.data, self.got, self.out = data, 0, []
 
+    def _send(self):
+        try:
+            self.sock.sendall(self.data)
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server ended the connection first: what came back says what it took
+
     def run(self):
-        sender = threading.Thread(target=lambda: (self.sock.sendall(self.data),
-                                                  self.sock.shutdown(socket.SHUT_WR)), daemon=True)
+        sender = threading.Thread(target=self._send, daemon=True)
         sender.start()
         try:
             while True:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -151,3 +152,43 @@ def test_strace_a_stream_read_ahead_echoes_only_what_is_written_or_synced(tmp_pa
         assert echoed <= have, \
             f"echo through byte {echoed} at {c[4]}, the file held {have} bytes ({mode})"
     assert echoed == len(data)
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed")
+@pytest.mark.parametrize("mode", MODES)
+def test_store_killed_between_its_read_and_its_write_loses_no_echoed_byte(tmp_path, mode):
+    """The hard moment for a stream read ahead: the store is SIGKILLed (by gdb) right after a
+    read(2) of the pipe returned, so the frames it read are never written, while the chunks
+    read ahead after them are still in the pipe.  The restarted store writes those; they must
+    not count for the lost ones (a count is a writer's first frames, receipt.h), so the client
+    receives nothing beyond the hole, and the session ends at its bound."""
+    srv, path = server(tmp_path, "--echo-after", mode, "--idle-timeout", "5")
+    data = os.urandom(128 << 20)
+    st = Streamer(srv.port, data)
+    st.start()
+    try:
+        wait_until(lambda: st.got >= (2 << 20), 30, what="the stream under way")
+        store = wait_until(srv.store_pid, 10, what="the store")
+        _, pipe = srv.store_pipe()
+        fd = next(int(f) for f in os.listdir(f"/proc/{store}/fd")
+                  if os.readlink(f"/proc/{store}/fd/{f}") == pipe)
+        # Stopped at the read's entry, it reads one chunk's worth and is killed at its return.
+        cmds = ["set pagination off", "catch syscall read", f"condition 1 $rdi == {fd}",
+                "continue", "set $rdx = 65536", "continue", "print $rax", "kill"]
+        out = subprocess.run([shutil.which("gdb"), "-nx", "-batch", "-p", str(store)] +
+                             [x for c in cmds for x in ("-ex", c)], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=60 * SLOW).stdout
+        assert re.search(r"^\$1 = [1-9]", out, re.M), out[-2000:]
+        st.join(60 * SLOW)
+        assert not st.is_alive(), "the session never ended"
+    finally:
+        st.sock.close()
+    got = b"".join(st.out)
+    assert srv.stop() == 0, srv.output(last=20)
+    (c,) = store_by_conn(read_store(path)).values()
+    stored = bytes(c["data"])
+    assert stored != data, "no frame was lost: the test missed its moment"
+    assert got == stored[:len(got)], (
+        f"the client received {len(got)} bytes, the file holds {len(stored)}; the first "
+        f"difference at {next((i for i in range(min(len(got), len(stored))) if got[i] != stored[i]), None)}")
+    assert "receipt" in c["close"][-1]["reason"], c["close"]

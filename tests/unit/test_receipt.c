@@ -18,13 +18,32 @@ Test(receipt_q, one_entry_per_writer_and_batch)
 {
 	struct receipt_q q = { 0 };
 
-	cr_assert_eq(receipt_q_note(&q, 3, 17, 1, 5), 0);
-	cr_assert_eq(receipt_q_note(&q, 3, 17, 1, 5), 0);
-	cr_assert_eq(receipt_q_note(&q, 4, 18, 1, 5), 0);
-	cr_assert_eq(receipt_q_note(&q, 3, 17, 1, 5), 0);
-	cr_assert_eq(receipt_q_note(&q, 3, 17, 1, 6), 0);
+	cr_assert_eq(receipt_q_note(&q, 3, 0, 17, 1, 5), 0);
+	cr_assert_eq(receipt_q_note(&q, 3, 1, 17, 1, 5), 0);
+	cr_assert_eq(receipt_q_note(&q, 4, 0, 18, 1, 5), 0);
+	cr_assert_eq(receipt_q_note(&q, 3, 2, 17, 1, 5), 0);
+	cr_assert_eq(receipt_q_note(&q, 3, 3, 17, 1, 6), 0);
 	cr_assert_eq(q.len, 4);
 	cr_assert_eq(q.e[0].n, 2);
+	cr_assert_eq(q.e[0].ord, 0);
+	cr_assert_eq(q.e[2].ord, 2);
+	receipt_q_free(&q);
+}
+
+/* Frames of one writer with a gap between them (the ones between were lost: a store killed
+ * between its read and its write) stay apart, so the later ones are never counted for the
+ * lost ones; the ordinal wraps at RECEIPT_ORD_MOD. */
+Test(receipt_q, a_gap_starts_a_new_entry)
+{
+	struct receipt_q q = { 0 };
+
+	cr_assert_eq(receipt_q_note(&q, 3, 0, 17, 1, 5), 0);
+	cr_assert_eq(receipt_q_note(&q, 3, 2, 17, 1, 5), 0);
+	cr_assert_eq(q.len, 2);
+	cr_assert_eq(receipt_q_note(&q, 5, RECEIPT_ORD_MOD - 1, 9, 1, 5), 0);
+	cr_assert_eq(receipt_q_note(&q, 5, 0, 9, 1, 5), 0);
+	cr_assert_eq(q.len, 3);
+	cr_assert_eq(q.e[2].n, 2);
 	receipt_q_free(&q);
 }
 
@@ -32,9 +51,9 @@ Test(receipt_q, a_written_batch_moves_a_dropped_one_is_forgotten)
 {
 	struct receipt_q q = { 0 }, out = { 0 };
 
-	receipt_q_note(&q, 1, 10, 2, 5);
-	receipt_q_note(&q, 2, 20, 1, 6);
-	receipt_q_note(&q, 3, 30, 1, 7);
+	receipt_q_note(&q, 1, 0, 10, 2, 5);
+	receipt_q_note(&q, 2, 0, 20, 1, 6);
+	receipt_q_note(&q, 3, 0, 30, 1, 7);
 	/* Batch 5 was written, 6 dropped (drop policy), 7 is still in the buffer. */
 	cr_assert_eq(receipt_q_settle(&q, 7, 5, &out), 1);
 	cr_assert_eq(q.len, 1);
@@ -55,7 +74,7 @@ Test(receipt_q, grows_past_its_first_capacity)
 	struct receipt_q q = { 0 }, out = { 0 };
 
 	for (uint32_t i = 0; i < 1000; i++)
-		cr_assert_eq(receipt_q_note(&q, i, i, 1, 1), 0);
+		cr_assert_eq(receipt_q_note(&q, i, 0, i, 1, 1), 0);
 	cr_assert_eq(receipt_q_settle(&q, 2, 1, &out), 0);
 	cr_assert_eq(out.len, 1000);
 	cr_assert_eq(out.e[999].idx, 999);
@@ -71,13 +90,13 @@ Test(receipt, counts_only_for_the_tag_in_the_slot)
 	cr_assert(receipt_done(&s, 7, 0));
 	cr_assert_not(receipt_done(&s, 7, 1));
 	s.sleeping = 1;
-	cr_assert_eq(receipt_add(&s, 7, 2), 1);
+	cr_assert_eq(receipt_add(&s, 7, 0, 2), 1);
 	cr_assert(receipt_done(&s, 7, 2));
 	cr_assert_not(receipt_done(&s, 7, 3));
 	/* A frame of the slot's writer before (an old connection) never counts for the new one. */
 	s.w.h.tag = 8;
 	s.w.h.count = 0;
-	cr_assert_eq(receipt_add(&s, 7, 1), -1);
+	cr_assert_eq(receipt_add(&s, 7, 0, 1), -1);
 	cr_assert_eq(s.w.h.count, 0);
 	cr_assert_not(receipt_done(&s, 7, 0));
 }
@@ -89,9 +108,9 @@ Test(receipt, wakes_the_writer_only_once_its_count_is_there)
 	s.w.h.tag = 3;
 	s.want = 17;
 	s.sleeping = 1;
-	cr_assert_eq(receipt_add(&s, 3, 10), 0);
-	cr_assert_eq(receipt_add(&s, 3, 6), 0);
-	cr_assert_eq(receipt_add(&s, 3, 1), 1);
+	cr_assert_eq(receipt_add(&s, 3, 0, 10), 0);
+	cr_assert_eq(receipt_add(&s, 3, 10, 6), 0);
+	cr_assert_eq(receipt_add(&s, 3, 16, 1), 1);
 	cr_assert(receipt_done(&s, 3, 17));
 }
 
@@ -102,11 +121,31 @@ Test(receipt, wakes_only_a_writer_that_sleeps)
 	/* A writer that saw its count before it slept needs no system call from the store. */
 	s.w.h.tag = 3;
 	s.want = 2;
-	cr_assert_eq(receipt_add(&s, 3, 2), 0);
+	cr_assert_eq(receipt_add(&s, 3, 0, 2), 0);
 	cr_assert(receipt_done(&s, 3, 2));
 	s.want = 3;
 	s.sleeping = 1;
-	cr_assert_eq(receipt_add(&s, 3, 1), 1);
+	cr_assert_eq(receipt_add(&s, 3, 2, 1), 1);
+}
+
+/* Frames after a gap (the ones before them never acknowledged: lost with a store killed between
+ * its read and its write, dropped, or not synced) never count: a count of n is the writer's
+ * first n frames, and a writer with several chunks in flight must not take later frames for
+ * its first chunk's. */
+Test(receipt, frames_after_a_gap_never_count)
+{
+	struct receipt_slot s = { .w.word = 0 };
+
+	s.w.h.tag = 3;
+	s.want = 16;
+	s.sleeping = 1;
+	cr_assert_eq(receipt_add(&s, 3, 0, 4), 0);
+	/* Frames 4..15 lost; 16..31 written by the next store. */
+	cr_assert_eq(receipt_add(&s, 3, 16, 16), -1);
+	cr_assert_eq(s.w.h.count, 4);
+	cr_assert_not(receipt_done(&s, 3, 16));
+	cr_assert_eq(receipt_add(&s, 3, 4, 12), 1);
+	cr_assert(receipt_done(&s, 3, 16));
 }
 
 Test(receipt, the_count_wraps)
@@ -117,7 +156,7 @@ Test(receipt, the_count_wraps)
 	s.w.h.count = UINT32_MAX;
 	cr_assert(receipt_done(&s, 1, UINT32_MAX));
 	cr_assert_not(receipt_done(&s, 1, 0));
-	receipt_add(&s, 1, 1);
+	cr_assert_eq(receipt_add(&s, 1, RECEIPT_ORD_MOD - 1, 1), 0);
 	cr_assert(receipt_done(&s, 1, 0));
 }
 
@@ -251,18 +290,18 @@ Test(receipt, a_wait_ends_once_the_store_that_owed_it_died)
 	cr_assert_eq(receipt_setup(RECEIPT_WRITTEN, 4), 0);
 	receipt_begin(&t, 2, 42);
 	receipt_stamp(&t, &h, 1);
-	receipt_publish(2, receipt_tag(42), 1);
+	receipt_publish(2, receipt_tag(42), 0, 1);
 	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
 	receipt_stamp(&t, &h, 1);
 	receipt_store_died();
 	errno = 0;
 	cr_assert_eq(receipt_wait(&t, 0, &go_on), -1);
 	cr_assert_eq(errno, ETIMEDOUT);
-	/* A later frame, acknowledged by the next store: no deadline left over. */
-	receipt_publish(2, receipt_tag(42), 1);
+	/* The frame, acknowledged by the next store after all: no deadline left over. */
+	receipt_publish(2, receipt_tag(42), 1, 1);
 	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
 	receipt_stamp(&t, &h, 1);
-	receipt_publish(2, receipt_tag(42), 1);
+	receipt_publish(2, receipt_tag(42), 2, 1);
 	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
 }
 
@@ -293,7 +332,7 @@ Test(receipt, a_wait_for_the_first_chunk_leaves_the_next_one_owed)
 	gen_b = receipt_gen();
 	receipt_stamp(&t, &h, 0);
 	receipt_stamp(&t, &h, 1);
-	receipt_publish(1, receipt_tag(7), 2);
+	receipt_publish(1, receipt_tag(7), 0, 2);
 	cr_assert(receipt_has(&t, 1));
 	cr_assert(receipt_has(&t, 2));
 	cr_assert(!receipt_has(&t, 3));
@@ -306,9 +345,30 @@ Test(receipt, a_wait_for_the_first_chunk_leaves_the_next_one_owed)
 	cr_assert_eq(errno, ETIMEDOUT);
 	alarm(0);
 	/* The next store writes the rest: acknowledged, and nothing owed after that. */
-	receipt_publish(1, receipt_tag(7), 1);
+	receipt_publish(1, receipt_tag(7), 2, 1);
 	cr_assert_eq(receipt_wait_upto(&t, 3, 0, 0, &go_on), 0);
 	receipt_stamp(&t, &h, 1);
-	receipt_publish(1, receipt_tag(7), 1);
+	receipt_publish(1, receipt_tag(7), 3, 1);
 	cr_assert_eq(receipt_wait(&t, 0, &go_on), 0);
+}
+
+/* A frame's stamp carries its writer's slot and its ordinal, which wraps at RECEIPT_ORD_MOD. */
+Test(receipt, a_stamp_carries_the_slot_and_the_ordinal)
+{
+	struct receipt_ticket t;
+	struct rec_hdr h = { 0 };
+
+	cr_assert_eq(receipt_setup(RECEIPT_WRITTEN, 4), 0);
+	receipt_begin(&t, 3, 99);
+	receipt_stamp(&t, &h, 1);
+	cr_assert_eq(RECEIPT_STAMP_SLOT(h.reserved), 3);
+	cr_assert_eq(RECEIPT_STAMP_ORD(h.reserved), 0);
+	t.sent = RECEIPT_ORD_MOD + 5;
+	receipt_stamp(&t, &h, 1);
+	cr_assert_eq(RECEIPT_STAMP_SLOT(h.reserved), 3);
+	cr_assert_eq(RECEIPT_STAMP_ORD(h.reserved), 5);
+	/* A board whose slots would not fit in a stamp is refused. */
+	errno = 0;
+	cr_assert_eq(receipt_setup(RECEIPT_WRITTEN, 1u << RECEIPT_SLOT_BITS), -1);
+	cr_assert_eq(errno, EINVAL);
 }
