@@ -30,16 +30,11 @@ proc_keep_always(int *fdp)
 static void
 proc_keep(int *const given[], int ngiven)
 {
-	int *keep[PROC_KEEP_MAX + 1] = { NULL }, tmp[PROC_KEEP_MAX + 1], nkeep = 0, base, to = 3;
-	int stay = -1;
+	int *keep[PROC_KEEP_MAX + 1], tmp[PROC_KEEP_MAX + 1], nkeep = 0, base, to = 3;
 
 	for (int i = 0; i < ngiven; i++)
 		keep[nkeep++] = given[i];
-	/* Above every place (PROC_KEEP_AT), the always-kept descriptor stays where it is and its
-	 * variable is not written: no copy of that variable's page in every child. */
-	if (proc_always != NULL && *proc_always >= PROC_KEEP_AT)
-		stay = *proc_always;
-	else if (proc_always != NULL && *proc_always >= 0)
+	if (proc_always != NULL && *proc_always >= 0)
 		keep[nkeep++] = proc_always;
 	base = 3 + nkeep;
 	for (int i = 0; i < nkeep; i++)
@@ -55,12 +50,7 @@ proc_keep(int *const given[], int ngiven)
 		*keep[i] = dup3(tmp[i], to, O_CLOEXEC) < 0 ? -1 : to;
 		to++;
 	}
-	if (stay >= to) {
-		close_range((unsigned)to, (unsigned)stay - 1, 0);
-		close_range((unsigned)stay + 1, ~0U, 0);
-	} else {
-		close_range((unsigned)to, ~0U, 0);
-	}
+	close_range((unsigned)to, ~0U, 0);
 }
 
 /* The nice value children are put back at, once proc_favour_self raised the parent's. */

@@ -28,15 +28,11 @@ enum proc_role {
 /* The most descriptors a child keeps: its listeners and three more. */
 #define PROC_KEEP_MAX 40
 
-/* Every child proc_fork starts also keeps *fdp (-1: none): the sandbox's Landlock ruleset,
- * which the child closes once it has used it.  At PROC_KEEP_AT or above (where the sandbox
- * puts it when RLIMIT_NOFILE allows) it stays at that number and *fdp is not written, so that
- * a session does not copy the variable's page (a copy-on-write fault per connection); below,
- * it is moved after the child's own kept descriptors and *fdp updated to its number there. */
+/* Every child proc_fork starts also keeps *fdp (-1: none), after its own kept descriptors, and
+ * *fdp is updated to its number there: the sandbox's Landlock ruleset, which the child closes
+ * once it has used it.  The descriptor stays wherever it was made (no high number held aside,
+ * which a low RLIMIT_NOFILE would refuse to a child). */
 void proc_keep_always(int *fdp);
-
-/* The first descriptor above every place proc_fork moves a kept one to. */
-#define PROC_KEEP_AT (3 + PROC_KEEP_MAX + 1)
 
 /* Forks.  In the child, each *keep[i] that is not -1 is moved to the next descriptor from 3 up
  * (close-on-exec) and the variable updated to its new number; every other descriptor from 3 up

@@ -18,7 +18,6 @@
 #include "sandbox.h"
 #include "log.h"
 #include "log_sink.h"
-#include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -464,18 +463,6 @@ sandbox_configure(int on, int shared)
 	 * processes), made once here: a session then only calls landlock_restrict_self. */
 	if (sb.abi > 0 && shared)
 		sb.llfd = sb_ruleset(SANDBOX_SESSION, NULL);
-	/* Above every number a child moves its kept descriptors to, where it stays in every child
-	 * (proc.h): a session then writes nothing on this structure's pages.  Where
-	 * RLIMIT_NOFILE does not reach that high it stays low and is moved (and its number
-	 * written) in each child. */
-	if (sb.llfd >= 0 && sb.llfd < PROC_KEEP_AT) {
-		int high = fcntl(sb.llfd, F_DUPFD_CLOEXEC, PROC_KEEP_AT);
-
-		if (high >= 0) {
-			close(sb.llfd);
-			sb.llfd = high;
-		}
-	}
 	return 0;
 }
 
@@ -632,14 +619,9 @@ sb_landlock(enum sandbox_role role, const char *store_path)
 		(void)syscall(SYS_landlock_restrict_self, rfd, 0);
 		close(rfd);
 	}
-	/* The store and --inetd's process forget the shared ruleset (they start once).  A session
-	 * or pool process leaves sb.llfd as it was: its descriptor is closed above, and writing
-	 * the number would copy this page in every session; nothing reads it again here (no
-	 * child of theirs enters a sandbox). */
-	if (!shared && sb.llfd >= 0) {
+	if (!shared && sb.llfd >= 0)
 		close(sb.llfd);
-		sb.llfd = -1;
-	}
+	sb.llfd = -1;
 }
 
 int
@@ -649,9 +631,7 @@ sandbox_enter(enum sandbox_role role, const char *store_path)
 
 	if (!sb.on || (unsigned)role >= SANDBOX_NROLES)
 		return 0;
-#ifdef MPECHO_TEST_HOOKS
-	sb.role = (int)role; /* for sandbox_poke only: a session writes nothing here otherwise */
-#endif
+	sb.role = (int)role;
 	log_syslog_reopen();
 	log_sink_reopen();
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
