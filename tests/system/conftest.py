@@ -28,6 +28,12 @@ SANITIZED = os.environ.get("MPECHO_SANITIZED") == "1"
 # Sanitized binaries are several times slower, so deadlines scale with them; MPECHO_TIME_FACTOR
 # scales them all again, for a machine slower or busier still.
 SLOW = (4 if SANITIZED else 1) * float(os.environ.get("MPECHO_TIME_FACTOR", "1"))
+
+# The processes the tests start get SIGINT as a terminal would give it: a shell that starts the
+# suite in the background (`make flake &`, nohup) ignores SIGINT for it, and an ignored signal
+# is inherited through fork and exec (a handler is not), so a client's Ctrl-C test would hang.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Extra options for every server that start_server starts: "--prefork" runs the suite in the
 # pool mode.  A test that does not apply to it is marked fork_only.
 MODE_ARGS = os.environ.get("MPECHO_SERVER_ARGS", "").split()
