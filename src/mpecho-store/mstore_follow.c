@@ -9,7 +9,8 @@
  * there, empty, before the old one has its last lines (the master of mpechod creates it at the
  * SIGHUP, and logrotate's "create" before it; the store then drains what sessions wrote before
  * the signal into the old file), but mpechod writes nothing to the new file until the old one is
- * done.  A file that shrank was truncated and is read again from its start.  INT and TERM end it, exit 0;
+ * done.  A file that shrank was truncated and is read again from its start.  INT and TERM
+ * end it, exit 0;
  * they are blocked but in the wait, so one arriving in the middle of a read is not lost.
  *
  * A CONN is followed in whatever server life it turns up in first; "L.N" asks for life L, the

@@ -2,24 +2,24 @@
  * receipt.h - --echo-after written|synced: the echo is the store's receipt.
  *
  * The master maps one board of words shared with every child before it forks any (like the
- * scoreboard), one word a writer: a session's or pool process's slot, and RECEIPT_DG_SLOTS for
- * the datagram process, one per datagram of its batch.  A word is the writer's tag (the low 32
- * bits of the connection's number, or of the datagram's) and how many of its tagged frames the
- * store has written (written) or written and fdatasynced (synced).  A writer sets its tag and a
- * count of 0 (receipt_begin), marks each frame it writes with its slot and the frame's ordinal
+ * scoreboard), one word a writer: a session's or pool process's slot, and RECEIPT_DG_SLOTS for the
+ * datagram process, one per datagram of its batch.  A word is the writer's tag (the low 32 bits of
+ * the connection's number, or of the datagram's) and how many of its tagged frames the store has
+ * written (written) or written and fdatasynced (synced).  A writer sets its tag and a count of 0
+ * (receipt_begin), marks each frame it writes with its slot and the frame's ordinal
  * (receipt_stamp), and waits for the count (receipt_wait) before it echoes, saying the count it
  * needs.  The store adds to the count of the frames it wrote, by compare-and-swap only while the
  * tag is still the frame's and only for frames that follow the count without a gap (the count's
  * ordinal is the frames' first): a count of n then always means the writer's first n frames, even
- * when later frames were written after earlier ones were lost (a store killed between its read
- * and its write, a batch dropped, a failed fdatasync), which matters to a writer with several
- * chunks in flight (session.c reads a stream ahead).  The store wakes the writers whose count is there and who sleep: every writer sleeps on one futex(2)
- * word of the board, with its slot's bit in the wait's bitset, so that one FUTEX_WAKE_BITSET
- * per batch (or per fdatasync) wakes them all, not one system call each (receipt_wake).  A
- * frame left in the pipe by a writer before (a session killed, a slot reused) never
- * counts for the next one, and a store counts only what it wrote itself (a store restarted after
- * a crash cannot acknowledge what its predecessor read but never wrote: those writers wait, and
- * end at their idle timeout).
+ * when later frames were written after earlier ones were lost (a store killed between its read and
+ * its write, a batch dropped, a failed fdatasync), which matters to a writer with several chunks
+ * in flight (session.c reads a stream ahead).  The store wakes the writers whose count is there
+ * and who sleep: every writer sleeps on one futex(2) word of the board, with its slot's bit in the wait's
+ * bitset, so that one FUTEX_WAKE_BITSET per batch (or per fdatasync) wakes them all, not one system
+ * call each (receipt_wake).  A frame left in the pipe by a writer before (a session killed, a slot
+ * reused) never counts for the next one, and a store counts only what it wrote itself (a store
+ * restarted after a crash cannot acknowledge what its predecessor read but never wrote: those
+ * writers wait, and end at their idle timeout).
  *
  * Off (the default), nothing here runs: no board, no flag, no syscall.
  */

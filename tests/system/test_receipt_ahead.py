@@ -188,7 +188,8 @@ def test_store_killed_between_its_read_and_its_write_loses_no_echoed_byte(tmp_pa
     (c,) = store_by_conn(read_store(path)).values()
     stored = bytes(c["data"])
     assert stored != data, "no frame was lost: the test missed its moment"
+    first = next((i for i in range(min(len(got), len(stored))) if got[i] != stored[i]), None)
     assert got == stored[:len(got)], (
         f"the client received {len(got)} bytes, the file holds {len(stored)}; the first "
-        f"difference at {next((i for i in range(min(len(got), len(stored))) if got[i] != stored[i]), None)}")
+        f"difference at {first}")
     assert "receipt" in c["close"][-1]["reason"], c["close"]
