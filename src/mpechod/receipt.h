@@ -14,12 +14,12 @@
  * when later frames were written after earlier ones were lost (a store killed between its read and
  * its write, a batch dropped, a failed fdatasync), which matters to a writer with several chunks
  * in flight (session.c reads a stream ahead).  The store wakes the writers whose count is there
- * and who sleep: every writer sleeps on one futex(2) word of the board, with its slot's bit in the wait's
- * bitset, so that one FUTEX_WAKE_BITSET per batch (or per fdatasync) wakes them all, not one system
- * call each (receipt_wake).  A frame left in the pipe by a writer before (a session killed, a slot
- * reused) never counts for the next one, and a store counts only what it wrote itself (a store
- * restarted after a crash cannot acknowledge what its predecessor read but never wrote: those
- * writers wait, and end at their idle timeout).
+ * and who sleep: every writer sleeps on one futex(2) word of the board, with its slot's bit in the
+ * wait's bitset, so that one FUTEX_WAKE_BITSET per batch (or per fdatasync) wakes them all, not one
+ * system call each (receipt_wake).  A frame left in the pipe by a writer before (a session killed,
+ * a slot reused) never counts for the next one, and a store counts only what it wrote itself (a
+ * store restarted after a crash cannot acknowledge what its predecessor read but never wrote:
+ * those writers wait, and end at their idle timeout or 30 s after the death).
  *
  * Off (the default), nothing here runs: no board, no flag, no syscall.
  */
