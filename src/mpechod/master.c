@@ -144,6 +144,43 @@ master_kid_died(struct child *kid, int status)
 	mode->died(&c, status);
 }
 
+/* Sessions reaped before the spawner named them (mode_fork.c): held until it does. */
+#define MASTER_UNNAMED_MAX 256
+static struct {
+	pid_t pid;
+	int status;
+} unnamed[MASTER_UNNAMED_MAX];
+static int nunnamed;
+
+static void master_child_died(pid_t pid, int status);
+static void master_readmit_if_torn(void);
+
+/* Each held pid the spawner has named since is a session that ended: it ends now.  Once no
+ * session waits for its name, what is left was no session of ours (said, then dropped). */
+static void
+master_unnamed(void)
+{
+	int killed = 0;
+
+	for (int i = nunnamed - 1; i >= 0; i--) {
+		pid_t pid = unnamed[i].pid;
+		int status = unnamed[i].status;
+
+		if (master_child(pid) == NULL)
+			continue;
+		unnamed[i] = unnamed[--nunnamed];
+		master_child_died(pid, status);
+		killed |= WIFSIGNALED(status);
+	}
+	if (killed)
+		master_readmit_if_torn();
+	if (nunnamed > 0 && (mode->awaited == NULL || mode->awaited() == 0)) {
+		log_warnx("reaped %d processes nobody named (the first %d)", nunnamed,
+		    (int)unnamed[0].pid);
+		nunnamed = 0;
+	}
+}
+
 /* Every child's end goes through here, by its role (sshd's child_reap, httpd's proc table). */
 static void
 master_child_died(pid_t pid, int status)
@@ -151,7 +188,17 @@ master_child_died(pid_t pid, int status)
 	struct child *c = pid > 0 ? master_child(pid) : NULL;
 
 	if (c == NULL) {
-		master_upgrade_reaped(pid, status);
+		if (mode->reaped != NULL && mode->reaped(pid, status)) {
+			master_unnamed();
+			return;
+		}
+		if (master_upgrade_reaped(pid, status))
+			return;
+		if (mode->awaited != NULL && mode->awaited() > 0 && nunnamed < MASTER_UNNAMED_MAX)
+		{
+			unnamed[nunnamed].pid = pid;
+			unnamed[nunnamed++].status = status;
+		}
 		return;
 	}
 	switch (c->role) {
@@ -290,7 +337,8 @@ master_shutdown_step(void)
 	if (master->nkids > 0)
 		log_info("sending signal %d to %d sessions", sig, master->nkids);
 	for (int i = 0; i < master->nkids; i++)
-		kill(master->kids[i].pid, sig);
+		if (master->kids[i].pid > 0) /* 0: not named yet by the spawner */
+			kill(master->kids[i].pid, sig);
 	master_upgrade_signal_old(sig);
 	/* The datagram process had its SIGTERM at the start: one that has not left (stopped,
 	 * stuck) must not hold the shutdown for ever. */
@@ -356,6 +404,8 @@ master_wait(void)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->pipe_wr, .events = POLLOUT };
 	if (master->agent_fd >= 0)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->agent_fd, .events = POLLIN };
+	if (mode->fds != NULL)
+		master->npfd += mode->fds(&master->pfd[master->npfd]);
 	t = master_poll_timeout(now);
 	ts.tv_sec = t / 1000;
 	ts.tv_nsec = (long)(t % 1000) * 1000000;
@@ -382,6 +432,9 @@ master_serve(void)
 			mode->woken();
 		else if (master->pfd[i].fd == master->agent_fd)
 			master_agent_serve(mode->busy());
+		else if (mode->ready != NULL && master->pfd[i].revents != 0 &&
+		    mode->ready(master->pfd[i].fd))
+			master_unnamed();
 		else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
 			empty &= mode->readable(master->pfd[i].fd);
 	}
@@ -522,8 +575,9 @@ master_start(int store_fd)
 	master_notify_open();
 	master_start_dgram();
 	master_start_metrics();
-	master_announce();
+	/* Before the line that says it listens: fork mode's spawner runs by then. */
 	mode->start();
+	master_announce();
 	master_upgrade_started();
 	master_notify("READY=1\nMAINPID=%ld", (long)getpid());
 }

@@ -74,6 +74,7 @@ struct child {
 	                           * --max-per-source at accept (fork mode; the master's own memory) */
 	uint16_t port;  /* the peer's, in host order: with claim.key, its open record if the master
 	                 * owes it */
+	uint32_t spawn_gen; /* pid 0: handed to this spawner (mode_fork.c), not yet named */
 };
 
 /* A record the master owes the store for a session that could not write it: a close record,
@@ -88,6 +89,9 @@ struct owed {
  * original as its own: with the counters and the child table in private memory,
  * each held connection would pay for several pages it never touches.  In a MAP_SHARED mapping
  * there is no copy; sessions only read it (right after fork) and never write it. */
+/* The most descriptors a mode adds to the master's wait (mode_fork.c's spawners). */
+#define MASTER_MODE_FDS 4
+
 struct master {
 	struct settings set;
 	int lfd[MASTER_MAX_LISTEN];
@@ -134,7 +138,8 @@ struct master {
 	int64_t next_status_ms;      /* STATUS= at most every MASTER_STATUS_MS */
 	int64_t phase_deadline_ms;
 	sigset_t waitmask;
-	struct pollfd pfd[MASTER_MAX_LISTEN + 3]; /* what the last ppoll watched */
+	struct pollfd pfd[MASTER_MAX_LISTEN + 3 + MASTER_MODE_FDS]; /* what the last ppoll
+	                                                                * watched */
 	int npfd;
 	struct figures figures;      /* counters every process adds to (figures.h) */
 	struct child metrics;        /* the metrics process (role PROC_METRICS), --metrics */
@@ -173,6 +178,13 @@ struct master_mode {
 	 * returns the sum of what each returned. */
 	int (*claims)(int (*each)(const struct admit_claim *));
 	void (*reload)(void);               /* new settings apply (SIGHUP with -f) */
+	/* Fork mode's spawners (NULL in the pool): their ends to watch (at most MASTER_MODE_FDS),
+	 * one readable (1: it was one of them), a reaped pid that is not in the child table (1: it
+	 * was a spawner), and how many sessions they have not named yet. */
+	int (*fds)(struct pollfd *pfd);
+	int (*ready)(int fd);
+	int (*reaped)(pid_t pid, int status);
+	int (*awaited)(void);
 };
 
 extern const struct master_mode master_mode_fork, master_mode_pool;

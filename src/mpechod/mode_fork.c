@@ -6,9 +6,35 @@
  * worked through.  A session that ends is reaped here: session_ended() logs it, gives back its
  * counts and has its missing records written.  Behind struct master_mode (master.h), beside the
  * pool (mode_pool.c).
+ *
+ * With the sandbox on, the sessions are forked by the spawner (spawner.h), which entered the
+ * sandbox once: the master hands it each connection and puts the session in its child table
+ * with pid 0 until the spawner names it.  A session that ends before its name is read is
+ * held by master.c (master_hold_unknown) until then.  While no spawner runs, or too many
+ * connections wait for their answer, the master forks the session itself, as without it.
  */
 #define _GNU_SOURCE
 #include "master.h"
+#include "sandbox.h"
+#include "spawner.h"
+
+/* Connections handed to a spawner and not yet answered, at most: past it the master forks. */
+#define SPAWN_INFLIGHT 64
+/* Spawners: the one in use, and those retiring after a reload (their end shut for writing:
+ * they serve what they have and leave). */
+#define SPAWN_MAX 4
+/* A spawner that died is started again after this long (at once the first time). */
+#define SPAWN_RESTART_MS 1000
+
+static struct spawner_side {
+	pid_t pid;        /* 0: none */
+	int fd;           /* the master's end; -1 once the spawner closed its end */
+	uint32_t gen;     /* written into each of its children's table entries while pending */
+	int inflight;     /* handed over, not answered */
+} sp[SPAWN_MAX] = { { .fd = -1 }, { .fd = -1 }, { .fd = -1 }, { .fd = -1 } };
+static int sp_cur = -1;         /* the spawner in use; -1: none */
+static uint32_t sp_gen;
+static int64_t sp_restart_ms;   /* when the next one may start; 0: at once */
 
 /* The records a session that was killed (or gave up on a stuck store) could not write. */
 static void
@@ -62,6 +88,16 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, struct admit_c
 	pid_t pid;
 
 	master->board[slot] = (struct session_slot){ .start_ms = io_now_ms() };
+	if (sp_cur >= 0 && sp[sp_cur].fd >= 0 && sp[sp_cur].inflight < SPAWN_INFLIGHT &&
+	    spawner_send(sp[sp_cur].fd, &a) == 0) {
+		close(cfd);
+		sp[sp_cur].inflight++;
+		master->kids[master->nkids++] = (struct child){ .pid = 0, .role = PROC_SESSION,
+		    .slot = slot, .conn = master->next_conn++, .claim = *claim,
+		    .port = master_peer_port(peer), .spawn_gen = sp[sp_cur].gen };
+		master->accepted++;
+		return;
+	}
 	pid = proc_fork(keep, 2);
 	if (pid == 0)
 		session_run(&a);
@@ -159,6 +195,157 @@ master_accept(int lfd)
 	return master->nkids + master->ndefer >= master->set.max_clients;
 }
 
+/* A pending entry the spawner will never name (its clone failed, or it died first): out of the
+ * table without a session.  Its slot is given back only when no session can hold it: after a
+ * failed clone; not after the spawner's death, which may have come between its clone and its
+ * answer (the slot is then lost, said in the log line). */
+static void
+master_spawn_lost(struct child *kid, int slot_free)
+{
+	struct child c = *kid;
+
+	*kid = master->kids[--master->nkids];
+	if (slot_free)
+		master->free_slots[master->nfree++] = c.slot;
+	gate_release(&master->gate, &c.claim);
+}
+
+/* The spawner's answers waiting on s's end: each names a pending session, or fails it. */
+static void
+master_spawn_answers(struct spawner_side *s)
+{
+	struct spawn_reply r;
+	int got;
+
+	while (s->fd >= 0 && (got = spawner_reply(s->fd, &r)) != 0) {
+		struct child *kid = NULL;
+
+		if (got < 0) {
+			close(s->fd);
+			s->fd = -1;
+			break;
+		}
+		for (int i = 0; i < master->nkids; i++)
+			if (master->kids[i].pid == 0 && master->kids[i].spawn_gen == s->gen &&
+			    master->kids[i].conn == r.conn) {
+				kid = &master->kids[i];
+				break;
+			}
+		if (kid == NULL)
+			continue;
+		s->inflight--;
+		if (r.pid > 0) {
+			kid->pid = r.pid;
+			kid->spawn_gen = 0;
+			continue;
+		}
+		errno = r.err;
+		log_ratelimit(&master->log_fork, io_now_ms(), 1, "the spawner's fork failed (%s); "
+		    "closed the connection, pausing accepts for 100 ms", strerror(r.err));
+		master_spawn_lost(kid, 1);
+		master->accept_resume_ms = io_now_ms() + 100;
+	}
+}
+
+static void
+master_spawn_start(void)
+{
+	int fd = -1, i;
+	pid_t pid;
+
+	for (i = 0; i < SPAWN_MAX && sp[i].pid > 0; i++)
+		;
+	if (i == SPAWN_MAX)
+		return;
+	pid = spawner_start(&fd, master->pipe_wr);
+	if (pid < 0) {
+		log_warn("cannot start the spawner; sessions are forked by the master");
+		sp_restart_ms = io_now_ms() + SPAWN_RESTART_MS;
+		return;
+	}
+	sp[i] = (struct spawner_side){ .pid = pid, .fd = fd, .gen = ++sp_gen };
+	sp_cur = i;
+}
+
+/* The spawner in use stops taking connections: it answers those it has and leaves. */
+static void
+master_spawn_retire(void)
+{
+	if (sp_cur < 0)
+		return;
+	if (sp[sp_cur].fd >= 0)
+		shutdown(sp[sp_cur].fd, SHUT_WR);
+	sp_cur = -1;
+}
+
+static int
+master_fork_reaped(pid_t pid, int status)
+{
+	struct spawner_side *s = NULL;
+	int lost = 0;
+
+	for (int i = 0; i < SPAWN_MAX; i++)
+		if (sp[i].pid > 0 && sp[i].pid == pid)
+			s = &sp[i];
+	if (s == NULL)
+		return 0;
+	master_spawn_answers(s);
+	for (int i = master->nkids - 1; i >= 0; i--)
+		if (master->kids[i].pid == 0 && master->kids[i].spawn_gen == s->gen) {
+			master_spawn_lost(&master->kids[i], 0);
+			lost++;
+		}
+	if (s->fd >= 0)
+		close(s->fd);
+	if (sp_cur >= 0 && s == &sp[sp_cur]) {
+		sp_cur = -1;
+		if (!master->stopping)
+			log_warnx("the spawner %d %s %d%s; sessions are forked by the master until "
+			    "it is started again", (int)pid, WIFSIGNALED(status) ? "was killed by signal" :
+			    "exited", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+			    WIFSIGNALED(status) ? sandbox_signal_note(WTERMSIG(status)) : "");
+		sp_restart_ms = io_now_ms() + SPAWN_RESTART_MS;
+	}
+	if (lost > 0)
+		log_warnx("%d connections handed to the spawner were never answered: closed, "
+		    "their scoreboard slots kept", lost);
+	*s = (struct spawner_side){ .fd = -1 };
+	return 1;
+}
+
+static int
+master_fork_fds(struct pollfd *pfd)
+{
+	int n = 0;
+
+	for (int i = 0; i < SPAWN_MAX; i++)
+		if (sp[i].pid > 0 && sp[i].fd >= 0)
+			pfd[n++] = (struct pollfd){ .fd = sp[i].fd, .events = POLLIN };
+	return n;
+}
+
+static int
+master_fork_ready(int fd)
+{
+	for (int i = 0; i < SPAWN_MAX; i++)
+		if (sp[i].pid > 0 && sp[i].fd >= 0 && sp[i].fd == fd) {
+			master_spawn_answers(&sp[i]);
+			return 1;
+		}
+	return 0;
+}
+
+/* Sessions handed over and not yet named. */
+static int
+master_fork_awaited(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < SPAWN_MAX; i++)
+		n += sp[i].pid > 0 ? sp[i].inflight : 0;
+	return n;
+}
+
 /* The master takes twenty nice steps over its children where it may (root, CAP_SYS_NICE or
  * RLIMIT_NICE; before the privileges are dropped), and puts each child back at its own nice
  * value: it does the accept and the fork of every connection, serially, and at the even share
@@ -182,6 +369,33 @@ master_fork_nothing(void)
 {
 }
 
+static void
+master_fork_start(void)
+{
+	if (master->set.sandbox)
+		master_spawn_start();
+}
+
+/* A spawner that died is started again, once its pause is over. */
+static void
+master_fork_tick(void)
+{
+	if (master->set.sandbox && sp_cur < 0 && !master->stopping &&
+	    io_now_ms() >= sp_restart_ms)
+		master_spawn_start();
+}
+
+/* The spawner forked from the settings before a reload (the gate's rules are its memory):
+ * a new one takes the connections from now on. */
+static void
+master_fork_reload(void)
+{
+	if (sp_cur < 0)
+		return;
+	master_spawn_retire();
+	master_spawn_start();
+}
+
 /* The listeners are watched while there is room for a session. */
 static int
 master_fork_watch(int64_t now)
@@ -194,8 +408,11 @@ master_fork_watch(int64_t now)
 static int64_t
 master_fork_timeout(int64_t now)
 {
-	(void)now;
-	return master->ndefer > 0 && master->nkids < master->set.max_clients ? 0 : -1;
+	if (master->ndefer > 0 && master->nkids < master->set.max_clients)
+		return 0;
+	if (master->set.sandbox && sp_cur < 0 && !master->stopping)
+		return sp_restart_ms > now ? sp_restart_ms - now : 0;
+	return -1;
 }
 
 static void
@@ -214,7 +431,7 @@ master_fork_busy(void)
 static int
 master_fork_pending(void)
 {
-	return master->ndefer;
+	return master->ndefer + master_fork_awaited();
 }
 
 /* Bytes echoed by the sessions in progress, from their scoreboard slots. */
@@ -251,9 +468,11 @@ master_fork_claims(int (*each)(const struct admit_claim *))
 }
 
 const struct master_mode master_mode_fork = {
-	.alloc = master_fork_alloc, .start = master_fork_nothing, .watch = master_fork_watch,
+	.alloc = master_fork_alloc, .start = master_fork_start, .watch = master_fork_watch,
 	.timeout = master_fork_timeout, .readable = master_accept, .served = master_fork_served,
-	.woken = master_fork_nothing, .tick = master_fork_nothing, .died = master_session_died, .stop = master_fork_nothing,
-	.busy = master_fork_busy, .pending = master_fork_pending, .bytes = master_fork_bytes,
-	.stats = master_fork_stats, .claims = master_fork_claims, .reload = master_fork_nothing,
+	.woken = master_fork_nothing, .tick = master_fork_tick, .died = master_session_died,
+	.stop = master_spawn_retire, .busy = master_fork_busy, .pending = master_fork_pending,
+	.bytes = master_fork_bytes, .stats = master_fork_stats, .claims = master_fork_claims,
+	.reload = master_fork_reload, .fds = master_fork_fds, .ready = master_fork_ready,
+	.reaped = master_fork_reaped, .awaited = master_fork_awaited,
 };

@@ -39,6 +39,11 @@ void proc_keep_always(int *fdp);
  * is closed, and syslog's socket (reopened at the next syslog(3)).  Returns as fork(2) does;
  * nkeep is at most PROC_KEEP_MAX. */
 pid_t proc_fork(int *const keep[], int nkeep);
+/* proc_fork for a child that forks others on the master's behalf (fork mode's spawner): it
+ * takes the master's raised priority (proc_favour_self) where proc_fork puts a child back, and
+ * its own children start at nice 0, when the server was started at nice 0 (else it is put
+ * back like any child). */
+pid_t proc_fork_favoured(int *const keep[], int nkeep);
 /* The one way a helper that did not finish in its bounded wait is ended (the store, at the end
  * of the master's shutdown or of an --inetd session): SIGKILL, then waitpid, so that no zombie
  * is left.  Returns its wait status. */

@@ -25,11 +25,13 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sysexits.h>
@@ -47,6 +49,7 @@
 #define D (1U << SANDBOX_DGRAM)
 #define I (1U << SANDBOX_INETD)
 #define M (1U << SANDBOX_METRICS)
+#define W (1U << SANDBOX_SPAWNER) /* and every call S may make: its sessions run under it */
 #define ALL (S | P | T | D | I | M)
 #define CONN (S | P | I) /* the roles that serve a TCP connection */
 
@@ -55,6 +58,7 @@ enum sb_test {
 	SB_EQ,     /* allowed when argument arg equals val */
 	SB_NOBITS, /* allowed when argument arg has none of the bits in val */
 	SB_ERRNO,  /* not allowed but not fatal either: fails with errno err when arg equals val */
+	SB_CLONE,  /* allowed when argument 0 equals val and argument 4, all 64 bits, the secret */
 };
 
 struct sb_rule {
@@ -70,6 +74,10 @@ struct sb_rule {
 #define EQ(nr, roles, arg, val) { (nr), (roles), SB_EQ, (arg), (uint32_t)(val), 0 }
 #define NOBITS(nr, roles, arg, val) { (nr), (roles), SB_NOBITS, (arg), (uint32_t)(val), 0 }
 #define FAIL(nr, roles, arg, val, err) { (nr), (roles), SB_ERRNO, (arg), (uint32_t)(val), (err) }
+#define CLONE(nr, roles, val) { (nr), (roles), SB_CLONE, 0, (uint32_t)(val), 0 }
+
+/* The flags of the spawner's clone (sandbox_spawn): glibc's fork flags, and CLONE_PARENT. */
+#define SB_CLONE_FLAGS (CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD)
 
 /* The allow-lists, in no order (sb_build sorts them by number).  Nothing here opens a path but the store's
  * openat (and Landlock keeps that to the store's directory), creates a network socket, binds,
@@ -87,7 +95,8 @@ static const struct sb_rule sb_rules[] = {
 	ANY(SYS_accept4, P | M),         /* a pool process takes its connection itself; a scrape */
 	ANY(SYS_recvmmsg, D),            /* datagrams in batches */
 	ANY(SYS_sendmmsg, D),            /* their echoes in batches */
-	ANY(SYS_recvmsg, D),             /* one datagram with its destination (IP_PKTINFO) */
+	ANY(SYS_recvmsg, D | W),         /* one datagram with its destination (IP_PKTINFO); the
+	                                  * spawner's next connection (SCM_RIGHTS) */
 	ANY(SYS_sendmsg, D | T | CONN),  /* one echo from that address; syslog(3) lines */
 	ANY(SYS_sendto, ALL),            /* syslog(3) lines on the socket opened before the filter */
 	ANY(SYS_recvfrom, D | CONN),     /* a datagram; --echo-after reads a stream ahead */
@@ -155,6 +164,11 @@ static const struct sb_rule sb_rules[] = {
 	ANY(SYS_getrandom, ALL),         /* malloc's tcache seed in some libcs */
 	ANY(SYS_exit_group, ALL),        /* _exit(2) */
 	ANY(SYS_exit, ALL),              /* (the same, for one thread) */
+	/* Fork mode's spawner, and what its sessions do before they serve. */
+	CLONE(SYS_clone, W, SB_CLONE_FLAGS), /* a session, with the secret (sandbox_spawn) */
+	ANY(SYS_set_robust_list, W),     /* a new session's robust list, as fork(3) registers it */
+	EQ(SYS_prctl, W, 0, PR_SET_PDEATHSIG), /* session_init: the master's death noticed */
+	EQ(SYS_prctl, W, 0, PR_SET_NAME), /* a session takes the master's name back */
 	/* syslog(3) reconnects when its socket breaks: it fails quietly instead of ending the
 	 * process for a restarted syslogd.  Every other family ends the process. */
 	FAIL(SYS_socket, ALL, 0, AF_UNIX, EACCES),
@@ -171,12 +185,22 @@ static struct {
 	int abi;       /* the kernel's Landlock ABI; 0: none */
 	int abi_err;   /* why none: landlock_create_ruleset's errno */
 	int llfd;      /* the Landlock ruleset the master made for its children; -1: none */
+	uint64_t secret; /* the spawner's clone's (sandbox_spawn); 0 outside the spawner */
 } sb = { .role = -1, .llfd = -1 };
 
 static const char *const sb_names[] = {
 	[SANDBOX_SESSION] = "session", [SANDBOX_POOL] = "pool", [SANDBOX_STORE] = "store",
 	[SANDBOX_DGRAM] = "datagram", [SANDBOX_INETD] = "inetd", [SANDBOX_METRICS] = "metrics",
+	[SANDBOX_SPAWNER] = "spawner",
 };
+
+/* Whether rule r applies to role: the spawner's list is the session's and its own. */
+static int
+sb_has(const struct sb_rule *r, enum sandbox_role role)
+{
+	return (r->roles & (1U << role)) != 0 ||
+	    (role == SANDBOX_SPAWNER && (r->roles & S) != 0);
+}
 
 const char *
 sandbox_role_name(enum sandbox_role role)
@@ -286,7 +310,7 @@ static int
 sb_any(enum sandbox_role role, int nr)
 {
 	for (size_t i = 0; i < sizeof(sb_rules) / sizeof(sb_rules[0]); i++)
-		if (sb_rules[i].nr == nr && (sb_rules[i].roles & (1U << role)) &&
+		if (sb_rules[i].nr == nr && sb_has(&sb_rules[i], role) &&
 		    sb_rules[i].test == SB_ANY)
 			return 1;
 	return 0;
@@ -301,14 +325,24 @@ sb_block(struct sb_emit *e, int nr)
 	int loaded = -1;
 
 	for (size_t i = 0; i < sizeof(sb_rules) / sizeof(sb_rules[0]); i++)
-		if (sb_rules[i].nr == nr && (sb_rules[i].roles & (1U << e->role)))
+		if (sb_rules[i].nr == nr && sb_has(&sb_rules[i], e->role))
 			last = &sb_rules[i];
 	for (size_t i = 0; i < sizeof(sb_rules) / sizeof(sb_rules[0]); i++) {
 		const struct sb_rule *r = &sb_rules[i];
 		enum sb_to fail = r == last ? SB_KILL : SB_NEXT;
 
-		if (r->nr != nr || !(r->roles & (1U << e->role)))
+		if (r->nr != nr || !sb_has(r, e->role))
 			continue;
+		if (r->test == SB_CLONE) { /* the flags, then the secret's two halves */
+			sb_stmt(e, BPF_LD | BPF_W | BPF_ABS, (uint32_t)SB_ARG(0));
+			sb_jump(e, BPF_JEQ, r->val, SB_NEXT, SB_KILL);
+			sb_stmt(e, BPF_LD | BPF_W | BPF_ABS, (uint32_t)SB_ARG(4));
+			sb_jump(e, BPF_JEQ, (uint32_t)sb.secret, SB_NEXT, SB_KILL);
+			sb_stmt(e, BPF_LD | BPF_W | BPF_ABS, (uint32_t)SB_ARG(4) + 4);
+			sb_jump(e, BPF_JEQ, (uint32_t)(sb.secret >> 32), SB_ALLOW, SB_KILL);
+			loaded = -1;
+			continue;
+		}
 		if ((int)r->arg != loaded) {
 			sb_stmt(e, BPF_LD | BPF_W | BPF_ABS, (uint32_t)SB_ARG(r->arg));
 			loaded = (int)r->arg;
@@ -379,7 +413,7 @@ sb_build(enum sandbox_role role)
 	for (size_t i = 0; i < sizeof(sb_rules) / sizeof(sb_rules[0]); i++) {
 		int nr = sb_rules[i].nr, j;
 
-		if (!(sb_rules[i].roles & (1U << role)))
+		if (!sb_has(&sb_rules[i], role))
 			continue;
 		for (j = 0; j < e.count && e.nr[j] < nr; j++)
 			;
@@ -431,8 +465,11 @@ sandbox_table_verdict(enum sandbox_role role, int nr, const uint64_t args[6])
 		const struct sb_rule *r = &sb_rules[i];
 		uint32_t v = (uint32_t)args[r->arg];
 
-		if (r->nr != nr || !(r->roles & (1U << role)))
+		if (r->nr != nr || !sb_has(r, role))
 			continue;
+		if (r->test == SB_CLONE)
+			return v == r->val && args[4] == sb.secret ? SECCOMP_RET_ALLOW :
+			    SECCOMP_RET_KILL_PROCESS;
 		if (r->test == SB_NOBITS && !(v & r->val))
 			return SECCOMP_RET_ALLOW;
 		if (r->test == SB_EQ && v == r->val)
@@ -659,6 +696,64 @@ sandbox_child(enum sandbox_role role, const char *store_path)
 	_exit(EX_OSERR);
 }
 
+/* The spawner's stack below its frame, where sb_build's callees ran with the secret in their
+ * arguments: overwritten once, so that a session forked later finds nothing of it there. */
+__attribute__((noinline)) static void
+sb_wipe_stack(void)
+{
+	char below[32768];
+
+	explicit_bzero(below, sizeof(below));
+}
+
+int
+sandbox_spawner_enter(void)
+{
+	int rc;
+
+	if (!sb.on)
+		return 0;
+	do {
+		if (getrandom(&sb.secret, sizeof(sb.secret), 0) != (ssize_t)sizeof(sb.secret))
+			return -1;
+	} while (sb.secret == 0);
+	rc = sb_build(SANDBOX_SPAWNER);
+	if (rc == 0)
+		rc = sandbox_enter(SANDBOX_SPAWNER, NULL);
+	explicit_bzero(sb.prog[SANDBOX_SPAWNER], sizeof(sb.prog[SANDBOX_SPAWNER]));
+	sb_wipe_stack();
+	return rc;
+}
+
+pid_t
+sandbox_spawn(int *ctid)
+{
+	register long r10 __asm__("r10") = (long)ctid;
+	long ret;
+
+	/* clone(flags, stack 0, parent_tid NULL, ctid, tls = the secret): the secret goes from
+	 * memory to r8 and out of it again without a copy anywhere else. */
+	__asm__ volatile("movq (%[s]), %%r8\n\t"
+	    "syscall\n\t"
+	    "xorl %%r8d, %%r8d"
+	    : "=a"(ret)
+	    : "0"((long)SYS_clone), "D"((long)SB_CLONE_FLAGS), "S"(0L), "d"(0L), "r"(r10),
+	      [s] "r"(&sb.secret)
+	    : "rcx", "r11", "r8", "memory", "cc");
+	if (ret < 0 && ret > -4096) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return (pid_t)ret;
+}
+
+void
+sandbox_spawned(void)
+{
+	explicit_bzero(&sb.secret, sizeof(sb.secret));
+	sb.role = SANDBOX_SESSION;
+}
+
 #ifdef MPECHO_TEST_HOOKS
 static const char sb_magic[] = "MPECHO-TEST-SANDBOX ";
 
@@ -684,6 +779,10 @@ sandbox_poke(const void *buf, size_t len)
 		syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
 	else if (strncmp(call, "ptrace", 6) == 0)
 		syscall(SYS_ptrace, 0, 0, 0, 0);
+	else if (strncmp(call, "fork", 4) == 0) /* the C library's: clone without the secret */
+		(void)fork();
+	else if (strncmp(call, "clone", 5) == 0) /* the spawner's flags, a guessed secret */
+		syscall(SYS_clone, SB_CLONE_FLAGS, 0, NULL, NULL, 0x5eed5eed5eed5eedULL);
 }
 #else
 void

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum sandbox_role {
 	SANDBOX_SESSION, /* one connection (fork mode) */
@@ -23,6 +24,7 @@ enum sandbox_role {
 	SANDBOX_DGRAM,   /* the datagram process (--udp) */
 	SANDBOX_INETD,   /* --inetd: a session that also waits for (and may kill) its store */
 	SANDBOX_METRICS, /* the metrics process (--metrics): accepts, answers one request, closes */
+	SANDBOX_SPAWNER, /* fork mode's spawner: forks the sessions, which inherit its filter */
 	SANDBOX_NROLES
 };
 
@@ -55,6 +57,30 @@ int sandbox_enter(enum sandbox_role role, const char *store_path);
 /* sandbox_enter, or the process ends (EX_OSERR) with a line saying why: a child never runs
  * unconfined when the sandbox is on. */
 void sandbox_child(enum sandbox_role role, const char *store_path);
+
+/* Fork mode's spawner (spawner.h), once, in the spawner: draws the secret its clone must
+ * pass, builds its program (the session's allow-list, plus receiving a connection, that clone
+ * and what a session forked by it does before it serves: set_robust_list, PR_SET_PDEATHSIG),
+ * enters the sandbox with it and wipes the program and the stack it was built on.  Every
+ * session it forks inherits the filter and the Landlock domain, so installs nothing: the
+ * JIT and the free of a filter per connection (bench/results/2026-12-07-sandbox-5.md) are
+ * paid once.  Returns 0 or -1 with errno. */
+int sandbox_spawner_enter(void);
+
+/* In the spawner: clone(2) with CLONE_PARENT (the master is the child's parent, reaps it and
+ * gets its SIGCHLD), the C library's fork flags (ctid: the thread's tid, PR_GET_TID_ADDRESS)
+ * and the secret in the tls argument, which no other flag reads.  The filter lets clone
+ * through only with exactly these flags and this secret, and kills the caller otherwise: a
+ * session that tries to fork (fork(3), clone3, vfork, another clone) dies with SIGSYS.  The
+ * secret is loaded into the register and cleared again inside one asm statement, and the
+ * child wipes the spawner's copy (sandbox_spawned) before it does anything else, so that no
+ * session's memory holds it.  Returns the child's pid in the spawner, 0 in the child, -1
+ * with errno. */
+pid_t sandbox_spawn(int *ctid);
+
+/* In a session sandbox_spawn forked: the secret wiped, and the process's role is a session's
+ * (its filter is the spawner's, inherited). */
+void sandbox_spawned(void);
 
 /* The Landlock ABI the kernel offers, 0 with errno when it has none (or Landlock is disabled,
  * or a filter over this process refuses it: EPERM). */

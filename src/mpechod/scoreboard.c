@@ -157,7 +157,9 @@ scoreboard_procs(const struct sb_src *s, struct sb_proc *p, int max)
 	for (int i = 0; i < nk && i < m->set.max_clients; i++) {
 		const struct child *c = sb_kid(s, i);
 
-		if (c == NULL)
+		/* pid 0: handed to fork mode's spawner, not named yet (a process without a pid is
+		 * not listed). */
+		if (c == NULL || c->pid == 0)
 			continue;
 		if (n < max)
 			sb_kid_proc(s, c, &p[n]);

@@ -659,3 +659,10 @@ session_run(const struct session_args *a)
 	sandbox_child(SANDBOX_SESSION, NULL);
 	_exit((int)session_serve(a));
 }
+
+void
+session_run_spawned(const struct session_args *a)
+{
+	session_init(a);
+	_exit((int)session_serve(a));
+}

@@ -95,6 +95,9 @@ void session_ended(const struct session_ending *e);
 const char *session_status_reason(int status, char *buf, size_t len);
 /* A forked session: session_init, then session_serve, then _exit(enum session_end). */
 _Noreturn void session_run(const struct session_args *a);
+/* The same in a session fork mode's spawner forked (spawner.h): confined already, by the
+ * filter it inherited. */
+_Noreturn void session_run_spawned(const struct session_args *a);
 /* Once per process: the signals (SIGTERM ends the connection in hand by shutdown(2); the
  * master's death starts the grace, SIGUSR2 from PR_SET_PDEATHSIG).  a->fd is not used. */
 void session_init(const struct session_args *a);

@@ -92,6 +92,25 @@ def proc_state(pid):
     return st[0] if st else None
 
 
+# Fork mode's spawner with the sandbox on (src/mpechod/spawner.h): the process that forks the
+# sessions, a child of the master beside them.
+SPAWNER = "mpechod-spawn"
+
+
+def proc_comm(pid):
+    """pid's process name, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().rstrip("\n")
+    except OSError:
+        return None
+
+
+def spawner_of(pid):
+    """The pid of the master pid's spawner, or None."""
+    return next((k for k in proc_children(pid) if proc_comm(k) == SPAWNER), None)
+
+
 def proc_children(pid):
     """Direct children of pid, from /proc."""
     kids = []
@@ -381,7 +400,7 @@ class Server(Process):
         pipe = self.store_pipe()
         store, sessions, unsettled = None, [], []
         for k in proc_children(self.pid):
-            if proc_state(k) in (None, "Z"):
+            if proc_state(k) in (None, "Z") or proc_comm(k) == SPAWNER:
                 continue
             modes = pipe_ends(k, pipe[1]) if pipe else set()
             if modes == {os.O_RDONLY}:

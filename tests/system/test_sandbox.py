@@ -11,6 +11,7 @@ exit), so these tests are skipped there.
 import ctypes
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,12 +19,13 @@ import subprocess
 import pytest
 
 from conftest import (MODE_ARGS, PREFORK, SANITIZED, Server, binary, connect, echo,
-                      proc_children, read_store, recv_exact, store_by_conn, store_so_far,
-                      wait_until)
+                      proc_children, proc_comm, proc_state, read_store, recv_exact, spawner_of,
+                      store_by_conn, store_so_far, wait_until)
 
 pytestmark = pytest.mark.skipif(SANITIZED, reason="sanitizer builds run with --sandbox off: "
                                 "their runtimes need /proc and ptrace-like thread stops")
 
+GDB = shutil.which("gdb")
 SIGSYS_NOTE = f"signal {int(signal.SIGSYS)} (SIGSYS: sandbox)"
 MAGIC = b"MPECHO-TEST-SANDBOX "
 
@@ -113,8 +115,11 @@ def test_sandbox_off_leaves_children_unconfined(server):
     assert srv.stop() == 0
 
 
-@pytest.mark.parametrize("call", ["openat", "execve", "socket", "ptrace"])
+@pytest.mark.parametrize("call", ["openat", "execve", "socket", "ptrace", "fork", "clone"])
 def test_a_forbidden_call_ends_only_its_session(server, call):
+    """fork is the C library's (clone with its own flags); clone is the spawner's own call,
+    flags and all, with a guessed secret: both kill a session, which fork mode's spawner
+    would otherwise have let fork."""
     srv = server()
     other = held(srv.port)[0]
     victim = connect(srv.port)
@@ -293,3 +298,122 @@ def test_children_do_not_keep_the_masters_landlock_ruleset(server):
     for s in socks:
         s.close()
     assert srv.stop() == 0
+
+
+def ppid(pid):
+    return int(status(pid)["PPid"])
+
+
+@pytest.mark.fork_only("the spawner is fork mode's")
+def test_sessions_are_forked_by_the_confined_spawner(server):
+    """The spawner (spawner.h) is confined like a session and forks every session as a child of
+    the master: the session's parent is the master, it has one filter (the spawner's, inherited;
+    a session that installed its own would have two) and no new privileges."""
+    srv = server()
+    sp = wait_until(lambda: spawner_of(srv.pid), 10, what="the spawner")
+    st = wait_until(lambda: confined(sp), 10, what="the spawner confined")
+    assert (st["Seccomp"], st["NoNewPrivs"], st["Seccomp_filters"]) == ("2", "1", "1"), st
+    socks = held(srv.port, 2)
+    for k in srv.sessions():
+        st = status(k)
+        assert ppid(k) == srv.pid
+        assert (st["Seccomp"], st["NoNewPrivs"], st["Seccomp_filters"]) == ("2", "1", "1"), st
+        assert proc_comm(k) == proc_comm(srv.pid)
+    for s in socks:
+        s.close()
+    assert srv.stop() == 0
+
+
+@pytest.mark.fork_only("the spawner is fork mode's")
+def test_a_spawner_that_dies_is_started_again_and_no_connection_is_refused(server):
+    """Killed, the spawner is logged and started again; meanwhile the master forks sessions
+    itself (they confine themselves, as without a spawner), and the sessions it had forked go
+    on."""
+    srv = server()
+    first = wait_until(lambda: spawner_of(srv.pid), 10, what="the spawner")
+    other = held(srv.port)[0]
+    os.kill(first, signal.SIGKILL)
+    srv.wait_line(f"the spawner {first} was killed by signal 9")
+    assert echo(srv.port, b"meanwhile") == b"meanwhile"
+    second = wait_until(lambda: (lambda p: p if p not in (None, first) else None)(
+        spawner_of(srv.pid)), 15, what="a new spawner")
+    wait_until(lambda: confined(second), 10, what="the new spawner confined")
+    later = held(srv.port)[0]
+    assert [ppid(k) for k in srv.sessions()] == [srv.pid, srv.pid]
+    other.sendall(b"still")
+    assert recv_exact(other, 5) == b"still"
+    for s in (other, later):
+        s.close()
+    assert srv.stop() == 0
+
+
+def gdb_stop_after_clone(pid):
+    """Stops pid (the spawner) at the return of its next clone(2), in the parent, and leaves it
+    stopped (SIGSTOP, then gdb detaches): the session is running, its name not yet sent."""
+    cmds = ["set pagination off", "catch syscall clone", "continue", "continue",
+            f"shell kill -STOP {pid}", "detach"]
+    gdb = subprocess.Popen([GDB, "-nx", "-batch", "-p", str(pid)] +
+                           [x for c in cmds for x in ("-ex", c)], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Attached (a tracer), and running again: the catchpoint was set before the continue.
+    wait_until(lambda: status(pid)["TracerPid"] != "0" and proc_state(pid) in ("S", "R"), 30,
+               what="gdb attached and waiting for the clone")
+    return gdb
+
+
+@pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+@pytest.mark.fork_only("the spawner is fork mode's")
+def test_a_session_that_ends_before_the_spawner_names_it(server):
+    """The hard moment of the handover: the spawner is stopped right after its clone returned,
+    before it answers with the pid.  The session serves its client and ends, and the master
+    reaps a pid it does not know yet: it holds it until the spawner's answer names it, then
+    ends the session as any other (its line, its close record, its slot)."""
+    srv = server()
+    sp = wait_until(lambda: spawner_of(srv.pid), 10, what="the spawner")
+    gdb = gdb_stop_after_clone(sp)
+    try:
+        c = connect(srv.port)
+        wait_until(lambda: proc_state(sp) == "T" and gdb.poll() is not None, 30,
+                   what="the spawner stopped after its clone")
+        c.sendall(b"unnamed")
+        assert recv_exact(c, 7) == b"unnamed"
+        c.close()
+        # The session has ended and been reaped (no child of the master but the store and the
+        # stopped spawner), while its name is still unsent.
+        wait_until(lambda: len(proc_children(srv.pid)) == 2, 10, what="the session reaped")
+        assert not [l for l in srv.lines if "conn 1 exited" in l]
+    finally:
+        os.kill(sp, signal.SIGCONT)
+    line = srv.wait_line("conn 1 exited 0 (eof)")[0]
+    assert echo(srv.port, b"next") == b"next"
+    assert srv.stop() == 0
+    conns = store_by_conn(read_store(srv.store_path))
+    assert bytes(conns[1]["data"]) == b"unnamed" and conns[1]["close"][-1]["reason"] == "eof"
+    assert not [l for l in srv.lines if "nobody named" in l or "never answered" in l], line
+
+
+@pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+@pytest.mark.fork_only("the spawner is fork mode's")
+def test_a_spawner_killed_between_its_clone_and_its_answer(server):
+    """The spawner dies after a clone and before its answer: the session it forked serves its
+    client to the end (the master does not know its pid, says so, and keeps its slot), a new
+    spawner takes the next connections, and the server stops cleanly."""
+    srv = server()
+    sp = wait_until(lambda: spawner_of(srv.pid), 10, what="the spawner")
+    gdb = gdb_stop_after_clone(sp)
+    c = connect(srv.port)
+    wait_until(lambda: proc_state(sp) == "T" and gdb.poll() is not None, 30,
+               what="the spawner stopped after its clone")
+    os.kill(sp, signal.SIGKILL)
+    srv.wait_line("1 connections handed to the spawner were never answered")
+    c.sendall(b"orphan")
+    assert recv_exact(c, 6) == b"orphan"
+    wait_until(lambda: (lambda p: p not in (None, sp))(spawner_of(srv.pid)), 15,
+               what="a new spawner")
+    assert echo(srv.port, b"next") == b"next"
+    c.close()
+    wait_until(lambda: len(proc_children(srv.pid)) == 2, 10, what="the orphan session ended")
+    assert srv.stop() == 0
+    conns = store_by_conn(read_store(srv.store_path))
+    assert bytes(conns[1]["data"]) == b"orphan"
+    assert [r["reason"] for r in conns[1]["close"]] == ["eof"]

@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from conftest import (PREFORK, SLOW, Server, binary, connect, echo, fd_count, proc_children,
-                      read_store, recv_exact, scaled, signal_set, store_by_conn, store_so_far,
-                      wait_until, zombies_of)
+from conftest import (PREFORK, SLOW, SPAWNER, Server, binary, connect, echo, fd_count,
+                      proc_children, proc_comm, read_store, recv_exact, scaled, signal_set,
+                      spawner_of, store_by_conn, store_so_far, wait_until, zombies_of)
 
 
 def run_mpechod(args, timeout=10):
@@ -378,8 +378,8 @@ def nice_of(pid):
 
 
 def test_fork_master_outranks_its_children(start_server):
-    """Fork mode's master, which accepts and forks for every client, takes twenty nice steps over
-    its children where it may (root here; RLIMIT_NICE elsewhere): a session, the store, run at
+    """Fork mode's master, which accepts and forks for every client (its spawner forks, with the
+    sandbox on), takes twenty nice steps over its children where it may (root here; RLIMIT_NICE elsewhere): a session, the store, run at
     the nice the server was started with.  In prefork mode the pool accepts for itself and the
     master keeps its nice."""
     n0 = os.getpriority(os.PRIO_PROCESS, 0)
@@ -389,9 +389,14 @@ def test_fork_master_outranks_its_children(start_server):
     s = connect(srv.port)
     s.sendall(b"ranked")
     assert recv_exact(s, 6) == b"ranked"
-    kids = proc_children(srv.pid)
+    kids = [k for k in proc_children(srv.pid) if proc_comm(k) != SPAWNER]
     assert len(kids) >= 2, kids  # the store and this connection's session or pool process
     assert nice_of(srv.pid) == (n0 if PREFORK or not may else want)
     assert [nice_of(k) for k in kids] == [n0] * len(kids)
+    # Fork mode's spawner forks on the master's behalf: it takes the master's nice, when the
+    # server started at 0 (its sessions then start at 0 again).
+    sp = spawner_of(srv.pid)
+    if sp is not None:
+        assert nice_of(sp) == (want if may and n0 == 0 else n0)
     s.close()
     assert srv.stop() == 0
