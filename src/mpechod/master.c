@@ -152,7 +152,7 @@ static struct {
 } unnamed[MASTER_UNNAMED_MAX];
 static int nunnamed;
 
-static void master_child_died(pid_t pid, int status);
+static void master_child_end(struct child *c, int status);
 static void master_readmit_if_torn(void);
 
 /* Each held pid the spawner has named since is a session that ended: it ends now.  Once no
@@ -166,10 +166,12 @@ master_unnamed(void)
 		pid_t pid = unnamed[i].pid;
 		int status = unnamed[i].status;
 
-		if (master_child(pid) == NULL)
+		struct child *c = master_child(pid);
+
+		if (c == NULL)
 			continue;
 		unnamed[i] = unnamed[--nunnamed];
-		master_child_died(pid, status);
+		master_child_end(c, status);
 		killed |= WIFSIGNALED(status);
 	}
 	if (killed)
@@ -188,19 +190,23 @@ master_child_died(pid_t pid, int status)
 	struct child *c = pid > 0 ? master_child(pid) : NULL;
 
 	if (c == NULL) {
-		if (mode->reaped != NULL && mode->reaped(pid, status)) {
-			master_unnamed();
+		/* A spawner (master_reap then ends the sessions its last answers named), a
+		 * process of the binary before an upgrade, or a session not named yet. */
+		if ((mode->reaped != NULL && mode->reaped(pid, status)) ||
+		    master_upgrade_reaped(pid, status))
 			return;
-		}
-		if (master_upgrade_reaped(pid, status))
-			return;
-		if (mode->awaited != NULL && mode->awaited() > 0 && nunnamed < MASTER_UNNAMED_MAX)
-		{
+		if (mode->awaited != NULL && mode->awaited() > 0 && nunnamed < MASTER_UNNAMED_MAX) {
 			unnamed[nunnamed].pid = pid;
 			unnamed[nunnamed++].status = status;
 		}
 		return;
 	}
+	master_child_end(c, status);
+}
+
+static void
+master_child_end(struct child *c, int status)
+{
 	switch (c->role) {
 	case PROC_STORE:
 		master_store_died(status);
@@ -265,6 +271,8 @@ master_reap(void)
 	}
 	if (killed)
 		master_readmit_if_torn();
+	if (nunnamed > 0)
+		master_unnamed();
 }
 
 static void

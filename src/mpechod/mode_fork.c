@@ -23,8 +23,11 @@
 /* Spawners: the one in use, and those retiring after a reload (their end shut for writing:
  * they serve what they have and leave). */
 #define SPAWN_MAX 4
-/* A spawner that died is started again after this long (at once the first time). */
+/* A spawner that died (or could not start) is started again this long after. */
 #define SPAWN_RESTART_MS 1000
+/* A connection handed over and not answered within this long means a spawner that is stuck
+ * (stopped, or starved for minutes): it is killed, and its connections are closed. */
+#define SPAWN_ANSWER_MS 10000
 
 static struct spawner_side {
 	pid_t pid;        /* 0: none */
@@ -255,8 +258,10 @@ master_spawn_start(void)
 
 	for (i = 0; i < SPAWN_MAX && sp[i].pid > 0; i++)
 		;
-	if (i == SPAWN_MAX)
+	if (i == SPAWN_MAX) { /* every place taken by spawners that have not left yet */
+		sp_restart_ms = io_now_ms() + SPAWN_RESTART_MS;
 		return;
+	}
 	pid = spawner_start(&fd, master->pipe_wr);
 	if (pid < 0) {
 		log_warn("cannot start the spawner; sessions are forked by the master");
@@ -376,17 +381,37 @@ master_fork_start(void)
 		master_spawn_start();
 }
 
-/* A spawner that died is started again, once its pause is over. */
+/* A spawner that died is started again, once its pause is over; one that has left a
+ * connection unanswered for SPAWN_ANSWER_MS is killed (looked at once a second). */
 static void
 master_fork_tick(void)
 {
-	if (master->set.sandbox && sp_cur < 0 && !master->stopping &&
-	    io_now_ms() >= sp_restart_ms)
+	static int64_t looked_ms;
+	int64_t now = io_now_ms();
+
+	if (master->set.sandbox && sp_cur < 0 && !master->stopping && now >= sp_restart_ms)
 		master_spawn_start();
+	if (master_fork_awaited() == 0 || now - looked_ms < 1000)
+		return;
+	looked_ms = now;
+	for (int i = 0; i < master->nkids; i++) {
+		const struct child *c = &master->kids[i];
+
+		if (c->pid != 0 || now - master->board[c->slot].start_ms < SPAWN_ANSWER_MS)
+			continue;
+		for (int j = 0; j < SPAWN_MAX; j++)
+			if (sp[j].pid > 0 && sp[j].gen == c->spawn_gen) {
+				log_warnx("the spawner %d left conn %llu unanswered for %d s; killing it",
+				    (int)sp[j].pid, (unsigned long long)c->conn, SPAWN_ANSWER_MS / 1000);
+				kill(sp[j].pid, SIGKILL);
+				return;
+			}
+	}
 }
 
-/* The spawner forked from the settings before a reload (the gate's rules are its memory):
- * a new one takes the connections from now on. */
+/* A reload: a new spawner, forked from the master as it is now, takes the connections from
+ * now on, as the master's own forks would have (what a reload changes in the shared memory,
+ * the gate's rules, every session sees anyway). */
 static void
 master_fork_reload(void)
 {
@@ -412,6 +437,8 @@ master_fork_timeout(int64_t now)
 		return 0;
 	if (master->set.sandbox && sp_cur < 0 && !master->stopping)
 		return sp_restart_ms > now ? sp_restart_ms - now : 0;
+	if (master_fork_awaited() > 0)
+		return 1000;
 	return -1;
 }
 

@@ -417,3 +417,55 @@ def test_a_spawner_killed_between_its_clone_and_its_answer(server):
     conns = store_by_conn(read_store(srv.store_path))
     assert bytes(conns[1]["data"]) == b"orphan"
     assert [r["reason"] for r in conns[1]["close"]] == ["eof"]
+
+
+@pytest.mark.fork_only("the spawner is fork mode's")
+def test_a_reload_replaces_the_spawner(server, tmp_path):
+    """SIGHUP with -f: a new spawner takes the connections from then on, the one before serves
+    what it was handed and leaves, and the sessions in progress go on."""
+    conf = tmp_path / "mpechod.conf"
+    conf.write_text("allow 127.0.0.0/8\n")
+    srv = server("-f", str(conf))
+    first = wait_until(lambda: spawner_of(srv.pid), 10, what="the spawner")
+    held_ = held(srv.port)[0]
+    srv.signal(signal.SIGHUP)
+    srv.wait_line("applied")
+    second = wait_until(lambda: (lambda p: p if p not in (None, first) else None)(
+        spawner_of(srv.pid)), 15, what="a new spawner")
+    wait_until(lambda: first not in proc_children(srv.pid), 10, what="the spawner before to leave")
+    assert confined(second)
+    assert echo(srv.port, b"after") == b"after"
+    held_.sendall(b"still")
+    assert recv_exact(held_, 5) == b"still"
+    held_.close()
+    assert srv.stop() == 0
+    assert not [l for l in srv.lines if "spawner" in l], srv.lines
+
+
+@pytest.mark.fork_only("the spawner is fork mode's")
+def test_a_stuck_spawner_is_killed_and_its_connections_closed(server):
+    """A spawner that does not answer (stopped here) holds the connections handed to it for a
+    bounded time only: after 10 s the master kills it, closes them, says so and starts a new
+    one; new connections are served meanwhile by the master's own forks once 64 wait."""
+    srv = server()
+    sp = wait_until(lambda: spawner_of(srv.pid), 10, what="the spawner")
+    os.kill(sp, signal.SIGSTOP)
+    try:
+        stuck = connect(srv.port)
+        stuck.sendall(b"waiting")
+        srv.wait_line(f"the spawner {sp} left conn 1 unanswered for 10 s; killing it",
+                      timeout=30)
+    finally:
+        os.kill(sp, signal.SIGCONT)
+    stuck.settimeout(10)
+    try:
+        got = stuck.recv(16)
+    except ConnectionResetError:  # closed with its bytes unread: a reset
+        got = b""
+    assert got == b""
+    srv.wait_line("1 connections handed to the spawner were never answered")
+    wait_until(lambda: (lambda p: p not in (None, sp))(spawner_of(srv.pid)), 15,
+               what="a new spawner")
+    assert echo(srv.port, b"next") == b"next"
+    stuck.close()
+    assert srv.stop() == 0

@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -146,4 +148,59 @@ Test(program, is_short)
 		cr_assert_leq(len, 100, "%s: %u instructions",
 		    sandbox_role_name((enum sandbox_role)role), len);
 	}
+}
+
+Test(program, the_spawners_clone_needs_its_flags_and_the_whole_secret)
+{
+	/* sandbox_configure builds the spawner's program with the secret 0 (the spawner draws
+	 * its own and builds it again); the tests below use that one. */
+	const uint64_t flags = CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD;
+	const uint64_t fork_flags = CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD;
+	const struct {
+		uint64_t flags, tls;
+		uint32_t want;
+	} cases[] = {
+		{ flags, 0, SECCOMP_RET_ALLOW },
+		{ flags, 1, SECCOMP_RET_KILL_PROCESS },
+		{ flags, 1ULL << 32, SECCOMP_RET_KILL_PROCESS },
+		{ fork_flags, 0, SECCOMP_RET_KILL_PROCESS },
+		{ flags | CLONE_VM, 0, SECCOMP_RET_KILL_PROCESS },
+	};
+	unsigned len, steps;
+	const struct sock_filter *prog;
+
+	cr_assert_eq(sandbox_configure(1, 0), 0);
+	prog = sandbox_program(SANDBOX_SPAWNER, &len);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t args[6] = { cases[i].flags, 0, 0, 0, cases[i].tls, 0 };
+		struct seccomp_data d = { .nr = SYS_clone, .arch = AUDIT_ARCH_X86_64 };
+
+		memcpy(d.args, args, sizeof(args));
+		cr_assert_eq(sandbox_table_verdict(SANDBOX_SPAWNER, SYS_clone, args), cases[i].want,
+		    "case %zu", i);
+		cr_assert_eq(run(prog, len, &d, &steps), cases[i].want, "case %zu", i);
+		/* A session (in prefork mode's pool too) may not clone at all. */
+		cr_assert_eq(sandbox_table_verdict(SANDBOX_SESSION, SYS_clone, args),
+		    SECCOMP_RET_KILL_PROCESS);
+		cr_assert_eq(sandbox_table_verdict(SANDBOX_POOL, SYS_clone, args),
+		    SECCOMP_RET_KILL_PROCESS);
+	}
+}
+
+Test(program, the_spawner_may_make_every_call_a_session_may)
+{
+	/* Its sessions run under its filter: whatever a session needs, it must allow. */
+	cr_assert_eq(sandbox_configure(1, 0), 0);
+	for (int nr = 0; nr < 600; nr++)
+		for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+			for (int arg = 0; arg < 3; arg++) {
+				uint64_t args[6] = { 0 };
+
+				args[arg] = probes[i];
+				if (sandbox_table_verdict(SANDBOX_SESSION, nr, args) != SECCOMP_RET_ALLOW)
+					continue;
+				cr_assert_eq(sandbox_table_verdict(SANDBOX_SPAWNER, nr, args),
+				    SECCOMP_RET_ALLOW, "call %d arg%d=%#llx", nr, arg,
+				    (unsigned long long)probes[i]);
+			}
 }
