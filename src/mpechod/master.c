@@ -144,43 +144,27 @@ master_kid_died(struct child *kid, int status)
 	mode->died(&c, status);
 }
 
-/* Sessions reaped before the spawner named them (mode_fork.c): held until it does. */
-#define MASTER_UNNAMED_MAX 256
-static struct {
-	pid_t pid;
-	int status;
-} unnamed[MASTER_UNNAMED_MAX];
-static int nunnamed;
-
 static void master_child_end(struct child *c, int status);
 static void master_readmit_if_torn(void);
 
-/* Each held pid the spawner has named since is a session that ended: it ends now.  Once no
- * session waits for its name, what is left was no session of ours (said, then dropped). */
+/* Sessions that ended before fork mode's spawner named them are held by the mode (mode_fork.c)
+ * until it does: each one named since ends now. */
 static void
-master_unnamed(void)
+master_named(void)
 {
-	int killed = 0;
+	int status, killed = 0;
+	pid_t pid;
 
-	for (int i = nunnamed - 1; i >= 0; i--) {
-		pid_t pid = unnamed[i].pid;
-		int status = unnamed[i].status;
-
+	while (mode->named != NULL && mode->named(&pid, &status)) {
 		struct child *c = master_child(pid);
 
 		if (c == NULL)
 			continue;
-		unnamed[i] = unnamed[--nunnamed];
 		master_child_end(c, status);
 		killed |= WIFSIGNALED(status);
 	}
 	if (killed)
 		master_readmit_if_torn();
-	if (nunnamed > 0 && (mode->awaited == NULL || mode->awaited() == 0)) {
-		log_warnx("reaped %d processes nobody named (the first %d)", nunnamed,
-		    (int)unnamed[0].pid);
-		nunnamed = 0;
-	}
 }
 
 /* Every child's end goes through here, by its role (sshd's child_reap, httpd's proc table). */
@@ -190,15 +174,10 @@ master_child_died(pid_t pid, int status)
 	struct child *c = pid > 0 ? master_child(pid) : NULL;
 
 	if (c == NULL) {
-		/* A spawner (master_reap then ends the sessions its last answers named), a
-		 * process of the binary before an upgrade, or a session not named yet. */
-		if ((mode->reaped != NULL && mode->reaped(pid, status)) ||
-		    master_upgrade_reaped(pid, status))
-			return;
-		if (mode->awaited != NULL && mode->awaited() > 0 && nunnamed < MASTER_UNNAMED_MAX) {
-			unnamed[nunnamed].pid = pid;
-			unnamed[nunnamed++].status = status;
-		}
+		/* A process of the binary before an upgrade, or the mode's: a spawner, or a
+		 * session not named yet (master_reap ends it once it is, master_named). */
+		if (!master_upgrade_reaped(pid, status) && mode->reaped != NULL)
+			(void)mode->reaped(pid, status);
 		return;
 	}
 	master_child_end(c, status);
@@ -271,8 +250,7 @@ master_reap(void)
 	}
 	if (killed)
 		master_readmit_if_torn();
-	if (nunnamed > 0)
-		master_unnamed();
+	master_named();
 }
 
 static void
@@ -412,8 +390,10 @@ master_wait(void)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->pipe_wr, .events = POLLOUT };
 	if (master->agent_fd >= 0)
 		master->pfd[master->npfd++] = (struct pollfd){ .fd = master->agent_fd, .events = POLLIN };
+	master->mode_pfd = master->npfd;
 	if (mode->fds != NULL)
 		master->npfd += mode->fds(&master->pfd[master->npfd]);
+	master->mode_pfd_end = master->npfd;
 	t = master_poll_timeout(now);
 	ts.tv_sec = t / 1000;
 	ts.tv_nsec = (long)(t % 1000) * 1000000;
@@ -440,10 +420,12 @@ master_serve(void)
 			mode->woken();
 		else if (master->pfd[i].fd == master->agent_fd)
 			master_agent_serve(mode->busy());
-		else if (mode->ready != NULL && master->pfd[i].revents != 0 &&
-		    mode->ready(master->pfd[i].fd))
-			master_unnamed();
-		else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
+		else if (i >= master->mode_pfd && i < master->mode_pfd_end) {
+			/* The mode's own (a spawner's end): never a listener, even when the
+			 * reaping of this wakeup closed it. */
+			if (master->pfd[i].revents != 0 && mode->ready(master->pfd[i].fd))
+				master_named();
+		} else if ((master->pfd[i].revents & POLLIN) && !master->stopping)
 			empty &= mode->readable(master->pfd[i].fd);
 	}
 	mode->served(empty);

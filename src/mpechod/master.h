@@ -141,6 +141,9 @@ struct master {
 	struct pollfd pfd[MASTER_MAX_LISTEN + 3 + MASTER_MODE_FDS]; /* what the last ppoll
 	                                                                * watched */
 	int npfd;
+	int mode_pfd, mode_pfd_end;  /* pfd[mode_pfd .. mode_pfd_end): the mode's (mode->fds) */
+	int quiesce;                 /* an upgrade waits for a quiet moment: nothing is handed
+	                              * over that the exec could leave unanswered */
 	struct figures figures;      /* counters every process adds to (figures.h) */
 	struct child metrics;        /* the metrics process (role PROC_METRICS), --metrics */
 	int64_t metrics_started_ms;
@@ -178,12 +181,14 @@ struct master_mode {
 	 * returns the sum of what each returned. */
 	int (*claims)(int (*each)(const struct admit_claim *));
 	void (*reload)(void);               /* new settings apply (SIGHUP with -f) */
-	/* Fork mode's spawners (NULL in the pool): their ends to watch (at most MASTER_MODE_FDS),
-	 * one readable (1: it was one of them), a reaped pid that is not in the child table (1: it
-	 * was a spawner), and how many sessions they have not named yet. */
+	/* Fork mode's spawners (NULL in the pool): their ends to watch (at most MASTER_MODE_FDS);
+	 * one readable (1: answers were read); a reaped pid that is not in the child table (1:
+	 * the mode's: a spawner, or a session not named yet, held); the next held session that
+	 * is named now (1 with *pid and *status); how many sessions are not named yet. */
 	int (*fds)(struct pollfd *pfd);
 	int (*ready)(int fd);
 	int (*reaped)(pid_t pid, int status);
+	int (*named)(pid_t *pid, int *status);
 	int (*awaited)(void);
 };
 

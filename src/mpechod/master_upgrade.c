@@ -210,6 +210,9 @@ master_upgrade_tick(int pending)
 		up.timed_out = 1;
 		kill(up.checker, SIGKILL);
 	}
+	/* A passed check waits for a quiet moment: fork mode stops handing connections to its
+	 * spawner meanwhile (what it was handed would be answered to the image before). */
+	master->quiesce = up.state == UPGRADE_READY;
 	if (up.state != UPGRADE_READY)
 		return;
 	if (master->stopping || master->draining) {

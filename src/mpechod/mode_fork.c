@@ -10,7 +10,7 @@
  * With the sandbox on, the sessions are forked by the spawner (spawner.h), which entered the
  * sandbox once: the master hands it each connection and puts the session in its child table
  * with pid 0 until the spawner names it.  A session that ends before its name is read is
- * held by master.c (master_hold_unknown) until then.  While no spawner runs, or too many
+ * held here until then (master_fork_named).  While no spawner runs, or too many
  * connections wait for their answer, the master forks the session itself, as without it.
  */
 #define _GNU_SOURCE
@@ -23,8 +23,13 @@
 /* Spawners: the one in use, and those retiring after a reload (their end shut for writing:
  * they serve what they have and leave). */
 #define SPAWN_MAX 4
-/* A spawner that died (or could not start) is started again this long after. */
+/* A spawner that died (or could not start) is started again this long after, doubled for
+ * each one in a row that lived less than SPAWN_SHORT_MS, up to 64 times. */
 #define SPAWN_RESTART_MS 1000
+#define SPAWN_SHORT_MS 5000
+/* Sessions reaped before their spawner named them, held until it does (master_fork_named):
+ * at most one per connection in flight. */
+#define SPAWN_UNNAMED_MAX (SPAWN_MAX * SPAWN_INFLIGHT)
 /* A connection handed over and not answered within this long means a spawner that is stuck
  * (stopped, or starved for minutes): it is killed, and its connections are closed. */
 #define SPAWN_ANSWER_MS 10000
@@ -34,10 +39,17 @@ static struct spawner_side {
 	int fd;           /* the master's end; -1 once the spawner closed its end */
 	uint32_t gen;     /* written into each of its children's table entries while pending */
 	int inflight;     /* handed over, not answered */
+	int64_t started_ms;
 } sp[SPAWN_MAX] = { { .fd = -1 }, { .fd = -1 }, { .fd = -1 }, { .fd = -1 } };
 static int sp_cur = -1;         /* the spawner in use; -1: none */
 static uint32_t sp_gen;
+static int sp_fails;            /* spawners in a row that died within SPAWN_SHORT_MS */
 static int64_t sp_restart_ms;   /* when the next one may start; 0: at once */
+static struct {
+	pid_t pid;
+	int status;
+} unnamed[SPAWN_UNNAMED_MAX];
+static int nunnamed;
 
 /* The records a session that was killed (or gave up on a stuck store) could not write. */
 static void
@@ -80,7 +92,17 @@ master_peer_port(const struct sockaddr_storage *ss)
 static void
 master_fork_session(int cfd, const struct sockaddr_storage *peer, struct admit_claim *claim)
 {
-	int slot = master->free_slots[--master->nfree];
+	int slot;
+
+	/* Never without a slot (every session holds one; a bug otherwise). */
+	if (master->nfree <= 0) {
+		log_ratelimit(&master->log_fork, io_now_ms(), 1, "no scoreboard slot left; closed "
+		    "the connection");
+		gate_release(&master->gate, claim);
+		close(cfd);
+		return;
+	}
+	slot = master->free_slots[--master->nfree];
 	struct session_args a = {
 		.fd = cfd, .conn = master->next_conn, .peer = *peer, .pipe_wr = master->pipe_wr,
 		.idle_timeout = master->set.idle_timeout,
@@ -92,7 +114,7 @@ master_fork_session(int cfd, const struct sockaddr_storage *peer, struct admit_c
 
 	master->board[slot] = (struct session_slot){ .start_ms = io_now_ms() };
 	if (sp_cur >= 0 && sp[sp_cur].fd >= 0 && sp[sp_cur].inflight < SPAWN_INFLIGHT &&
-	    spawner_send(sp[sp_cur].fd, &a) == 0) {
+	    !master->quiesce && spawner_send(sp[sp_cur].fd, &a) == 0) {
 		close(cfd);
 		sp[sp_cur].inflight++;
 		master->kids[master->nkids++] = (struct child){ .pid = 0, .role = PROC_SESSION,
@@ -198,19 +220,38 @@ master_accept(int lfd)
 	return master->nkids + master->ndefer >= master->set.max_clients;
 }
 
-/* A pending entry the spawner will never name (its clone failed, or it died first): out of the
- * table without a session.  Its slot is given back only when no session can hold it: after a
- * failed clone; not after the spawner's death, which may have come between its clone and its
- * answer (the slot is then lost, said in the log line). */
+/* Sessions handed over and not yet named. */
+static int
+master_fork_awaited(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < SPAWN_MAX; i++)
+		n += sp[i].pid > 0 ? sp[i].inflight : 0;
+	return n;
+}
+
+/* A pending entry no session will answer to: out of the table, its slot and claim given
+ * back. */
 static void
-master_spawn_lost(struct child *kid, int slot_free)
+master_spawn_lost(struct child *kid)
 {
 	struct child c = *kid;
 
 	*kid = master->kids[--master->nkids];
-	if (slot_free)
-		master->free_slots[master->nfree++] = c.slot;
+	master->free_slots[master->nfree++] = c.slot;
 	gate_release(&master->gate, &c.claim);
+}
+
+/* A pending entry gets its session's pid.  During a shutdown it gets the signal the sessions
+ * already had (the master's loop signalled only the ones it knew). */
+static void
+master_spawn_named(struct child *kid, pid_t pid)
+{
+	kid->pid = pid;
+	kid->spawn_gen = 0;
+	if (master->stopping >= 2)
+		kill(pid, master->stopping == 2 ? SIGTERM : SIGKILL);
 }
 
 /* The spawner's answers waiting on s's end: each names a pending session, or fails it. */
@@ -228,6 +269,7 @@ master_spawn_answers(struct spawner_side *s)
 			s->fd = -1;
 			break;
 		}
+		s->inflight--; /* one answer for each connection handed over, in order */
 		for (int i = 0; i < master->nkids; i++)
 			if (master->kids[i].pid == 0 && master->kids[i].spawn_gen == s->gen &&
 			    master->kids[i].conn == r.conn) {
@@ -236,16 +278,14 @@ master_spawn_answers(struct spawner_side *s)
 			}
 		if (kid == NULL)
 			continue;
-		s->inflight--;
 		if (r.pid > 0) {
-			kid->pid = r.pid;
-			kid->spawn_gen = 0;
+			master_spawn_named(kid, r.pid);
 			continue;
 		}
 		errno = r.err;
 		log_ratelimit(&master->log_fork, io_now_ms(), 1, "the spawner's fork failed (%s); "
 		    "closed the connection, pausing accepts for 100 ms", strerror(r.err));
-		master_spawn_lost(kid, 1);
+		master_spawn_lost(kid);
 		master->accept_resume_ms = io_now_ms() + 100;
 	}
 }
@@ -253,22 +293,23 @@ master_spawn_answers(struct spawner_side *s)
 static void
 master_spawn_start(void)
 {
+	int64_t now = io_now_ms();
 	int fd = -1, i;
 	pid_t pid;
 
 	for (i = 0; i < SPAWN_MAX && sp[i].pid > 0; i++)
 		;
 	if (i == SPAWN_MAX) { /* every place taken by spawners that have not left yet */
-		sp_restart_ms = io_now_ms() + SPAWN_RESTART_MS;
+		sp_restart_ms = now + SPAWN_RESTART_MS;
 		return;
 	}
 	pid = spawner_start(&fd, master->pipe_wr);
 	if (pid < 0) {
 		log_warn("cannot start the spawner; sessions are forked by the master");
-		sp_restart_ms = io_now_ms() + SPAWN_RESTART_MS;
+		sp_restart_ms = now + SPAWN_RESTART_MS;
 		return;
 	}
-	sp[i] = (struct spawner_side){ .pid = pid, .fd = fd, .gen = ++sp_gen };
+	sp[i] = (struct spawner_side){ .pid = pid, .fd = fd, .gen = ++sp_gen, .started_ms = now };
 	sp_cur = i;
 }
 
@@ -283,39 +324,107 @@ master_spawn_retire(void)
 	sp_cur = -1;
 }
 
+/* Whether pid is a session the master may take as named: a child of its own (alive, or dead
+ * and either not reaped yet or held here) that is not in its table already.  The slot it was
+ * read from is memory every session can write. */
 static int
-master_fork_reaped(pid_t pid, int status)
+master_spawn_ours(pid_t pid)
 {
-	struct spawner_side *s = NULL;
-	int lost = 0;
+	siginfo_t si;
 
-	for (int i = 0; i < SPAWN_MAX; i++)
-		if (sp[i].pid > 0 && sp[i].pid == pid)
-			s = &sp[i];
-	if (s == NULL)
+	if (pid <= 0)
 		return 0;
+	for (int i = 0; i < master->nkids; i++)
+		if (master->kids[i].pid == pid)
+			return 0;
+	for (int i = 0; i < nunnamed; i++)
+		if (unnamed[i].pid == pid)
+			return 1;
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+/* A spawner ended.  Its answers sent before are read; every connection it had and did not
+ * answer is either a session it cloned (the kernel wrote the pid in the slot before the clone
+ * returned: the session is named from there) or one it never cloned (its descriptor was closed
+ * with the spawner: the entry goes, with its slot). */
+static void
+master_spawner_died(struct spawner_side *s, pid_t pid, int status)
+{
+	int64_t now = io_now_ms();
+	int lost = 0, named = 0;
+
 	master_spawn_answers(s);
-	for (int i = master->nkids - 1; i >= 0; i--)
-		if (master->kids[i].pid == 0 && master->kids[i].spawn_gen == s->gen) {
-			master_spawn_lost(&master->kids[i], 0);
+	for (int i = master->nkids - 1; i >= 0; i--) {
+		struct child *kid = &master->kids[i];
+		pid_t p;
+
+		if (kid->pid != 0 || kid->spawn_gen != s->gen)
+			continue;
+		p = __atomic_load_n(&master->board[kid->slot].spawned, __ATOMIC_ACQUIRE);
+		if (master_spawn_ours(p)) {
+			master_spawn_named(kid, p);
+			named++;
+		} else {
+			master_spawn_lost(kid);
 			lost++;
 		}
+	}
 	if (s->fd >= 0)
 		close(s->fd);
 	if (sp_cur >= 0 && s == &sp[sp_cur]) {
 		sp_cur = -1;
+		sp_fails = now - s->started_ms < SPAWN_SHORT_MS ? sp_fails + 1 : 0;
+		sp_restart_ms = now + ((int64_t)SPAWN_RESTART_MS << (sp_fails < 6 ? sp_fails : 6));
 		if (!master->stopping)
 			log_warnx("the spawner %d %s %d%s; sessions are forked by the master until "
-			    "it is started again", (int)pid, WIFSIGNALED(status) ? "was killed by signal" :
-			    "exited", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-			    WIFSIGNALED(status) ? sandbox_signal_note(WTERMSIG(status)) : "");
-		sp_restart_ms = io_now_ms() + SPAWN_RESTART_MS;
+			    "another starts in %lld ms", (int)pid, WIFSIGNALED(status) ?
+			    "was killed by signal" : "exited", WIFSIGNALED(status) ? WTERMSIG(status) :
+			    WEXITSTATUS(status), WIFSIGNALED(status) ?
+			    sandbox_signal_note(WTERMSIG(status)) : "",
+			    (long long)(sp_restart_ms - now));
 	}
-	if (lost > 0)
-		log_warnx("%d connections handed to the spawner were never answered: closed, "
-		    "their scoreboard slots kept", lost);
+	if (lost > 0 || named > 0)
+		log_warnx("the spawner had not answered for %d connections: %d sessions named from "
+		    "their slots, %d connections never served (closed)", lost + named, named, lost);
 	*s = (struct spawner_side){ .fd = -1 };
+}
+
+/* A reaped pid not in the child table: a spawner, or a session it has not named yet (held
+ * until it does, while any answer is awaited).  1: one of those. */
+static int
+master_fork_reaped(pid_t pid, int status)
+{
+	for (int i = 0; i < SPAWN_MAX; i++)
+		if (sp[i].pid > 0 && sp[i].pid == pid) {
+			master_spawner_died(&sp[i], pid, status);
+			return 1;
+		}
+	if (master_fork_awaited() == 0 || nunnamed == SPAWN_UNNAMED_MAX)
+		return 0;
+	unnamed[nunnamed].pid = pid;
+	unnamed[nunnamed++].status = status;
 	return 1;
+}
+
+/* The next held session that is in the table now; what is held once no answer is awaited was
+ * no session of ours (said, and dropped). */
+static int
+master_fork_named(pid_t *pid, int *status)
+{
+	for (int i = 0; i < nunnamed; i++)
+		for (int k = 0; k < master->nkids; k++)
+			if (master->kids[k].pid == unnamed[i].pid) {
+				*pid = unnamed[i].pid;
+				*status = unnamed[i].status;
+				unnamed[i] = unnamed[--nunnamed];
+				return 1;
+			}
+	if (nunnamed > 0 && master_fork_awaited() == 0) {
+		log_warnx("reaped %d processes that no spawner named (the first %d)", nunnamed,
+		    (int)unnamed[0].pid);
+		nunnamed = 0;
+	}
+	return 0;
 }
 
 static int
@@ -340,16 +449,6 @@ master_fork_ready(int fd)
 	return 0;
 }
 
-/* Sessions handed over and not yet named. */
-static int
-master_fork_awaited(void)
-{
-	int n = 0;
-
-	for (int i = 0; i < SPAWN_MAX; i++)
-		n += sp[i].pid > 0 ? sp[i].inflight : 0;
-	return n;
-}
 
 /* The master takes twenty nice steps over its children where it may (root, CAP_SYS_NICE or
  * RLIMIT_NICE; before the privileges are dropped), and puts each child back at its own nice
@@ -501,5 +600,5 @@ const struct master_mode master_mode_fork = {
 	.stop = master_spawn_retire, .busy = master_fork_busy, .pending = master_fork_pending,
 	.bytes = master_fork_bytes, .stats = master_fork_stats, .claims = master_fork_claims,
 	.reload = master_fork_reload, .fds = master_fork_fds, .ready = master_fork_ready,
-	.reaped = master_fork_reaped, .awaited = master_fork_awaited,
+	.reaped = master_fork_reaped, .named = master_fork_named, .awaited = master_fork_awaited,
 };

@@ -76,8 +76,10 @@ struct sb_rule {
 #define FAIL(nr, roles, arg, val, err) { (nr), (roles), SB_ERRNO, (arg), (uint32_t)(val), (err) }
 #define CLONE(nr, roles, val) { (nr), (roles), SB_CLONE, 0, (uint32_t)(val), 0 }
 
-/* The flags of the spawner's clone (sandbox_spawn): glibc's fork flags, and CLONE_PARENT. */
-#define SB_CLONE_FLAGS (CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD)
+/* The flags of the spawner's clone (sandbox_spawn): glibc's fork flags, CLONE_PARENT, and
+ * CLONE_PARENT_SETTID (the pid written where the master reads it before the clone returns). */
+#define SB_CLONE_FLAGS (CLONE_PARENT | CLONE_PARENT_SETTID | CLONE_CHILD_SETTID | \
+	CLONE_CHILD_CLEARTID | SIGCHLD)
 
 /* The allow-lists, in no order (sb_build sorts them by number).  Nothing here opens a path but the store's
  * openat (and Landlock keeps that to the store's directory), creates a network socket, binds,
@@ -167,6 +169,7 @@ static const struct sb_rule sb_rules[] = {
 	/* Fork mode's spawner, and what its sessions do before they serve. */
 	CLONE(SYS_clone, W, SB_CLONE_FLAGS), /* a session, with the secret (sandbox_spawn) */
 	ANY(SYS_set_robust_list, W),     /* a new session's robust list, as fork(3) registers it */
+	ANY(SYS_landlock_restrict_self, W), /* a new session's own Landlock domain (signal scope) */
 	EQ(SYS_prctl, W, 0, PR_SET_PDEATHSIG), /* session_init: the master's death noticed */
 	EQ(SYS_prctl, W, 0, PR_SET_NAME), /* a session takes the master's name back */
 	/* syslog(3) reconnects when its socket breaks: it fails quietly instead of ending the
@@ -652,10 +655,14 @@ sb_landlock(enum sandbox_role role, const char *store_path)
 	int shared = role != SANDBOX_STORE && role != SANDBOX_INETD && sb.llfd >= 0;
 	int rfd = shared ? sb.llfd : sb_ruleset(role, store_path);
 
-	if (rfd >= 0) {
+	if (rfd >= 0)
 		(void)syscall(SYS_landlock_restrict_self, rfd, 0);
+	/* The spawner keeps the ruleset: each session it forks enters a domain of its own with
+	 * it (sandbox_spawned), so that sessions cannot signal each other (the signal scope). */
+	if (role == SANDBOX_SPAWNER && shared)
+		return;
+	if (rfd >= 0)
 		close(rfd);
-	}
 	if (!shared && sb.llfd >= 0)
 		close(sb.llfd);
 	sb.llfd = -1;
@@ -726,18 +733,18 @@ sandbox_spawner_enter(void)
 }
 
 pid_t
-sandbox_spawn(int *ctid)
+sandbox_spawn(int *ctid, int32_t *ptid)
 {
 	register long r10 __asm__("r10") = (long)ctid;
 	long ret;
 
-	/* clone(flags, stack 0, parent_tid NULL, ctid, tls = the secret): the secret goes from
-	 * memory to r8 and out of it again without a copy anywhere else. */
+	/* clone(flags, stack 0, ptid, ctid, tls = the secret): the secret goes from memory to r8
+	 * and out of it again without a copy anywhere else. */
 	__asm__ volatile("movq (%[s]), %%r8\n\t"
 	    "syscall\n\t"
 	    "xorl %%r8d, %%r8d"
 	    : "=a"(ret)
-	    : "0"((long)SYS_clone), "D"((long)SB_CLONE_FLAGS), "S"(0L), "d"(0L), "r"(r10),
+	    : "0"((long)SYS_clone), "D"((long)SB_CLONE_FLAGS), "S"(0L), "d"(ptid), "r"(r10),
 	      [s] "r"(&sb.secret)
 	    : "rcx", "r11", "r8", "memory", "cc");
 	if (ret < 0 && ret > -4096) {
@@ -752,6 +759,11 @@ sandbox_spawned(void)
 {
 	explicit_bzero(&sb.secret, sizeof(sb.secret));
 	sb.role = SANDBOX_SESSION;
+	if (sb.llfd >= 0) {
+		(void)syscall(SYS_landlock_restrict_self, sb.llfd, 0);
+		close(sb.llfd);
+		sb.llfd = -1;
+	}
 }
 
 #ifdef MPECHO_TEST_HOOKS

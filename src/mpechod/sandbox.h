@@ -68,18 +68,21 @@ void sandbox_child(enum sandbox_role role, const char *store_path);
 int sandbox_spawner_enter(void);
 
 /* In the spawner: clone(2) with CLONE_PARENT (the master is the child's parent, reaps it and
- * gets its SIGCHLD), the C library's fork flags (ctid: the thread's tid, PR_GET_TID_ADDRESS)
- * and the secret in the tls argument, which no other flag reads.  The filter lets clone
+ * gets its SIGCHLD), the C library's fork flags (ctid: the thread's tid, PR_GET_TID_ADDRESS),
+ * CLONE_PARENT_SETTID (the kernel writes the child's pid at ptid, in the master's shared
+ * memory, before the clone returns and before the child runs) and the secret in the tls
+ * argument, which no other flag reads.  The filter lets clone
  * through only with exactly these flags and this secret, and kills the caller otherwise: a
  * session that tries to fork (fork(3), clone3, vfork, another clone) dies with SIGSYS.  The
  * secret is loaded into the register and cleared again inside one asm statement, and the
  * child wipes the spawner's copy (sandbox_spawned) before it does anything else, so that no
  * session's memory holds it.  Returns the child's pid in the spawner, 0 in the child, -1
  * with errno. */
-pid_t sandbox_spawn(int *ctid);
+pid_t sandbox_spawn(int *ctid, int32_t *ptid);
 
-/* In a session sandbox_spawn forked: the secret wiped, and the process's role is a session's
- * (its filter is the spawner's, inherited). */
+/* In a session sandbox_spawn forked: the secret wiped, the process's role is a session's (its
+ * filter is the spawner's, inherited), and it enters a Landlock domain of its own (nested in
+ * the spawner's: sessions cannot signal each other or the spawner). */
 void sandbox_spawned(void);
 
 /* The Landlock ABI the kernel offers, 0 with errno when it has none (or Landlock is disabled,

@@ -44,6 +44,8 @@ struct session_slot {
 	uint32_t closed; /* its close record is in the pipe, or no record is owed */
 	struct admit_claim claim; /* counted by admission control (behind a PROXY header) */
 	int64_t start_ms; /* io_now_ms() at its start (the master's or pool process's write) */
+	int32_t spawned;  /* fork mode's spawner: the session's pid, written by the kernel at the
+	                   * clone (CLONE_PARENT_SETTID); 0 until then */
 };
 
 

@@ -30,7 +30,8 @@ struct spawn_msg {
 static _Noreturn void
 spawner_loop(int sock, int pipe_wr, pid_t master)
 {
-	static const int none[] = { 0 };
+	static const int blocked[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD,
+		SIGALRM, SIGWINCH, 0 };
 	int *ctid = NULL;
 	void *head = NULL;
 	size_t hlen = 0;
@@ -39,11 +40,11 @@ spawner_loop(int sock, int pipe_wr, pid_t master)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != master)
 		_exit(0);
+	/* Every signal the master handles stays blocked, as in the master at its fork: a session
+	 * has its own handlers set before it lets them in (session_init).  The spawner itself
+	 * is ended by the master's end closing, or by SIGKILL. */
 	sig_default(SIGCHLD);
-	sig_ignore(SIGINT);
-	sig_ignore(SIGHUP);
-	sig_ignore(SIGUSR1);
-	sig_setmask(none);
+	sig_setmask(blocked);
 	/* What fork(3) gives a child and a raw clone does not: the thread's tid where the C
 	 * library keeps it (the robust lock's owner, raise(3)), and the robust list. */
 	if (prctl(PR_GET_TID_ADDRESS, &ctid) < 0 || ctid == NULL ||
@@ -87,7 +88,7 @@ spawner_loop(int sock, int pipe_wr, pid_t master)
 		} else {
 			m.a.fd = fd;
 			m.a.pipe_wr = pipe_wr;
-			pid = sandbox_spawn(ctid);
+			pid = sandbox_spawn(ctid, &m.a.slot->spawned);
 			if (pid == 0) {
 				sandbox_spawned();
 				(void)prctl(PR_SET_NAME, name);

@@ -27,7 +27,8 @@ ALLOWED = {
     "store": {"store-pipe-r": 1, "store-file": 1},
     "datagram": {"udp": 99, "store-pipe-w": 1},
     # fork mode with the sandbox on: its end of the pair with the master, the pipe it passes on
-    "spawner": {"unix": 1, "store-pipe-w": 1},
+    # and the Landlock ruleset each session it forks enters a domain of its own with
+    "spawner": {"unix": 1, "store-pipe-w": 1, "anon_inode:[landlock-ruleset]": 1},
 }
 
 
