@@ -269,6 +269,8 @@ master_spawn_answers(struct spawner_side *s)
 			s->fd = -1;
 			break;
 		}
+		if (r.pid == 0 && r.err == SPAWN_READY)
+			continue; /* its first answer, when spawner_start did not wait long enough */
 		s->inflight--; /* one answer for each connection handed over, in order */
 		for (int i = 0; i < master->nkids; i++)
 			if (master->kids[i].pid == 0 && master->kids[i].spawn_gen == s->gen &&

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -58,6 +59,12 @@ spawner_loop(int sock, int pipe_wr, pid_t master)
 	if (sandbox_spawner_enter() < 0) {
 		log_warn("spawner: cannot enter the sandbox");
 		_exit(EX_OSERR);
+	}
+	{
+		const struct spawn_reply ready = { .err = SPAWN_READY };
+
+		if (send(sock, &ready, sizeof(ready), MSG_NOSIGNAL) < 0)
+			_exit(0);
 	}
 	for (;;) {
 		char cbuf[CMSG_SPACE(sizeof(int))];
@@ -125,6 +132,15 @@ spawner_start(int *fd, int pipe_wr)
 	if (pid < 0) {
 		close(sv[0]);
 		return -1;
+	}
+	{
+		struct pollfd p = { .fd = sv[0], .events = POLLIN };
+		struct spawn_reply r;
+
+		/* The master's signals are blocked outside its ppoll: nothing interrupts this.  A
+		 * late answer is skipped among the others (master_spawn_answers). */
+		if (poll(&p, 1, SPAWN_READY_MS) > 0 && (p.revents & POLLIN))
+			(void)recv(sv[0], &r, sizeof(r), MSG_DONTWAIT);
 	}
 	fl = fcntl(sv[0], F_GETFL);
 	(void)fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);

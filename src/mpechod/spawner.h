@@ -35,13 +35,18 @@
 struct spawn_reply {
 	uint64_t conn; /* the session_args' conn */
 	int32_t pid;   /* the session's; 0 when the clone failed */
-	int32_t err;   /* the clone's errno when it failed */
+	int32_t err;   /* the clone's errno when it failed; SPAWN_READY in the first answer */
 };
 
+/* The spawner's first answer, once it is confined and named: it takes connections from then. */
+#define SPAWN_READY (-1)
+
 /* The master: forks the spawner (it keeps the master's scheduling boost, and its sessions
- * start at the nice value a fork of the master's would have).  pipe_wr is the store pipe
- * (-1: none), passed on to every session.  Returns its pid and *fd (the master's end,
- * non-blocking, close-on-exec), or -1 with errno. */
+ * start at the nice value a fork of the master's would have) and waits for its SPAWN_READY,
+ * bounded (SPAWN_READY_MS), so that a server that says it listens has its spawner confined.
+ * pipe_wr is the store pipe (-1: none), passed on to every session.  Returns its pid and *fd
+ * (the master's end, non-blocking, close-on-exec), or -1 with errno. */
+#define SPAWN_READY_MS 1000
 pid_t spawner_start(int *fd, int pipe_wr);
 
 /* The master: hands the connection a->fd over with its arguments (a->fd and a->pipe_wr are
