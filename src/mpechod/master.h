@@ -147,6 +147,9 @@ struct master {
 	struct figures figures;      /* counters every process adds to (figures.h) */
 	struct child metrics;        /* the metrics process (role PROC_METRICS), --metrics */
 	int64_t metrics_started_ms;
+	pid_t spawner;               /* fork mode's spawner in use (mode_fork.c), for the process
+	                              * list; 0: none */
+	int64_t spawner_started_ms;
 	int metrics_fd[MASTER_MAX_LISTEN]; /* its listeners */
 	int nmetrics_fd;
 	struct cidr_list metrics_allow; /* who may scrape */

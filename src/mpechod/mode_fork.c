@@ -313,6 +313,8 @@ master_spawn_start(void)
 	}
 	sp[i] = (struct spawner_side){ .pid = pid, .fd = fd, .gen = ++sp_gen, .started_ms = now };
 	sp_cur = i;
+	master->spawner_started_ms = now;
+	master->spawner = pid;
 }
 
 /* The spawner in use stops taking connections: it answers those it has and leaves. */
@@ -324,6 +326,7 @@ master_spawn_retire(void)
 	if (sp[sp_cur].fd >= 0)
 		shutdown(sp[sp_cur].fd, SHUT_WR);
 	sp_cur = -1;
+	master->spawner = 0;
 }
 
 /* Whether pid is a session the master may take as named: a child of its own (alive, or dead
@@ -375,6 +378,7 @@ master_spawner_died(struct spawner_side *s, pid_t pid, int status)
 		close(s->fd);
 	if (sp_cur >= 0 && s == &sp[sp_cur]) {
 		sp_cur = -1;
+		master->spawner = 0;
 		sp_fails = now - s->started_ms < SPAWN_SHORT_MS ? sp_fails + 1 : 0;
 		sp_restart_ms = now + ((int64_t)SPAWN_RESTART_MS << (sp_fails < 6 ? sp_fails : 6));
 		if (!master->stopping)

@@ -154,6 +154,12 @@ scoreboard_procs(const struct sb_src *s, struct sb_proc *p, int max)
 			    .pid = helpers[i].c->pid, .since_ms = helpers[i].since };
 		n++;
 	}
+	if (m->spawner > 0) { /* fork mode's, with the sandbox on */
+		if (n < max)
+			p[n] = (struct sb_proc){ .role = "spawner", .state = "running",
+			    .pid = m->spawner, .since_ms = m->spawner_started_ms };
+		n++;
+	}
 	for (int i = 0; i < nk && i < m->set.max_clients; i++) {
 		const struct child *c = sb_kid(s, i);
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import SLOW, alive, binary, proc_children, wait_until
+from conftest import SLOW, alive, binary, proc_children, spawner_of, wait_until
 
 TMUX = shutil.which("tmux")
 
@@ -79,6 +79,11 @@ def test_once_prints_the_stats_line_figures(start_server):
         (out[1], line)
     assert out[3].split() == ["ROLE", "PID", "STATE", "CONN", "PEER", "BYTES", "AGE"]
     assert any(l.split()[:2] == ["store", str(srv.store_pid())] for l in out[4:]), out
+    # Fork mode's spawner, with the sandbox on (not in sanitizer builds, nor in prefork mode).
+    sp = spawner_of(srv.pid)
+    assert (sp is None) == (not any(l.split()[:1] == ["spawner"] for l in out[4:])), out
+    if sp is not None:
+        assert any(l.split()[:2] == ["spawner", str(sp)] for l in out[4:]), out
 
 
 def test_the_object_is_private_and_removed_at_exit(start_server):

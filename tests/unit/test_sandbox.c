@@ -154,7 +154,8 @@ Test(program, the_spawners_clone_needs_its_flags_and_the_whole_secret)
 {
 	/* sandbox_configure builds the spawner's program with the secret 0 (the spawner draws
 	 * its own and builds it again); the tests below use that one. */
-	const uint64_t flags = CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD;
+	const uint64_t flags = CLONE_PARENT | CLONE_PARENT_SETTID | CLONE_CHILD_SETTID |
+	    CLONE_CHILD_CLEARTID | SIGCHLD;
 	const uint64_t fork_flags = CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD;
 	const struct {
 		uint64_t flags, tls;
