@@ -455,7 +455,6 @@ master_fork_ready(int fd)
 	return 0;
 }
 
-
 /* The master takes twenty nice steps over its children where it may (root, CAP_SYS_NICE or
  * RLIMIT_NICE; before the privileges are dropped), and puts each child back at its own nice
  * value: it does the accept and the fork of every connection, serially, and at the even share
