@@ -22,7 +22,8 @@ def test_master_killed_then_restarted_at_once(tmp_path):
         held.sendall(b"before")
         assert recv_exact(held, 6) == b"before"
         orphans = wait_until(lambda: (lambda k: k if len(k) == 2 else None)(
-            [p for p in proc_children(old.pid) if alive(p) and proc_comm(p) != SPAWNER]), 10, what="store and session")
+            [p for p in proc_children(old.pid) if alive(p) and proc_comm(p) != SPAWNER]), 10,
+            what="store and session")
         os.kill(old.pid, signal.SIGKILL)
         old.proc.wait(10 * SLOW)
         # Every process of the old server notices within a second; the store says so.

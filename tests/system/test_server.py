@@ -379,9 +379,9 @@ def nice_of(pid):
 
 def test_fork_master_outranks_its_children(start_server):
     """Fork mode's master, which accepts and forks for every client (its spawner forks, with the
-    sandbox on), takes twenty nice steps over its children where it may (root here; RLIMIT_NICE elsewhere): a session, the store, run at
-    the nice the server was started with.  In prefork mode the pool accepts for itself and the
-    master keeps its nice."""
+    sandbox on), takes twenty nice steps over its children where it may (root here;
+    RLIMIT_NICE elsewhere): a session, the store, run at the nice the server was started with.
+    In prefork mode the pool accepts for itself and the master keeps its nice."""
     n0 = os.getpriority(os.PRIO_PROCESS, 0)
     want = max(-20, n0 - 20)
     may = os.geteuid() == 0 or 20 - resource.getrlimit(resource.RLIMIT_NICE)[0] <= want
