@@ -224,6 +224,13 @@ log_sink_reopen(void)
 		(void)log_sink_journal_fd();
 }
 
+void
+log_sink_adopt(void)
+{
+	if (log_sink_fd >= 0)
+		log_sink_owner = getpid();
+}
+
 const char *
 log_sink_setup(const char *prog, enum log_format format)
 {

@@ -26,6 +26,9 @@ const char *log_sink_setup(const char *prog, enum log_format format);
 /* A child about to be confined (sandbox.c): opens the journal's socket now, if that is the sink,
  * since it may create no socket once its filter is in place. */
 void log_sink_reopen(void);
+/* A child that inherited its parent's journal socket and may not open one (a session fork
+ * mode's spawner cloned, already confined): takes the inherited one as its own. */
+void log_sink_adopt(void);
 /* The JSON object of one line, with its newline, into out (pure; for the unit tests).
  * Returns its length. */
 size_t log_sink_json_line(char *out, size_t len, long long ts_ms, int prio, const char *role,

@@ -250,6 +250,9 @@ master_spawn_named(struct child *kid, pid_t pid)
 {
 	kid->pid = pid;
 	kid->spawn_gen = 0;
+	for (int i = 0; i < nunnamed; i++)
+		if (unnamed[i].pid == pid)
+			return; /* reaped already: no signal to a pid that may be reused */
 	if (master->stopping >= 2)
 		kill(pid, master->stopping == 2 ? SIGTERM : SIGKILL);
 }
@@ -330,15 +333,20 @@ master_spawn_retire(void)
 }
 
 /* Whether pid is a session the master may take as named: a child of its own (alive, or dead
- * and either not reaped yet or held here) that is not in its table already.  The slot it was
- * read from is memory every session can write. */
+ * and either not reaped yet or held here) that is not in its table already and is none of its
+ * helpers.  The slot it was read from is memory every session can write.  (Not checked: a
+ * process of the binary before an upgrade, which the upgrade's bookkeeping holds.) */
 static int
 master_spawn_ours(pid_t pid)
 {
 	siginfo_t si;
 
-	if (pid <= 0)
+	if (pid <= 0 || pid == master->store.pid || pid == master->dgram.pid ||
+	    pid == master->metrics.pid)
 		return 0;
+	for (int i = 0; i < SPAWN_MAX; i++)
+		if (sp[i].pid == pid)
+			return 0;
 	for (int i = 0; i < master->nkids; i++)
 		if (master->kids[i].pid == pid)
 			return 0;

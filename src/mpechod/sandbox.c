@@ -759,6 +759,7 @@ sandbox_spawned(void)
 {
 	explicit_bzero(&sb.secret, sizeof(sb.secret));
 	sb.role = SANDBOX_SESSION;
+	log_sink_adopt(); /* the spawner's journal socket: no new socket under the filter */
 	if (sb.llfd >= 0) {
 		(void)syscall(SYS_landlock_restrict_self, sb.llfd, 0);
 		close(sb.llfd);

@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import (MODE_ARGS, PREFORK, SANITIZED, Server, binary, connect, echo,
+from conftest import (MODE_ARGS, PREFORK, SANITIZED, SLOW, Server, binary, connect, echo,
                       proc_children, proc_comm, proc_state, read_store, recv_exact, spawner_of,
                       store_by_conn, store_so_far, wait_until)
 
@@ -470,15 +470,15 @@ def test_a_stuck_spawner_is_killed_and_its_connections_closed(server):
             os.kill(sp, signal.SIGCONT)
         except ProcessLookupError:  # killed and reaped already
             pass
-    stuck.settimeout(10)
+    stuck.settimeout(10 * SLOW)
     try:
         got = stuck.recv(16)
     except ConnectionResetError:  # closed with its bytes unread: a reset
         got = b""
-    assert got == b""
+    assert got == b"", srv.output(last=30)
     srv.wait_line("0 sessions named from their slots, 1 connections never served (closed)")
     wait_until(lambda: (lambda p: p not in (None, sp))(spawner_of(srv.pid)), 15,
                what="a new spawner")
     assert echo(srv.port, b"next") == b"next"
     stuck.close()
-    assert srv.stop() == 0
+    assert srv.stop() == 0, srv.output(last=30)
