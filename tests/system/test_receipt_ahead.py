@@ -197,9 +197,12 @@ def test_store_killed_between_its_read_and_its_write_loses_no_echoed_byte(tmp_pa
     assert srv.stop() == 0, srv.output(last=20)
     (c,) = store_by_conn(read_store(path)).values()
     stored = bytes(c["data"])
-    assert stored != data, "no frame was lost: the test missed its moment"
     first = next((i for i in range(min(len(got), len(stored))) if got[i] != stored[i]), None)
     assert got == stored[:len(got)], (
         f"the client received {len(got)} bytes, the file holds {len(stored)}; the first "
         f"difference at {first}")
+    # The kill lost no frame once, in a CI's prefork pass (every byte stored, so nothing was
+    # checked beyond the line above): said as a skip, not passed off as a pass.
+    if stored == data:
+        pytest.skip("no frame was lost: the kill missed its moment")
     assert "receipt" in c["close"][-1]["reason"], c["close"]
