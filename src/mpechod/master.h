@@ -58,6 +58,8 @@
 #define MASTER_DEFER_AGE_MS 50
 #define MASTER_PIPE_SIZE (1024 * 1024)
 #define MASTER_KILL_WAIT_MS ((int64_t)2 * SESSION_STOP_WAIT_MS)
+/* While shutting down, how often the master looks whether the pool has closed its listeners. */
+#define MASTER_PORTS_POLL_MS 20
 #define MASTER_STORE_WAIT_MS 60000
 #define MASTER_STATUS_MS 5000
 /* --store-full block: how long the end of a shutdown waits for a full disk. */
@@ -126,6 +128,7 @@ struct master {
 	} defer[MASTER_DEFER_MAX];
 	int defer_head, ndefer;
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
+	int ports_free;              /* stopping, and no process of ours holds a listener */
 	struct shared shared;        /* updated by pool processes and sessions too */
 	struct gate gate;            /* the questions before a connection is served */
 	struct pool_slot *pslots;    /* one per pool process, indexed like the scoreboard */
@@ -193,6 +196,9 @@ struct master_mode {
 	int (*reaped)(pid_t pid, int status);
 	int (*named)(pid_t *pid, int *status);
 	int (*awaited)(void);
+	/* The pool's processes that still hold a listener (NULL in fork mode: a session never
+	 * holds one). */
+	int (*listening)(void);
 };
 
 extern const struct master_mode master_mode_fork, master_mode_pool;

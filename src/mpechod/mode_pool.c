@@ -96,6 +96,19 @@ master_pool_busy(void)
 	return n;
 }
 
+/* Pool processes that have not closed their listeners yet: each closes them in its SIGUSR1
+ * handler, and its slot says so (nlfd 0). */
+static int
+master_pool_listening(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < master->nkids; i++)
+		n += __atomic_load_n(&master->pslots[master->kids[i].slot].nlfd,
+		    __ATOMIC_ACQUIRE) > 0;
+	return n;
+}
+
 /* Starts n pool processes (--prefork), each in a free slot. */
 static void
 master_spawn_pool(int n)
@@ -317,4 +330,5 @@ const struct master_mode master_mode_pool = {
 	.died = master_pool_died, .stop = master_pool_stop, .busy = master_pool_busy,
 	.pending = master_pool_pending, .bytes = master_pool_bytes, .stats = master_pool_stats,
 	.claims = master_pool_claims, .reload = master_pool_reload,
+	.listening = master_pool_listening,
 };

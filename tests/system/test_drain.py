@@ -222,7 +222,9 @@ def test_rolling_restart_behind_haproxy_costs_no_client_an_error(start_server, t
             name = f"s{i}"
             old.signal(signal.SIGTERM)
             wait_status(tmp_path, hap, {name: "DRAIN"}, f"haproxy to see {name} DRAIN")
-            old.wait_line("shutting down")
+            # The port is free once every process has closed its listeners: with --prefork
+            # the pool processes close theirs after the master's "shutting down".
+            old.wait_line("the ports are free")
             new = start_server("-p", str(ports[i][0]), "--agent-port", str(ports[i][1]), *args,
                                store=tmp_path / f"s{i}.1.jsonl")
             wait_status(tmp_path, hap, {name: "UP"}, f"haproxy to see the new {name} UP")

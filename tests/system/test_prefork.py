@@ -1,6 +1,7 @@
 """--prefork: what only the pool mode has (its size, recycling, bursts, crashed pool processes).
 The rest of the contract is the fork mode's: the whole suite runs again with --prefork
 (MPECHO_SERVER_ARGS, see conftest.py and the Makefile)."""
+import errno
 import os
 import signal
 import socket
@@ -102,6 +103,45 @@ def test_a_burst_is_served_by_a_growing_pool_and_it_shrinks_after(start_server):
     # Retired processes go on leaving meanwhile: each is a zombie until the master reaps it.
     wait_until(lambda: not zombies_of(srv.pid), 10, what="no zombie")
     assert srv.stop() == 0
+
+
+def bind_error(port):
+    """None if a new listener can bind 127.0.0.1:port now (as a new server would, with
+    SO_REUSEADDR), else the error's errno."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+        except OSError as e:
+            return e.errno
+    return None
+
+
+def test_ports_free_is_said_only_once_every_pool_process_has_closed_its_listeners(
+        start_server):
+    """The hard moment of a rolling restart: the master has closed its listeners ("shutting
+    down") but a pool process has not run its SIGUSR1 handler yet, which closes its copies (held
+    here by SIGSTOP: under load the delivery can come that late).  The port is still taken then,
+    and "the ports are free" must not be said before it is."""
+    srv = start_server("--prefork", "--min-spare", "2", "--max-spare", "2", "--grace", "30",
+                       "--no-store")
+    wait_until(lambda: pool_stats(srv)[1] == 2, 10, what="two idle pool processes")
+    pool = live_children(srv)
+    assert len(pool) == 2, pool
+    for k in pool:
+        os.kill(k, signal.SIGSTOP)
+    try:
+        srv.signal(signal.SIGTERM)
+        srv.wait_line("shutting down")
+        assert bind_error(srv.port) == errno.EADDRINUSE
+        assert "ports are free" not in srv.output()
+    finally:
+        for k in pool:
+            os.kill(k, signal.SIGCONT)
+    srv.wait_line("listeners closed in every process: the ports are free")
+    assert bind_error(srv.port) is None
+    assert srv.proc.wait(10 * SLOW) == 0
 
 
 def test_shutdown_idle_leave_at_once_busy_finish_within_grace(start_server):
