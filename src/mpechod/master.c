@@ -310,18 +310,22 @@ master_term(void)
 /* Once shutting down: says when no process of ours holds a listening socket any more, the
  * moment a new server can bind the same ports (a rolling restart).  The master closed its own at
  * "shutting down"; a pool process closes its copies when its SIGUSR1 is delivered, which under
- * load can come later; the datagram and metrics processes hold theirs until they exit.  The
- * binary before an upgrade still running holds them too, in processes the master cannot look
- * into, so the line waits for them. */
+ * load can come later; the datagram and metrics processes hold theirs until they exit, and so
+ * do those of the binary before an in-place upgrade, with its pool processes (told to close
+ * theirs at the upgrade, in slots this binary cannot look into).  Sockets systemd passed stay
+ * open in systemd. */
 static void
 master_ports_step(void)
 {
 	if (master->stopping == 0 || master->ports_free ||
 	    (mode->listening != NULL && mode->listening() > 0) || master->dgram.pid > 0 ||
-	    master->metrics.pid > 0 || master_upgrade_old() > 0)
+	    master->metrics.pid > 0 || master_upgrade_old_listening() > 0)
 		return;
 	master->ports_free = 1;
-	log_info("listeners closed in every process: the ports are free");
+	if (master->sd_sockets)
+		log_info("listeners closed in every process (systemd keeps the sockets it passed)");
+	else
+		log_info("listeners closed in every process: the ports are free");
 }
 
 /* Moves the shutdown on when its deadline passes: grace, then SIGTERM, then SIGKILL. */
@@ -381,8 +385,10 @@ master_poll_timeout(int64_t now)
 		int64_t d = master->drain_deadline_ms > now ? master->drain_deadline_ms - now : 0;
 		t = (t < 0 || d < t) ? d : t;
 	}
-	/* A pool process's closing its listeners wakes nothing here: look again soon. */
-	if (master->stopping && !master->ports_free && (t < 0 || t > MASTER_PORTS_POLL_MS))
+	/* A pool process's closing its listeners wakes nothing here (the exits of the others are
+	 * SIGCHLDs): look again soon. */
+	if (master->stopping && !master->ports_free && mode->listening != NULL &&
+	    mode->listening() > 0 && (t < 0 || t > MASTER_PORTS_POLL_MS))
 		t = MASTER_PORTS_POLL_MS;
 	if (((master->store.pid == 0 && master->pipe_wr >= 0) ||
 	    (master->dgram.pid == 0 && master->nufd > 0) ||

@@ -129,6 +129,8 @@ struct master {
 	int defer_head, ndefer;
 	int stopping;                /* 0 serving, 1 grace, 2 sessions told to stop, 3 killed */
 	int ports_free;              /* stopping, and no process of ours holds a listener */
+	int sd_sockets;              /* the listeners came from systemd (LISTEN_FDS), which keeps
+	                              * its own copies */
 	struct shared shared;        /* updated by pool processes and sessions too */
 	struct gate gate;            /* the questions before a connection is served */
 	struct pool_slot *pslots;    /* one per pool process, indexed like the scoreboard */
@@ -265,6 +267,8 @@ int64_t master_upgrade_timeout(int64_t now);
 /* 1 when pid was the check or a child of the binary before (then it is forgotten). */
 int master_upgrade_reaped(pid_t pid, int status);
 int master_upgrade_old(void);
+/* Of those, the ones that may still hold a listening socket (master_ports_step). */
+int master_upgrade_old_listening(void);
 void master_upgrade_signal_old(int sig);
 int master_upgrade_check(char *err, size_t len);
 int master_upgrade_adopt(void);

@@ -120,6 +120,7 @@ master_sockets(void)
 	}
 	if (master->set.port_given || master->set.nbinds > 0)
 		usage_error("-p and -b do not apply to the sockets systemd passed (LISTEN_FDS=%d)", n);
+	master->sd_sockets = 1;
 	for (int fd = SD_FDS_START; fd < SD_FDS_START + n; fd++) {
 		if (sd_check_listener(fd, err, sizeof(err)) == 0)
 			master->lfd[master->nlfd++] = fd;

@@ -286,6 +286,23 @@ master_upgrade_old(void)
 	return up.nold;
 }
 
+/* The processes of the binary before that may still hold a listening socket: its datagram and
+ * metrics processes until they exit, and with --prefork its pool processes (each closes its
+ * listeners when its retirement signal of the upgrade is delivered, in a slot this binary does
+ * not map).  Fork mode's sessions and spawner never hold one. */
+int
+master_upgrade_old_listening(void)
+{
+	int n = 0;
+
+	if (master->set.prefork)
+		return up.nold;
+	for (int i = 0; i < up.nold; i++)
+		n += (up.hand.dgram > 0 && up.old[i] == up.hand.dgram) ||
+		    (up.hand.metrics > 0 && up.old[i] == up.hand.metrics);
+	return n;
+}
+
 void
 master_upgrade_signal_old(int sig)
 {

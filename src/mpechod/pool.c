@@ -36,7 +36,8 @@ pool_close_listeners(void)
 {
 	for (int i = 0; i < pool.nlfd; i++)
 		close(pool.lfd[i]);
-	pool.nlfd = 0;
+	/* After the closes: the master reads it to say when the ports are free. */
+	__atomic_store_n(&pool.nlfd, 0, __ATOMIC_RELEASE);
 }
 
 /* SIGUSR1 from the master: retire (too many spares, or shutdown). */

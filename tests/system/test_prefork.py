@@ -137,6 +137,8 @@ def test_ports_free_is_said_only_once_every_pool_process_has_closed_its_listener
     try:
         srv.signal(signal.SIGTERM)
         srv.wait_line("shutting down")
+        # Time for a wrong line to be said and read (the master looks every 20 ms).
+        time.sleep(0.3 * SLOW)
         assert bind_error(srv.port) == errno.EADDRINUSE
         assert "ports are free" not in srv.output()
     finally:

@@ -195,10 +195,11 @@ def test_store_killed_between_its_read_and_its_write_loses_no_echoed_byte(tmp_pa
     read ahead after them are still in the pipe.  The restarted store writes those; they must
     not count for the lost ones (a count is a writer's first frames, receipt.h), so the client
     receives nothing beyond the hole, and the session ends at its bound."""
-    srv, path = server(tmp_path, "--echo-after", mode, "--idle-timeout", str(int(10 * SLOW)))
+    srv, path = server(tmp_path, "--echo-after", mode, "--idle-timeout", str(int(15 * SLOW)))
     data = os.urandom(64 << 20)
     st = GatedStreamer(srv.port, data, 4 << 20)
     st.start()
+    store = None
     try:
         # Everything sent so far echoed: the session waits for the client, no receipt.
         wait_until(lambda: st.got >= st.first, 30, what="the stream's first 4 MiB echoed")
@@ -211,7 +212,7 @@ def test_store_killed_between_its_read_and_its_write_loses_no_echoed_byte(tmp_pa
         # cannot end while gdb starts (once, on a loaded CI machine, the whole stream went
         # through first and the kill hit a read with no data frame in it), the read gdb catches
         # has this stream's frames to lose, and the session's wait for their receipt (bounded
-        # by the idle timeout, 10 s) starts only now: a wait that ended while gdb attached
+        # by the idle timeout, 15 s) starts only now: a wait that ended while gdb attached
         # would put the session's close record in the read that is lost.  gdb's continue
         # resumes the store.
         os.kill(store, signal.SIGSTOP)
@@ -245,6 +246,11 @@ def test_store_killed_between_its_read_and_its_write_loses_no_echoed_byte(tmp_pa
     finally:
         st.gate.set()
         st.sock.close()
+        if store is not None:
+            try:
+                os.kill(store, signal.SIGCONT)  # a failure before gdb ran left it stopped
+            except OSError:
+                pass
     got = b"".join(st.out)
     assert srv.stop() == 0, srv.output(last=20)
     (c,) = store_by_conn(read_store(path)).values()
