@@ -2,6 +2,7 @@
 no echo before the write, or the fdatasync, of its record), sampled on a full disk (nothing
 received is missing from the file, at every sample), and kept through SIGKILLs of the store and
 of the master (every byte any client received is in the file)."""
+import atexit
 import os
 import re
 import shutil
@@ -24,8 +25,12 @@ MODES = ["written", "synced"]
 def server(tmp_path, *args, wrapper=(), store="store.jsonl"):
     path = str(tmp_path / store)
     srv = Server(["-p", "0", "-b", "127.0.0.1", "-s", path] + MODE_ARGS + list(args),
-                 wrapper=wrapper).wait_ready()
-    return srv, path
+                 wrapper=wrapper)
+    # Not a fixture: a test that fails before its srv.stop() would leave the server running
+    # (seen: a store held stopped kept its master alive).  Stopped by pid at the latest when
+    # pytest exits; cleanup() signals only processes that are still the ones it started.
+    atexit.register(srv.cleanup)
+    return srv.wait_ready(), path
 
 
 def stop_traced(srv):
